@@ -1,0 +1,137 @@
+"""Locating, starting and stopping the anvil binary.
+
+anvil comes from the npm registry (``npm ci`` at the repo root installs ``@foundry-rs/anvil-linux-amd64``).
+We start the native ELF directly, never the node wrapper, so the PID we hold is anvil's own and SIGTERM
+reaches it (``../shared/docs/local-chain.md`` §1-2).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+ANVIL_ENV = "X402_ANVIL"
+_NPM_ANVIL = Path("node_modules", "@foundry-rs", "anvil-linux-amd64", "bin", "anvil")
+# x402_middleware/devchain/_anvil.py -> the repository root (only meaningful in a source checkout).
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_LISTENING = "Listening on "
+
+
+class AnvilNotFoundError(RuntimeError):
+    """No anvil binary could be found (see :func:`find_anvil` for the search order)."""
+
+
+class AnvilStartError(RuntimeError):
+    """anvil exited or stayed silent instead of printing its ``Listening on`` line."""
+
+
+def find_anvil() -> str:
+    """Return the path of the anvil executable.
+
+    Search order: the ``X402_ANVIL`` environment variable, then
+    ``node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil`` under the repository root and under the
+    current directory, then ``anvil`` on ``PATH``.
+
+    Example::
+
+        path = find_anvil()   # '/work/main/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil'
+    """
+    explicit = os.environ.get(ANVIL_ENV)
+    if explicit:
+        if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
+            raise AnvilNotFoundError(f"{ANVIL_ENV}={explicit!r} is not an executable file")
+        return explicit
+    for base in (_REPO_ROOT, Path.cwd()):
+        candidate = base / _NPM_ANVIL
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    on_path = shutil.which("anvil")
+    if on_path:
+        return on_path
+    raise AnvilNotFoundError(
+        "anvil not found. Run `npm ci` in the x402_middleware repository root (it installs "
+        "@foundry-rs/anvil-linux-amd64 into node_modules/), or set "
+        f"{ANVIL_ENV}=/path/to/anvil, or put anvil on PATH."
+    )
+
+
+class AnvilProcess:
+    """One running anvil bound to 127.0.0.1 on a kernel-chosen port."""
+
+    def __init__(self, chain_id: int, *, executable: str | None = None, startup_timeout: float = 15.0) -> None:
+        self.executable = executable or find_anvil()
+        args = [self.executable, "--host", "127.0.0.1", "--port", "0", "--chain-id", str(chain_id)]
+        # anvil logs every request to stdout; a reader thread keeps the pipe drained (a full pipe would
+        # block anvil) and keeps the last lines for error messages. --silent would hide the port.
+        self._tail: deque[str] = deque(maxlen=50)
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
+        self.pid = self._proc.pid
+        try:
+            self.url = self._wait_for_url(startup_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self._drain = threading.Thread(target=self._drain_stdout, name=f"anvil-{self.pid}-stdout", daemon=True)
+        self._drain.start()
+
+    def _wait_for_url(self, timeout: float) -> str:
+        assert self._proc.stdout is not None
+        result: list[str] = []
+
+        def read() -> None:
+            assert self._proc.stdout is not None
+            for line in self._proc.stdout:
+                self._tail.append(line.rstrip())
+                if line.startswith(_LISTENING):
+                    result.append("http://" + line[len(_LISTENING):].strip())
+                    return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if result:
+            return result[0]
+        code = self._proc.poll()
+        status = f"exited with code {code}" if code is not None else f"printed no {_LISTENING.strip()!r} line in {timeout} s"
+        output = "\n".join(self._tail)
+        raise AnvilStartError(f"anvil ({self.executable}) {status} before listening. Output:\n{output}")
+
+    def _drain_stdout(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self._tail.append(line.rstrip())
+
+    @property
+    def running(self) -> bool:
+        return self._proc.poll() is None
+
+    def output_tail(self) -> str:
+        """The last lines anvil printed (for diagnostics)."""
+        return "\n".join(self._tail)
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM anvil by PID and wait for it; SIGKILL if it ignores SIGTERM. Idempotent."""
+        if self._proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.pid, signal.SIGKILL)
+                self._proc.wait()
+        else:
+            self._proc.wait()
+        if self._proc.stdout is not None:
+            deadline = time.monotonic() + 1.0
+            drain = getattr(self, "_drain", None)
+            if drain is not None:
+                drain.join(max(0.0, deadline - time.monotonic()))
+            self._proc.stdout.close()
+        return self._proc.returncode

@@ -1,0 +1,183 @@
+"""Minimal Ethereum JSON-RPC for the dev chain: pure request/response functions plus a sync httpx shell.
+
+The pure functions (:func:`build_request`, :func:`parse_response`, :func:`decode_revert_reason`,
+:func:`build_transaction`, :func:`parse_receipt_status`) do no I/O, so an async twin over
+``httpx.AsyncClient`` can reuse them unchanged (the httpx "auth flows do no I/O" pattern, style R10).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from eth_abi import decode as abi_decode
+from eth_account import Account
+
+_ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+_EXECUTION_REVERTED = "execution reverted: "
+
+
+class RPCError(Exception):
+    """A JSON-RPC error answer. ``revert_reason`` holds the ``Error(string)`` text of a contract revert."""
+
+    def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{method}: {message} (code {code})")
+        self.method = method
+        self.code = code
+        self.message = message
+        self.data = data
+
+    @property
+    def revert_reason(self) -> str | None:
+        reason = decode_revert_reason(self.data) if isinstance(self.data, str) else None
+        if reason is None and self.message.startswith(_EXECUTION_REVERTED):
+            reason = self.message[len(_EXECUTION_REVERTED):]
+        return reason
+
+
+class TransactionFailed(RuntimeError):
+    """A transaction was mined with status 0 (reverted). ``receipt`` is the JSON-RPC receipt."""
+
+    def __init__(self, tx_hash: str, receipt: dict[str, Any]) -> None:
+        super().__init__(f"transaction {tx_hash} reverted (gasUsed {int(receipt['gasUsed'], 16)})")
+        self.tx_hash = tx_hash
+        self.receipt = receipt
+
+
+def build_request(method: str, params: Sequence[Any], request_id: int) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": list(params)}
+
+
+def parse_response(method: str, payload: Any) -> Any:
+    """Return the ``result`` of a JSON-RPC answer, or raise :class:`RPCError`."""
+    if not isinstance(payload, dict):
+        raise RPCError(method, -32700, f"malformed JSON-RPC answer: {payload!r:.200}")
+    error = payload.get("error")
+    if error is not None:
+        raise RPCError(method, int(error.get("code", 0)), str(error.get("message", "")), error.get("data"))
+    if "result" not in payload:
+        raise RPCError(method, -32700, f"JSON-RPC answer without result: {payload!r:.200}")
+    return payload["result"]
+
+
+def decode_revert_reason(data: str | bytes | None) -> str | None:
+    """Decode ABI ``Error(string)`` revert data (``0x08c379a0…``); None for anything else."""
+    if data is None:
+        return None
+    raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
+    if raw[:4] != _ERROR_SELECTOR:
+        return None
+    try:
+        (reason,) = abi_decode(["string"], raw[4:])
+    except Exception:  # malformed payload: not an Error(string) after all
+        return None
+    return str(reason)
+
+
+def build_transaction(
+    *,
+    chain_id: int,
+    nonce: int,
+    to: str | None,
+    data: bytes,
+    gas: int,
+    max_fee_per_gas: int,
+    max_priority_fee_per_gas: int,
+    value: int = 0,
+) -> dict[str, Any]:
+    """An EIP-1559 (type 2) transaction dict for ``Account.sign_transaction``; ``to=None`` deploys."""
+    tx: dict[str, Any] = {
+        "type": 2,
+        "chainId": chain_id,
+        "nonce": nonce,
+        "maxFeePerGas": max_fee_per_gas,
+        "maxPriorityFeePerGas": max_priority_fee_per_gas,
+        "gas": gas,
+        "value": value,
+        "data": "0x" + data.hex(),
+    }
+    if to is not None:  # eth-account wants the key absent (not None) for a contract creation
+        tx["to"] = to
+    return tx
+
+
+def parse_receipt_status(receipt: dict[str, Any]) -> bool:
+    return int(receipt["status"], 16) == 1
+
+
+class SyncRPC:
+    """Blocking JSON-RPC client over one keep-alive ``httpx.Client``."""
+
+    def __init__(self, url: str, *, client: httpx.Client | None = None, timeout: float = 30.0) -> None:
+        self.url = url
+        self._client = client or httpx.Client(timeout=timeout)
+        self._owns_client = client is None
+        self._next_id = 0
+
+    def __call__(self, method: str, *params: Any) -> Any:
+        self._next_id += 1
+        response = self._client.post(self.url, json=build_request(method, params, self._next_id))
+        response.raise_for_status()
+        return parse_response(method, response.json())
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def send_transaction(
+        self,
+        private_key: str,
+        chain_id: int,
+        to: str | None,
+        data: bytes,
+        *,
+        value: int = 0,
+        gas: int | None = None,
+        check: bool = True,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        """Sign a type-2 transaction, send it and wait for the receipt.
+
+        Without ``gas`` the node estimates it, so a reverting call raises :class:`RPCError` (with
+        ``revert_reason``) before anything is sent; pass ``gas`` to get a mined failing transaction.
+        With ``check`` a status-0 receipt raises :class:`TransactionFailed`.
+        """
+        account = Account.from_key(private_key)
+        nonce = int(self("eth_getTransactionCount", account.address, "pending"), 16)
+        call: dict[str, Any] = {"from": account.address, "data": "0x" + data.hex(), "value": hex(value)}
+        if to is not None:
+            call["to"] = to
+        if gas is None:
+            gas = int(self("eth_estimateGas", call), 16)
+        gas_price = int(self("eth_gasPrice"), 16)
+        priority = min(10**9, gas_price)
+        tx = build_transaction(
+            chain_id=chain_id,
+            nonce=nonce,
+            to=to,
+            data=data,
+            gas=gas,
+            max_fee_per_gas=2 * gas_price + priority,
+            max_priority_fee_per_gas=priority,
+            value=value,
+        )
+        signed = account.sign_transaction(tx)
+        tx_hash = self("eth_sendRawTransaction", "0x" + bytes(signed.raw_transaction).hex())
+        receipt = self.wait_for_receipt(tx_hash, timeout)
+        if check and not parse_receipt_status(receipt):
+            raise TransactionFailed(tx_hash, receipt)
+        return receipt
+
+    def wait_for_receipt(self, tx_hash: str, timeout: float = 30.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            receipt = self("eth_getTransactionReceipt", tx_hash)
+            if receipt is not None:
+                return dict(receipt)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no receipt for {tx_hash} after {timeout} s")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
