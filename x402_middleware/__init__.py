@@ -1,0 +1,65 @@
+"""x402_middleware: charge per request in USDC over x402 (HTTP 402 Payment Required).
+
+Quick start::
+
+    from x402_middleware import PaymentMiddleware, HTTPFacilitator
+
+    app = PaymentMiddleware(app, routes={"GET /weather": "$0.001"}, pay_to="0xYourAddress",
+                            network="eip155:84532", facilitator=HTTPFacilitator())
+"""
+
+from __future__ import annotations
+
+from ._exceptions import (
+    ConfigurationError,
+    FacilitatorError,
+    InvalidPaymentError,
+    MalformedPaymentError,
+    PaymentClientError,
+    PricingError,
+    SpendLimitError,
+    X402Error,
+)
+from ._gate import RouteConfig
+from .asgi import PaymentMiddleware, settle_on_2xx
+from .facilitator import Facilitator, HTTPFacilitator, SyncFacilitator, SyncHTTPFacilitator
+from .models import Payment, PaymentPayload, PaymentRequirements, ResourceInfo, SettleResult, VerifyResult
+from .networks import Asset, Network, get_network, register_network
+from .pricing import PaymentOption, PaymentRequest, TokenAmount
+from .stores import InMemoryStore, PaymentStore
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Asset",
+    "ConfigurationError",
+    "Facilitator",
+    "FacilitatorError",
+    "HTTPFacilitator",
+    "InMemoryStore",
+    "InvalidPaymentError",
+    "MalformedPaymentError",
+    "Network",
+    "Payment",
+    "PaymentClientError",
+    "PaymentMiddleware",
+    "PaymentOption",
+    "PaymentPayload",
+    "PaymentRequest",
+    "PaymentRequirements",
+    "PaymentStore",
+    "PricingError",
+    "ResourceInfo",
+    "RouteConfig",
+    "SettleResult",
+    "SpendLimitError",
+    "SyncFacilitator",
+    "SyncHTTPFacilitator",
+    "TokenAmount",
+    "VerifyResult",
+    "X402Error",
+    "__version__",
+    "get_network",
+    "register_network",
+    "settle_on_2xx",
+]

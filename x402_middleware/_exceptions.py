@@ -1,0 +1,67 @@
+"""The exceptions of x402_middleware, one small tree::
+
+    X402Error
+    ├── ConfigurationError      bad settings, raised at start-up (never per request)
+    ├── InvalidPaymentError     the client's payment is unusable -> 400/402 with ``reason``
+    │   └── MalformedPaymentError   the header itself cannot be decoded -> 400
+    ├── FacilitatorError        a facilitator or chain could not be reached or answered nonsense -> 502
+    ├── PricingError            the app's own price function failed -> 500 (its bug, logged)
+    └── PaymentClientError      the paying client cannot or will not pay a 402
+        └── SpendLimitError     the price is over a configured cap
+
+Every message says what went wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class X402Error(Exception):
+    """Base class of every error raised by x402_middleware."""
+
+
+class ConfigurationError(X402Error, ValueError):
+    """The middleware, a route, a network or a price was configured wrongly.
+
+    Raised while the app starts, never while serving a request.
+    """
+
+
+class InvalidPaymentError(X402Error):
+    """A payment sent by a client cannot be accepted.
+
+    ``reason`` is a stable machine-readable code (the official facilitator's
+    strings where one exists, e.g. ``invalid_exact_evm_payload_signature``);
+    the message is for humans.
+    """
+
+    status_code = 402
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+        self.message = message or reason
+
+
+class MalformedPaymentError(InvalidPaymentError):
+    """The payment header is not base64 JSON of the expected shape (HTTP 400)."""
+
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid_payload", message)
+
+
+class FacilitatorError(X402Error):
+    """A facilitator (remote or on-chain) failed to answer usefully; the request is never served."""
+
+
+class PricingError(X402Error):
+    """A price function raised or returned something that is not a price."""
+
+
+class PaymentClientError(X402Error):
+    """The paying client could not pay for a request."""
+
+
+class SpendLimitError(PaymentClientError):
+    """Paying would exceed ``max_amount_per_payment`` or ``max_total_spend``."""

@@ -1,0 +1,289 @@
+"""The framework-neutral heart of the middleware: routes, prices, challenges, payment checks.
+
+Everything here is pure (no I/O) so the ASGI, WSGI and Django shells share it
+and stay thin; they add only the awaits or blocking calls to the facilitator
+and the store.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from . import _headers as H
+from ._exceptions import ConfigurationError, InvalidPaymentError, MalformedPaymentError, PricingError
+from .money import parse_usd, to_atomic
+from .models import (
+    PaymentPayload,
+    PaymentRequirements,
+    ResourceInfo,
+    SettleResult,
+    VerifyResult,
+    parse_payment_payload,
+    payment_required_v1,
+    payment_required_v2,
+)
+from .networks import Asset, Network, get_network
+from .pricing import PaymentOption, PricingPolicy, TokenAmount
+from .routes import RoutePattern
+from .verify import NO_MATCHING_REQUIREMENTS, match_requirements, verify_exact_evm
+
+logger = logging.getLogger("x402_middleware")
+
+Headers = list[tuple[bytes, bytes]]
+
+PAYMENT_REQUIRED_ERROR = "Payment required"
+V1_PAYMENT_REQUIRED_ERROR = "X-PAYMENT header is required"
+PAYMENT_IN_PROGRESS = "payment_in_progress"
+PAYMENT_ALREADY_USED = "invalid_exact_evm_nonce_already_used"
+_EXPOSE = b"PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """A paid route: its pattern, price (fixed or a policy) and how it is described to payers.
+
+    Pass it as a value of the middleware's ``routes`` mapping when a bare price is not enough::
+
+        routes = {"POST /v1/chat": RouteConfig(price=quote, description="Chat completion", mime_type="application/json")}
+    """
+
+    price: Any = None
+    description: str = ""
+    mime_type: str = "application/json"
+    networks: Sequence[str] | None = None
+    pay_to: str | None = None
+    max_timeout_seconds: int | None = None
+    price_body: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    pattern: RoutePattern
+    policy: PricingPolicy | None
+    fixed: tuple[PaymentRequirements, ...] | None
+    options: tuple[tuple[Network, Asset, str, int], ...]
+    description: str
+    mime_type: str
+    price_body: bool
+
+
+class Gate:
+    """Pure configuration and decisions shared by every adapter. Built once at start-up."""
+
+    def __init__(self, *, routes: Mapping[str, Any], pay_to: str | None, network: str | Sequence[str],
+                 max_timeout_seconds: int = 300, resource_url: str | None = None) -> None:
+        nets = [network] if isinstance(network, str) else list(network)
+        if not nets:
+            raise ConfigurationError("at least one network is required, e.g. network='eip155:8453'")
+        self.default_networks = tuple(get_network(n) for n in nets)
+        self.pay_to = _check_address(pay_to, "pay_to") if pay_to is not None else None
+        if max_timeout_seconds <= 0:
+            raise ConfigurationError("max_timeout_seconds must be positive")
+        self.max_timeout_seconds = max_timeout_seconds
+        self.resource_base = resource_url.rstrip("/") if resource_url else None
+        if not isinstance(routes, Mapping) or not routes:
+            raise ConfigurationError("routes must be a non-empty mapping such as {'GET /weather': '$0.001'}")
+        self.routes = tuple(self._build_route(k, v) for k, v in routes.items())
+        self._exact: dict[str, list[_Route]] = {}
+        self._patterns: list[_Route] = []
+        for route in self.routes:
+            if route.pattern._exact is not None:
+                self._exact.setdefault(route.pattern._exact.rstrip("/") or "/", []).append(route)
+            else:
+                self._patterns.append(route)
+
+    def _build_route(self, pattern: str, value: Any) -> _Route:
+        cfg = value if isinstance(value, RouteConfig) else RouteConfig(price=value)
+        pay_to = _check_address(cfg.pay_to, "pay_to") if cfg.pay_to else self.pay_to
+        nets = tuple(get_network(n) for n in cfg.networks) if cfg.networks else self.default_networks
+        timeout = cfg.max_timeout_seconds or self.max_timeout_seconds
+        options = []
+        for net in nets:
+            if net.asset is None:
+                raise ConfigurationError(f"network {net.caip2} has no default asset; register one with register_network()")
+            options.append((net, net.asset, pay_to or "", timeout))
+        route = _Route(RoutePattern.parse(pattern), None, None, tuple(options), cfg.description, cfg.mime_type, cfg.price_body)
+        if callable(cfg.price):
+            return _replace(route, policy=cfg.price)
+        if cfg.price is None:
+            raise ConfigurationError(f"route {pattern!r} has no price; give '$0.001', a Decimal, TokenAmount or a callable")
+        try:
+            fixed = self.requirements(route, cfg.price)
+        except PricingError as exc:
+            raise ConfigurationError(f"route {pattern!r}: {exc}") from None
+        return _replace(route, fixed=fixed)
+
+    # -- matching --------------------------------------------------------------------------
+    def find(self, method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
+        """The paid route for a request and its path parameters, or ``None`` (free)."""
+        candidates = self._exact.get(path.rstrip("/") or "/")
+        if candidates:
+            for route in candidates:
+                if route.pattern.method == "*" or route.pattern.method == method or (
+                        method == "HEAD" and route.pattern.method == "GET"):
+                    return route, {}
+        for route in self._patterns:
+            params = route.pattern.match(method, path)
+            if params is not None:
+                return route, params
+        return None
+
+    # -- pricing ---------------------------------------------------------------------------
+    def requirements(self, route: _Route, price: Any) -> tuple[PaymentRequirements, ...]:
+        """Turn a policy's result into payment requirements; ``()`` means free. Raises :class:`PricingError`."""
+        if price is None:
+            return ()
+        if isinstance(price, (str, Decimal, TokenAmount)):
+            return tuple(r for r in (self._one(route, net, asset, pay_to, timeout, price, {})
+                                     for net, asset, pay_to, timeout in route.options) if r is not None)
+        if isinstance(price, Sequence) and all(isinstance(o, PaymentOption) for o in price):
+            out = []
+            for opt in price:
+                net = _network(opt.network)
+                asset = opt.asset or net.asset
+                if asset is None:
+                    raise PricingError(f"network {net.caip2} has no default asset; give PaymentOption(asset=...)")
+                pay_to = opt.pay_to or (route.options[0][2] if route.options else "") or self.pay_to or ""
+                timeout = opt.max_timeout_seconds or self.max_timeout_seconds
+                req = self._one(route, net, asset, pay_to, timeout, opt.price, opt.extra)
+                if req is not None:
+                    out.append(req)
+            return tuple(out)
+        raise PricingError(f"a price must be None, '$0.01', a Decimal, TokenAmount or a list of PaymentOption; got {price!r}")
+
+    def _one(self, route: _Route, net: Network, asset: Asset, pay_to: str, timeout: int, price: Any,
+             extra: Mapping[str, Any]) -> PaymentRequirements | None:
+        if not pay_to:
+            raise PricingError("no pay_to address: set pay_to on the middleware, the route or the PaymentOption")
+        if isinstance(price, TokenAmount):
+            amount, asset = price.amount, price.asset or asset
+        elif isinstance(price, (str, Decimal)):
+            try:
+                amount = to_atomic(parse_usd(price), asset.decimals, exact=False)
+            except ConfigurationError as exc:
+                raise PricingError(str(exc)) from None
+        elif price is None:
+            return None
+        else:
+            raise PricingError(f"unsupported price {price!r}")
+        if amount <= 0:
+            return None
+        return PaymentRequirements(net, asset, amount, pay_to, timeout, extra=dict(extra) if extra else {})
+
+    def resource(self, route: _Route, scheme: str, host: str, path: str, query: str) -> ResourceInfo:
+        base = self.resource_base or f"{scheme}://{host}"
+        url = f"{base}{path}" + (f"?{query}" if query else "")
+        return ResourceInfo(url, route.description, route.mime_type)
+
+    # -- payments --------------------------------------------------------------------------
+    @staticmethod
+    def read_payment(headers: Iterable[tuple[bytes, bytes]]) -> PaymentPayload | None:
+        """Decode ``PAYMENT-SIGNATURE`` (v2) or ``X-PAYMENT`` (v1); ``None`` when absent.
+
+        Raises :class:`MalformedPaymentError` for a header that is present but unusable.
+        """
+        for name, value in headers:
+            if name == b"payment-signature" or name == b"x-payment":
+                label = "PAYMENT-SIGNATURE" if name == b"payment-signature" else "X-PAYMENT"
+                return parse_payment_payload(H.decode_header(value, name=label))
+        return None
+
+    @staticmethod
+    def check(payload: PaymentPayload, requirements: Sequence[PaymentRequirements],
+              now: int | None = None) -> tuple[PaymentRequirements, VerifyResult | None]:
+        """Match and verify a payment locally. Raises :class:`InvalidPaymentError` with the reason.
+
+        Returns the matched requirement and ``None`` when only a facilitator can
+        check the signature (contract wallets).
+        """
+        req = match_requirements(payload, requirements)
+        if req is None:
+            raise InvalidPaymentError(
+                NO_MATCHING_REQUIREMENTS,
+                "the payment does not match what this route asks for now (price, network, asset or payTo); "
+                "request the route again without payment to get the current requirements",
+            )
+        result = verify_exact_evm(payload, req, now=now)
+        if result is not None and not result.is_valid:
+            raise InvalidPaymentError(result.invalid_reason or "invalid_payment", result.invalid_message)
+        return req, result
+
+    # -- responses -------------------------------------------------------------------------
+    def challenge(self, requirements: Sequence[PaymentRequirements], resource: ResourceInfo, *,
+                  error: str = PAYMENT_REQUIRED_ERROR, message: str | None = None, status: int = 402,
+                  settlement: SettleResult | None = None, x402_version: int = 2) -> tuple[int, Headers, bytes]:
+        """A 402 (or 400) answer: v2 ``PAYMENT-REQUIRED`` header plus the v1 JSON body, never cached."""
+        v2 = payment_required_v2(requirements, resource, error)
+        v1_error = V1_PAYMENT_REQUIRED_ERROR if error == PAYMENT_REQUIRED_ERROR else error
+        body = payment_required_v1(requirements, resource, v1_error)
+        if message:
+            body["message"] = message
+        headers: Headers = [(b"payment-required", H.encode_header(v2).encode())]
+        if settlement is not None:
+            headers.append(_settlement_header(settlement, requirements, x402_version))
+        return status, _json_headers(headers, no_store=True), _dumps(body)
+
+    @staticmethod
+    def error(status: int, error: str, message: str) -> tuple[int, Headers, bytes]:
+        """A plain JSON error answer (502 facilitator trouble, 500 pricing bug)."""
+        return status, _json_headers([], no_store=True), _dumps({"error": error, "message": message})
+
+    @staticmethod
+    def settlement_headers(result: SettleResult, requirement: PaymentRequirements, x402_version: int) -> Headers:
+        """Headers added to a paid 2xx response: the ``PAYMENT-RESPONSE`` (or v1 ``X-PAYMENT-RESPONSE``)."""
+        return [_settlement_header(result, (requirement,), x402_version), (b"access-control-expose-headers", _EXPOSE)]
+
+
+def _settlement_header(result: SettleResult, requirements: Sequence[PaymentRequirements],
+                       x402_version: int) -> tuple[bytes, bytes]:
+    network = result.network
+    if requirements and x402_version == 1:
+        network = requirements[0].network.wire_v1
+    elif requirements and not network:
+        network = requirements[0].network.caip2
+    name = b"x-payment-response" if x402_version == 1 else b"payment-response"
+    return name, H.encode_header(result.to_wire(network)).encode()
+
+
+def _json_headers(headers: Headers, *, no_store: bool) -> Headers:
+    headers.append((b"content-type", b"application/json"))
+    if no_store:
+        headers.append((b"cache-control", b"no-store"))
+    headers.append((b"access-control-expose-headers", _EXPOSE))
+    return headers
+
+
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def _network(name: str) -> Network:
+    try:
+        return get_network(name)
+    except ConfigurationError as exc:
+        raise PricingError(str(exc)) from None
+
+
+def _check_address(value: str | None, what: str) -> str:
+    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
+        raise ConfigurationError(f"{what} must be a 0x-prefixed 20-byte address, got {value!r}")
+    try:
+        int(value, 16)
+    except ValueError:
+        raise ConfigurationError(f"{what} must be a hex address, got {value!r}") from None
+    return value
+
+
+def _replace(route: _Route, **changes: Any) -> _Route:
+    from dataclasses import replace
+
+    return replace(route, **changes)
+
+
+__all__ = ["Gate", "RouteConfig", "MalformedPaymentError", "InvalidPaymentError", "PAYMENT_IN_PROGRESS",
+           "PAYMENT_ALREADY_USED", "PAYMENT_REQUIRED_ERROR", "logger"]

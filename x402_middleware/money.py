@@ -1,0 +1,75 @@
+"""Money: human prices as :class:`~decimal.Decimal`, on-chain amounts as ``int`` atomic units.
+
+Never ``float``. Price strings such as ``"$0.001"`` are parsed once, when the
+app is configured. Conversion to atomic units truncates toward zero, like the
+official SDK (``$0.001`` at 6 decimals is ``1000``), but refuses a price that
+would truncate to a different value so a misconfigured price is caught early.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from ._exceptions import ConfigurationError
+
+__all__ = ["parse_usd", "to_atomic", "from_atomic", "format_usd"]
+
+
+def parse_usd(value: str | Decimal | int) -> Decimal:
+    """Parse a USD price: ``"$0.001"``, ``"0.10"``, ``"1.5 USD"``, ``Decimal("0.01")`` or an ``int`` of dollars.
+
+    >>> parse_usd("$0.001")
+    Decimal('0.001')
+    """
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ConfigurationError(f"price {value!r} must be a string like '$0.001' or a Decimal, never a float")
+    if isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.upper().endswith("USD"):
+            text = text[:-3].strip()
+        elif text.upper().endswith("USDC"):
+            text = text[:-4].strip()
+        text = text.removeprefix("$").strip().replace("_", "")
+        if not text or "e" in text.lower():
+            raise ConfigurationError(f"price {value!r} is not a plain decimal amount such as '$0.001'")
+        try:
+            amount = Decimal(text)
+        except InvalidOperation:
+            raise ConfigurationError(f"price {value!r} is not a decimal amount such as '$0.001'") from None
+    else:
+        raise ConfigurationError(f"price {value!r} must be a string like '$0.001' or a Decimal")
+    if not amount.is_finite() or amount < 0:
+        raise ConfigurationError(f"price {value!r} must be a finite amount >= 0")
+    return amount
+
+
+def to_atomic(amount: Decimal, decimals: int, *, exact: bool = True) -> int:
+    """Convert a token amount to atomic units.
+
+    With ``exact`` (the default) an amount finer than the token's smallest unit
+    raises instead of being silently truncated.
+
+    >>> to_atomic(Decimal("0.001"), 6)
+    1000
+    """
+    scaled = amount.scaleb(decimals)
+    atomic = int(scaled)  # truncates toward zero
+    if exact and scaled != atomic:
+        raise ConfigurationError(f"amount {amount} has more than {decimals} decimal places for this token")
+    return atomic
+
+
+def from_atomic(atomic: int, decimals: int) -> Decimal:
+    """Atomic units back to a token amount. ``from_atomic(1000, 6) == Decimal("0.001")``."""
+    return Decimal(atomic).scaleb(-decimals)
+
+
+def format_usd(atomic: int, decimals: int = 6) -> str:
+    """A human string for logs and descriptions: ``format_usd(1500) == "$0.0015"``."""
+    value = from_atomic(atomic, decimals).normalize()
+    text = format(value, "f")
+    return f"${text}"
