@@ -21,6 +21,8 @@ def selector(signature: str) -> bytes:
 @cache
 def _param_types(types: str) -> tuple[str, ...]:
     # "(bool,(address,bytes)[])" -> ("bool", "(address,bytes)[]"): split at the top level only.
+    if types == "()":
+        return ()
     parsed = parse(types)
     if not isinstance(parsed, TupleType) or parsed.is_array:
         raise ValueError(f"expected a parenthesised parameter list, got {types!r}")
