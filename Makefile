@@ -1,0 +1,29 @@
+# Two entry points (see README): `make dev` runs the gateway in dev mode, `make test` runs every test.
+# Both install what they need first (a .venv and node_modules in this folder).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: dev test install bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[server,test]"
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed
+
+dev: install
+	$(PY) -m examples.gateway.dev
+
+test: install
+	$(PY) -m pytest -p no:cacheprovider
+
+bench: install
+	$(PY) benchmarks/verify.py
+	$(PY) benchmarks/overhead.py
