@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from eth_abi import encode
+from eth_abi.abi import encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from tests._chain import TWA_VRS, sign_authorization
 from x402_middleware.devchain import (
@@ -40,7 +40,8 @@ def _python_domain_separator(name: str, chain_id: int, contract: str) -> bytes:
 def test_domain_separator_matches_python_for_each_placement(any_chain: DevChain) -> None:
     chain = any_chain
     chain_id, name, asset = EXPECTED[chain.target.key]
-    assert (chain.chain_id, chain.network, chain.token_name, chain.asset) == (chain_id, f"eip155:{chain_id}", name, asset)
+    assert (chain.chain_id, chain.token_name, chain.asset) == (chain_id, name, asset)
+    assert chain.network == f"eip155:{chain_id}"
     assert int(chain.rpc("eth_chainId"), 16) == chain_id
     on_chain = chain.call(chain.asset, encode_call("DOMAIN_SEPARATOR()"))
     assert on_chain == _python_domain_separator(name, chain_id, asset)
@@ -72,7 +73,7 @@ def test_multicall3lite_try_aggregate(any_chain: DevChain) -> None:
 def test_wallets_are_funded(any_chain: DevChain) -> None:
     chain = any_chain
     assert len(chain.payer_keys) == 3 and len(chain.facilitator_keys) == 2
-    for key, address in zip(chain.payer_keys, chain.payer_addresses):
+    for key, address in zip(chain.payer_keys, chain.payer_addresses, strict=True):
         assert Account.from_key(key).address == address
         assert chain.balance_of(address) == chain.payer_balance
         assert chain.rpc("eth_getBalance", address, "latest") == "0x0"

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -18,9 +19,10 @@ from x402_middleware.devchain import BASE_SEPOLIA_USDC, decode_output, encode_ca
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _read_line(stream: object, timeout: float) -> str:
+def _read_line(stream: IO[str] | None, timeout: float) -> str:
+    assert stream is not None
     line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(stream.readline()), daemon=True)  # type: ignore[attr-defined]
+    reader = threading.Thread(target=lambda: line.append(stream.readline()), daemon=True)
     reader.start()
     reader.join(timeout)
     assert line, f"no stdout line within {timeout} s"

@@ -34,10 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--network", choices=sorted(TARGETS), default="local",
                         help="chain to emulate (default: local = chain 31337)")
     parser.add_argument("--payers", type=int, default=3, help="payer wallets funded with USDC (default: 3)")
-    parser.add_argument("--facilitators", type=int, default=1, help="facilitator signer keys funded with ETH (default: 1)")
+    parser.add_argument("--facilitators", type=int, default=1,
+                        help="facilitator signer keys funded with ETH (default: 1)")
     parser.add_argument("--payer-balance", type=int, default=1_000 * 10**6,
                         help="USDC per payer in atomic units, 6 decimals (default: 1000000000 = 1,000 USDC)")
-    parser.add_argument("--anvil", default=None, help="path to the anvil binary (default: $X402_ANVIL, node_modules, PATH)")
+    parser.add_argument("--anvil", default=None,
+                        help="path to the anvil binary (default: $X402_ANVIL, node_modules, PATH)")
     return parser
 
 

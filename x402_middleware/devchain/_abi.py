@@ -7,10 +7,10 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_abi.grammar import TupleType, parse
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 
 def selector(signature: str) -> bytes:
@@ -43,7 +43,8 @@ def decode_output(types: str, data: bytes) -> tuple[Any, ...]:
 @cache
 def load_artifact() -> dict[str, Any]:
     """The compiled contracts (``artifacts/contracts.json``, built by ``scripts/build_contracts.mjs``)."""
-    text = resources.files(__package__).joinpath("artifacts").joinpath("contracts.json").read_text("utf-8")
+    path = resources.files("x402_middleware.devchain").joinpath("artifacts").joinpath("contracts.json")
+    text = path.read_text("utf-8")
     return dict(json.loads(text))
 
 

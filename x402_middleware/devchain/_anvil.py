@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections import deque
 from pathlib import Path
 
@@ -100,7 +99,7 @@ class AnvilProcess:
         if result:
             return result[0]
         code = self._proc.poll()
-        status = f"exited with code {code}" if code is not None else f"printed no {_LISTENING.strip()!r} line in {timeout} s"
+        status = f"exited with code {code}" if code is not None else f"printed no {_LISTENING!r} line in {timeout} s"
         output = "\n".join(self._tail)
         raise AnvilStartError(f"anvil ({self.executable}) {status} before listening. Output:\n{output}")
 
@@ -128,10 +127,9 @@ class AnvilProcess:
                 self._proc.wait()
         else:
             self._proc.wait()
+        drain = getattr(self, "_drain", None)  # absent when startup failed
+        if drain is not None:
+            drain.join(1.0)  # anvil is gone, so its stdout is at EOF
         if self._proc.stdout is not None:
-            deadline = time.monotonic() + 1.0
-            drain = getattr(self, "_drain", None)
-            if drain is not None:
-                drain.join(max(0.0, deadline - time.monotonic()))
             self._proc.stdout.close()
         return self._proc.returncode

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from . import _abi
 from ._anvil import AnvilProcess
@@ -96,6 +97,9 @@ class DevChain:
         self.deployer_key = ANVIL_DEPLOYER_KEY
         self.payer_keys = [derived_key(f"payer {i}") for i in range(payers)]
         self.facilitator_keys = [derived_key(f"facilitator {i}") for i in range(facilitators)]
+        self.deployer = _address(self.deployer_key)
+        self.payer_addresses = [_address(k) for k in self.payer_keys]
+        self.facilitator_addresses = [_address(k) for k in self.facilitator_keys]
         self.pay_to_key = derived_key("pay-to")
         self.pay_to = _address(self.pay_to_key)
         self.payer_balance = payer_balance
@@ -179,18 +183,6 @@ class DevChain:
         return self._anvil is not None and self._anvil.running
 
     @property
-    def deployer(self) -> str:
-        return _address(self.deployer_key)
-
-    @property
-    def payer_addresses(self) -> list[str]:
-        return [_address(k) for k in self.payer_keys]
-
-    @property
-    def facilitator_addresses(self) -> list[str]:
-        return [_address(k) for k in self.facilitator_keys]
-
-    @property
     def multicall_address(self) -> str:
         return MULTICALL3_ADDRESS
 
@@ -213,7 +205,7 @@ class DevChain:
             "token_name": self.token_name,
             "token_version": self.token_version,
             "payer_private_keys": list(self.payer_keys),
-            "payer_addresses": self.payer_addresses,
+            "payer_addresses": list(self.payer_addresses),
             "facilitator_private_keys": list(self.facilitator_keys),
             "pay_to": self.pay_to,
         }
@@ -231,7 +223,14 @@ class DevChain:
         return bytes.fromhex(self.rpc("eth_call", {"to": to, "data": "0x" + data.hex()}, "latest")[2:])
 
     def send(
-        self, private_key: str, to: str | None, data: bytes, *, value: int = 0, gas: int | None = None, check: bool = True
+        self,
+        private_key: str,
+        to: str | None,
+        data: bytes,
+        *,
+        value: int = 0,
+        gas: int | None = None,
+        check: bool = True,
     ) -> dict[str, Any]:
         """Sign and send an EIP-1559 transaction, wait for and return its receipt.
 
@@ -249,7 +248,8 @@ class DevChain:
 
     def balance_of(self, address: str) -> int:
         """The token balance of ``address`` in atomic units (6 decimals)."""
-        (balance,) = _abi.decode_output("(uint256)", self.call(self.asset, _abi.encode_call("balanceOf(address)", address)))
+        data = _abi.encode_call("balanceOf(address)", address)
+        (balance,) = _abi.decode_output("(uint256)", self.call(self.asset, data))
         return int(balance)
 
     def mint(self, address: str, amount: int) -> str:
