@@ -16,6 +16,7 @@ from x402_middleware.devchain import (
     BASE_USDC,
     MULTICALL3_ADDRESS,
     AnvilNotFoundError,
+    AnvilStartError,
     DevChain,
     RPCError,
     _anvil,
@@ -128,3 +129,11 @@ def test_find_anvil_order_and_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(AnvilNotFoundError, match="npm ci"):
         find_anvil()
+
+
+def test_anvil_that_exits_early_is_reported(tmp_path: Path) -> None:
+    fake = tmp_path / "anvil"
+    fake.write_text("#!/bin/sh\necho 'error: unexpected argument'\nexit 3\n")
+    fake.chmod(0o755)
+    with pytest.raises(AnvilStartError, match="(?s)exited with code 3.*unexpected argument"):
+        DevChain("local", anvil=str(fake)).start()

@@ -66,47 +66,34 @@ class AnvilProcess:
     def __init__(self, chain_id: int, *, executable: str | None = None, startup_timeout: float = 15.0) -> None:
         self.executable = executable or find_anvil()
         args = [self.executable, "--host", "127.0.0.1", "--port", "0", "--chain-id", str(chain_id)]
-        # anvil logs every request to stdout; a reader thread keeps the pipe drained (a full pipe would
-        # block anvil) and keeps the last lines for error messages. --silent would hide the port.
+        # anvil logs every request to stdout. One reader thread finds the "Listening on" line, then keeps
+        # the pipe drained (a full pipe would block anvil) and the last lines for error messages.
+        # (--silent would also hide the port.)
         self._tail: deque[str] = deque(maxlen=50)
+        self._url: str | None = None
+        self._ready = threading.Event()
         self._proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
         )
         self.pid = self._proc.pid
-        try:
-            self.url = self._wait_for_url(startup_timeout)
-        except BaseException:
+        self._reader = threading.Thread(target=self._read_stdout, name=f"anvil-{self.pid}-stdout", daemon=True)
+        self._reader.start()
+        self._ready.wait(startup_timeout)
+        if self._url is None:
+            code = self._proc.poll()
+            status = f"exited with code {code}" if code is not None else f"printed no URL in {startup_timeout} s"
             self.stop()
-            raise
-        self._drain = threading.Thread(target=self._drain_stdout, name=f"anvil-{self.pid}-stdout", daemon=True)
-        self._drain.start()
+            raise AnvilStartError(f"anvil ({self.executable}) {status}. Output:\n{self.output_tail()}")
+        self.url: str = self._url
 
-    def _wait_for_url(self, timeout: float) -> str:
-        assert self._proc.stdout is not None
-        result: list[str] = []
-
-        def read() -> None:
-            assert self._proc.stdout is not None
-            for line in self._proc.stdout:
-                self._tail.append(line.rstrip())
-                if line.startswith(_LISTENING):
-                    result.append("http://" + line[len(_LISTENING):].strip())
-                    return
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        reader.join(timeout)
-        if result:
-            return result[0]
-        code = self._proc.poll()
-        status = f"exited with code {code}" if code is not None else f"printed no {_LISTENING!r} line in {timeout} s"
-        output = "\n".join(self._tail)
-        raise AnvilStartError(f"anvil ({self.executable}) {status} before listening. Output:\n{output}")
-
-    def _drain_stdout(self) -> None:
+    def _read_stdout(self) -> None:
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
             self._tail.append(line.rstrip())
+            if self._url is None and line.startswith(_LISTENING):
+                self._url = "http://" + line[len(_LISTENING):].strip()
+                self._ready.set()
+        self._ready.set()  # EOF: anvil exited (before or after listening)
 
     @property
     def running(self) -> bool:
@@ -116,7 +103,7 @@ class AnvilProcess:
         """The last lines anvil printed (for diagnostics)."""
         return "\n".join(self._tail)
 
-    def stop(self, timeout: float = 5.0) -> int | None:
+    def stop(self, timeout: float = 5.0) -> int:
         """SIGTERM anvil by PID and wait for it; SIGKILL if it ignores SIGTERM. Idempotent."""
         if self._proc.poll() is None:
             os.kill(self.pid, signal.SIGTERM)
@@ -125,11 +112,7 @@ class AnvilProcess:
             except subprocess.TimeoutExpired:
                 os.kill(self.pid, signal.SIGKILL)
                 self._proc.wait()
-        else:
-            self._proc.wait()
-        drain = getattr(self, "_drain", None)  # absent when startup failed
-        if drain is not None:
-            drain.join(1.0)  # anvil is gone, so its stdout is at EOF
+        self._reader.join(1.0)  # anvil is gone, so its stdout reaches EOF
         if self._proc.stdout is not None:
             self._proc.stdout.close()
         return self._proc.returncode
