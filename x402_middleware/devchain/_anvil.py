@@ -7,6 +7,7 @@ reaches it (``../shared/docs/local-chain.md`` §1-2).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -80,6 +81,9 @@ class AnvilProcess:
         self._reader.start()
         self._ready.wait(startup_timeout)
         if self._url is None:
+            if self._ready.is_set():  # stdout hit EOF: anvil is exiting; let it finish to report its code
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(2.0)
             code = self._proc.poll()
             status = f"exited with code {code}" if code is not None else f"printed no URL in {startup_timeout} s"
             self.stop()
