@@ -22,6 +22,7 @@ from ._exceptions import (
 )
 from ._gate import RouteConfig
 from .asgi import PaymentMiddleware, settle_on_2xx
+from .client import X402Auth, settlement_of
 from .facilitator import Facilitator, HTTPFacilitator, SyncFacilitator, SyncHTTPFacilitator
 from .models import Payment, PaymentPayload, PaymentRequirements, ResourceInfo, SettleResult, VerifyResult
 from .networks import Asset, Network, get_network, register_network
@@ -57,9 +58,11 @@ __all__ = [
     "SyncHTTPFacilitator",
     "TokenAmount",
     "VerifyResult",
+    "X402Auth",
     "X402Error",
     "__version__",
     "get_network",
     "register_network",
     "settle_on_2xx",
+    "settlement_of",
 ]

@@ -42,13 +42,19 @@ def encode_header(value: Any) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def decode_header(value: str | bytes, *, name: str = PAYMENT_SIGNATURE, max_bytes: int = MAX_HEADER_BYTES) -> dict[str, Any]:
+def decode_header(value: str | bytes, *, name: str = PAYMENT_SIGNATURE, max_bytes: int = MAX_HEADER_BYTES,
+                  allow_floats: bool = False) -> dict[str, Any]:
     """Decode a base64-JSON header value into a JSON object.
 
     Raises :class:`MalformedPaymentError` (never anything else) when the value is
     too large, not standard base64, not UTF-8 JSON, or not a JSON object.
+    ``allow_floats`` keeps JSON floats (refused by default) for values that are
+    only echoed back, e.g. extension examples in a ``PAYMENT-REQUIRED`` read by the client.
     """
-    raw = value.encode("latin-1") if isinstance(value, str) else value
+    try:
+        raw = value.encode("ascii") if isinstance(value, str) else value
+    except UnicodeEncodeError:
+        raise MalformedPaymentError(f"{name} header must be ASCII base64") from None
     raw = raw.strip()
     if len(raw) > max_bytes:
         raise MalformedPaymentError(f"{name} header is {len(raw)} bytes; at most {max_bytes} are accepted")
@@ -60,7 +66,8 @@ def decode_header(value: str | bytes, *, name: str = PAYMENT_SIGNATURE, max_byte
         raise MalformedPaymentError(f"{name} header is not standard base64 (RFC 4648, '+/' alphabet)")
     try:
         decoded = base64.b64decode(raw, validate=True)
-        obj = json.loads(decoded.decode("utf-8"), parse_float=_reject_float, parse_constant=_reject_constant)
+        obj = json.loads(decoded.decode("utf-8"), parse_float=None if allow_floats else _reject_float,
+                         parse_constant=_reject_constant)
     except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedPaymentError(f"{name} header is not base64 of UTF-8 JSON: {exc}") from None
     if not isinstance(obj, dict):

@@ -1,0 +1,352 @@
+"""``X402Auth``: answer x402 (HTTP 402) challenges from any httpx client, sync or async.
+
+An :class:`httpx.Auth` in the DigestAuth mould (style R18): send the request; on
+a 402 read the requirements (v2 ``PAYMENT-REQUIRED`` header, else a v1 JSON
+body), pick the first one this client may pay, sign an EIP-3009
+``TransferWithAuthorization`` and resend the request **once** with
+``PAYMENT-SIGNATURE`` (v2) or ``X-PAYMENT`` (v1). Signing does no I/O, so one
+auth flow serves ``httpx.Client`` and ``httpx.AsyncClient``; all per-request
+state lives in the flow (x402 #398: a shared retry flag let 1 of N concurrent
+requests pay). See ``../shared/docs/x402-protocol.md`` §2.3, §3.1.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from . import _headers as H
+from ._exceptions import ConfigurationError, MalformedPaymentError, PaymentClientError, SpendLimitError
+from .eip3009 import Authorization, address_of, new_nonce, sign_digest, to_checksum_address, transfer_digest
+from .models import _ADDRESS, _UINT, SettleResult
+from .money import format_usd, parse_usd, to_atomic
+from .networks import Asset, Network, find_network, get_network
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+__all__ = ["X402Auth", "settlement_of"]
+
+#: validAfter is backdated like the official TS and v1 clients, so a server whose clock lags still accepts it.
+VALID_AFTER_SLACK = 600
+#: Largest PAYMENT-REQUIRED header read (many ``accepts`` plus extensions can exceed the 16 KiB payment limit).
+MAX_CHALLENGE_BYTES = 64 * 1024
+# Spend caps are kept in atomic units of a 6-decimal dollar stablecoin (USDC, USDT0).
+_CAP_DECIMALS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    requirement: Mapping[str, Any]  # verbatim, echoed as v2 ``accepted``
+    network: Network
+    asset: str
+    domain: tuple[str, str]  # EIP-712 name, version
+    amount: int
+    cost: int  # in cap units
+    pay_to: str
+    timeout: int
+
+
+class X402Auth(httpx.Auth):
+    """Pay for x402-protected HTTP resources with USDC, transparently.
+
+    ``account`` is an ``eth_account`` ``LocalAccount`` or a raw private key (hex
+    or 32 bytes). By default the client pays on every registered network, only in
+    its default USDC-like asset (``assets`` widens that), at most ``$1`` a
+    request. Caps take atomic units of a 6-decimal dollar token or strings such
+    as ``"$0.05"``; ``None`` lifts a cap. Every *signed* payment counts toward
+    ``max_total_spend``, settled or not: the server holds a valid authorization
+    until it expires.
+
+    Example::
+
+        auth = X402Auth(Account.from_key(key), max_amount_per_payment="$0.05", max_total_spend="$2")
+        with httpx.Client(auth=auth) as client:
+            r = client.get("https://api.example.com/weather")
+        print(settlement_of(r).transaction, auth.spent)
+    """
+
+    # The paid retry resends the request, so a streamed request body is buffered first.
+    requires_request_body = True
+    # v1 servers put the requirements in the 402 body. Only 402 bodies are read (see
+    # sync_auth_flow): reading every response would buffer paid SSE streams.
+    requires_response_body = True
+
+    def __init__(
+        self,
+        account: LocalAccount | str | bytes,
+        *,
+        networks: Iterable[str] | None = None,
+        prefer_networks: Iterable[str] = (),
+        assets: Iterable[Asset | str] | None = None,
+        max_amount_per_payment: int | str | Decimal | None = "$1",
+        max_total_spend: int | str | Decimal | None = None,
+    ) -> None:
+        self._key = _private_key(account)
+        self.address = address_of(self._key)
+        self._networks = None if networks is None else frozenset(get_network(n).caip2 for n in networks)
+        self._prefer = tuple(get_network(n).caip2 for n in prefer_networks)
+        self._assets: dict[str, Asset | None] | None = None
+        if assets is not None:
+            self._assets = {}
+            for asset in assets:
+                address = asset.address if isinstance(asset, Asset) else asset
+                if not isinstance(address, str) or not _ADDRESS.match(address):
+                    raise ConfigurationError(f"assets must hold Asset objects or 0x token addresses, got {asset!r}")
+                self._assets[address.lower()] = asset if isinstance(asset, Asset) else None
+        self.max_amount_per_payment = _cap(max_amount_per_payment, "max_amount_per_payment")
+        self.max_total_spend = _cap(max_total_spend, "max_total_spend")
+        self._lock = threading.Lock()
+        self._spent = 0
+
+    @property
+    def spent(self) -> int:
+        """Total signed so far, in atomic units of a 6-decimal dollar token (``1000`` is $0.001)."""
+        return self._spent
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if H.PAYMENT_SIGNATURE in request.headers or H.X_PAYMENT in request.headers:
+            yield request  # the caller paid already; never add a second payment
+            return
+        response = yield request
+        if response.status_code != 402:
+            return
+        header = self._pay(request, response)
+        if header is None:
+            return  # a 402 that is not an x402 challenge
+        request.headers[header[0]] = header[1]
+        yield request  # once: whatever comes back is the caller's answer
+
+    # Same drivers as httpx.Auth, except that only 402 bodies are read before the flow sees them.
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.read()
+        flow = self.auth_flow(request)
+        request = next(flow)
+        while True:
+            response = yield request
+            if response.status_code == 402:
+                response.read()
+            try:
+                request = flow.send(response)
+            except StopIteration:
+                break
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        await request.aread()
+        flow = self.auth_flow(request)
+        request = next(flow)
+        while True:
+            response = yield request
+            if response.status_code == 402:
+                await response.aread()
+            try:
+                request = flow.send(response)
+            except StopIteration:
+                break
+
+    def _pay(self, request: httpx.Request, response: httpx.Response) -> tuple[str, str] | None:
+        url = str(request.url)
+        challenge = _read_challenge(response, url)
+        if challenge is None:
+            return None
+        version = challenge["x402Version"]
+        choice = self._choose(version, challenge["accepts"], url)
+        now = int(time.time())
+        auth = Authorization(self.address, choice.pay_to, choice.amount, max(now - VALID_AFTER_SLACK, 0),
+                             now + choice.timeout, new_nonce())
+        digest = transfer_digest(auth, name=choice.domain[0], version=choice.domain[1],
+                                 chain_id=choice.network.chain_id, verifying_contract=choice.asset)
+        inner = {"signature": "0x" + sign_digest(self._key, digest).hex(), "authorization": auth.to_wire()}
+        payload: dict[str, Any]
+        if version == 2:
+            resource = challenge.get("resource")
+            if not isinstance(resource, dict):
+                resource = {"url": url, "description": "", "mimeType": ""}
+            payload = {"x402Version": 2, "resource": resource, "accepted": choice.requirement, "payload": inner}
+            if isinstance(challenge.get("extensions"), dict):
+                payload["extensions"] = challenge["extensions"]  # clients must echo them (v2 §extensions)
+        else:
+            payload = {"x402Version": 1, "scheme": "exact", "network": choice.requirement["network"], "payload": inner}
+        self._reserve(choice.cost, url)
+        name = "PAYMENT-SIGNATURE" if version == 2 else "X-PAYMENT"
+        return name, H.encode_header(payload)
+
+    def _choose(self, version: int, accepts: list[Any], url: str) -> _Choice:
+        usable: list[tuple[int, int, _Choice]] = []
+        refused: list[str] = []
+        for index, requirement in enumerate(accepts):
+            choice = self._usable(version, requirement)
+            if isinstance(choice, str):
+                refused.append(choice)
+                continue
+            rank = self._prefer.index(choice.network.caip2) if choice.network.caip2 in self._prefer else len(self._prefer)
+            usable.append((rank, index, choice))
+        if not usable:
+            raise PaymentClientError(
+                f"cannot pay {url}: none of its {len(accepts)} payment option(s) is usable "
+                f"({'; '.join(refused) or 'no options offered'}); widen networks= or assets= if you trust them"
+            )
+        usable.sort(key=lambda item: item[:2])
+        cap = self.max_amount_per_payment
+        for _, _, choice in usable:
+            if cap is None or choice.cost <= cap:
+                return choice
+        cheapest = min(c.cost for _, _, c in usable)
+        raise SpendLimitError(
+            f"{url} asks {format_usd(cheapest)}, over max_amount_per_payment={format_usd(cap or 0)}; "
+            f"pass X402Auth(..., max_amount_per_payment=\"{format_usd(cheapest)}\") or more (None lifts the cap)"
+        )
+
+    def _usable(self, version: int, req: Any) -> _Choice | str:
+        """The payment a requirement asks for, or why this client will not make it."""
+        if not isinstance(req, dict):
+            return "an option is not a JSON object"
+        if req.get("scheme") != "exact":
+            return f"scheme {req.get('scheme')!r} is not supported (only 'exact')"
+        name = req.get("network")
+        network = find_network(name) if isinstance(name, str) else None
+        if network is None:
+            return f"network {name!r} is unknown (add it with register_network())"
+        if self._networks is not None and network.caip2 not in self._networks:
+            return f"network {network.caip2} is not in networks="
+        asset = req.get("asset")
+        if not isinstance(asset, str) or not _ADDRESS.match(asset):
+            return f"asset {asset!r} is not a token address"
+        known: Asset | None
+        if self._assets is None:
+            known = network.asset
+            if known is None or known.address.lower() != asset.lower():
+                return f"asset {asset} is not the default token of {network.caip2} (allow it with assets=)"
+        elif asset.lower() in self._assets:
+            known = self._assets[asset.lower()]
+            if known is None and network.asset is not None and network.asset.address.lower() == asset.lower():
+                known = network.asset
+        else:
+            return f"asset {asset} on {network.caip2} is not in assets="
+        extra = req.get("extra") if isinstance(req.get("extra"), dict) else {}
+        if extra.get("assetTransferMethod", "eip3009") != "eip3009":
+            return f"transfer method {extra['assetTransferMethod']!r} is not supported (only EIP-3009)"
+        domain_name, domain_version = extra.get("name"), extra.get("version")
+        if not (isinstance(domain_name, str) and isinstance(domain_version, str)):
+            if known is None:
+                return f"asset {asset} has no EIP-712 name/version in extra"
+            domain_name, domain_version = known.name, known.version
+        amount = req.get("amount" if version == 2 else "maxAmountRequired")
+        if not isinstance(amount, str) or not _UINT.match(amount) or int(amount) >= 1 << 256:
+            return f"amount {amount!r} is not an integer string"
+        pay_to = req.get("payTo")
+        if not isinstance(pay_to, str) or not _ADDRESS.match(pay_to):
+            return f"payTo {pay_to!r} is not an address"
+        timeout = req.get("maxTimeoutSeconds")
+        if type(timeout) is not int or timeout <= 0:
+            return f"maxTimeoutSeconds {timeout!r} is not a positive integer"
+        decimals = known.decimals if known is not None else _CAP_DECIMALS
+        return _Choice(req, network, to_checksum_address(asset), (domain_name, domain_version), int(amount),
+                       _cap_units(int(amount), decimals), to_checksum_address(pay_to), timeout)
+
+    def _reserve(self, cost: int, url: str) -> None:
+        # Check and add under one lock: concurrent requests (threads or tasks) can never overshoot the cap.
+        with self._lock:
+            total = self._spent + cost
+            cap = self.max_total_spend
+            if cap is not None and total > cap:
+                raise SpendLimitError(
+                    f"paying {format_usd(cost)} for {url} would bring total spend to {format_usd(total)}, over "
+                    f"max_total_spend={format_usd(cap)} ({format_usd(self._spent)} signed already); "
+                    "use an X402Auth with a larger max_total_spend (None lifts the cap)"
+                )
+            self._spent = total
+
+
+def settlement_of(response: httpx.Response) -> SettleResult | None:
+    """The settlement a server reported for a paid response, or ``None`` if it reported none.
+
+    Reads ``PAYMENT-RESPONSE`` (v2) or ``X-PAYMENT-RESPONSE`` (v1); a settlement
+    refused by the chain comes back with ``success`` false and ``error_reason``.
+
+    Example::
+
+        r = client.post("/v1/chat/completions", json=body)
+        if (s := settlement_of(r)) is not None:
+            print(s.success, s.transaction, s.payer)
+    """
+    for name in (H.PAYMENT_RESPONSE, H.X_PAYMENT_RESPONSE):
+        value = response.headers.get(name)
+        if value is not None:
+            try:
+                return SettleResult.from_wire(H.decode_header(value, name=name.upper(), allow_floats=True))
+            except MalformedPaymentError as exc:
+                raise PaymentClientError(f"the server's {name.upper()} header is unreadable: {exc}") from None
+    return None
+
+
+def _read_challenge(response: httpx.Response, url: str) -> dict[str, Any] | None:
+    """The 402's ``PaymentRequired`` (header first, then a v1 body, as the official clients do)."""
+    value = response.headers.get(H.PAYMENT_REQUIRED)
+    if value is not None:
+        try:
+            challenge = H.decode_header(value, name="PAYMENT-REQUIRED", max_bytes=MAX_CHALLENGE_BYTES,
+                                        allow_floats=True)
+        except MalformedPaymentError as exc:
+            raise PaymentClientError(f"{url} answered 402 with an unreadable challenge: {exc}") from None
+        if challenge.get("x402Version") != 2:
+            raise PaymentClientError(f"{url} sent a PAYMENT-REQUIRED header with x402Version "
+                                     f"{challenge.get('x402Version')!r}; only 2 is defined for that header")
+    else:
+        try:
+            challenge = response.json()
+        except ValueError:
+            return None
+        if not isinstance(challenge, dict) or challenge.get("x402Version") != 1:
+            return None
+    if not isinstance(challenge.get("accepts"), list):
+        raise PaymentClientError(f"{url} answered 402 without an 'accepts' list of payment options")
+    return challenge
+
+
+def _private_key(account: Any) -> bytes:
+    if isinstance(account, str):
+        text = account[2:] if account[:2] in ("0x", "0X") else account
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise ConfigurationError("the private key string is not hex") from None
+    elif isinstance(account, (bytes, bytearray)):
+        raw = bytes(account)
+    elif isinstance(getattr(account, "key", None), bytes):
+        raw = bytes(account.key)  # eth_account LocalAccount
+    else:
+        raise TypeError(f"Invalid 'account' argument of type {type(account).__name__}: "
+                        "pass an eth_account LocalAccount or a 32-byte private key")
+    try:
+        if len(raw) != 32:
+            raise ValueError
+        address_of(raw)
+    except ValueError:
+        raise ConfigurationError("the private key must be 32 bytes within the secp256k1 order") from None
+    return raw
+
+
+def _cap(value: int | str | Decimal | None, what: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigurationError(f"{what} must be >= 0 atomic units, got {value}")
+        return value
+    try:
+        return to_atomic(parse_usd(value), _CAP_DECIMALS, exact=False)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{what}: {exc}") from None
+
+
+def _cap_units(amount: int, decimals: int) -> int:
+    if decimals <= _CAP_DECIMALS:
+        return amount * 10 ** (_CAP_DECIMALS - decimals)
+    return -(-amount // 10 ** (decimals - _CAP_DECIMALS))  # round up: a cap is never exceeded by rounding
