@@ -1,0 +1,75 @@
+"""Apps for the interop tests, served by real uvicorn processes (``tests._interop_apps:ours`` / ``:official``).
+
+Both read the dev chain from the environment: ``X402_RPC_URL``, ``X402_FACILITATOR_KEY``, ``X402_PAY_TO``
+(network Base Sepolia, ``eip155:84532``, token at the canonical USDC address).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+NETWORK = "eip155:84532"
+PRICE = "$0.001"
+
+
+def ours() -> Any:
+    """A Starlette app protected by OUR PaymentMiddleware, settling on the dev chain."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from tests._chain_facilitator import ChainFacilitator
+    from x402_middleware import PaymentMiddleware
+
+    async def weather(request: Request) -> JSONResponse:
+        payment = request.scope["x402.payment"]
+        return JSONResponse({"temp": 21, "paid_by": payment.payer, "amount": payment.amount})
+
+    facilitator = ChainFacilitator(os.environ["X402_RPC_URL"], os.environ["X402_FACILITATOR_KEY"], 84532)
+    app = Starlette(routes=[Route("/weather", weather)])
+    return PaymentMiddleware(app, routes={"GET /weather": PRICE}, pay_to=os.environ["X402_PAY_TO"], network=NETWORK,
+                             facilitator=facilitator)
+
+
+class LocalFacilitatorClient:
+    """The official SDK's FacilitatorClient protocol over an in-process ``x402Facilitator`` (no HTTP hop)."""
+
+    def __init__(self, facilitator: Any) -> None:
+        self._facilitator = facilitator
+
+    async def verify(self, payload: Any, requirements: Any) -> Any:
+        return await self._facilitator.verify(payload, requirements)
+
+    async def settle(self, payload: Any, requirements: Any) -> Any:
+        return await self._facilitator.settle(payload, requirements)
+
+    def get_supported(self) -> Any:
+        return self._facilitator.get_supported()
+
+
+def official() -> Any:
+    """A FastAPI app protected by the OFFICIAL x402 2.25.0 middleware and facilitator, settling on the dev chain."""
+    from fastapi import FastAPI
+    from x402 import x402Facilitator, x402ResourceServer
+    from x402.http.middleware.fastapi import PaymentMiddlewareASGI
+    from x402.http.types import PaymentOption, RouteConfig
+    from x402.mechanisms.evm import FacilitatorWeb3Signer
+    from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme, ExactEvmServerScheme
+
+    signer = FacilitatorWeb3Signer(private_key=os.environ["X402_FACILITATOR_KEY"], rpc_url=os.environ["X402_RPC_URL"])
+    facilitator = x402Facilitator().register([NETWORK], ExactEvmFacilitatorScheme(signer))
+    server = x402ResourceServer(LocalFacilitatorClient(facilitator))
+    server.register(NETWORK, ExactEvmServerScheme())
+    routes = {"GET /weather": RouteConfig(
+        accepts=[PaymentOption(scheme="exact", pay_to=os.environ["X402_PAY_TO"], price=PRICE, network=NETWORK)],
+        description="Weather", mime_type="application/json")}
+    app = FastAPI()
+
+    @app.get("/weather")
+    def weather() -> dict[str, Any]:
+        return {"temp": 21}
+
+    app.add_middleware(PaymentMiddlewareASGI, routes=routes, server=server)
+    return app
