@@ -56,7 +56,9 @@ def to_atomic(amount: Decimal, decimals: int, *, exact: bool = True) -> int:
     >>> to_atomic(Decimal("0.001"), 6)
     1000
     """
-    scaled = amount.scaleb(decimals)
+    if not amount.is_finite():
+        raise ConfigurationError(f"amount {amount} is not a finite number")
+    scaled = _shift(amount, decimals)
     atomic = int(scaled)  # truncates toward zero
     if exact and scaled != atomic:
         raise ConfigurationError(f"amount {amount} has more than {decimals} decimal places for this token")
@@ -65,7 +67,14 @@ def to_atomic(amount: Decimal, decimals: int, *, exact: bool = True) -> int:
 
 def from_atomic(atomic: int, decimals: int) -> Decimal:
     """Atomic units back to a token amount. ``from_atomic(1000, 6) == Decimal("0.001")``."""
-    return Decimal(atomic).scaleb(-decimals)
+    return _shift(Decimal(atomic), -decimals)
+
+
+def _shift(value: Decimal, places: int) -> Decimal:
+    # Decimal.scaleb rounds to the context precision (28 digits) and uint256 amounts have up to 78:
+    # moving the exponent of the exact (sign, digits, exponent) tuple never rounds.
+    sign, digits, exponent = value.as_tuple()
+    return Decimal((sign, digits, int(exponent) + places))  # finite values only: callers check
 
 
 def format_usd(atomic: int, decimals: int = 6) -> str:
