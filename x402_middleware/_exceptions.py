@@ -6,6 +6,7 @@
     │   └── MalformedPaymentError   the header itself cannot be decoded -> 400
     ├── FacilitatorError        a facilitator or chain could not be reached or answered nonsense -> 502
     ├── PricingError            the app's own price function failed -> 500 (its bug, logged)
+    ├── UnpriceableRequestError the request cannot be priced (unknown model, bad max_tokens) -> 400 with ``reason``
     └── PaymentClientError      the paying client cannot or will not pay a 402
         └── SpendLimitError     the price is over a configured cap
 
@@ -57,6 +58,26 @@ class FacilitatorError(X402Error):
 
 class PricingError(X402Error):
     """A price function raised or returned something that is not a price."""
+
+
+class UnpriceableRequestError(X402Error):
+    """A pricing policy refuses to quote this request because of the *client's* input (HTTP 400).
+
+    Raise it from a price function for input the client must fix, such as an
+    unknown model or a ``max_tokens`` out of range; any other exception is a
+    bug in the price function and answers 500::
+
+        def price(request):
+            if request.query.get("size") not in SIZES:
+                raise UnpriceableRequestError("invalid_size", f"size must be one of {sorted(SIZES)}")
+    """
+
+    status_code = 400
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message or reason)
+        self.reason = reason
+        self.message = message or reason
 
 
 class PaymentClientError(X402Error):

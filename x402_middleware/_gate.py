@@ -7,15 +7,22 @@ and the store.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from . import _headers as H
-from ._exceptions import ConfigurationError, InvalidPaymentError, MalformedPaymentError, PricingError
+from ._exceptions import (
+    ConfigurationError,
+    InvalidPaymentError,
+    MalformedPaymentError,
+    PricingError,
+    UnpriceableRequestError,
+)
 from .money import parse_usd, to_atomic
 from .models import (
     PaymentPayload,
@@ -28,7 +35,7 @@ from .models import (
     payment_required_v2,
 )
 from .networks import Asset, Network, get_network
-from .pricing import PaymentOption, PricingPolicy, TokenAmount
+from .pricing import FixedPrice, PaymentOption, PaymentRequest, PricingPolicy, TokenAmount
 from .routes import RoutePattern
 from .verify import NO_MATCHING_REQUIREMENTS, match_requirements, verify_exact_evm
 
@@ -108,12 +115,13 @@ class Gate:
                 raise ConfigurationError(f"network {net.caip2} has no default asset; register one with register_network()")
             options.append((net, net.asset, pay_to or "", timeout))
         route = _Route(RoutePattern.parse(pattern), None, None, tuple(options), cfg.description, cfg.mime_type, cfg.price_body)
-        if callable(cfg.price):
-            return _replace(route, policy=cfg.price)
-        if cfg.price is None:
+        price = cfg.price.price if isinstance(cfg.price, FixedPrice) else cfg.price  # static: priced once, here
+        if callable(price):
+            return _replace(route, policy=price)
+        if price is None:
             raise ConfigurationError(f"route {pattern!r} has no price; give '$0.001', a Decimal, TokenAmount or a callable")
         try:
-            fixed = self.requirements(route, cfg.price)
+            fixed = self.requirements(route, price)
         except PricingError as exc:
             raise ConfigurationError(f"route {pattern!r}: {exc}") from None
         return _replace(route, fixed=fixed)
@@ -134,6 +142,37 @@ class Gate:
         return None
 
     # -- pricing ---------------------------------------------------------------------------
+    def price(self, route: _Route, request: PaymentRequest, *, allow_async: bool = True
+              ) -> tuple[PaymentRequirements, ...] | Awaitable[tuple[PaymentRequirements, ...]]:
+        """Run a dynamic route's policy and build its requirements (an awaitable for an async policy).
+
+        Raises :class:`UnpriceableRequestError` (the client's input, 400) or
+        :class:`PricingError` (anything else the policy did: a bug, 500).
+        """
+        assert route.policy is not None, "price() is for dynamic routes; fixed routes have route.fixed"
+        try:
+            price = route.policy(request)
+        except (PricingError, UnpriceableRequestError):
+            raise
+        except Exception as exc:
+            raise PricingError(f"{type(exc).__name__}: {exc}") from exc
+        if inspect.isawaitable(price):
+            if not allow_async:
+                getattr(price, "close", lambda: None)()  # no "never awaited" warning
+                raise PricingError(f"the price function of {route.pattern.path} is async; a WSGI or sync Django "
+                                   "app needs a plain (sync) function")
+            return self._price_later(route, price)
+        return self.requirements(route, price)
+
+    async def _price_later(self, route: _Route, price: Awaitable[Any]) -> tuple[PaymentRequirements, ...]:
+        try:
+            value = await price
+        except (PricingError, UnpriceableRequestError):
+            raise
+        except Exception as exc:
+            raise PricingError(f"{type(exc).__name__}: {exc}") from exc
+        return self.requirements(route, value)
+
     def requirements(self, route: _Route, price: Any) -> tuple[PaymentRequirements, ...]:
         """Turn a policy's result into payment requirements; ``()`` means free. Raises :class:`PricingError`."""
         if price is None:

@@ -15,27 +15,23 @@ Flow of a paid route (``../shared/docs/x402-protocol.md`` §2, §6.3-6.4):
 
 from __future__ import annotations
 
-import inspect
-import time
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ._exceptions import FacilitatorError, InvalidPaymentError, PricingError
-from ._gate import PAYMENT_ALREADY_USED, PAYMENT_IN_PROGRESS, Gate, Headers, _Route, logger
+from ._exceptions import PricingError, UnpriceableRequestError
+from ._flow import Answer, PaidFlow, SettleWhen, parse_json_body, pricing_failure, private_cache_control, run_async
+from ._flow import settle_on_2xx as settle_on_2xx
+from ._gate import Gate, _Route
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .facilitator._protocol import Facilitator
-from .models import Payment, PaymentPayload, PaymentRequirements, ResourceInfo, SettleResult
+from .models import PaymentRequirements, ResourceInfo
 from .pricing import PaymentRequest
-from .stores import SETTLED, InMemoryStore, PaymentStore, payment_key
+from .stores import InMemoryStore, PaymentStore
 
 #: Bodies larger than this are not parsed for pricing (the policy sees ``body=None``).
 MAX_PRICING_BODY = 1 << 20
-
-
-def settle_on_2xx(status: int) -> bool:
-    """Default settlement predicate: only successful responses are paid for (x402-conformance R15)."""
-    return 200 <= status < 300
 
 
 class PaymentMiddleware:
@@ -58,7 +54,7 @@ class PaymentMiddleware:
     def __init__(self, app: ASGIApp, /, *, routes: Mapping[str, Any], facilitator: Facilitator,
                  pay_to: str | None = None, network: str | Sequence[str] = "eip155:8453",
                  store: PaymentStore | None = None, max_timeout_seconds: int = 300, resource_url: str | None = None,
-                 settle_when: Any = settle_on_2xx, max_pricing_body: int = MAX_PRICING_BODY) -> None:
+                 settle_when: SettleWhen = settle_on_2xx, max_pricing_body: int = MAX_PRICING_BODY) -> None:
         self.app = app
         self.gate = Gate(routes=routes, pay_to=pay_to, network=network, max_timeout_seconds=max_timeout_seconds,
                          resource_url=resource_url)
@@ -83,157 +79,76 @@ class PaymentMiddleware:
             if route.price_body:
                 body, receive = await _peek_json_body(receive, self.max_pricing_body)
             try:
-                requirements = await self._price(route, scope, params, body)
-            except PricingError as exc:
-                logger.exception("x402: the price function of %s failed", route.pattern.path)
-                await _respond(send, *self.gate.error(500, "pricing_error", f"this route's price could not be computed: {exc}"))
+                priced = self.gate.price(route, _payment_request(scope, params, body))
+                requirements = priced if isinstance(priced, tuple) else await priced
+            except (PricingError, UnpriceableRequestError) as exc:
+                await _respond(send, pricing_failure(route, exc))
                 return
         if not requirements:
             await self.app(scope, receive, send)
             return
-        await _PaidRequest(self, scope, route, requirements).run(receive, send)
+        await self._paid(scope, receive, send, route, requirements)
 
-    async def _price(self, route: _Route, scope: Scope, params: dict[str, str], body: Any) -> tuple[PaymentRequirements, ...]:
-        assert route.policy is not None
-        request = PaymentRequest(
-            method=scope["method"],
-            path=scope["path"],
-            path_params=params,
-            query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
-            headers={k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
-            body=body,
-        )
-        try:
-            price = route.policy(request)
-            if inspect.isawaitable(price):
-                price = await price
-            return self.gate.requirements(route, price)
-        except PricingError:
-            raise
-        except Exception as exc:
-            raise PricingError(f"{type(exc).__name__}: {exc}") from exc
+    async def _paid(self, scope: Scope, receive: Receive, send: Send, route: _Route,
+                    requirements: tuple[PaymentRequirements, ...]) -> None:
+        def resource() -> ResourceInfo:
+            host = _header(scope, b"host") or (
+                f"{scope['server'][0]}:{scope['server'][1]}" if scope.get("server") else "localhost")
+            return self.gate.resource(route, scope.get("scheme", "http"), host, scope.get("root_path", "") + scope["path"],
+                                      scope.get("query_string", b"").decode("latin-1"))
 
-
-class _PaidRequest:
-    """Per-request state of one paid route (kept off the middleware, which is shared)."""
-
-    def __init__(self, mw: PaymentMiddleware, scope: Scope, route: _Route, requirements: tuple[PaymentRequirements, ...]):
-        self.mw = mw
-        self.scope = scope
-        self.route = route
-        self.requirements = requirements
-
-    def resource(self) -> ResourceInfo:
-        scope = self.scope
-        host = _header(scope, b"host") or (f"{scope['server'][0]}:{scope['server'][1]}" if scope.get("server") else "localhost")
-        path = scope.get("root_path", "") + scope["path"]
-        return self.mw.gate.resource(self.route, scope.get("scheme", "http"), host, path,
-                                     scope.get("query_string", b"").decode("latin-1"))
-
-    async def run(self, receive: Receive, send: Send) -> None:
-        gate, scope = self.mw.gate, self.scope
-        try:
-            payload = gate.read_payment(scope["headers"])
-            if payload is None:
-                await _respond(send, *gate.challenge(self.requirements, self.resource()))
-                return
-            requirement, local = gate.check(payload, self.requirements)
-        except InvalidPaymentError as exc:
-            await _respond(send, *gate.challenge(self.requirements, self.resource(), error=exc.reason,
-                                                 message=exc.message, status=exc.status_code))
+        flow = PaidFlow(self.gate, requirements, resource, head=scope["method"] == "HEAD", settle_when=self.settle_when)
+        answer = await run_async(flow.admit(scope["headers"]), self.facilitator, self.store)
+        if answer is not None:
+            await _respond(send, answer)
             return
-        if local is None:  # contract-wallet signature: only the facilitator can tell
-            try:
-                remote = await self.mw.facilitator.verify(payload, requirement)
-            except FacilitatorError as exc:
-                logger.warning("x402: facilitator verify failed: %s", exc)
-                await _respond(send, *gate.error(502, "facilitator_error", f"the payment could not be verified: {exc}"))
-                return
-            if not remote.is_valid:
-                await _respond(send, *gate.challenge(self.requirements, self.resource(),
-                                                     error=remote.invalid_reason or "invalid_payment",
-                                                     message=remote.invalid_message))
-                return
-
-        auth = payload.authorization
-        key = payment_key(requirement.network.chain_id, requirement.asset.address, auth.from_address, auth.nonce)
-        ttl = max(auth.valid_before - time.time(), 0) + 60
-        state = await self.mw.store.reserve(key, ttl)
-        if state is not None:
-            reason = PAYMENT_ALREADY_USED if state == SETTLED else PAYMENT_IN_PROGRESS
-            message = ("this payment was already used; sign a new one" if state == SETTLED
-                       else "this payment is being used by another request; sign a new one or retry later")
-            await _respond(send, *gate.challenge(self.requirements, self.resource(), error=reason, message=message))
-            return
-
-        scope["x402.payment"] = Payment(auth.from_address, requirement.amount, requirement, payload)
-        await self._serve(receive, send, payload, requirement, key, ttl)
-
-    async def _serve(self, receive: Receive, send: Send, payload: PaymentPayload, requirement: PaymentRequirements,
-                     key: str, ttl: float) -> None:
-        mw = self.mw
-        outcome = "unsent"  # unsent -> (settled | forwarded | replaced)
-        is_head = self.scope["method"] == "HEAD"
+        scope["x402.payment"] = flow.payment
 
         async def send_with_settlement(message: Message) -> None:
-            nonlocal outcome
-            if outcome == "replaced":
+            if flow.outcome == "replaced":
                 return  # the app's output after we answered 402/502 in its place is dropped
-            if outcome != "unsent" or message["type"] != "http.response.start":
+            if flow.outcome != "unsent" or message["type"] != "http.response.start":
                 await send(message)
                 return
-            status = message["status"]
-            if is_head or not mw.settle_when(status):
-                outcome = "forwarded"
-                await send(message)
+            decision = await run_async(flow.start(message["status"]), self.facilitator, self.store)
+            if isinstance(decision, Answer):
+                await _respond(send, decision)
                 return
-            try:
-                result = await _settle(mw.facilitator, payload, requirement)
-            except FacilitatorError as exc:
-                # Unknown outcome: keep the reservation so this payment cannot be served twice.
-                outcome = "replaced"
-                logger.error("x402: settlement failed for %s: %s", payload.payer, exc)
-                await _respond(send, *mw.gate.error(502, "facilitator_error", f"the payment could not be settled: {exc}"))
-                return
-            if not result.success:
-                outcome = "replaced"
-                logger.info("x402: settlement refused for %s: %s", payload.payer, result.error_reason)
-                if result.error_reason != "settlement_pending":
-                    await mw.store.release(key)
-                await _respond(send, *mw.gate.challenge(
-                    self.requirements, self.resource(), error=result.error_reason or "settlement_failed",
-                    message=result.error_message or "the payment could not be settled", settlement=result,
-                    x402_version=payload.x402_version))
-                return
-            outcome = "settled"
-            await mw.store.mark_settled(key, ttl)
-            headers = message.setdefault("headers", [])
-            if not isinstance(headers, list):
-                headers = message["headers"] = list(headers)
-            _add_private(headers)
-            headers.extend(mw.gate.settlement_headers(result, requirement, payload.x402_version))
+            if decision is not None:
+                headers = message.setdefault("headers", [])
+                if not isinstance(headers, list):
+                    headers = message["headers"] = list(headers)
+                _add_private(headers)
+                headers.extend(decision)
             await send(message)
 
         try:
-            await mw.app(self.scope, receive, send_with_settlement)
+            await self.app(scope, receive, send_with_settlement)
         finally:
-            if outcome in ("unsent", "forwarded"):
-                await mw.store.release(key)
+            await run_async(flow.finish(), self.facilitator, self.store)
 
 
-async def _settle(facilitator: Facilitator, payload: PaymentPayload, requirement: PaymentRequirements) -> SettleResult:
-    result = await facilitator.settle(payload, requirement)
-    if not result.success and result.error_reason == "settlement_pending":
-        # The transaction was sent but not confirmed in time; ask once more, as the official server does.
-        result = await facilitator.settle(payload, requirement)
-    return result
+def _payment_request(scope: Scope, params: dict[str, str], body: Any) -> PaymentRequest:
+    headers: dict[str, str] = {}
+    for k, v in scope["headers"]:
+        name, value = k.decode("latin-1").lower(), v.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return PaymentRequest(
+        method=scope["method"],
+        path=scope["path"],
+        path_params=MappingProxyType(params),
+        query=MappingProxyType(dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))),
+        headers=MappingProxyType(headers),
+        body=body,
+    )
 
 
-def _add_private(headers: Headers) -> None:
+def _add_private(headers: list[tuple[bytes, bytes]]) -> None:
     for i, (name, value) in enumerate(headers):
         if name.lower() == b"cache-control":
-            if b"private" not in value and b"no-store" not in value:
-                headers[i] = (name, value + b", private" if value else b"private")
+            new = private_cache_control(value.decode("latin-1"))
+            if new is not None:
+                headers[i] = (name, new.encode("latin-1"))
             return
     headers.append((b"cache-control", b"private"))
 
@@ -245,16 +160,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _respond(send: Send, status: int, headers: Headers, body: bytes) -> None:
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+async def _respond(send: Send, answer: Answer) -> None:
+    headers = [*answer.headers, (b"content-length", str(len(answer.body)).encode())]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 async def _peek_json_body(receive: Receive, limit: int) -> tuple[Any, Receive]:
     """Read the request body for pricing without taking it from the app: the messages are replayed."""
-    import json
-
     messages: list[Message] = []
     size = 0
     more = True
@@ -267,11 +180,7 @@ async def _peek_json_body(receive: Receive, limit: int) -> tuple[Any, Receive]:
         more = message.get("more_body", False)
     parsed: Any = None
     if not more and size <= limit:
-        raw = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
-        try:
-            parsed = json.loads(raw) if raw else None
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            parsed = None
+        parsed = parse_json_body(b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request"))
 
     async def replay() -> Message:
         if messages:

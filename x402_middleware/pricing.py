@@ -13,19 +13,33 @@ quoted requirement back and the retry is priced again (x402 v2 §2.3)::
 
     def price(request: PaymentRequest) -> str | None:
         return None if request.path_params.get("id") == "free" else "$0.002"
+
+Built-in policies are frozen dataclasses with ``__call__``, so they and plain
+functions are interchangeable: :class:`FixedPrice`, :class:`RouteTable`,
+:class:`PaymentOptions` (one price, several networks/assets) and the per-token
+quotes :class:`TokenQuote` / :class:`LLMQuote` (the BlockRun formula). A policy
+rejects input the client must fix with :class:`~x402_middleware.UnpriceableRequestError`
+(HTTP 400); any other exception is a bug in the policy (HTTP 500, logged, never served).
 """
 
 from __future__ import annotations
 
+import inspect
+import json
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_CEILING, Context, Decimal
 from types import MappingProxyType
 from typing import Any, TypeAlias
 
+from ._exceptions import ConfigurationError, UnpriceableRequestError
+from .money import parse_usd
 from .networks import Asset
+from .routes import RoutePattern
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_UNKNOWN: Any = object()  # LLMQuote: refuse models that are not listed
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,3 +85,246 @@ class PaymentOption:
 Price: TypeAlias = "str | Decimal | TokenAmount | Sequence[PaymentOption] | None"
 PriceResult: TypeAlias = Price
 PricingPolicy: TypeAlias = Callable[[PaymentRequest], "PriceResult | Awaitable[PriceResult]"]
+
+
+def _price(value: Any, what: str) -> Any:
+    """Validate a static price once, at configuration time (R11: strings are parsed here, never per request)."""
+    if value is None or isinstance(value, TokenAmount):
+        return value
+    if isinstance(value, (str, Decimal)):
+        return parse_usd(value)
+    if isinstance(value, Sequence) and value and all(isinstance(o, PaymentOption) for o in value):
+        return tuple(value)
+    raise ConfigurationError(
+        f"{what}: {value!r} is not a price; use None (free), '$0.01', Decimal('0.01'), TokenAmount(10_000) "
+        "or a list of PaymentOption")
+
+
+def _rate(value: Any, what: str) -> Decimal:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = Decimal(value)
+    if not isinstance(value, (str, Decimal)):
+        raise ConfigurationError(f"{what} must be a Decimal or a string such as '2.50', got {value!r}")
+    return parse_usd(value)
+
+
+@dataclass(frozen=True, slots=True)
+class FixedPrice:
+    """The same price for every request.
+
+    >>> FixedPrice("$0.001")(PaymentRequest("GET", "/weather"))
+    Decimal('0.001')
+    """
+
+    price: Price
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "price", _price(self.price, "FixedPrice"))
+
+    def __call__(self, request: PaymentRequest) -> Price:
+        return self.price
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    """Prices by path pattern; the first matching pattern wins, else ``default`` (free unless set).
+
+    Patterns are those of the middleware's ``routes`` (``/items/{id}``, ``/files/*``,
+    ``"POST /v1/chat"``). A value is a price or another policy, which then sees the
+    pattern's path parameters::
+
+        RouteTable({"GET /items/{id}": "$0.01", "/files/*": "$0.10", "POST /v1/chat": LLMQuote(...)})
+    """
+
+    routes: Mapping[str, Any]
+    default: Any = None
+    _table: tuple[tuple[RoutePattern, Any], ...] = field(init=False, repr=False, compare=False, default=())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.routes, Mapping) or not self.routes:
+            raise ConfigurationError("RouteTable needs a non-empty mapping such as {'GET /items/{id}': '$0.01'}")
+        table = tuple((RoutePattern.parse(k), v if callable(v) else _price(v, f"RouteTable[{k!r}]"))
+                      for k, v in self.routes.items())
+        object.__setattr__(self, "_table", table)
+        object.__setattr__(self, "routes", MappingProxyType(dict(self.routes)))
+        if not callable(self.default):
+            object.__setattr__(self, "default", _price(self.default, "RouteTable default"))
+
+    def __call__(self, request: PaymentRequest) -> PriceResult | Awaitable[PriceResult]:
+        for pattern, value in self._table:
+            params = pattern.match(request.method, request.path)
+            if params is not None:
+                if callable(value):
+                    return value(replace(request, path_params={**request.path_params, **params}))
+                return value
+        return self.default(request) if callable(self.default) else self.default
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOptions:
+    """Accept one price on several networks or assets at once (a list of :class:`PaymentOption`).
+
+    ``price`` is a static price or a policy; every option without its own price
+    gets it. The payer picks one option; the order is the order of preference::
+
+        PaymentOptions("$0.01", [PaymentOption("eip155:8453"), PaymentOption("eip155:84532")])
+    """
+
+    price: Any
+    options: Sequence[PaymentOption]
+
+    def __post_init__(self) -> None:
+        if not self.options or not all(isinstance(o, PaymentOption) for o in self.options):
+            raise ConfigurationError("PaymentOptions needs a non-empty list of PaymentOption")
+        object.__setattr__(self, "options", tuple(self.options))
+        if not callable(self.price):
+            object.__setattr__(self, "price", _price(self.price, "PaymentOptions"))
+
+    def __call__(self, request: PaymentRequest) -> PriceResult | Awaitable[PriceResult]:
+        price = self.price(request) if callable(self.price) else self.price
+        if inspect.isawaitable(price):
+            return self._expand_later(price)
+        return self._expand(price)
+
+    async def _expand_later(self, price: Awaitable[PriceResult]) -> PriceResult:
+        return self._expand(await price)
+
+    def _expand(self, price: PriceResult) -> PriceResult:
+        if price is None or (isinstance(price, Sequence) and not isinstance(price, str)):
+            return price  # free, or the inner policy chose its own options
+        return [o if o.price is not None else replace(o, price=price) for o in self.options]
+
+
+def estimate_input_tokens(body: Mapping[str, Any]) -> int:
+    """A deterministic input-token estimate for a chat request: 1 token per 4 characters of the prompt.
+
+    Counts ``system``, ``messages``, ``tools``, ``prompt`` and ``input`` as compact
+    JSON with sorted keys, so the same request always gets the same estimate
+    (the paid retry must be quoted exactly like the challenge).
+
+    >>> estimate_input_tokens({"messages": [{"role": "user", "content": "hello"}]})
+    12
+    """
+    parts = {k: body[k] for k in ("system", "messages", "tools", "prompt", "input") if k in body}
+    if not parts:
+        return 0
+    text = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return math.ceil(len(text) / 4)
+
+
+# Enough digits that rates x 1M tokens never round before the final ceiling.
+_EXACT = Context(prec=60)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenQuote:
+    """Price an LLM request from its JSON body: the BlockRun quote formula.
+
+    ``usd = max((input_tokens x input_rate + output_share x max_tokens x output_rate) / 1M
+    x (1 + markup_percent / 100), floor) + flat_fee``, rounded **up** to the token's
+    atomic unit. Rates are USD per 1M tokens. ``input_tokens`` comes from
+    ``estimate_tokens(body)``; ``max_tokens`` (or ``max_completion_tokens``) from the
+    body, ``default_max_tokens`` when absent. Needs ``RouteConfig(price_body=True)``.
+
+    >>> TokenQuote("3.00", "15.00").atomic(input_tokens=1000, max_tokens=1000)   # $0.0045 + $0.001 fee
+    5500
+    """
+
+    input_per_million: Decimal
+    output_per_million: Decimal
+    output_share: Decimal = Decimal("0.1")
+    markup_percent: Decimal = Decimal(0)
+    floor: Decimal = Decimal("0.001")
+    flat_fee: Decimal = Decimal("0.001")
+    default_max_tokens: int = 1024
+    max_tokens_limit: int = 1_000_000
+    decimals: int = 6
+    estimate_tokens: Callable[[Mapping[str, Any]], int] = field(default=estimate_input_tokens, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("input_per_million", "output_per_million", "output_share", "markup_percent", "floor", "flat_fee"):
+            object.__setattr__(self, name, _rate(getattr(self, name), f"TokenQuote.{name}"))
+        if self.output_share > 1:
+            raise ConfigurationError("TokenQuote.output_share is a fraction of max_tokens between 0 and 1, e.g. Decimal('0.1')")
+        if not 1 <= self.default_max_tokens <= self.max_tokens_limit:
+            raise ConfigurationError("TokenQuote.default_max_tokens must be between 1 and max_tokens_limit")
+        if not 0 <= self.decimals <= 36:
+            raise ConfigurationError("TokenQuote.decimals must be between 0 and 36 (USDC has 6)")
+
+    def usd(self, input_tokens: int, max_tokens: int) -> Decimal:
+        """The exact quote in USD, before rounding to atomic units."""
+        c = _EXACT
+        tokens = c.add(c.multiply(Decimal(input_tokens), self.input_per_million),
+                       c.multiply(c.multiply(self.output_share, Decimal(max_tokens)), self.output_per_million))
+        cost = c.multiply(c.divide(tokens, Decimal(1_000_000)), c.add(1, c.divide(self.markup_percent, Decimal(100))))
+        return c.add(max(cost, self.floor), self.flat_fee)
+
+    def atomic(self, input_tokens: int, max_tokens: int) -> int:
+        """The quote in atomic units, rounded up (a partial unit is charged as a whole one)."""
+        return int(self.usd(input_tokens, max_tokens).scaleb(self.decimals, _EXACT).to_integral_value(ROUND_CEILING))
+
+    def __call__(self, request: PaymentRequest) -> TokenAmount:
+        body = _json_object(request)
+        return TokenAmount(self.atomic(self.estimate_tokens(body), self._max_tokens(body)))
+
+    def _max_tokens(self, body: Mapping[str, Any]) -> int:
+        value = body.get("max_tokens", body.get("max_completion_tokens"))
+        if value is None:
+            return self.default_max_tokens
+        if type(value) is not int or not 1 <= value <= self.max_tokens_limit:
+            raise UnpriceableRequestError(
+                "invalid_max_tokens", f"max_tokens must be an integer between 1 and {self.max_tokens_limit}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class LLMQuote:
+    """Per-model prices for an LLM gateway: each model id maps to a :class:`TokenQuote`, a flat price or ``None`` (free).
+
+    The model is read from the JSON body (``model_field``); an unknown model is
+    refused with 400 ``unknown_model`` unless ``default`` is given::
+
+        quote = LLMQuote.from_rates({"openai/gpt-4o": ("2.50", "10.00"), "openai/gpt-oss-20b": "$0.001",
+                                     "nvidia/nemotron-3.5-lightning": None})
+        routes = {"POST /v1/chat/completions": RouteConfig(price=quote, price_body=True)}
+    """
+
+    models: Mapping[str, Any]
+    default: Any = _UNKNOWN
+    model_field: str = "model"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.models, Mapping) or not self.models:
+            raise ConfigurationError("LLMQuote needs a non-empty mapping of model id -> TokenQuote or price")
+        checked = {k: v if isinstance(v, TokenQuote) else _price(v, f"LLMQuote[{k!r}]") for k, v in self.models.items()}
+        object.__setattr__(self, "models", MappingProxyType(checked))
+        if self.default is not _UNKNOWN and not isinstance(self.default, TokenQuote):
+            object.__setattr__(self, "default", _price(self.default, "LLMQuote default"))
+
+    @classmethod
+    def from_rates(cls, rates: Mapping[str, Any], *, default: Any = _UNKNOWN, **quote_options: Any) -> LLMQuote:
+        """Build from ``{model: (input_per_million, output_per_million) | flat price | None}``.
+
+        ``quote_options`` (``markup_percent``, ``floor``, ``flat_fee``, ...) apply to every per-token model.
+        """
+        models = {m: TokenQuote(*r, **quote_options) if isinstance(r, tuple) else r for m, r in rates.items()}
+        return cls(models, default)
+
+    def __call__(self, request: PaymentRequest) -> Price:
+        body = _json_object(request)
+        model = body.get(self.model_field)
+        if not isinstance(model, str) or not model:
+            raise UnpriceableRequestError("missing_model", f"the JSON body must name a {self.model_field!r}")
+        entry = self.models.get(model, self.default)
+        if entry is _UNKNOWN:
+            raise UnpriceableRequestError("unknown_model", f"model {model[:100]!r} is not offered here")
+        return entry(request) if isinstance(entry, TokenQuote) else entry
+
+
+
+def _json_object(request: PaymentRequest) -> Mapping[str, Any]:
+    if not isinstance(request.body, Mapping):
+        raise UnpriceableRequestError(
+            "invalid_request_body",
+            "this route is priced from its JSON body: send a JSON object (Content-Length within the pricing size cap)")
+    return request.body

@@ -47,8 +47,33 @@ class PaymentStore(Protocol):
         ...
 
 
+class SyncPaymentStore(Protocol):
+    """The blocking twin of :class:`PaymentStore`, for WSGI and sync Django (no event loop per request).
+
+    :class:`InMemoryStore` is both. The ``_sync`` suffix lets one class serve both
+    kinds of app::
+
+        class MyStore:
+            def reserve_sync(self, key: str, ttl: float) -> str | None: ...
+            def release_sync(self, key: str) -> None: ...
+            def mark_settled_sync(self, key: str, ttl: float) -> None: ...
+    """
+
+    def reserve_sync(self, key: str, ttl: float) -> str | None:
+        """Atomically claim ``key`` for ``ttl`` seconds. Returns ``None`` when claimed, else the current state."""
+        ...
+
+    def release_sync(self, key: str) -> None:
+        """Forget a pending claim (the request failed before settlement)."""
+        ...
+
+    def mark_settled_sync(self, key: str, ttl: float) -> None:
+        """Record that ``key`` was settled; keep it for ``ttl`` seconds."""
+        ...
+
+
 class InMemoryStore:
-    """A process-local :class:`PaymentStore` (TTL cache, thread-safe, usable from sync code too).
+    """A process-local :class:`PaymentStore` and :class:`SyncPaymentStore` (TTL cache, thread-safe).
 
     >>> store = InMemoryStore()
     >>> store.reserve_sync("k", 60) is None, store.reserve_sync("k", 60)
