@@ -61,7 +61,7 @@ def official() -> Any:
     signer = FacilitatorWeb3Signer(private_key=os.environ["X402_FACILITATOR_KEY"], rpc_url=os.environ["X402_RPC_URL"])
     facilitator = x402Facilitator().register([NETWORK], ExactEvmFacilitatorScheme(signer))
     server = x402ResourceServer(LocalFacilitatorClient(facilitator))
-    server.register(NETWORK, ExactEvmServerScheme())
+    server.register(NETWORK, ExactEvmServerScheme())  # type: ignore[no-untyped-call,arg-type]  # the SDK's own typing
     routes = {"GET /weather": RouteConfig(
         accepts=[PaymentOption(scheme="exact", pay_to=os.environ["X402_PAY_TO"], price=PRICE, network=NETWORK)],
         description="Weather", mime_type="application/json")}

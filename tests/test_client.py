@@ -32,7 +32,7 @@ USDC = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
 BASE_USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 
 
-async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def echo_app(scope: Any, receive: Any, send: Any) -> None:
     body = b""
     while True:
         message = await receive()
@@ -63,7 +63,7 @@ class Recorder:
 
 def protected(fac: FakeFacilitator | None = None, routes: dict[str, Any] | None = None, **kw: Any) -> PaymentMiddleware:
     return PaymentMiddleware(echo_app, routes=routes or {"GET /paid": "$0.001", "POST /paid": "$0.001"},
-                             pay_to=PAY_TO, network=kw.pop("network", NETWORK), facilitator=fac or FakeFacilitator(), **kw)
+                             pay_to=PAY_TO, network=NETWORK, facilitator=fac or FakeFacilitator(), **kw)
 
 
 def client(app: Any, auth: X402Auth) -> httpx.AsyncClient:
@@ -104,7 +104,8 @@ async def test_signature_recovers_with_eth_account() -> None:
     a = payload["payload"]["authorization"]
     typed = {
         "types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                                   {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
+                                   {"name": "chainId", "type": "uint256"},
+                                   {"name": "verifyingContract", "type": "address"}],
                   "TransferWithAuthorization": [{"name": n, "type": t} for n, t in (
                       ("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"),
                       ("validBefore", "uint256"), ("nonce", "bytes32"))]},
@@ -154,7 +155,8 @@ async def test_per_payment_cap_refuses_before_signing() -> None:
     assert len(rec.headers) == 1 and fac.settled == [] and auth.spent == 0
 
 
-@pytest.mark.parametrize(("cap", "pays"), [(999, False), (1000, True), ("$0.000999", False), ("$0.001", True), (None, True)])
+@pytest.mark.parametrize(("cap", "pays"), [(999, False), (1000, True), ("$0.000999", False), ("$0.001", True),
+                                           (None, True)])
 async def test_per_payment_cap_forms(cap: Any, pays: bool) -> None:
     async with client(protected(), X402Auth(PAYER_KEY, max_amount_per_payment=cap)) as c:
         if pays:
@@ -189,8 +191,9 @@ async def test_one_auth_pays_many_concurrent_requests() -> None:
         responses = await asyncio.gather(*(c.get(f"/paid?i={i}") for i in range(25)))
     assert [r.status_code for r in responses] == [200] * 25
     assert len({p.authorization.nonce for p, _ in fac.settled}) == 25
-    assert {settlement_of(r).transaction for r in responses} == {"0x" + p.authorization.nonce.hex()  # type: ignore[union-attr]
-                                                                for p, _ in fac.settled}
+    settlements = [settlement_of(r) for r in responses]
+    assert {s.transaction for s in settlements if s is not None} == {"0x" + p.authorization.nonce.hex()
+                                                                      for p, _ in fac.settled}
     assert auth.spent == 25 * 1000
 
 
@@ -207,11 +210,12 @@ async def test_concurrent_tasks_never_overshoot_the_total_cap() -> None:
 def v2_challenge(amount: str = "1000", **extra_fields: Any) -> dict[str, Any]:
     req = {"scheme": "exact", "network": NETWORK, "amount": amount, "asset": USDC, "payTo": PAY_TO,
            "maxTimeoutSeconds": 60, "extra": {"name": "USDC", "version": "2"}}
-    return {"x402Version": 2, "error": "Payment required", "resource": {"url": "http://t/x", "description": "",
-                                                                         "mimeType": ""}, "accepts": [req], **extra_fields}
+    resource = {"url": "http://t/x", "description": "", "mimeType": ""}
+    return {"x402Version": 2, "error": "Payment required", "resource": resource, "accepts": [req], **extra_fields}
 
 
-def mock_server(challenge: dict[str, Any] | None, seen: list[httpx.Request], paid_status: int = 200) -> httpx.MockTransport:
+def mock_server(challenge: dict[str, Any] | None, seen: list[httpx.Request],
+                paid_status: int = 200) -> httpx.MockTransport:
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if "payment-signature" in request.headers or "x-payment" in request.headers:
@@ -340,9 +344,9 @@ def test_picks_the_first_usable_option_and_explains_refusals() -> None:
         assert c.get("http://t/x").status_code == 200
         assert decode(seen[1].headers["payment-signature"])["accepted"] == good
         transport = mock_server(v2_challenge(accepts=bad), [])
-    with httpx.Client(transport=transport, auth=X402Auth(PAYER_KEY)) as c:
-        with pytest.raises(PaymentClientError, match="none of its 8 payment option") as info:
-            c.get("http://t/x")
+    with httpx.Client(transport=transport, auth=X402Auth(PAYER_KEY)) as c, \
+            pytest.raises(PaymentClientError, match="none of its 8 payment option") as info:
+        c.get("http://t/x")
     message = str(info.value)
     for reason in ("scheme 'upto'", "eip155:999999", "not the default token", "permit2", "'1e3'", "'nobody'",
                    "maxTimeoutSeconds 0", "not a JSON object"):
@@ -365,9 +369,9 @@ def test_allowed_networks_preferences_and_extra_assets() -> None:
     assert paid_with(X402Auth(PAYER_KEY, networks=["eip155:8453"]), [sepolia, base]) == base
     assert paid_with(X402Auth(PAYER_KEY, assets=[other_token["asset"]]), [sepolia, other_token]) == other_token
     with httpx.Client(transport=mock_server(v2_challenge(accepts=[sepolia]), []),
-                      auth=X402Auth(PAYER_KEY, networks=["base"])) as c:
-        with pytest.raises(PaymentClientError, match="eip155:84532 is not in networks="):
-            c.get("http://t/x")
+                      auth=X402Auth(PAYER_KEY, networks=["base"])) as c, \
+            pytest.raises(PaymentClientError, match="eip155:84532 is not in networks="):
+        c.get("http://t/x")
 
 
 def test_settlement_of() -> None:

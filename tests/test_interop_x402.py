@@ -46,7 +46,7 @@ def servers(chain: DevChain) -> Iterator[dict[str, str]]:
             env = {"X402_RPC_URL": chain.rpc_url, "X402_FACILITATOR_KEY": key, "X402_PAY_TO": chain.pay_to}
             try:
                 urls[name] = stack.enter_context(uvicorn_server(f"tests._interop_apps:{name}", factory=True, env=env))
-            except BaseException as exc:  # reported below, in the test thread
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, in the test thread
                 errors.append(exc)
         threads = [threading.Thread(target=start, args=(name, key))
                    for name, key in zip(("ours", "official"), chain.facilitator_keys)]

@@ -185,8 +185,8 @@ class X402Auth(httpx.Auth):
             if isinstance(choice, str):
                 refused.append(choice)
                 continue
-            rank = self._prefer.index(choice.network.caip2) if choice.network.caip2 in self._prefer else len(self._prefer)
-            usable.append((rank, index, choice))
+            caip2 = choice.network.caip2
+            usable.append((self._prefer.index(caip2) if caip2 in self._prefer else len(self._prefer), index, choice))
         if not usable:
             raise PaymentClientError(
                 f"cannot pay {url}: none of its {len(accepts)} payment option(s) is usable "
@@ -229,7 +229,8 @@ class X402Auth(httpx.Auth):
                 known = network.asset
         else:
             return f"asset {asset} on {network.caip2} is not in assets="
-        extra = req.get("extra") if isinstance(req.get("extra"), dict) else {}
+        raw_extra = req.get("extra")
+        extra: dict[str, Any] = raw_extra if isinstance(raw_extra, dict) else {}
         if extra.get("assetTransferMethod", "eip3009") != "eip3009":
             return f"transfer method {extra['assetTransferMethod']!r} is not supported (only EIP-3009)"
         domain_name, domain_version = extra.get("name"), extra.get("version")
@@ -347,6 +348,7 @@ def _cap(value: int | str | Decimal | None, what: str) -> int | None:
 
 
 def _cap_units(amount: int, decimals: int) -> int:
+    factor: int = 10 ** abs(decimals - _CAP_DECIMALS)
     if decimals <= _CAP_DECIMALS:
-        return amount * 10 ** (_CAP_DECIMALS - decimals)
-    return -(-amount // 10 ** (decimals - _CAP_DECIMALS))  # round up: a cap is never exceeded by rounding
+        return amount * factor
+    return -(-amount // factor)  # round up: rounding never lets a payment slip under a cap
