@@ -28,9 +28,24 @@ def ours() -> Any:
         return JSONResponse({"temp": 21, "paid_by": payment.payer, "amount": payment.amount})
 
     facilitator = ChainFacilitator(os.environ["X402_RPC_URL"], os.environ["X402_FACILITATOR_KEY"], 84532)
-    app = Starlette(routes=[Route("/weather", weather)])
-    return PaymentMiddleware(app, routes={"GET /weather": PRICE}, pay_to=os.environ["X402_PAY_TO"], network=NETWORK,
-                             facilitator=facilitator)
+    app = Starlette(routes=[Route("/weather", weather), Route("/legacy/weather", weather)])
+    protected = PaymentMiddleware(app, routes={"GET /weather": PRICE, "GET /legacy/weather": PRICE},
+                                  pay_to=os.environ["X402_PAY_TO"], network=NETWORK, facilitator=facilitator)
+
+    async def v1_only_under_legacy(scope: Any, receive: Any, send: Any) -> None:
+        """``/legacy/*`` answers like a v1-only server: the 402 keeps its v1 JSON body but loses the v2 header."""
+        if scope["type"] != "http" or not scope["path"].startswith("/legacy/"):
+            await protected(scope, receive, send)
+            return
+
+        async def send_without_v2_header(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [(k, v) for k, v in message["headers"] if k.lower() != b"payment-required"]
+            await send(message)
+
+        await protected(scope, receive, send_without_v2_header)
+
+    return v1_only_under_legacy
 
 
 class LocalFacilitatorClient:

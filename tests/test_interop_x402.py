@@ -11,6 +11,7 @@ default spend controls accept it and both sides use their built-in asset tables 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -19,6 +20,11 @@ from typing import Any
 import httpx
 import pytest
 from eth_account import Account
+from x402 import x402Client
+from x402.http import x402HTTPClient
+from x402.http.clients.httpx import x402AsyncTransport
+from x402.mechanisms.evm import EthAccountSigner
+from x402.mechanisms.evm.exact import register_exact_evm_client
 
 from tests._payments import decode
 from tests._servers import uvicorn_server
@@ -71,31 +77,35 @@ def assert_transfer(chain: DevChain, tx: str, payer: str, amount: int) -> None:
     assert int(transfers[0]["data"], 16) == amount
 
 
+def official_client(payer_key: str) -> x402Client:
+    """The official client as its docs set it up: exact EVM scheme (v2 ``eip155:*`` and v1 networks), default
+    spend controls (default assets only, at most $1)."""
+    x402 = x402Client()
+    register_exact_evm_client(x402, EthAccountSigner(Account.from_key(payer_key)))
+    return x402
+
+
 class _Recording(httpx.AsyncBaseTransport):
     """Wraps the real transport under the official client to see the headers it sends."""
 
     def __init__(self) -> None:
         self.inner = httpx.AsyncHTTPTransport()
         self.requests: list[httpx.Request] = []
+        self.statuses: list[tuple[int, bool]] = []  # (status, carried PAYMENT-REQUIRED)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        return await self.inner.handle_async_request(request)
+        response = await self.inner.handle_async_request(request)
+        self.statuses.append((response.status_code, "payment-required" in response.headers))
+        return response
 
     async def aclose(self) -> None:
         await self.inner.aclose()
 
 
 async def test_official_client_pays_our_middleware_on_chain(chain: DevChain, servers: dict[str, str]) -> None:
-    from x402 import x402Client
-    from x402.http import x402HTTPClient
-    from x402.http.clients.httpx import x402AsyncTransport
-    from x402.mechanisms.evm import EthAccountSigner
-    from x402.mechanisms.evm.exact import register_exact_evm_client
-
     payer_key, payer = chain.payer_keys[0], chain.payer_addresses[0]
-    x402 = x402Client()
-    register_exact_evm_client(x402, EthAccountSigner(Account.from_key(payer_key)))
+    x402 = official_client(payer_key)
     before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
     recording = _Recording()
     async with httpx.AsyncClient(transport=x402AsyncTransport(x402, transport=recording),
@@ -106,7 +116,8 @@ async def test_official_client_pays_our_middleware_on_chain(chain: DevChain, ser
     assert (chain.balance_of(payer), chain.balance_of(chain.pay_to)) == (before[0] - PRICE, before[1] + PRICE)
 
     sent = [req.headers.get("payment-signature") for req in recording.requests]
-    assert sent[0] is None and sent[1] is not None and len(sent) == 2  # 402, then one paid retry (v2 header)
+    assert sent[0] is None and sent[1] is not None  # unpaid, then one paid retry with the v2 header
+    assert recording.statuses == [(402, True), (200, False)]
     settled = x402HTTPClient(x402).get_payment_settle_response(lambda name: r.headers.get(name))
     assert settled.success and settled.payer == payer and settled.network == "eip155:84532"
     assert settled.transaction == decode(r.headers["payment-response"])["transaction"]
@@ -120,6 +131,25 @@ async def test_official_client_pays_our_middleware_on_chain(chain: DevChain, ser
     assert replay.status_code == 402
     assert decode(replay.headers["payment-required"])["error"] == "invalid_exact_evm_nonce_already_used"
     assert chain.balance_of(payer) == before[0] - PRICE
+
+
+async def test_official_client_pays_our_middleware_over_v1(chain: DevChain, servers: dict[str, str]) -> None:
+    """Our server is dual-stack: with only the v1 body to go on, the official client pays with X-PAYMENT."""
+    payer_key, payer = chain.payer_keys[0], chain.payer_addresses[0]
+    x402 = official_client(payer_key)
+    before = chain.balance_of(payer)
+    recording = _Recording()
+    async with httpx.AsyncClient(transport=x402AsyncTransport(x402, transport=recording),
+                                 base_url=servers["ours"]) as http:
+        r = await http.get("/legacy/weather")
+    assert r.status_code == 200, r.text
+    assert recording.statuses == [(402, False), (200, False)]  # the client had only the v1 body to go on
+    sent = recording.requests[1].headers
+    assert "payment-signature" not in sent and decode(sent["x-payment"])["x402Version"] == 1
+    settled = decode(r.headers["x-payment-response"])
+    assert settled["success"] is True and settled["network"] == "base-sepolia" and "payment-response" not in r.headers
+    assert_transfer(chain, settled["transaction"], payer, PRICE)
+    assert chain.balance_of(payer) == before - PRICE
 
 
 def _paid_by_us(chain: DevChain, r: httpx.Response, payer: str) -> str:
@@ -146,8 +176,6 @@ def test_our_client_pays_the_official_middleware_on_chain(chain: DevChain, serve
 
 async def test_our_async_client_pays_the_official_middleware_concurrently(chain: DevChain,
                                                                           servers: dict[str, str]) -> None:
-    import asyncio
-
     payer_key, payer = chain.payer_keys[1], chain.payer_addresses[1]
     auth = X402Auth(payer_key)
     before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
