@@ -27,7 +27,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_CEILING, Context, Decimal
 from types import MappingProxyType
@@ -183,16 +183,35 @@ class PaymentOptions:
     def __call__(self, request: PaymentRequest) -> PriceResult | Awaitable[PriceResult]:
         price = self.price(request) if callable(self.price) else self.price
         if inspect.isawaitable(price):
-            return self._expand_later(price)
+            return _Then(price, self._expand)
         return self._expand(price)
-
-    async def _expand_later(self, price: Awaitable[PriceResult]) -> PriceResult:
-        return self._expand(await price)
 
     def _expand(self, price: PriceResult) -> PriceResult:
         if price is None or (isinstance(price, Sequence) and not isinstance(price, str)):
             return price  # free, or the inner policy chose its own options
         return [o if o.price is not None else replace(o, price=price) for o in self.options]
+
+
+class _Then:
+    """``await`` an inner policy's result, then map it; ``close()`` reaches the inner coroutine.
+
+    (An ``async def`` wrapper would hide the inner coroutine from a WSGI shell
+    that refuses async policies and closes what it got.)
+    """
+
+    __slots__ = ("_inner", "_fn")
+
+    def __init__(self, inner: Awaitable[Any], fn: Callable[[Any], Any]) -> None:
+        self._inner = inner
+        self._fn = fn
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._fn((yield from self._inner.__await__()))
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
 
 
 def estimate_input_tokens(body: Mapping[str, Any]) -> int:
