@@ -89,7 +89,7 @@ class PaidFlow:
     outcome is unknown, the payment stays reserved so it is never served twice.
     """
 
-    __slots__ = ("gate", "requirements", "resource", "head", "settle_when", "outcome", "payment", "_key", "_ttl")
+    __slots__ = ("_key", "_ttl", "gate", "head", "outcome", "payment", "requirements", "resource", "settle_when")
 
     def __init__(self, gate: Gate, requirements: tuple[PaymentRequirements, ...], resource: Callable[[], ResourceInfo],
                  *, head: bool, settle_when: SettleWhen = settle_on_2xx) -> None:
@@ -187,9 +187,11 @@ def run_sync(flow: Flow[T], facilitator: SyncFacilitator, store: SyncPaymentStor
                 if isinstance(effect, Reserve):
                     result: Any = store.reserve_sync(effect.key, effect.ttl)
                 elif isinstance(effect, Release):
-                    result = store.release_sync(effect.key)
+                    store.release_sync(effect.key)
+                    result = None
                 elif isinstance(effect, MarkSettled):
-                    result = store.mark_settled_sync(effect.key, effect.ttl)
+                    store.mark_settled_sync(effect.key, effect.ttl)
+                    result = None
                 elif isinstance(effect, Settle):
                     result = facilitator.settle(effect.payload, effect.requirement)
                 else:
@@ -211,9 +213,11 @@ async def run_async(flow: Flow[T], facilitator: Facilitator, store: PaymentStore
                 if isinstance(effect, Reserve):
                     result: Any = await store.reserve(effect.key, effect.ttl)
                 elif isinstance(effect, Release):
-                    result = await store.release(effect.key)
+                    await store.release(effect.key)
+                    result = None
                 elif isinstance(effect, MarkSettled):
-                    result = await store.mark_settled(effect.key, effect.ttl)
+                    await store.mark_settled(effect.key, effect.ttl)
+                    result = None
                 elif isinstance(effect, Settle):
                     result = await facilitator.settle(effect.payload, effect.requirement)
                 else:

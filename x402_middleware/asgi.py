@@ -21,14 +21,24 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ._exceptions import PricingError, UnpriceableRequestError
-from ._flow import Answer, PaidFlow, SettleWhen, parse_json_body, pricing_failure, private_cache_control, run_async
-from ._flow import settle_on_2xx as settle_on_2xx
+from ._flow import (
+    Answer,
+    PaidFlow,
+    SettleWhen,
+    parse_json_body,
+    pricing_failure,
+    private_cache_control,
+    run_async,
+    settle_on_2xx,
+)
 from ._gate import Gate, _Route
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .facilitator._protocol import Facilitator
 from .models import PaymentRequirements, ResourceInfo
 from .pricing import PaymentRequest
 from .stores import InMemoryStore, PaymentStore
+
+__all__ = ["MAX_PRICING_BODY", "PaymentMiddleware", "settle_on_2xx"]
 
 #: Bodies larger than this are not parsed for pricing (the policy sees ``body=None``).
 MAX_PRICING_BODY = 1 << 20

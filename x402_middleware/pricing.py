@@ -151,13 +151,16 @@ class RouteTable:
             object.__setattr__(self, "default", _price(self.default, "RouteTable default"))
 
     def __call__(self, request: PaymentRequest) -> PriceResult | Awaitable[PriceResult]:
-        for pattern, value in self._table:
+        value: Any = self.default
+        for pattern, candidate in self._table:
             params = pattern.match(request.method, request.path)
             if params is not None:
-                if callable(value):
-                    return value(replace(request, path_params={**request.path_params, **params}))
-                return value
-        return self.default(request) if callable(self.default) else self.default
+                value = candidate
+                if params and callable(value):
+                    request = replace(request, path_params={**request.path_params, **params})
+                break
+        result: PriceResult | Awaitable[PriceResult] = value(request) if callable(value) else value
+        return result
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +202,7 @@ class _Then:
     that refuses async policies and closes what it got.)
     """
 
-    __slots__ = ("_inner", "_fn")
+    __slots__ = ("_fn", "_inner")
 
     def __init__(self, inner: Awaitable[Any], fn: Callable[[Any], Any]) -> None:
         self._inner = inner

@@ -232,7 +232,8 @@ class _PaidResponse:
 
 
 def _is_async(policy: Any) -> bool:
-    return inspect.iscoroutinefunction(policy) or inspect.iscoroutinefunction(getattr(policy, "__call__", None))
+    call = type(policy).__call__ if not inspect.isfunction(policy) else policy
+    return inspect.iscoroutinefunction(policy) or inspect.iscoroutinefunction(call)
 
 
 def _decode_path(raw: str) -> str:
