@@ -1,0 +1,14 @@
+"""Async upstream clients over one shared ``httpx.AsyncClient``: OpenAI(-compatible), Anthropic, Gemini."""
+
+from __future__ import annotations
+
+from .anthropic import AnthropicProvider
+from .base import Call, Endpoint, Provider, Timeouts, UpstreamFailure, UpstreamStream
+from .gemini import GeminiProvider
+from .openai import OpenAIProvider
+
+PROVIDERS: dict[str, Provider] = {"openai": OpenAIProvider(), "anthropic": AnthropicProvider(),
+                                  "gemini": GeminiProvider()}
+
+__all__ = ["PROVIDERS", "AnthropicProvider", "Call", "Endpoint", "GeminiProvider", "OpenAIProvider", "Provider",
+           "Timeouts", "UpstreamFailure", "UpstreamStream"]

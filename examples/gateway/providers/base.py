@@ -1,0 +1,325 @@
+"""What every upstream client shares: the call, the resolved endpoint, failures, and the accepted stream.
+
+A provider turns a canonical (OpenAI chat) :class:`Call` into one HTTP request
+to one :class:`Endpoint`, over the gateway's single shared ``httpx.AsyncClient``.
+It either returns a canonical completion / an :class:`UpstreamStream` whose 2xx
+and first chunk have already arrived, or raises :class:`UpstreamFailure` --
+always before the gateway has forwarded a byte, so the pool may fail over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+
+from ..catalog import ModelInfo
+from ..sse import aiter_events
+from ..translate._common import StreamError
+
+#: Failure kinds. All but ``client`` let the pool try the next endpoint.
+RATE_LIMITED, SERVER, TIMEOUT, CONNECT, AUTH, PROTOCOL, CLIENT = (
+    "rate_limited", "server", "timeout", "connect", "auth", "protocol", "client")
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An upstream endpoint with its secrets resolved from the environment."""
+
+    family: str
+    name: str
+    kind: str
+    base_url: str
+    api_key: str | None = None
+    auth: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    max_tokens_field: str = "max_tokens"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. ``first_byte`` bounds the wait for the 2xx *and* the first stream chunk (failover is still possible)."""
+
+    connect: float = 5.0
+    first_byte: float = 60.0
+    read: float = 120.0
+    total: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One canonical upstream call: the OpenAI-format body, the catalog model and the clamped ``max_tokens``."""
+
+    model: ModelInfo
+    body: Mapping[str, Any]
+    max_tokens: int
+    stream: bool = False
+
+
+class UpstreamFailure(Exception):
+    """One endpoint failed before anything was forwarded. ``retry_after`` is in seconds when the upstream said so."""
+
+    def __init__(self, kind: str, message: str, *, status: int | None = None, retry_after: int | None = None,
+                 endpoint: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.endpoint = endpoint
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind != CLIENT
+
+    def __repr__(self) -> str:
+        return f"UpstreamFailure({self.kind!r}, {self.message!r}, status={self.status}, endpoint={self.endpoint!r})"
+
+
+class Decoder(Protocol):
+    """Turns one upstream SSE ``data`` object into canonical chunks; :meth:`end` at EOF."""
+
+    done: bool
+
+    def feed(self, data: Mapping[str, Any]) -> list[dict[str, Any]]: ...
+
+    def end(self) -> list[dict[str, Any]]: ...
+
+
+class UpstreamStream:
+    """An accepted upstream stream: the 2xx and the first canonical chunk have arrived.
+
+    Iterate it for canonical chunks (a mid-stream problem raises :class:`UpstreamFailure`);
+    always :meth:`aclose` it. ``usage`` holds the last usage seen.
+    """
+
+    def __init__(self, response: httpx.Response, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any],
+                 endpoint: str) -> None:
+        self._response = response
+        self._chunks = chunks
+        self._first: dict[str, Any] | None = first
+        self.endpoint = endpoint
+        self.usage: Mapping[str, Any] | None = None
+
+    def __aiter__(self) -> UpstreamStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._first is not None:
+            item, self._first = self._first, None
+        else:
+            try:
+                item = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                raise
+            except StreamError as exc:
+                raise UpstreamFailure(exc.kind, exc.message, endpoint=self.endpoint) from exc
+            except httpx.TimeoutException as exc:
+                raise UpstreamFailure(TIMEOUT, "the upstream stream stalled", endpoint=self.endpoint) from exc
+            except httpx.HTTPError as exc:
+                raise UpstreamFailure(PROTOCOL, f"the upstream stream broke: {type(exc).__name__}",
+                                      endpoint=self.endpoint) from exc
+        if isinstance(item.get("usage"), Mapping):
+            self.usage = item["usage"]
+        return item
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._chunks, "aclose", None)
+        try:
+            if aclose is not None:
+                await aclose()
+        finally:
+            await self._response.aclose()
+
+
+class Provider:
+    """Base of the three wire formats: subclasses build the request and parse bodies; I/O lives here."""
+
+    default_auth = "bearer"
+
+    def build(self, endpoint: Endpoint, call: Call) -> tuple[str, dict[str, Any]]:
+        """``(url, json_body)`` of the upstream request."""
+        raise NotImplementedError
+
+    def parse(self, data: Any, call: Call) -> dict[str, Any]:
+        """The upstream's JSON response as a canonical chat completion."""
+        raise NotImplementedError
+
+    def decoder(self, call: Call) -> Decoder:
+        raise NotImplementedError
+
+    def headers(self, endpoint: Endpoint) -> dict[str, str]:
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        auth = endpoint.auth or self.default_auth
+        if endpoint.api_key and auth != "none":
+            if auth == "bearer":
+                headers["authorization"] = f"Bearer {endpoint.api_key}"
+            else:
+                headers[auth] = endpoint.api_key
+        headers.update(endpoint.headers)
+        return headers
+
+    async def complete(self, client: httpx.AsyncClient, endpoint: Endpoint, call: Call,
+                       timeouts: Timeouts) -> dict[str, Any]:
+        """POST a non-streaming call; the canonical completion, or :class:`UpstreamFailure`."""
+        url, payload = self.build(endpoint, call)
+        try:
+            async with asyncio.timeout(timeouts.total):
+                response = await client.post(url, json=payload, headers=self.headers(endpoint),
+                                             timeout=httpx.Timeout(timeouts.total, connect=timeouts.connect))
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise _transport_failure(exc, endpoint) from exc
+        except httpx.HTTPError as exc:
+            raise _transport_failure(exc, endpoint) from exc
+        if response.status_code >= 300:
+            raise failure_from_response(response.status_code, response.headers, response.content, endpoint.name)
+        try:
+            return self.parse(response.json(), call)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UpstreamFailure(PROTOCOL, f"unreadable upstream response ({type(exc).__name__})",
+                                  status=response.status_code, endpoint=endpoint.name) from exc
+
+    async def stream(self, client: httpx.AsyncClient, endpoint: Endpoint, call: Call,
+                     timeouts: Timeouts) -> UpstreamStream:
+        """Open a streaming call and wait for its 2xx and first chunk (bounded by ``timeouts.first_byte``)."""
+        url, payload = self.build(endpoint, call)
+        request = client.build_request("POST", url, json=payload, headers=self.headers(endpoint),
+                                       timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect))
+        response: httpx.Response | None = None
+        chunks: AsyncIterator[dict[str, Any]] | None = None
+        try:
+            async with asyncio.timeout(timeouts.first_byte):
+                response = await client.send(request, stream=True)
+                if response.status_code >= 300:
+                    content = await _read_capped(response)
+                    raise failure_from_response(response.status_code, response.headers, content, endpoint.name)
+                chunks = self._chunks(response, self.decoder(call))
+                first = await chunks.__anext__()
+            return UpstreamStream(response, chunks, first, endpoint.name)
+        except BaseException as exc:
+            if chunks is not None:
+                await _quiet_aclose(chunks)
+            if response is not None:
+                await response.aclose()
+            if isinstance(exc, UpstreamFailure):
+                raise
+            if isinstance(exc, StopAsyncIteration):
+                raise UpstreamFailure(PROTOCOL, "the upstream stream was empty", endpoint=endpoint.name) from None
+            if isinstance(exc, StreamError):
+                raise UpstreamFailure(exc.kind, exc.message, endpoint=endpoint.name) from exc
+            if isinstance(exc, (TimeoutError, httpx.HTTPError)):
+                raise _transport_failure(exc, endpoint) from exc
+            raise
+
+    async def _chunks(self, response: httpx.Response, decoder: Decoder) -> AsyncIterator[dict[str, Any]]:
+        async for event in aiter_events(response.aiter_lines()):
+            if event.data.strip() == "[DONE]":
+                break
+            if not event.data.strip():
+                continue
+            try:
+                data = json.loads(event.data)
+            except ValueError:
+                continue  # tolerate junk lines, as the SDKs do
+            if isinstance(data, Mapping):
+                for item in decoder.feed(data):
+                    yield item
+            if decoder.done:
+                break
+        for item in decoder.end():
+            yield item
+
+
+def failure_from_response(status: int, headers: Mapping[str, str], content: bytes, endpoint: str) -> UpstreamFailure:
+    """Classify an upstream error response; keeps its message and any retry delay it gave."""
+    try:
+        body: Any = json.loads(content)
+    except ValueError:
+        body = None
+    message = _error_message(body) or content[:200].decode("utf-8", "replace") or f"HTTP {status}"
+    retry_after = parse_retry_after(headers.get("retry-after")) or _gemini_retry_delay(body)
+    if status == 429:
+        kind = RATE_LIMITED
+    elif status in (401, 403, 404):
+        kind = AUTH  # this endpoint cannot serve the model (key, region, deployment): another one may
+    elif status == 408:
+        kind = TIMEOUT
+    elif status >= 500:
+        kind = SERVER  # includes Anthropic's 529 overloaded_error
+    elif status >= 400:
+        kind = CLIENT
+    else:
+        kind = PROTOCOL
+    return UpstreamFailure(kind, message[:500], status=status, retry_after=retry_after, endpoint=endpoint)
+
+
+def parse_retry_after(value: str | None) -> int | None:
+    """``Retry-After`` as whole seconds (delta-seconds or an HTTP date), rounded up; ``None`` if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return max(1, math.ceil(seconds))
+
+
+def _gemini_retry_delay(body: Any) -> int | None:
+    # Gemini puts the delay in error.details[] as google.rpc.RetryInfo {"retryDelay": "37s"}.
+    if not isinstance(body, Mapping) or not isinstance(body.get("error"), Mapping):
+        return None
+    for detail in body["error"].get("details") or ():
+        if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            return parse_retry_after(str(detail.get("retryDelay", "")).removesuffix("s"))
+    return None
+
+
+def _error_message(body: Any) -> str:
+    if not isinstance(body, Mapping):
+        return ""
+    error = body.get("error")
+    if isinstance(error, Mapping) and error.get("message"):
+        return str(error["message"])
+    if isinstance(error, str):
+        return error
+    return str(body.get("message") or "")
+
+
+def _transport_failure(exc: BaseException, endpoint: Endpoint) -> UpstreamFailure:
+    if isinstance(exc, (TimeoutError, httpx.TimeoutException)) and not isinstance(exc, httpx.ConnectTimeout):
+        return UpstreamFailure(TIMEOUT, "the upstream did not answer in time", endpoint=endpoint.name)
+    return UpstreamFailure(CONNECT, f"cannot reach the upstream ({type(exc).__name__})", endpoint=endpoint.name)
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    data = bytearray()
+    async for part in response.aiter_bytes():
+        data += part
+        if len(data) > MAX_ERROR_BODY:
+            break
+    return bytes(data)
+
+
+async def _quiet_aclose(chunks: AsyncIterator[dict[str, Any]]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except Exception:  # the generator may already be broken; the response is closed next anyway
+        pass
