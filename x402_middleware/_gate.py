@@ -23,7 +23,6 @@ from ._exceptions import (
     PricingError,
     UnpriceableRequestError,
 )
-from .money import parse_usd, to_atomic
 from .models import (
     PaymentPayload,
     PaymentRequirements,
@@ -34,6 +33,7 @@ from .models import (
     payment_required_v1,
     payment_required_v2,
 )
+from .money import parse_usd, to_atomic
 from .networks import Asset, Network, get_network
 from .pricing import FixedPrice, PaymentOption, PaymentRequest, PricingPolicy, TokenAmount
 from .routes import RoutePattern
@@ -124,6 +124,9 @@ class Gate:
             fixed = self.requirements(route, price)
         except PricingError as exc:
             raise ConfigurationError(f"route {pattern!r}: {exc}") from None
+        if not fixed and isinstance(price, (str, Decimal)) and parse_usd(price) > 0:
+            # e.g. "$0.0000001" truncates to 0 atomic units: refuse rather than serve the route for free.
+            raise ConfigurationError(f"route {pattern!r}: price {price!r} is below the token's smallest unit")
         return _replace(route, fixed=fixed)
 
     # -- matching --------------------------------------------------------------------------
@@ -324,5 +327,13 @@ def _replace(route: _Route, **changes: Any) -> _Route:
     return replace(route, **changes)
 
 
-__all__ = ["Gate", "RouteConfig", "MalformedPaymentError", "InvalidPaymentError", "PAYMENT_IN_PROGRESS",
-           "PAYMENT_ALREADY_USED", "PAYMENT_REQUIRED_ERROR", "logger"]
+__all__ = [
+    "PAYMENT_ALREADY_USED",
+    "PAYMENT_IN_PROGRESS",
+    "PAYMENT_REQUIRED_ERROR",
+    "Gate",
+    "InvalidPaymentError",
+    "MalformedPaymentError",
+    "RouteConfig",
+    "logger",
+]

@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from tests._django import setup_django
+
+setup_django()

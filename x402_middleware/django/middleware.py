@@ -1,0 +1,173 @@
+"""``PaymentMiddleware`` for Django: x402 payments in sync (WSGI) and async (ASGI) Django.
+
+A thin shell over the shared :class:`~x402_middleware._gate.Gate` and paid-request
+flow, in the django-cors-headers mould: ``sync_capable = async_capable = True``;
+the mode follows ``get_response`` (async under ASGI, blocking under WSGI) and
+picks the matching facilitator and store calls -- never an event loop per request.
+
+The view runs with ``request.x402_payment`` set. When it returns a 2xx response
+the payment is settled *before* the response is returned, so a
+``StreamingHttpResponse`` then streams untouched; any other status, a HEAD
+request or a failed view is never settled. A failed settlement replaces the
+response with a 402 (or 502) and closes the view's response unread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http.request import RawPostDataException
+
+from .._exceptions import PricingError, UnpriceableRequestError
+from .._flow import (
+    Answer,
+    PaidFlow,
+    parse_json_body,
+    payment_headers_from_environ,
+    pricing_failure,
+    private_cache_control,
+    request_from_environ,
+    run_async,
+    run_sync,
+)
+from .._gate import _Route
+from ..models import PaymentRequirements, ResourceInfo
+from ..pricing import PaymentRequest
+from . import conf
+
+__all__ = ["PaymentMiddleware"]
+
+
+class PaymentMiddleware:
+    """Charge for the routes in ``settings.X402["ROUTES"]``.
+
+    ``settings.py``::
+
+        MIDDLEWARE = [..., "x402_middleware.django.PaymentMiddleware"]
+        X402 = {"ROUTES": {"GET /api/weather": "$0.001"}, "PAY_TO": "0xYourAddress",
+                "NETWORK": "eip155:84532", "FACILITATOR_URL": "https://x402.org/facilitator"}
+
+    A view reads ``request.x402_payment`` (a :class:`~x402_middleware.Payment`).
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+        self.config = conf.build(async_mode=self.async_mode)
+        self.gate = self.config.gate
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        found = self.gate.find(request.method or "GET", request.path_info)
+        if found is None:
+            return self.get_response(request)
+        route, params = found
+        try:
+            requirements = route.fixed if route.fixed is not None else self.gate.price(
+                route, self._pricing_view(request, route, params), allow_async=False)
+        except (PricingError, UnpriceableRequestError) as exc:
+            return _response(pricing_failure(route, exc))
+        assert isinstance(requirements, tuple)
+        if not requirements:
+            return self.get_response(request)
+        fac, store = self.config.facilitator, self.config.store
+        flow = self._flow(request, route, requirements)
+        answer = run_sync(flow.admit(payment_headers_from_environ(request.META)), fac, store)
+        if answer is not None:
+            return _response(answer)
+        request.x402_payment = flow.payment  # type: ignore[attr-defined]
+        try:
+            response = self.get_response(request)
+            decision = run_sync(flow.start(response.status_code), fac, store)
+        finally:
+            run_sync(flow.finish(), fac, store)
+        return _apply(response, decision)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
+        found = self.gate.find(request.method or "GET", request.path_info)
+        if found is None:
+            return await get_response(request)
+        route, params = found
+        try:
+            if route.fixed is not None:
+                requirements = route.fixed
+            else:
+                priced = self.gate.price(route, self._pricing_view(request, route, params))
+                requirements = priced if isinstance(priced, tuple) else await priced
+        except (PricingError, UnpriceableRequestError) as exc:
+            return _response(pricing_failure(route, exc))
+        if not requirements:
+            return await get_response(request)
+        fac, store = self.config.facilitator, self.config.store
+        flow = self._flow(request, route, requirements)
+        answer = await run_async(flow.admit(payment_headers_from_environ(request.META)), fac, store)
+        if answer is not None:
+            return _response(answer)
+        request.x402_payment = flow.payment  # type: ignore[attr-defined]
+        try:
+            response = await get_response(request)
+            decision = await run_async(flow.start(response.status_code), fac, store)
+        finally:
+            await run_async(flow.finish(), fac, store)
+        return _apply(response, decision)
+
+    def _pricing_view(self, request: HttpRequest, route: _Route, params: dict[str, str]) -> PaymentRequest:
+        body = _body_for_pricing(request, self.config.max_pricing_body) if route.price_body else None
+        return request_from_environ(request.META, request.path_info, params, body)
+
+    def _flow(self, request: HttpRequest, route: _Route, requirements: tuple[PaymentRequirements, ...]) -> PaidFlow:
+        def resource() -> ResourceInfo:
+            return self.gate.resource(route, request.scheme or "http", request.get_host(), request.path,
+                                      request.META.get("QUERY_STRING", ""))
+
+        return PaidFlow(self.gate, requirements, resource, head=request.method == "HEAD",
+                        settle_when=self.config.settle_when)
+
+
+def _body_for_pricing(request: HttpRequest, limit: int) -> Any:
+    # request.body is cached by Django, so the view can still read request.body, request.POST or request.read().
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if not 0 < length <= limit:
+        return None
+    try:
+        return parse_json_body(request.body)
+    except (RawPostDataException, RequestDataTooBig):
+        return None
+
+
+def _response(answer: Answer) -> HttpResponse:
+    response = HttpResponse(answer.body, status=answer.status)
+    for name, value in answer.headers:
+        response[name.decode("latin-1")] = value.decode("latin-1")
+    return response
+
+
+def _apply(response: HttpResponseBase, decision: Answer | list[tuple[bytes, bytes]] | None) -> HttpResponseBase:
+    if decision is None:
+        return response
+    if isinstance(decision, Answer):
+        response.close()  # the view's content (a stream, a file) is dropped unread
+        return _response(decision)
+    cache_control = private_cache_control(response.get("Cache-Control"))
+    if cache_control is not None:
+        response["Cache-Control"] = cache_control
+    for raw_name, raw_value in decision:
+        name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+        if name == "access-control-expose-headers" and response.has_header(name):
+            value = f"{response[name]}, {value}"  # append: CORS middleware may have set it already
+        response[name] = value
+    return response
