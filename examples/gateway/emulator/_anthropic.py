@@ -1,0 +1,150 @@
+"""Emulated Anthropic Messages: ``POST /v1/messages``, JSON or the SSE event sequence.
+
+Validates what the real API rejects and a translator could get wrong: ``max_tokens``
+is required, roles are only user/assistant (``system`` is top-level), content
+blocks need a ``type``, ``anthropic-version`` must be sent.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ._http import context, json_response, read_json, send_events, send_json_slowly, status_fault
+from ._reply import Reply, count_tokens, make_reply, positive_int
+
+_TYPES = {400: ("invalid_request_error", "Invalid request"), 401: ("authentication_error", "invalid x-api-key"),
+          403: ("permission_error", "Your API key does not have permission to use the specified resource."),
+          404: ("not_found_error", "The requested resource could not be found."),
+          429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+          500: ("api_error", "Internal server error"), 529: ("overloaded_error", "Overloaded")}
+
+
+def error(status: int, retry_after: int | None = None, message: str | None = None) -> Response:
+    """Anthropic's envelope ``{"type": "error", "error": {"type", "message"}, "request_id"}``."""
+    kind, default = _TYPES.get(status, ("api_error" if status >= 500 else "invalid_request_error", f"HTTP {status}"))
+    request_id = "req_" + uuid.uuid4().hex[:24]
+    headers = {"request-id": request_id}
+    if status == 429:
+        headers["retry-after"] = str(retry_after or 1)
+    return json_response({"type": "error", "error": {"type": kind, "message": message or default},
+                          "request_id": request_id}, status, headers)
+
+
+def _event(name: str, data: Mapping[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def messages(request: Request) -> Response:
+    key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if not key or key == "invalid":
+        return error(401)
+    if not request.headers.get("anthropic-version"):
+        return error(400, message="anthropic-version: header is required")
+    body = await read_json(request)
+    problem = _validate(body)
+    if problem:
+        return error(400, message=problem)
+    model = body["model"]
+    ctx = await context(request, "anthropic", model)
+    if (failed := status_fault(ctx.fault, error)) is not None:
+        return failed
+    reply = _reply(body)
+    mid = "msg_" + uuid.uuid4().hex[:24]
+    stop_reason = {"tool": "tool_use", "length": "max_tokens"}.get(reply.reason, reply.reason if reply.reason ==
+                                                                    "stop_sequence" else "end_turn")
+    tool_id = "toolu_" + mid[-20:]
+    if not body.get("stream"):
+        content: list[dict[str, Any]] = ([{"type": "tool_use", "id": tool_id, "name": reply.tool,
+                                           "input": json.loads(reply.tool_args)}] if reply.tool
+                                         else [{"type": "text", "text": reply.text}])
+        return send_json_slowly({"id": mid, "type": "message", "role": "assistant", "model": model, "content": content,
+                                 "stop_reason": stop_reason, "stop_sequence": reply.stop_sequence,
+                                 "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,
+                                           "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}, ctx.fault)
+    start = {"id": mid, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None,
+             "stop_sequence": None, "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1,
+                                              "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
+    events = [_event("message_start", {"type": "message_start", "message": start})]
+    if reply.tool:
+        events.append(_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
+            "type": "tool_use", "id": tool_id, "name": reply.tool, "input": {}}}))
+        half = len(reply.tool_args) // 2
+        for piece in (reply.tool_args[:half], reply.tool_args[half:]):
+            events.append(_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                         "delta": {"type": "input_json_delta", "partial_json": piece}}))
+    else:
+        events.append(_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                     "content_block": {"type": "text", "text": ""}}))
+        events.append(_event("ping", {"type": "ping"}))
+        for piece in reply.pieces:
+            events.append(_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                         "delta": {"type": "text_delta", "text": piece}}))
+    events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    events.append(_event("message_delta", {"type": "message_delta",
+                                           "delta": {"stop_reason": stop_reason, "stop_sequence": reply.stop_sequence},
+                                           "usage": {"output_tokens": reply.output_tokens}}))
+    events.append(_event("message_stop", {"type": "message_stop"}))
+    overloaded = _event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    return send_events(events, ctx.fault, overloaded)
+
+
+def _validate(body: Any) -> str | None:
+    if not isinstance(body, Mapping):
+        return "The request body is not valid JSON."
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "model: Field required"
+    if not positive_int(body.get("max_tokens")):
+        return "max_tokens: Field required" if "max_tokens" not in body else "max_tokens: Input should be >= 1"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages: at least one message is required"
+    for i, m in enumerate(messages):
+        if not isinstance(m, Mapping) or m.get("role") not in ("user", "assistant"):
+            role = m.get("role") if isinstance(m, Mapping) else None
+            return (f"messages.{i}.role: Input should be 'user' or 'assistant'"
+                    + (" (use the top-level system parameter)" if role == "system" else ""))
+        content = m.get("content")
+        if isinstance(content, list):
+            for j, block in enumerate(content):
+                if not isinstance(block, Mapping) or not isinstance(block.get("type"), str):
+                    return f"messages.{i}.content.{j}.type: Field required"
+        elif not isinstance(content, str):
+            return f"messages.{i}.content: Input should be a valid string or list"
+    system = body.get("system")
+    if system is not None and not isinstance(system, (str, list)):
+        return "system: Input should be a valid string or list"
+    return None
+
+
+def _reply(body: Mapping[str, Any]) -> Reply:
+    texts = [_text(body.get("system"))] + [_text(m.get("content")) for m in body["messages"]]
+    last = next((_text(m.get("content")) for m in reversed(body["messages"]) if m["role"] == "user"), "")
+    stops = [s for s in body.get("stop_sequences") or () if isinstance(s, str)]
+    tools = [t.get("name") for t in body.get("tools") or () if isinstance(t, Mapping)]
+    choice = body.get("tool_choice") or {}
+    tool = None
+    if tools and choice.get("type") == "tool":
+        tool = str(choice.get("name") or tools[0])
+    elif tools and choice.get("type") == "any":
+        tool = str(tools[0])
+    return make_reply(body["model"], last, body["max_tokens"], stops, count_tokens(texts), tool)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        out = []
+        for b in content:
+            if isinstance(b, Mapping) and b.get("type") == "text":
+                out.append(str(b.get("text", "")))
+            elif isinstance(b, Mapping) and b.get("type") == "tool_result":
+                out.append(_text(b.get("content")))
+        return "".join(out)
+    return ""
