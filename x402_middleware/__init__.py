@@ -18,6 +18,7 @@ from ._exceptions import (
     PaymentClientError,
     PricingError,
     SpendLimitError,
+    UnpriceableRequestError,
     X402Error,
 )
 from ._gate import RouteConfig
@@ -26,8 +27,18 @@ from .client import X402Auth, settlement_of
 from .facilitator import Facilitator, HTTPFacilitator, SyncFacilitator, SyncHTTPFacilitator
 from .models import Payment, PaymentPayload, PaymentRequirements, ResourceInfo, SettleResult, VerifyResult
 from .networks import Asset, Network, get_network, register_network
-from .pricing import PaymentOption, PaymentRequest, TokenAmount
-from .stores import InMemoryStore, PaymentStore
+from .pricing import (
+    FixedPrice,
+    LLMQuote,
+    PaymentOption,
+    PaymentOptions,
+    PaymentRequest,
+    RouteTable,
+    TokenAmount,
+    TokenQuote,
+)
+from .stores import InMemoryStore, PaymentStore, SyncPaymentStore
+from .wsgi import PaymentWSGIMiddleware
 
 __version__ = "0.1.0"
 
@@ -36,27 +47,35 @@ __all__ = [
     "ConfigurationError",
     "Facilitator",
     "FacilitatorError",
+    "FixedPrice",
     "HTTPFacilitator",
     "InMemoryStore",
     "InvalidPaymentError",
+    "LLMQuote",
     "MalformedPaymentError",
     "Network",
     "Payment",
     "PaymentClientError",
     "PaymentMiddleware",
     "PaymentOption",
+    "PaymentOptions",
     "PaymentPayload",
     "PaymentRequest",
     "PaymentRequirements",
     "PaymentStore",
+    "PaymentWSGIMiddleware",
     "PricingError",
     "ResourceInfo",
     "RouteConfig",
+    "RouteTable",
     "SettleResult",
     "SpendLimitError",
     "SyncFacilitator",
     "SyncHTTPFacilitator",
+    "SyncPaymentStore",
     "TokenAmount",
+    "TokenQuote",
+    "UnpriceableRequestError",
     "VerifyResult",
     "X402Auth",
     "X402Error",
