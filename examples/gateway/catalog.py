@@ -89,6 +89,7 @@ class EndpointSpec:
     auth: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     max_tokens_field: str = "max_tokens"
+    api_key: str | None = field(default=None, repr=False)  # in-code pools only (tests, the emulator); files use api_key_env
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +240,8 @@ def endpoint_spec(raw: Any, where: str = "endpoint") -> EndpointSpec:
     """Validate one endpoint object (also used for pools given in code, e.g. the emulator's)."""
     if not isinstance(raw, Mapping):
         raise CatalogError(f"{where}: must be an object with name, kind and base_url or base_url_env")
+    if "api_key" in raw:
+        raise CatalogError(f"{where}: do not put API keys in the catalog; name an environment variable in 'api_key_env'")
     _no_unknown(raw, {"name", "kind", "base_url", "base_url_env", "api_key_env", "auth", "headers", "max_tokens_field"},
                 where)
     kind = _str(raw, "kind", where)

@@ -30,8 +30,8 @@ def error(status: int, retry_after: int | None = None, message: str | None = Non
     kind, default = _TYPES.get(status, ("api_error" if status >= 500 else "invalid_request_error", f"HTTP {status}"))
     request_id = "req_" + uuid.uuid4().hex[:24]
     headers = {"request-id": request_id}
-    if status == 429:
-        headers["retry-after"] = str(retry_after or 1)
+    if status in (429, 529) and retry_after is not None:
+        headers["retry-after"] = str(retry_after)
     return json_response({"type": "error", "error": {"type": kind, "message": message or default},
                           "request_id": request_id}, status, headers)
 

@@ -26,9 +26,9 @@ def error(status: int, retry_after: int | None = None, message: str | None = Non
     """Google's envelope ``{"error": {"code", "message", "status", "details"?}}``; 429 carries a RetryInfo delay."""
     name, default = _STATUS.get(status, ("INTERNAL" if status >= 500 else "INVALID_ARGUMENT", f"HTTP {status}"))
     error_obj: dict[str, Any] = {"code": status, "message": message or default, "status": name}
-    if status == 429:
+    if status == 429 and retry_after is not None:
         error_obj["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                                 "retryDelay": f"{retry_after or 1}s"}]
+                                 "retryDelay": f"{retry_after}s"}]
     return json_response({"error": error_obj}, status)
 
 

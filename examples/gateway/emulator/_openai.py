@@ -29,9 +29,9 @@ def error(status: int, retry_after: int | None = None, message: str | None = Non
     kind, code, default = _MESSAGES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None,
                                                  f"HTTP {status}"))
     headers = {"x-request-id": "req_" + uuid.uuid4().hex}
-    if status == 429:
-        headers["retry-after"] = str(retry_after or 1)
-        headers["x-ratelimit-reset-requests"] = f"{retry_after or 1}s"
+    if status == 429 and retry_after is not None:
+        headers["retry-after"] = str(retry_after)
+        headers["x-ratelimit-reset-requests"] = f"{retry_after}s"
     body = {"error": {"message": message or default, "type": kind, "param": param, "code": code}}
     return json_response(body, status, headers)
 

@@ -1,0 +1,197 @@
+"""The gateway's HTTP app, without payment: ``create_app(config) -> Starlette``.
+
+Routes (each inference/model route under both ``/v1`` and ``/api/v1``):
+
+* ``POST /v1/chat/completions``: OpenAI Chat Completions, JSON or SSE;
+* ``POST /v1/messages``: Anthropic Messages for any model, JSON or SSE;
+* ``GET /v1/models``, ``GET /api/pricing``: the catalog, 100 requests/hour per IP;
+* ``GET /api/health`` and ``/api/health/{live,ready,pools}``: 60/minute per IP, never calls an upstream.
+
+Payment composes through ``wrap``: ``create_app(config, wrap=lambda app, gateway: PaymentMiddleware(app, ...))``
+puts the payment layer *inside* the request log and the throttle probe (so a known-throttled model answers
+an unpaid probe with 429 before any 402) and around the routes. Handlers send no response start before the
+upstream accepted the call: for streams, its 2xx and first chunk; any failure is a non-2xx, so it is never settled.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .config import GatewayConfig
+from .errors import GatewayError, InvalidRequest
+from .listing import models_body, pricing_body
+from .probe import ThrottleProbe
+from .ratelimit import SlidingWindow
+from .requestlog import RequestLog
+from .service import CHAT, MESSAGES, Gateway
+from .streaming import UpstreamSSEResponse, anthropic_events, openai_events
+from .translate.anthropic import to_anthropic_response
+
+Wrap = Callable[[ASGIApp, Gateway], ASGIApp]
+"""Composes another ASGI layer (the payment middleware) around the routes; gets the gateway for its quotes."""
+
+
+def create_app(config: GatewayConfig | None = None, *, gateway: Gateway | None = None, wrap: Wrap | None = None) -> Starlette:
+    """Build the gateway app. ``app.state.gateway`` is the :class:`~.service.Gateway` (quotes, pools, catalog)."""
+    gateway = gateway if gateway is not None else Gateway(config)
+    h = _Handlers(gateway)
+    routes = []
+    for prefix in ("/v1", "/api/v1"):
+        routes += [Route(f"{prefix}/chat/completions", h.chat, methods=["POST"]),
+                   Route(f"{prefix}/messages", h.messages, methods=["POST"]),
+                   Route(f"{prefix}/models", h.models, methods=["GET"])]
+    routes += [Route("/api/pricing", h.pricing, methods=["GET"]),
+               Route("/api/health", h.health, methods=["GET"]),
+               Route("/api/health/{check:path}", h.health, methods=["GET"]),
+               Route("/api/v1/health/{check:path}", h.health, methods=["GET"])]
+    middleware = [Middleware(RequestLog), Middleware(ThrottleProbe, gateway=gateway)]
+    if wrap is not None:
+        middleware.append(Middleware(_Wrapped, wrap=wrap, gateway=gateway))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        yield
+        await gateway.aclose()
+
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                    exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error})
+    app.state.gateway = gateway
+    return app
+
+
+class _Wrapped:
+    """Adapts a ``wrap(app, gateway)`` callable to Starlette's middleware list (built once, lazily)."""
+
+    def __init__(self, app: ASGIApp, wrap: Wrap, gateway: Gateway) -> None:
+        self.app = wrap(app, gateway)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class _Handlers:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        config = gateway.config
+        available = gateway.available_models()
+        fees = gateway.catalog.fees
+        self._models = models_body(available)
+        self._pricing = pricing_body(available, fees.gateway_fee_usd, fees.min_charge_usd)
+        self._catalog_limit = SlidingWindow(config.catalog_rate_limit.limit, config.catalog_rate_limit.window)
+        self._health_limit = SlidingWindow(config.health_rate_limit.limit, config.health_rate_limit.window)
+        self._started = time.time()
+
+    async def chat(self, request: Request) -> Response:
+        return await self._infer(request, CHAT)
+
+    async def messages(self, request: Request) -> Response:
+        return await self._infer(request, MESSAGES)
+
+    async def _infer(self, request: Request, api: str) -> Response:
+        trace = request.scope.setdefault("gateway.trace", {})
+        body = await _read_json(request, self.gw.config.max_body_bytes)
+        prepared = self.gw.prepare(api, body)
+        call, model = prepared.call, prepared.call.model
+        trace.update(api=api, model=model.id, stream=call.stream, price=prepared.quote.amount,
+                     input_estimate=prepared.quote.input_tokens, max_tokens=call.max_tokens)
+        started = time.perf_counter()
+        if call.stream:
+            upstream = await self.gw.pools.open_stream(call, trace)
+            trace["first_chunk_ms"] = _ms(started)
+            events = (openai_events(upstream, model.id, prepared.include_usage, trace) if api == CHAT
+                      else anthropic_events(upstream, model.id, prepared.quote.input_tokens, trace))
+            return UpstreamSSEResponse(upstream, events, self._upstream_header(upstream.endpoint))
+        result = await self.gw.pools.complete(call, trace)
+        result["model"] = model.id
+        trace["usage"] = result.get("usage")
+        payload = result if api == CHAT else to_anthropic_response(result, model.id)
+        return JSONResponse(payload, headers=self._upstream_header(trace.get("upstream", "")))
+
+    async def models(self, request: Request) -> Response:
+        return self._limited(request, self._catalog_limit) or _raw_json(self._models)
+
+    async def pricing(self, request: Request) -> Response:
+        return self._limited(request, self._catalog_limit) or _raw_json(self._pricing)
+
+    async def health(self, request: Request) -> Response:
+        limited = self._limited(request, self._health_limit)
+        if limited is not None:
+            return limited
+        check = request.path_params.get("check", "").strip("/")
+        status = self.gw.pools.status()
+        ready = bool(status["pools"])
+        if check in ("", "live", "liveness"):
+            return JSONResponse({"status": "ok", "uptime_s": round(time.time() - self._started),
+                                 "models": len(self.gw.available_models())})
+        if check in ("ready", "readiness"):
+            return JSONResponse({"status": "ok" if ready else "unavailable", "ready": ready}, 200 if ready else 503)
+        if check == "pools":
+            return JSONResponse({"status": "ok", **status})
+        raise HTTPException(404, f"unknown health check {check!r}; try live, ready or pools")
+
+    def _limited(self, request: Request, limiter: SlidingWindow) -> Response | None:
+        decision = limiter.hit(self._client_ip(request))
+        if decision.allowed:
+            return None
+        return JSONResponse({"error": "Rate limit exceeded"}, 429, headers={
+            **decision.headers(), "Retry-After": str(max(1, int(decision.reset_ms / 1000 - time.time() + 0.999)))})
+
+    def _client_ip(self, request: Request) -> str:
+        if self.gw.config.trust_forwarded_for:
+            forwarded = request.headers.get("x-forwarded-for", "")
+            if forwarded:
+                return forwarded.split(",")[0].strip()
+        return request.client.host if request.client else "unknown"
+
+    def _upstream_header(self, endpoint: str) -> dict[str, str]:
+        return {"x-gateway-upstream": endpoint} if self.gw.config.expose_upstream and endpoint else {}
+
+
+async def _read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413, code="PAYLOAD_TOO_LARGE")
+    raw = await request.body()
+    if len(raw) > limit:
+        raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413, code="PAYLOAD_TOO_LARGE")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the request body is not valid JSON") from None
+
+
+def _raw_json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    trace = request.scope.setdefault("gateway.trace", {})
+    trace["error"] = exc.code
+    return Response(exc.render(), exc.status, headers=exc.headers(), media_type="application/json")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    error = GatewayError(str(exc.detail), status=exc.status_code, code=code, type="invalid_request_error")
+    return Response(error.render(), exc.status_code, headers=dict(exc.headers or {}), media_type="application/json")
+
+
+__all__ = ["Wrap", "create_app"]

@@ -1,0 +1,78 @@
+"""Gateway configuration: one frozen object, built in code or from the environment.
+
+::
+
+    config = GatewayConfig()                                        # bundled catalog, real upstreams from env keys
+    config = GatewayConfig(pools=emulator_pools("http://127.0.0.1:8787"))   # every family -> the emulator
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .catalog import DEFAULT_CATALOG, Catalog, EndpointSpec, load_catalog
+from .providers.base import Timeouts
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``limit`` requests per ``window`` seconds per client IP."""
+
+    limit: int
+    window: float
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Everything the gateway app needs. ``pools`` replaces the catalog's pools for the families it names."""
+
+    catalog: Catalog | str | Path = DEFAULT_CATALOG
+    pools: Mapping[str, Sequence[EndpointSpec]] | None = None
+    env: Mapping[str, str] | None = None  # where API keys are read; os.environ when None
+    timeouts: Timeouts = Timeouts()
+    default_retry_after: int = 60       # Retry-After of a pool-exhaustion 429 when no upstream gave one
+    endpoint_cooldown: float = 5.0      # seconds an endpoint rests after a 429 without Retry-After
+    catalog_rate_limit: RateLimit = RateLimit(100, 3600.0)   # /v1/models and /api/pricing
+    health_rate_limit: RateLimit = RateLimit(60, 60.0)       # /api/health and /api/health/*
+    trust_forwarded_for: bool = False   # use X-Forwarded-For's first hop as the client IP (behind a proxy only)
+    expose_upstream: bool = True        # X-Gateway-Upstream: the endpoint that served the call
+    max_body_bytes: int = 16 * 1024 * 1024
+    http_client: httpx.AsyncClient | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.default_retry_after < 1:
+            raise ValueError("default_retry_after must be at least 1 second")
+        for name in ("catalog_rate_limit", "health_rate_limit"):
+            rl = getattr(self, name)
+            if rl.limit < 1 or rl.window <= 0:
+                raise ValueError(f"{name} needs limit >= 1 and window > 0, got {rl!r}")
+
+    def load_catalog(self) -> Catalog:
+        return self.catalog if isinstance(self.catalog, Catalog) else load_catalog(self.catalog)
+
+
+_KIND_BASE = {"openai": "/v1", "anthropic": "", "gemini": ""}
+
+
+def emulator_pools(url: str, catalog: Catalog | None = None, *, endpoints: Sequence[str] = ("default",),
+                   api_key: str = "emulator", **extra: Any) -> dict[str, tuple[EndpointSpec, ...]]:
+    """Point every pool of ``catalog`` at the emulator at ``url``, keeping each family's wire format.
+
+    With ``endpoints=("a", "b")`` each family gets two endpoints (``/_ep/a``, ``/_ep/b``) so failover can
+    be exercised against one emulator; ``"default"`` means the emulator's root.
+    """
+    catalog = catalog if catalog is not None else load_catalog()
+    pools: dict[str, tuple[EndpointSpec, ...]] = {}
+    for family, specs in catalog.pools.items():
+        kind = specs[0].kind
+        pools[family] = tuple(
+            EndpointSpec(name=name if name != "default" else f"emulator-{family}", kind=kind,
+                         base_url=url.rstrip("/") + ("" if name == "default" else f"/_ep/{name}") + _KIND_BASE[kind],
+                         api_key=api_key, **extra)
+            for name in endpoints)
+    return pools

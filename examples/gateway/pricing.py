@@ -1,0 +1,61 @@
+"""The seam between the gateway and a payment layer: what an inference request costs.
+
+:func:`price_of` is framework-free. :func:`x402_price_policy` adapts it to
+``x402_middleware``'s pricing-policy callable (``RouteConfig(price=..., price_body=True)``)::
+
+    policy = x402_price_policy(gateway)
+    routes = {f"POST {p}": RouteConfig(price=policy, price_body=True, description="AI API call")
+              for p in INFERENCE_PATHS}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .errors import GatewayError
+from .quote import Quote
+from .service import Gateway
+
+INFERENCE_PATHS = ("/v1/chat/completions", "/api/v1/chat/completions", "/v1/messages", "/api/v1/messages")
+
+
+def price_of(gateway: Gateway, path: str, body: Any) -> Quote | None:
+    """The quote for an inference request, or ``None`` when the app will refuse the body by itself.
+
+    ``None`` is only returned for bodies that the app's handler rejects with the same
+    error *before* any upstream call (unknown model, bad ``max_tokens``, ...), because
+    both run :meth:`Gateway.prepare`. A free model gives a :class:`Quote` whose
+    ``amount`` is ``None``.
+    """
+    try:
+        return gateway.quote(path, body)
+    except GatewayError:
+        return None
+
+
+def x402_price_policy(gateway: Gateway) -> Callable[[Any], Any]:
+    """A pricing policy for ``x402_middleware.PaymentMiddleware``: ``TokenAmount(atomic)`` or ``None`` (free).
+
+    A request whose JSON body the middleware could not read (not JSON, or over its pricing
+    size cap) is refused with ``UnpriceableRequestError`` (400) rather than served unpriced.
+    """
+    from x402_middleware import TokenAmount, UnpriceableRequestError  # imported here: optional for the gateway
+
+    def policy(request: Any) -> Any:
+        body = request.body
+        if not isinstance(body, Mapping):
+            raise UnpriceableRequestError(
+                "invalid_request_body", "send a JSON object body (within the payment layer's pricing size cap)")
+        quote = price_of(gateway, request.path, body)
+        if quote is None or quote.amount is None:
+            return None
+        return TokenAmount(quote.amount)
+
+    return policy
+
+
+def describe(gateway: Gateway, path: str, body: Any) -> str:
+    """The ASCII ``resource.description`` of a call, e.g. ``GPT-5.5 API call (~17 input, 8192 max output tokens)``."""
+    quote = price_of(gateway, path, body)
+    return quote.description if quote is not None else "AI API call"
