@@ -1,10 +1,10 @@
 """Fault injection for the emulator: per-request header or standing rules set through ``POST /_control``.
 
 A fault spec is ``KIND[;retry-after=N][;delay=SECONDS]``, for example ``429;retry-after=7``.
-Kinds: an HTTP status (a 429 carries ``Retry-After`` only when ``retry-after`` is given) ``400``, ``401``, ``429``, ``500``, ``503``, ``529``, ..., ``timeout`` (sleep
-before answering), ``slow-first-byte`` (send the 200 headers, then sleep before the first byte),
-``error-mid-stream`` (a provider error event after two chunks) and ``drop-mid-stream`` (cut the
-connection after two chunks).
+Kinds: an HTTP status (``400``, ``401``, ``429``, ``500``, ``503``, ``529``, ...; a 429 carries a
+retry delay only when ``retry-after`` is given), ``timeout`` (sleep before answering),
+``slow-first-byte`` (send the 200 headers, then sleep before the first byte), ``error-mid-stream``
+(a provider error event after two chunks) and ``drop-mid-stream`` (cut the connection after two chunks).
 """
 
 from __future__ import annotations
