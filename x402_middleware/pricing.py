@@ -242,9 +242,11 @@ _EXACT = Context(prec=60)
 class TokenQuote:
     """Price an LLM request from its JSON body: the BlockRun quote formula.
 
-    ``usd = max((input_tokens x input_rate + output_share x max_tokens x output_rate) / 1M
+    ``usd = max((input_tokens x input_rate + ceil(output_share x max_tokens) x output_rate) / 1M
     x (1 + markup_percent / 100), floor) + flat_fee``, rounded **up** to the token's
-    atomic unit. Rates are USD per 1M tokens. ``input_tokens`` comes from
+    atomic unit. Rates are USD per 1M tokens. The output share is rounded up to whole
+    tokens, which reproduces BlockRun's published quote (GPT-5.5 at $5/$30, 17 input
+    tokens, ``max_tokens`` 8192: 85 + 820 x 30 = 24685, + $0.001 = ``"25685"``). ``input_tokens`` comes from
     ``estimate_tokens(body)``; ``max_tokens`` (or ``max_completion_tokens``) from the
     body, ``default_max_tokens`` when absent. Needs ``RouteConfig(price_body=True)``.
 
@@ -276,8 +278,9 @@ class TokenQuote:
     def usd(self, input_tokens: int, max_tokens: int) -> Decimal:
         """The exact quote in USD, before rounding to atomic units."""
         c = _EXACT
+        output_tokens = c.multiply(self.output_share, Decimal(max_tokens)).to_integral_value(ROUND_CEILING)
         tokens = c.add(c.multiply(Decimal(input_tokens), self.input_per_million),
-                       c.multiply(c.multiply(self.output_share, Decimal(max_tokens)), self.output_per_million))
+                       c.multiply(output_tokens, self.output_per_million))
         cost = c.multiply(c.divide(tokens, Decimal(1_000_000)), c.add(1, c.divide(self.markup_percent, Decimal(100))))
         return c.add(max(cost, self.floor), self.flat_fee)
 

@@ -89,8 +89,9 @@ def test_blockrun_formula_worked_examples() -> None:
     assert sonnet.atomic(1000, 1000) == 5500
     # Tiny request: the floor applies, then the fee: $0.002.
     assert sonnet.atomic(1, 1) == 2000
-    # gpt-5.5 (5/30), 17 input tokens, 8192 max tokens: 0.000085 + 0.024576 = 0.024661 + 0.001 = 0.025661.
-    assert TokenQuote("5.00", "30.00").atomic(17, 8192) == 25661
+    # BlockRun's published quote (blockrun-clients.md §2.2, §6): GPT-5.5 at $5/$30, 17 input tokens, 8192 max
+    # tokens -> 17 x 5 + ceil(819.2) = 820 x 30 = 24685 micro-USD, + $0.001 fee = "25685".
+    assert TokenQuote("5.00", "30.00").atomic(17, 8192) == 25685
     # Markup applies to the token cost, before the floor and the fee.
     assert TokenQuote("3.00", "15.00", markup_percent="10").atomic(1000, 1000) == 5950
     assert TokenQuote("3.00", "15.00", floor="0", flat_fee="0").atomic(0, 0) == 0
@@ -115,7 +116,8 @@ def test_quote_equals_the_exact_rational_formula_rounded_up(inp: int, max_tokens
                                                            floor: Decimal, fee: Decimal) -> None:
     q = TokenQuote(rate_in, rate_out, output_share=share, markup_percent=markup, floor=floor, flat_fee=fee)
     f = Fraction
-    cost = (inp * f(rate_in) + f(share) * max_tokens * f(rate_out)) / 1_000_000 * (1 + f(markup) / 100)
+    output_tokens = math.ceil(f(share) * max_tokens)
+    cost = (inp * f(rate_in) + output_tokens * f(rate_out)) / 1_000_000 * (1 + f(markup) / 100)
     usd = max(cost, f(floor)) + f(fee)
     assert q.atomic(inp, max_tokens) == math.ceil(usd * 10**6)
     assert q.atomic(inp, max_tokens) == q.atomic(inp, max_tokens)
