@@ -83,6 +83,8 @@ class PaymentOption:
 
 
 Price: TypeAlias = "str | Decimal | TokenAmount | Sequence[PaymentOption] | None"
+#: A rate or amount in USD given at configuration time: ``"2.50"``, ``Decimal("2.50")`` or an int.
+Rate: TypeAlias = "str | Decimal | int"
 PriceResult: TypeAlias = Price
 PricingPolicy: TypeAlias = Callable[[PaymentRequest], "PriceResult | Awaitable[PriceResult]"]
 
@@ -238,7 +240,7 @@ def estimate_input_tokens(body: Mapping[str, Any]) -> int:
 _EXACT = Context(prec=60)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class TokenQuote:
     """Price an LLM request from its JSON body: the BlockRun quote formula.
 
@@ -256,23 +258,35 @@ class TokenQuote:
 
     input_per_million: Decimal
     output_per_million: Decimal
-    output_share: Decimal = Decimal("0.1")
-    markup_percent: Decimal = Decimal(0)
-    floor: Decimal = Decimal("0.001")
-    flat_fee: Decimal = Decimal("0.001")
-    default_max_tokens: int = 1024
-    max_tokens_limit: int = 1_000_000
-    decimals: int = 6
-    estimate_tokens: Callable[[Mapping[str, Any]], int] = field(default=estimate_input_tokens, compare=False)
+    output_share: Decimal
+    markup_percent: Decimal
+    floor: Decimal
+    flat_fee: Decimal
+    default_max_tokens: int
+    max_tokens_limit: int
+    decimals: int
+    estimate_tokens: Callable[[Mapping[str, Any]], int] = field(compare=False)
 
-    def __post_init__(self) -> None:
-        for name in ("input_per_million", "output_per_million", "output_share", "markup_percent", "floor", "flat_fee"):
-            object.__setattr__(self, name, _rate(getattr(self, name), f"TokenQuote.{name}"))
+    # A hand-written __init__ so rates may be given as strings ("2.50") while the fields stay Decimal.
+    def __init__(self, input_per_million: Rate, output_per_million: Rate, *, output_share: Rate = "0.1",
+                 markup_percent: Rate = 0, floor: Rate = "0.001", flat_fee: Rate = "0.001",
+                 default_max_tokens: int = 1024, max_tokens_limit: int = 1_000_000, decimals: int = 6,
+                 estimate_tokens: Callable[[Mapping[str, Any]], int] = estimate_input_tokens) -> None:
+        rates = {"input_per_million": input_per_million, "output_per_million": output_per_million,
+                 "output_share": output_share, "markup_percent": markup_percent, "floor": floor, "flat_fee": flat_fee}
+        for name, value in rates.items():
+            object.__setattr__(self, name, _rate(value, f"TokenQuote.{name}"))
+        for name, number in (("default_max_tokens", default_max_tokens), ("max_tokens_limit", max_tokens_limit),
+                             ("decimals", decimals)):
+            if type(number) is not int:
+                raise ConfigurationError(f"TokenQuote.{name} must be an int, got {number!r}")
+            object.__setattr__(self, name, number)
+        object.__setattr__(self, "estimate_tokens", estimate_tokens)
         if self.output_share > 1:
-            raise ConfigurationError("TokenQuote.output_share is a fraction of max_tokens between 0 and 1, e.g. Decimal('0.1')")
-        if not 1 <= self.default_max_tokens <= self.max_tokens_limit:
+            raise ConfigurationError("TokenQuote.output_share is a fraction of max_tokens between 0 and 1, e.g. '0.1'")
+        if not 1 <= default_max_tokens <= max_tokens_limit:
             raise ConfigurationError("TokenQuote.default_max_tokens must be between 1 and max_tokens_limit")
-        if not 0 <= self.decimals <= 36:
+        if not 0 <= decimals <= 36:
             raise ConfigurationError("TokenQuote.decimals must be between 0 and 36 (USDC has 6)")
 
     def usd(self, input_tokens: int, max_tokens: int) -> Decimal:

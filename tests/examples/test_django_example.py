@@ -66,7 +66,7 @@ def test_real_paying_client_over_the_wsgi_handler(doubles: tuple[FakeFacilitator
 @pytest.mark.anyio
 async def test_real_paying_client_over_the_asgi_handler(doubles: tuple[FakeFacilitator, SyncFakeFacilitator]) -> None:
     auth = X402Auth(PAYER_KEY, max_amount_per_payment="$0.01")
-    transport = httpx.ASGITransport(app=ASGIHandler())
+    transport = httpx.ASGITransport(app=ASGIHandler())  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver", auth=auth) as c:
         r = await c.get("/weather")
     assert r.status_code == 200 and r.json()["paid_by"] == PAYER and len(doubles[0].settled) == 1
@@ -91,7 +91,7 @@ async def test_settles_on_the_dev_chain_under_asgi(example_chain: DevChain) -> N
     facilitator = ChainFacilitator(chain.rpc_url, chain.facilitator_keys[0], chain.chain_id)
     before = chain.balance_of(chain.pay_to)
     with example_settings(PAY_TO=chain.pay_to, FACILITATOR=facilitator, SYNC_FACILITATOR=SyncFakeFacilitator()):
-        transport = httpx.ASGITransport(app=ASGIHandler())
+        transport = httpx.ASGITransport(app=ASGIHandler())  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
                                      auth=X402Auth(chain.payer_keys[3])) as c:
             r = await c.get("/weather")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+from flask import Flask
 
 from examples import flask_app
 from tests._payments import PAYER, PAYER_KEY, decode, pay_v2
@@ -28,7 +29,7 @@ def test_test_client_free_route_402_and_paid() -> None:
     assert len(fac.settled) == 1
 
 
-def _paying(app: flask_app.Flask, key: str) -> tuple[httpx.Client, X402Auth]:
+def _paying(app: Flask, key: str) -> tuple[httpx.Client, X402Auth]:
     auth = X402Auth(key, max_amount_per_payment="$0.01")
     return httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://testserver", auth=auth), auth
 

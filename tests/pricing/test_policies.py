@@ -76,6 +76,7 @@ def test_payment_options_fill_in_the_price_per_network_and_asset() -> None:
     options = PaymentOptions("$0.01", [PaymentOption("eip155:8453"), PaymentOption(NETWORK),
                                        PaymentOption("eip155:8453", price=TokenAmount(9000), asset=eurc)])
     out = options(PaymentRequest("GET", "/"))
+    assert isinstance(out, list) and all(isinstance(o, PaymentOption) for o in out)
     assert [(o.network, o.price, o.asset) for o in out] == [
         ("eip155:8453", Decimal("0.01"), None), (NETWORK, Decimal("0.01"), None), ("eip155:8453", TokenAmount(9000), eurc)]
     assert PaymentOptions(lambda r: None, [PaymentOption(NETWORK)])(PaymentRequest("GET", "/")) is None
