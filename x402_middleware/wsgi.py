@@ -141,7 +141,7 @@ class _PaidResponse:
         self._mw = mw
         self._flow = flow
         self._start_response = start_response
-        self._held: tuple[str, list[tuple[str, str]], OptExcInfo | None] | None = None
+        self._held: tuple[str, list[tuple[str, str]]] | None = None
         self._server_write: Any = None  # set once the real start_response was called for the app's response
         self._replacement: bytes | None = None  # our 402/502 body, yielded instead of the app's
         self._done = False
@@ -175,8 +175,6 @@ class _PaidResponse:
                 raise
             if self._server_write is not None:
                 return chunk
-            if self._flow.outcome == "replaced":
-                continue  # after a replacement via write(): drain nothing more from the app
             if chunk:
                 self._begin()
                 if self._replacement is None:
@@ -193,7 +191,7 @@ class _PaidResponse:
                 exc_info = None  # break the traceback cycle, as PEP 3333 asks
         elif self._held is not None:
             raise RuntimeError("start_response() was called twice without exc_info (PEP 3333)")
-        self._held = (status, list(headers), None)
+        self._held = (status, list(headers))
         return self._app_write
 
     def _app_write(self, data: bytes) -> None:
@@ -208,7 +206,7 @@ class _PaidResponse:
     def _begin(self) -> None:
         if self._held is None:
             raise RuntimeError("the WSGI app produced a body before calling start_response()")
-        status, headers, _ = self._held
+        status, headers = self._held
         decision = run_sync(self._flow.start(_status_code(status)), self._mw.facilitator, self._mw.store)
         if isinstance(decision, Answer):
             self._replacement = decision.body
