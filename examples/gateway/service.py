@@ -7,6 +7,8 @@ before any upstream call, and a body it prices is the body the app serves.
 
 from __future__ import annotations
 
+import functools
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +55,8 @@ class Gateway:
         self.catalog: Catalog = config.load_catalog()
         self._own_client = config.http_client is None
         self.client = config.http_client or httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30))
+            verify=_ssl_context(), limits=httpx.Limits(max_connections=512, max_keepalive_connections=128,
+                                                       keepalive_expiry=30))
         self.throttle = Throttle()
         self.pools = Pools(self.catalog, self.client, overrides=config.pools, env=config.env, timeouts=config.timeouts,
                            default_retry_after=config.default_retry_after, endpoint_cooldown=config.endpoint_cooldown,
@@ -110,6 +113,12 @@ class Gateway:
     async def aclose(self) -> None:
         if self._own_client:
             await self.client.aclose()
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~25 ms; one context per process serves every client.
+    return httpx.create_ssl_context()
 
 
 def _check_chat(body: Mapping[str, Any]) -> None:

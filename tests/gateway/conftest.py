@@ -26,25 +26,35 @@ def emulator() -> Iterator[EmulatorServer]:
         yield server
 
 
+# One plain-HTTP control client for the whole run (a new httpx.Client per call would load the CA bundle each time).
+CONTROL = httpx.Client(verify=False, timeout=5)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_control_client() -> Iterator[None]:
+    yield
+    CONTROL.close()
+
+
 @pytest.fixture(autouse=True)
 def _reset_emulator(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "emulator" in request.fixturenames:
-        httpx.delete(request.getfixturevalue("emulator").url + "/_control")
+        CONTROL.delete(request.getfixturevalue("emulator").url + "/_control")
 
 
 def emulator_requests(emulator: EmulatorServer, **match: str) -> int:
     """How many requests the emulator received, filtered by endpoint/api/model."""
-    rows = httpx.get(emulator.url + "/_control").json()["requests"]
+    rows = CONTROL.get(emulator.url + "/_control").json()["requests"]
     return sum(r["count"] for r in rows if all(r[k] == v for k, v in match.items()))
 
 
 def set_fault(emulator: EmulatorServer, fault: str, **rule: Any) -> None:
-    r = httpx.post(emulator.url + "/_control", json={"fault": fault, **rule})
+    r = CONTROL.post(emulator.url + "/_control", json={"fault": fault, **rule})
     r.raise_for_status()
 
 
-FAST = Timeouts(connect=2.0, first_byte=0.5, read=2.0, total=0.5)
+FAST = Timeouts(connect=2.0, first_byte=0.25, read=2.0, total=0.25)
 
 
 @pytest.fixture
