@@ -34,7 +34,7 @@ class GatewayConfig:
     catalog: Catalog | str | Path = DEFAULT_CATALOG
     pools: Mapping[str, Sequence[EndpointSpec]] | None = None
     env: Mapping[str, str] | None = None  # where API keys are read; os.environ when None
-    timeouts: Timeouts = Timeouts()
+    timeouts: Timeouts = field(default_factory=Timeouts)
     default_retry_after: int = 60       # Retry-After of a pool-exhaustion 429 when no upstream gave one
     endpoint_cooldown: float = 5.0      # seconds an endpoint rests after a 429 without Retry-After
     catalog_rate_limit: RateLimit = RateLimit(100, 3600.0)   # /v1/models and /api/pricing

@@ -79,7 +79,7 @@ class Pools:
     """Failover over the endpoints of each family, sharing one ``httpx.AsyncClient``."""
 
     def __init__(self, catalog: Catalog, client: httpx.AsyncClient, *, overrides: Mapping[str, Any] | None = None,
-                 env: Mapping[str, str] | None = None, timeouts: Timeouts = Timeouts(), default_retry_after: int = 60,
+                 env: Mapping[str, str] | None = None, timeouts: Timeouts | None = None, default_retry_after: int = 60,
                  endpoint_cooldown: float = 5.0, throttle: Throttle | None = None,
                  providers: Mapping[str, Provider] = PROVIDERS) -> None:
         env = os.environ if env is None else env
@@ -88,7 +88,7 @@ class Pools:
         self.required_env = {family: sorted({e for spec in s for e in (spec.api_key_env, spec.base_url_env) if e})
                              for family, s in specs.items()}
         self.client = client
-        self.timeouts = timeouts
+        self.timeouts = timeouts if timeouts is not None else Timeouts()
         self.default_retry_after = default_retry_after
         self.endpoint_cooldown = endpoint_cooldown
         self.throttle = throttle if throttle is not None else Throttle()

@@ -36,7 +36,7 @@ class SSEParser:
         if line.startswith(":"):
             return None  # comment / heartbeat
         name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
+        value = value.removeprefix(" ")
         if name == "data":
             self._data.append(value)
         elif name == "event":

@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from examples.gateway import GatewayConfig, Timeouts, create_app, emulator_pools, load_catalog
 from examples.gateway.catalog import Catalog
 from examples.gateway.emulator import EmulatorServer
-from starlette.applications import Starlette
 
 
 @pytest.fixture(scope="session")

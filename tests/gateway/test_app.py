@@ -89,7 +89,7 @@ async def test_messages_for_any_model(client: httpx.AsyncClient, model: str) -> 
 @pytest.mark.parametrize("model", ["openai/gpt-5.2", "anthropic/claude-sonnet-4.6", "google/gemini-2.5-flash"])
 async def test_tool_calls_translate_both_ways(client: httpx.AsyncClient, model: str) -> None:
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
-    ask = {"model": model, "messages": [{"role": "user", "content": "find cats"}], "tools": tools,
+    ask: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "find cats"}], "tools": tools,
            "tool_choice": "required", "max_tokens": 50}
     r = await client.post("/v1/chat/completions", json=ask)
     message = r.json()["choices"][0]["message"]

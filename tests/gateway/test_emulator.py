@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import httpx
 import pytest
-
 
 from examples.gateway.emulator import EmulatorServer, spawn_emulator
 from examples.gateway.sse import iter_events
@@ -62,7 +62,7 @@ def test_anthropic_event_sequence(emulator: EmulatorServer) -> None:
     ({"model": "c", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "top-level system"),
     ({"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": [{"text": "x"}]}]}, "type: Field required"),
 ])
-def test_anthropic_rejects_what_the_real_api_rejects(emulator: EmulatorServer, body: dict, message: str) -> None:
+def test_anthropic_rejects_what_the_real_api_rejects(emulator: EmulatorServer, body: dict[str, Any], message: str) -> None:
     r = http.post(emulator.url + "/v1/messages", headers=ANTHROPIC, json=body)
     assert r.status_code == 400
     assert r.json()["type"] == "error" and message in r.json()["error"]["message"]

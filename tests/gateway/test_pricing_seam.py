@@ -11,7 +11,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from examples.gateway import Gateway, INFERENCE_PATHS, describe, price_of, x402_price_policy
+from examples.gateway import INFERENCE_PATHS, Gateway, describe, price_of, x402_price_policy
 from examples.gateway.emulator import EmulatorServer
 from x402_middleware import PaymentMiddleware, PaymentRequest, RouteConfig, TokenAmount, UnpriceableRequestError
 

@@ -55,7 +55,7 @@ def test_max_tokens_default_and_clamp(catalog: Catalog) -> None:
 
 def test_long_context_multipliers(catalog: Catalog) -> None:
     base = model(catalog, "openai/gpt-6-sol")
-    assert base.long_context == LongContext(272000, Decimal("2"), Decimal("1.5"))
+    assert base.long_context == LongContext(272000, Decimal(2), Decimal("1.5"))
     below = atomic_price(base, 272_000, 1000)
     above = atomic_price(base, 272_001, 1000)
     # 272000 x $2 + 100 x $10 = 545000; above: 272001 x $4 + 100 x $15 = 1089504 (micro-USD), + 1000 fee

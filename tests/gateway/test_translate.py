@@ -18,7 +18,7 @@ from examples.gateway.translate.anthropic import (
 from examples.gateway.translate.anthropic_stream import AnthropicDecoder, AnthropicEncoder
 from examples.gateway.translate.gemini import GeminiDecoder, from_gemini_response, to_gemini_request
 
-TOOLS = [{"type": "function", "function": {"name": "weather", "description": "Weather for a city",
+TOOLS: list[dict[str, Any]] = [{"type": "function", "function": {"name": "weather", "description": "Weather for a city",
                                            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
 CONVERSATION: dict[str, Any] = {
     "model": "x/y", "temperature": 1.6, "top_p": 0.9, "stop": "END", "tools": TOOLS, "tool_choice": "required",
@@ -127,7 +127,7 @@ def _sse(raw: str) -> list[dict[str, Any]]:
 
 
 def test_anthropic_stream_to_chunks_and_back() -> None:
-    raw = "".join(f"event: {d['type']}\ndata: {json.dumps(d)}\n\n" for d in [
+    sequence: list[dict[str, Any]] = [
         {"type": "message_start", "message": {"id": "msg_1", "usage": {"input_tokens": 12, "output_tokens": 1}}},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
         {"type": "ping"},
@@ -139,7 +139,8 @@ def test_anthropic_stream_to_chunks_and_back() -> None:
         {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "1}"}},
         {"type": "content_block_stop", "index": 1},
         {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
-        {"type": "message_stop"}])
+        {"type": "message_stop"}]
+    raw = "".join(f"event: {d['type']}\ndata: {json.dumps(d)}\n\n" for d in sequence)
     decoder = AnthropicDecoder("anthropic/c")
     chunks = [c for data in _sse(raw) for c in decoder.feed(data)] + decoder.end()
     deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]

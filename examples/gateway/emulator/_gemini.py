@@ -63,9 +63,9 @@ async def dispatch(request: Request) -> Response:
             candidate["finishReason"] = finish
         return {"candidates": [candidate], "usageMetadata": usage(out), "modelVersion": model, "responseId": rid}
 
-    tool_parts = ([{"functionCall": {"name": reply.tool, "args": json.loads(reply.tool_args)}}] if reply.tool else [])
+    tool_parts: list[dict[str, Any]] = ([{"functionCall": {"name": reply.tool, "args": json.loads(reply.tool_args)}}] if reply.tool else [])
     if method == "generateContent":
-        parts = tool_parts or [{"text": reply.text}]
+        parts: list[dict[str, Any]] = tool_parts or [{"text": reply.text}]
         return send_json_slowly(response(parts, reply.output_tokens, True), ctx.fault)
     if request.query_params.get("alt") != "sse":
         return error(400, message="this emulator streams only with ?alt=sse")

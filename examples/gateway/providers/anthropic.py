@@ -25,7 +25,7 @@ class AnthropicProvider(Provider):
 
     def parse(self, data: Any, call: Call) -> dict[str, Any]:
         if not isinstance(data, dict) or data.get("type") != "message":
-            raise ValueError("not an Anthropic message")
+            raise TypeError("not an Anthropic message")
         return from_anthropic_response(data, call.model.id)
 
     def decoder(self, call: Call) -> Decoder:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -28,6 +29,7 @@ from ..translate._common import StreamError
 RATE_LIMITED, SERVER, TIMEOUT, CONNECT, AUTH, PROTOCOL, CLIENT = (
     "rate_limited", "server", "timeout", "connect", "auth", "protocol", "client")
 MAX_ERROR_BODY = 64 * 1024
+logger = logging.getLogger("examples.gateway.upstream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,5 +323,5 @@ async def _quiet_aclose(chunks: AsyncIterator[dict[str, Any]]) -> None:
         return
     try:
         await aclose()
-    except Exception:  # the generator may already be broken; the response is closed next anyway
-        pass
+    except Exception as exc:  # noqa: BLE001 - the generator may already be broken; the response is closed next anyway
+        logger.debug("closing a failed upstream stream: %r", exc)

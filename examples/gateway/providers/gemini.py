@@ -22,7 +22,7 @@ class GeminiProvider(Provider):
 
     def parse(self, data: Any, call: Call) -> dict[str, Any]:
         if not isinstance(data, dict) or ("candidates" not in data and "promptFeedback" not in data):
-            raise ValueError("not a GenerateContentResponse")
+            raise TypeError("not a GenerateContentResponse")
         return from_gemini_response(data, call.model.id)
 
     def decoder(self, call: Call) -> Decoder:

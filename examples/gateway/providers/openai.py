@@ -29,7 +29,7 @@ class OpenAIProvider(Provider):
 
     def parse(self, data: Any, call: Call) -> dict[str, Any]:
         if not isinstance(data, Mapping) or not isinstance(data.get("choices"), list):
-            raise ValueError("not a chat completion")
+            raise TypeError("not a chat completion")
         return dict(data)
 
     def decoder(self, call: Call) -> Decoder:

@@ -135,9 +135,9 @@ class AnthropicEncoder:
         if self.started:
             return []
         self.started = True
-        message = {"id": self.id, "type": "message", "role": "assistant", "content": [], "model": self.model,
-                   "stop_reason": None, "stop_sequence": None,
-                   "usage": {"input_tokens": self.input_tokens, "output_tokens": 1}}
+        message: dict[str, Any] = {"id": self.id, "type": "message", "role": "assistant", "content": [], "model": self.model,
+                                   "stop_reason": None, "stop_sequence": None,
+                                   "usage": {"input_tokens": self.input_tokens, "output_tokens": 1}}
         return [("message_start", {"type": "message_start", "message": message}), ("ping", {"type": "ping"})]
 
     def _open(self, block: dict[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
