@@ -23,7 +23,7 @@ import httpx
 from .catalog import Catalog, EndpointSpec, ModelInfo
 from .errors import InvalidRequest, RateLimited, UpstreamError
 from .providers import PROVIDERS, Call, Endpoint, Provider, Timeouts, UpstreamFailure, UpstreamStream
-from .providers.base import AUTH, CLIENT, CONNECT, RATE_LIMITED, TIMEOUT
+from .providers.failure import AUTH, CLIENT, CONNECT, RATE_LIMITED, TIMEOUT
 
 T = TypeVar("T")
 

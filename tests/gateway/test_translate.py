@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from examples.gateway.providers.errors import failure_from_response
 from examples.gateway.sse import iter_events
 from examples.gateway.translate._common import StreamError
 from examples.gateway.translate.anthropic import (
@@ -190,3 +191,25 @@ def test_sse_parser_handles_crlf_comments_and_multiline() -> None:
     raw = ": heartbeat\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\ndata: last"
     events = list(iter_events(raw.splitlines()))
     assert [(e.event, e.data) for e in events] == [("x", "a\nb"), (None, "last")]
+
+
+@pytest.mark.parametrize("headers, body, expected", [
+    ({"retry-after": "7"}, b"", 7),
+    ({"retry-after": "0.2"}, b"", 1),
+    ({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, b"", None),  # in the past
+    ({"x-ratelimit-reset-requests": "6m0s"}, b"", 360),
+    ({"x-ratelimit-reset-requests": "250ms"}, b"", 1),
+    ({}, json.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "quota", "details": [
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}]}}).encode(), 37),
+    ({}, b"", None),
+])
+def test_retry_delay_from_every_provider(headers: dict[str, str], body: bytes, expected: int | None) -> None:
+    failure = failure_from_response(429, headers, body, "ep")
+    assert failure.kind == "rate_limited" and failure.retry_after == expected
+
+
+@pytest.mark.parametrize("status, kind", [(400, "client"), (401, "auth"), (404, "auth"), (408, "timeout"),
+                                          (500, "server"), (529, "server"), (422, "client")])
+def test_failure_kinds(status: int, kind: str) -> None:
+    failure = failure_from_response(status, {}, b'{"type":"error","error":{"type":"x","message":"boom"}}', "ep")
+    assert (failure.kind, failure.message, failure.retryable) == (kind, "boom", kind != "client")

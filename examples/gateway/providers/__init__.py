@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .anthropic import AnthropicProvider
-from .base import Call, Endpoint, Provider, Timeouts, UpstreamFailure, UpstreamStream
+from .base import Call, Endpoint, Provider, Timeouts, UpstreamStream
+from .failure import UpstreamFailure
 from .gemini import GeminiProvider
 from .openai import OpenAIProvider
 

@@ -10,11 +10,8 @@ always before the gateway has forwarded a byte, so the pool may fail over.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import math
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,10 +21,9 @@ import httpx
 from ..catalog import ModelInfo
 from ..sse import aiter_events
 from ..translate._common import StreamError
+from .errors import failure_from_response
+from .failure import CONNECT, PROTOCOL, TIMEOUT, UpstreamFailure
 
-#: Failure kinds. All but ``client`` let the pool try the next endpoint.
-RATE_LIMITED, SERVER, TIMEOUT, CONNECT, AUTH, PROTOCOL, CLIENT = (
-    "rate_limited", "server", "timeout", "connect", "auth", "protocol", "client")
 MAX_ERROR_BODY = 64 * 1024
 logger = logging.getLogger("examples.gateway.upstream")
 
@@ -64,26 +60,6 @@ class Call:
     body: Mapping[str, Any]
     max_tokens: int
     stream: bool = False
-
-
-class UpstreamFailure(Exception):
-    """One endpoint failed before anything was forwarded. ``retry_after`` is in seconds when the upstream said so."""
-
-    def __init__(self, kind: str, message: str, *, status: int | None = None, retry_after: int | None = None,
-                 endpoint: str = "") -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status = status
-        self.retry_after = retry_after
-        self.endpoint = endpoint
-
-    @property
-    def retryable(self) -> bool:
-        return self.kind != CLIENT
-
-    def __repr__(self) -> str:
-        return f"UpstreamFailure({self.kind!r}, {self.message!r}, status={self.status}, endpoint={self.endpoint!r})"
 
 
 class Decoder(Protocol):
@@ -238,68 +214,6 @@ class Provider:
                 break
         for item in decoder.end():
             yield item
-
-
-def failure_from_response(status: int, headers: Mapping[str, str], content: bytes, endpoint: str) -> UpstreamFailure:
-    """Classify an upstream error response; keeps its message and any retry delay it gave."""
-    try:
-        body: Any = json.loads(content)
-    except ValueError:
-        body = None
-    message = _error_message(body) or content[:200].decode("utf-8", "replace") or f"HTTP {status}"
-    retry_after = parse_retry_after(headers.get("retry-after")) or _gemini_retry_delay(body)
-    if status == 429:
-        kind = RATE_LIMITED
-    elif status in (401, 403, 404):
-        kind = AUTH  # this endpoint cannot serve the model (key, region, deployment): another one may
-    elif status == 408:
-        kind = TIMEOUT
-    elif status >= 500:
-        kind = SERVER  # includes Anthropic's 529 overloaded_error
-    elif status >= 400:
-        kind = CLIENT
-    else:
-        kind = PROTOCOL
-    return UpstreamFailure(kind, message[:500], status=status, retry_after=retry_after, endpoint=endpoint)
-
-
-def parse_retry_after(value: str | None) -> int | None:
-    """``Retry-After`` as whole seconds (delta-seconds or an HTTP date), rounded up; ``None`` if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return max(1, math.ceil(seconds))
-
-
-def _gemini_retry_delay(body: Any) -> int | None:
-    # Gemini puts the delay in error.details[] as google.rpc.RetryInfo {"retryDelay": "37s"}.
-    if not isinstance(body, Mapping) or not isinstance(body.get("error"), Mapping):
-        return None
-    for detail in body["error"].get("details") or ():
-        if isinstance(detail, Mapping) and str(detail.get("@type", "")).endswith("RetryInfo"):
-            return parse_retry_after(str(detail.get("retryDelay", "")).removesuffix("s"))
-    return None
-
-
-def _error_message(body: Any) -> str:
-    if not isinstance(body, Mapping):
-        return ""
-    error = body.get("error")
-    if isinstance(error, Mapping) and error.get("message"):
-        return str(error["message"])
-    if isinstance(error, str):
-        return error
-    return str(body.get("message") or "")
 
 
 def _transport_failure(exc: BaseException, endpoint: Endpoint) -> UpstreamFailure:
