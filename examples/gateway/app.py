@@ -66,7 +66,8 @@ def create_app(config: GatewayConfig | None = None, *, gateway: Gateway | None =
         await gateway.aclose()
 
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                    exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error})
+                    exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error,
+                                        Exception: _internal_error})
     app.state.gateway = gateway
     return app
 
@@ -192,6 +193,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
     error = GatewayError(str(exc.detail), status=exc.status_code, code=code, type="invalid_request_error")
     return Response(error.render(), exc.status_code, headers=dict(exc.headers or {}), media_type="application/json")
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # Starlette logs the exception and re-raises it after this response; callers still get the JSON envelope.
+    error = GatewayError("The gateway failed to handle this request", status=500, code="INTERNAL_ERROR")
+    return Response(error.render(), 500, media_type="application/json")
 
 
 __all__ = ["Wrap", "create_app"]

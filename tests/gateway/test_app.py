@@ -202,3 +202,16 @@ async def test_models_without_keys_are_not_listed() -> None:
         health = (await c.get("/api/health/ready")).json()
         assert health["ready"] is True
     await app.state.gateway.aclose()
+
+
+async def test_unexpected_errors_are_a_json_500(make_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app()
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(app.state.gateway.pools, "complete", broken)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+        r = await c.post("/v1/chat/completions", json={"model": "openai/gpt-5.2", "messages": ASK})
+    assert r.status_code == 500 and r.json()["code"] == "INTERNAL_ERROR"

@@ -130,3 +130,24 @@ def test_cli_prints_its_url_and_stops_by_pid() -> None:
         assert http.get(url + "/health").json() == {"status": "ok"}
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "/health")
+
+
+def test_gateway_cli_serves_over_the_emulator() -> None:
+    import re
+    import subprocess
+    import sys
+
+    from examples.gateway.emulator.server import _ROOT
+
+    proc = subprocess.Popen([sys.executable, "-m", "examples.gateway", "--port", "0", "--log-level", "warning"],
+                            cwd=_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", info["url"]) and info["upstream"] == "emulator"
+        r = http.post(info["api_url"] + "/v1/chat/completions",
+                      json={"model": "google/gemini-2.5-flash", "messages": [{"role": "user", "content": "ping"}]})
+        assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].endswith("ping")
+    finally:
+        proc.terminate()
+        proc.wait(10)
