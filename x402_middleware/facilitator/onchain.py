@@ -1,0 +1,266 @@
+"""A self-hosted facilitator that verifies and settles EIP-3009 payments on an EVM chain.
+
+No web3.py: JSON-RPC over httpx, calldata with eth-abi, transactions signed by
+eth-account. ``verify`` runs the local checks plus an ``eth_call`` simulation of
+``transferWithAuthorization`` and, when that reverts, the official diagnostic
+ladder (``../shared/docs/x402-protocol.md`` §3.2). ``settle`` re-runs the local
+checks, sends the transfer from one of a pool of facilitator keys, waits for the
+receipt and checks the ``Transfer`` log.
+
+    facilitator = OnChainFacilitator("http://127.0.0.1:8545", ["0x<gas-paying key>"], network="eip155:8453")
+    app = PaymentMiddleware(app, routes=..., pay_to=..., network="eip155:8453", facilitator=facilitator)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from eth_account import Account
+
+from .._exceptions import ConfigurationError, FacilitatorError
+from ..devchain._abi import decode_output, encode_call
+from ..devchain._rpc import RPCError, build_transaction
+from ..eip3009 import keccak
+from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyResult
+from ..networks import Network, get_network
+from ..verify import verify_exact_evm
+from ._rpc import AsyncRPC
+
+TWA_VRS = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
+TWA_BYTES = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"
+_TRANSFER_TOPIC = "0x" + keccak(b"Transfer(address,address,uint256)").hex()
+
+NONCE_ALREADY_USED = "invalid_exact_evm_nonce_already_used"
+INSUFFICIENT_BALANCE = "invalid_exact_evm_insufficient_balance"
+TRANSACTION_FAILED = "invalid_exact_evm_transaction_failed"
+SIMULATION_FAILED = "invalid_exact_evm_transaction_simulation_failed"
+SETTLEMENT_PENDING = "settlement_pending"
+
+# FiatTokenV2 revert strings -> x402 reason codes (the official facilitators match the same substrings).
+_REVERTS = (
+    ("authorization is used or canceled", NONCE_ALREADY_USED),
+    ("authorization is expired", "invalid_exact_evm_payload_authorization_valid_before"),
+    ("authorization is not yet valid", "invalid_exact_evm_payload_authorization_valid_after"),
+    ("exceeds balance", INSUFFICIENT_BALANCE),
+    ("invalid signature", "invalid_exact_evm_payload_signature"),
+)
+
+
+def _reason_of(revert: str | None, default: str) -> str:
+    for needle, reason in _REVERTS:
+        if revert and needle in revert:
+            return reason
+    return default
+
+
+def transfer_calldata(payload: PaymentPayload) -> bytes:
+    """``transferWithAuthorization`` calldata: the (v, r, s) overload for 65-byte signatures, else ``bytes``."""
+    a, sig = payload.authorization, payload.signature
+    head = (a.from_address, a.to, a.value, a.valid_after, a.valid_before, a.nonce)
+    if len(sig) == 65:
+        v = sig[64] + 27 if sig[64] < 27 else sig[64]
+        return encode_call(TWA_VRS, *head, v, sig[:32], sig[32:64])
+    return encode_call(TWA_BYTES, *head, sig)
+
+
+class _Signer:
+    """One gas-paying key with its own transaction-nonce counter (sends are serialised per key)."""
+
+    def __init__(self, key: str | bytes) -> None:
+        self.account = Account.from_key(key)
+        self.address: str = self.account.address
+        self.lock = asyncio.Lock()
+        self.nonce: int | None = None
+        self.in_flight = 0
+
+
+class OnChainFacilitator:
+    """Verify and settle payments yourself, paying gas from a pool of keys (no third party).
+
+    Several keys let settlements proceed in parallel without colliding on
+    transaction nonces; each key's nonce is tracked locally and resynchronised
+    from the node after a failed send. A receipt that does not arrive within
+    ``receipt_timeout`` gives ``settlement_pending`` with the transaction hash.
+    """
+
+    def __init__(self, rpc_url: str, signer_keys: Sequence[str | bytes], *, network: str | Network,
+                 client: httpx.AsyncClient | None = None, receipt_timeout: float = 30.0,
+                 gas_limit: int | None = None) -> None:
+        if not signer_keys:
+            raise ConfigurationError("OnChainFacilitator needs at least one signer key to pay gas with")
+        self.network = network if isinstance(network, Network) else get_network(network)
+        self.rpc = AsyncRPC(rpc_url, client=client)
+        self.signers = [_Signer(k) for k in signer_keys]
+        self.receipt_timeout = receipt_timeout
+        self.gas_limit = gas_limit
+        self._next = 0
+        self._checked_chain = False
+        self._fees: tuple[float, int, int] | None = None
+        self._deployed: set[str] = set()
+
+    # -- Facilitator protocol ------------------------------------------------------------------
+    async def verify(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResult:
+        """Local checks, then an ``eth_call`` simulation of the transfer with the diagnostic ladder."""
+        refusal = self._local(payload, requirements)
+        if refusal is not None:
+            return refusal
+        await self._check_chain()
+        asset = requirements.asset.address
+        if asset.lower() not in self._deployed:
+            if await self.rpc("eth_getCode", asset, "latest") in ("0x", "0x0", None):
+                return VerifyResult(False, "asset_not_deployed_contract", f"no contract at {asset}", payload.payer)
+            self._deployed.add(asset.lower())
+        call = {"from": self.signers[0].address, "to": asset, "data": "0x" + transfer_calldata(payload).hex()}
+        try:
+            await self.rpc("eth_call", call, "latest")
+        except RPCError as exc:
+            reason = await self._diagnose(payload, requirements, exc.revert_reason)
+            return VerifyResult(False, reason, exc.revert_reason or exc.message, payload.payer)
+        return VerifyResult(True, payer=payload.payer)
+
+    async def settle(self, payload: PaymentPayload, requirements: PaymentRequirements) -> SettleResult:
+        """Send ``transferWithAuthorization``, wait for the receipt, check the ``Transfer`` log."""
+        caip2 = requirements.network.caip2
+        refusal = self._local(payload, requirements)
+        if refusal is not None:
+            return SettleResult(False, caip2, "", payload.payer, refusal.invalid_reason, refusal.invalid_message)
+        await self._check_chain()
+        data = transfer_calldata(payload)
+        asset = requirements.asset.address
+        signer = min(self.signers, key=lambda s: s.in_flight)
+        signer.in_flight += 1
+        try:
+            try:
+                gas = self.gas_limit or int(await self.rpc("eth_estimateGas", {
+                    "from": signer.address, "to": asset, "data": "0x" + data.hex()}), 16) * 6 // 5
+            except RPCError as exc:  # the transfer would revert: nothing is sent
+                return SettleResult(False, caip2, "", payload.payer, _reason_of(exc.revert_reason, TRANSACTION_FAILED),
+                                    exc.revert_reason or exc.message)
+            tx_hash = await self._send(signer, asset, data, gas)
+        finally:
+            signer.in_flight -= 1
+        receipt = await self._receipt(tx_hash)
+        if receipt is None:
+            return SettleResult(False, caip2, tx_hash, payload.payer, SETTLEMENT_PENDING,
+                                f"transaction {tx_hash} was sent but not mined within {self.receipt_timeout} s")
+        if int(receipt["status"], 16) != 1:
+            return SettleResult(False, caip2, tx_hash, payload.payer, TRANSACTION_FAILED, "the transfer reverted")
+        if not _has_transfer(receipt, asset, payload):
+            return SettleResult(False, caip2, tx_hash, payload.payer, "invalid_exact_evm_transfer_event_mismatch",
+                                "the transaction did not emit the expected Transfer event")
+        return SettleResult(True, caip2, tx_hash, payload.payer, amount=payload.authorization.value)
+
+    async def supported(self) -> dict[str, Any]:
+        kinds: list[dict[str, Any]] = [{"x402Version": 2, "scheme": "exact", "network": self.network.caip2}]
+        if self.network.v1_name:
+            kinds.append({"x402Version": 1, "scheme": "exact", "network": self.network.v1_name})
+        return {"kinds": kinds, "extensions": [], "signers": {"eip155:*": [s.address for s in self.signers]}}
+
+    async def aclose(self) -> None:
+        await self.rpc.aclose()
+
+    # -- internals -------------------------------------------------------------------------------
+    def _local(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResult | None:
+        if requirements.network.chain_id != self.network.chain_id:
+            return VerifyResult(False, "network_mismatch",
+                                f"this facilitator settles on {self.network.caip2}, not {requirements.network.caip2}",
+                                payload.payer)
+        result = verify_exact_evm(payload, requirements)
+        if result is not None and not result.is_valid:
+            return result
+        return None  # valid, or a contract-wallet signature left to the token's EIP-1271 check
+
+    async def _check_chain(self) -> None:
+        if self._checked_chain:
+            return
+        chain_id = int(await self.rpc("eth_chainId"), 16)
+        if chain_id != self.network.chain_id:
+            raise FacilitatorError(f"the RPC node is on chain {chain_id} but this facilitator is configured for "
+                                   f"{self.network.caip2}; point rpc_url at the right chain")
+        self._checked_chain = True
+
+    async def _fee(self) -> tuple[int, int]:
+        now = time.monotonic()
+        if self._fees is None or now - self._fees[0] > 2.0:  # the node's fee changes per block; 2 s is plenty
+            gas_price = int(await self.rpc("eth_gasPrice"), 16)
+            priority = min(10**9, gas_price)
+            self._fees = (now, 2 * gas_price + priority, priority)
+        return self._fees[1], self._fees[2]
+
+    async def _send(self, signer: _Signer, to: str, data: bytes, gas: int) -> str:
+        max_fee, priority = await self._fee()
+        async with signer.lock:  # one nonce at a time per key; the receipt is awaited outside the lock
+            for attempt in (1, 2):
+                if signer.nonce is None:
+                    signer.nonce = int(await self.rpc("eth_getTransactionCount", signer.address, "pending"), 16)
+                tx = build_transaction(chain_id=self.network.chain_id, nonce=signer.nonce, to=to, data=data, gas=gas,
+                                       max_fee_per_gas=max_fee, max_priority_fee_per_gas=priority)
+                raw = "0x" + bytes(signer.account.sign_transaction(tx).raw_transaction).hex()
+                try:
+                    tx_hash = str(await self.rpc("eth_sendRawTransaction", raw))
+                except RPCError as exc:
+                    signer.nonce = None  # resynchronise from the node, then try once more
+                    if attempt == 2 or "nonce" not in exc.message.lower():
+                        raise FacilitatorError(f"sending the settlement transaction failed: {exc.message}") from exc
+                    continue
+                except FacilitatorError:
+                    signer.nonce = None
+                    raise
+                signer.nonce += 1
+                return tx_hash
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        deadline = time.monotonic() + self.receipt_timeout
+        delay = 0.002
+        while True:
+            receipt = await self.rpc("eth_getTransactionReceipt", tx_hash)
+            if receipt is not None:
+                return dict(receipt)
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+    async def _diagnose(self, payload: PaymentPayload, requirements: PaymentRequirements, revert: str | None) -> str:
+        """The official diagnostic ladder after a failed simulation (first failing check wins)."""
+        asset, auth = requirements.asset.address, payload.authorization
+
+        async def call(signature: str, types: str, *args: Any) -> Any:
+            try:
+                raw = await self.rpc("eth_call", {"to": asset, "data": "0x" + encode_call(signature, *args).hex()}, "latest")
+                return decode_output(types, bytes.fromhex(raw[2:]))[0]
+            except (RPCError, ValueError, IndexError):
+                return None
+
+        used, name, version, balance = await asyncio.gather(
+            call("authorizationState(address,bytes32)", "(bool)", auth.from_address, auth.nonce),
+            call("name()", "(string)"), call("version()", "(string)"),
+            call("balanceOf(address)", "(uint256)", auth.from_address))
+        if used is None:
+            return "invalid_exact_evm_eip3009_not_supported"
+        if used:
+            return NONCE_ALREADY_USED
+        extra = requirements.wire_extra()
+        if name is not None and name != extra.get("name"):
+            return "invalid_exact_evm_token_name_mismatch"
+        if version is not None and version != extra.get("version"):
+            return "invalid_exact_evm_token_version_mismatch"
+        if balance is not None and balance < auth.value:
+            return INSUFFICIENT_BALANCE
+        return _reason_of(revert, SIMULATION_FAILED)
+
+
+def _has_transfer(receipt: dict[str, Any], asset: str, payload: PaymentPayload) -> bool:
+    auth = payload.authorization
+    want = (_TRANSFER_TOPIC, "0x" + auth.from_address[2:].lower().rjust(64, "0"), "0x" + auth.to[2:].lower().rjust(64, "0"))
+    for log in receipt.get("logs", []):
+        topics = [t.lower() for t in log.get("topics", [])]
+        if (log.get("address", "").lower() == asset.lower() and tuple(topics[:3]) == want
+                and int(log.get("data", "0x0"), 16) == auth.value):
+            return True
+    return False
