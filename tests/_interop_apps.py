@@ -20,14 +20,14 @@ def ours() -> Any:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from tests._chain_facilitator import ChainFacilitator
     from x402_middleware import PaymentMiddleware
+    from x402_middleware.facilitator import OnChainFacilitator
 
     async def weather(request: Request) -> JSONResponse:
         payment = request.scope["x402.payment"]
         return JSONResponse({"temp": 21, "paid_by": payment.payer, "amount": payment.amount})
 
-    facilitator = ChainFacilitator(os.environ["X402_RPC_URL"], os.environ["X402_FACILITATOR_KEY"], 84532)
+    facilitator = OnChainFacilitator(os.environ["X402_RPC_URL"], [os.environ["X402_FACILITATOR_KEY"]], network=NETWORK)
     app = Starlette(routes=[Route("/weather", weather), Route("/legacy/weather", weather)])
     protected = PaymentMiddleware(app, routes={"GET /weather": PRICE, "GET /legacy/weather": PRICE},
                                   pay_to=os.environ["X402_PAY_TO"], network=NETWORK, facilitator=facilitator)
@@ -76,6 +76,30 @@ def official() -> Any:
     signer = FacilitatorWeb3Signer(private_key=os.environ["X402_FACILITATOR_KEY"], rpc_url=os.environ["X402_RPC_URL"])
     facilitator = x402Facilitator().register([NETWORK], ExactEvmFacilitatorScheme(signer))
     server = x402ResourceServer(LocalFacilitatorClient(facilitator))
+    server.register(NETWORK, ExactEvmServerScheme())  # type: ignore[no-untyped-call,arg-type]  # the SDK's own typing
+    routes = {"GET /weather": RouteConfig(
+        accepts=[PaymentOption(scheme="exact", pay_to=os.environ["X402_PAY_TO"], price=PRICE, network=NETWORK)],
+        description="Weather", mime_type="application/json")}
+    app = FastAPI()
+
+    @app.get("/weather")
+    def weather() -> dict[str, Any]:
+        return {"temp": 21}
+
+    app.add_middleware(PaymentMiddlewareASGI, routes=routes, server=server)
+    return app
+
+
+def official_remote() -> Any:
+    """The OFFICIAL x402 2.25.0 FastAPI middleware using OUR facilitator server (``X402_FACILITATOR_URL``) over HTTP."""
+    from fastapi import FastAPI
+    from x402 import x402ResourceServer
+    from x402.http import FacilitatorConfig, HTTPFacilitatorClient
+    from x402.http.middleware.fastapi import PaymentMiddlewareASGI
+    from x402.http.types import PaymentOption, RouteConfig
+    from x402.mechanisms.evm.exact import ExactEvmServerScheme
+
+    server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=os.environ["X402_FACILITATOR_URL"])))
     server.register(NETWORK, ExactEvmServerScheme())  # type: ignore[no-untyped-call,arg-type]  # the SDK's own typing
     routes = {"GET /weather": RouteConfig(
         accepts=[PaymentOption(scheme="exact", pay_to=os.environ["X402_PAY_TO"], price=PRICE, network=NETWORK)],

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ._exceptions import MalformedPaymentError
+from ._exceptions import InvalidPaymentError, MalformedPaymentError
 from .eip3009 import Authorization, to_checksum_address
 from .networks import Asset, Network, find_network
 
@@ -191,6 +191,40 @@ def _parse_authorization(auth: Mapping[str, Any]) -> Authorization:
         valid_before=uint("validBefore"),
         nonce=bytes.fromhex(nonce[2:]),
     )
+
+
+def parse_requirements(obj: Any, x402_version: int) -> PaymentRequirements:
+    """Parse a wire ``PaymentRequirements`` (v2 ``amount`` / v1 ``maxAmountRequired``), e.g. in a facilitator request.
+
+    Raises :class:`MalformedPaymentError` for a bad shape and :class:`InvalidPaymentError`
+    (``invalid_network``) for a network that is not registered.
+    """
+    if not isinstance(obj, Mapping):
+        raise MalformedPaymentError("paymentRequirements must be an object")
+    amount = obj.get("maxAmountRequired" if x402_version == 1 else "amount")
+    network_name, asset, pay_to = obj.get("network"), obj.get("asset"), obj.get("payTo")
+    timeout, extra, scheme = obj.get("maxTimeoutSeconds"), obj.get("extra") or {}, obj.get("scheme")
+    if not isinstance(amount, str) or not _UINT.match(amount):
+        raise MalformedPaymentError("paymentRequirements amount must be a decimal integer string")
+    if not isinstance(asset, str) or not _ADDRESS.match(asset) or not isinstance(pay_to, str) or not _ADDRESS.match(pay_to):
+        raise MalformedPaymentError("paymentRequirements asset and payTo must be 0x-prefixed 20-byte addresses")
+    if type(timeout) is not int or timeout <= 0 or not isinstance(extra, Mapping) or not isinstance(scheme, str):
+        raise MalformedPaymentError("paymentRequirements needs scheme, a positive integer maxTimeoutSeconds and an object extra")
+    if not isinstance(network_name, str):
+        raise MalformedPaymentError("paymentRequirements network must be a string")
+    network = find_network(network_name)
+    if network is None:
+        raise InvalidPaymentError("invalid_network", f"network {network_name!r} is not supported here")
+    known = network.asset
+    decimals = known.decimals if known is not None and known.address.lower() == asset.lower() else 6
+    name, version = extra.get("name"), extra.get("version")
+    if not isinstance(name, str) or not isinstance(version, str):
+        if known is None or known.address.lower() != asset.lower():
+            raise MalformedPaymentError("paymentRequirements extra must carry the token's EIP-712 name and version")
+        name, version = known.name, known.version
+    rest = {k: v for k, v in extra.items() if k not in ("name", "version")}
+    return PaymentRequirements(network, Asset(asset, name, version, decimals), int(amount), pay_to, timeout, scheme,
+                               extra=rest)
 
 
 def payload_network(payload: PaymentPayload) -> Network | None:

@@ -145,6 +145,7 @@ class OnChainFacilitator:
             signer.in_flight -= 1
         receipt = await self._receipt(tx_hash)
         if receipt is None:
+            signer.nonce = None  # a stuck transaction may mean a nonce gap: resynchronise before the next send
             return SettleResult(False, caip2, tx_hash, payload.payer, SETTLEMENT_PENDING,
                                 f"transaction {tx_hash} was sent but not mined within {self.receipt_timeout} s")
         if int(receipt["status"], 16) != 1:

@@ -48,7 +48,7 @@ class HTTPFacilitator(_HTTPBase):
 
     def __init__(self, url: str = DEFAULT_FACILITATOR_URL, *, client: httpx.AsyncClient | None = None,
                  headers: Mapping[str, str] | None = None, auth_headers: HeaderFactory | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 60.0) -> None:
         super().__init__(url, headers=headers, auth_headers=auth_headers, timeout=timeout)
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._owns_client = client is None
