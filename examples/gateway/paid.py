@@ -1,0 +1,54 @@
+"""The gateway with x402 payment composed in: ``create_paid_app(config, pay_to=..., facilitator=...)``.
+
+Every inference route (``/v1/chat/completions``, ``/v1/messages`` and their ``/api/v1`` twins) is priced per
+call by :func:`~.pricing.x402_price_policy` from the JSON body (``price_body=True``: the middleware peeks at
+the body for the quote and replays it to the app untouched). Free models never see a 402. The middleware
+settles when the handler starts a 2xx response, which it only does once the upstream accepted the call
+(for streams: before the first SSE byte), so callers pay only for successful calls::
+
+    from x402_middleware import HTTPFacilitator
+    app = create_paid_app(GatewayConfig(), pay_to="0xYourAddress", network="eip155:8453",
+                          facilitator=HTTPFacilitator("https://x402.org/facilitator"))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
+
+from x402_middleware import PaymentMiddleware, RouteConfig
+from x402_middleware.facilitator import Facilitator
+from x402_middleware.stores import PaymentStore
+
+from .app import Wrap, create_app
+from .config import GatewayConfig
+from .pricing import INFERENCE_PATHS, x402_price_policy
+from .service import Gateway
+
+#: ``resource.description`` of the 402 (ASCII: the TypeScript SDK signs with ``btoa``, which rejects > U+00FF).
+DESCRIPTION = "AI API call"
+
+
+def payment_layer(*, pay_to: str, facilitator: Facilitator, network: str | Sequence[str] = "eip155:8453",
+                  store: PaymentStore | None = None, max_timeout_seconds: int = 300) -> Wrap:
+    """A ``wrap`` for :func:`~.app.create_app` that puts :class:`PaymentMiddleware` around the inference routes."""
+
+    def wrap(app: ASGIApp, gateway: Gateway) -> ASGIApp:
+        policy = x402_price_policy(gateway)
+        routes = {f"POST {path}": RouteConfig(price=policy, price_body=True, description=DESCRIPTION)
+                  for path in INFERENCE_PATHS}
+        return PaymentMiddleware(app, routes=routes, pay_to=pay_to, network=network, facilitator=facilitator,
+                                 store=store, max_timeout_seconds=max_timeout_seconds,
+                                 max_pricing_body=gateway.config.max_body_bytes)
+
+    return wrap
+
+
+def create_paid_app(config: GatewayConfig | None = None, *, pay_to: str, facilitator: Facilitator,
+                    network: str | Sequence[str] = "eip155:8453", store: PaymentStore | None = None,
+                    gateway: Gateway | None = None) -> Starlette:
+    """The gateway app with x402 payment on every paid model's inference calls."""
+    return create_app(config, gateway=gateway,
+                      wrap=payment_layer(pay_to=pay_to, facilitator=facilitator, network=network, store=store))
