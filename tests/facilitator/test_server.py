@@ -14,10 +14,12 @@ from x402.http.clients.httpx import x402AsyncTransport
 from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import register_exact_evm_client
 
+from tests._facilitator_double import FakeFacilitator
 from tests._payments import decode, pay_v1, pay_v2
 from tests._servers import process_with_url, uvicorn_server
 from x402_middleware import HTTPFacilitator, PaymentMiddleware
 from x402_middleware.devchain import DevChain
+from x402_middleware.facilitator import facilitator_app
 
 PRICE = 1000  # "$0.001" in tests._interop_apps
 
@@ -98,3 +100,33 @@ async def test_official_sdk_middleware_settles_through_our_server(server: str, s
     assert settle["success"] is True and settle["payer"] == payer
     assert int(chain.rpc("eth_getTransactionReceipt", settle["transaction"])["status"], 16) == 1
     assert (chain.balance_of(payer), chain.balance_of(chain.pay_to)) == (before[0] - PRICE, before[1] + PRICE)
+
+
+@pytest.mark.anyio
+async def test_token_and_pay_to_allowlist_guard_the_gas_tap() -> None:
+    allowed, other = "0x" + "11" * 20, "0x" + "33" * 20
+    fake = FakeFacilitator()
+    app = facilitator_app(fake, bearer_token="s3cret", pay_to=[allowed.upper().replace("0X", "0x")])
+
+    def body(pay_to: str) -> dict[str, object]:
+        challenge = {"x402Version": 2, "resource": {"url": "http://x/"}, "accepts": [{
+            "scheme": "exact", "network": "eip155:84532", "amount": "1000", "payTo": pay_to,
+            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "maxTimeoutSeconds": 60,
+            "extra": {"name": "USDC", "version": "2"}}]}
+        return {"x402Version": 2, "paymentPayload": decode(pay_v2(challenge)), "paymentRequirements": challenge["accepts"][0]}
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://f") as c:
+        assert (await c.get("/health")).status_code == 200  # liveness stays open
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            r = await c.post("/settle", json=body(allowed), headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer" and r.json()["error"] == "unauthorized"
+        assert (await c.get("/supported")).status_code == 401
+        auth = {"Authorization": "Bearer s3cret"}
+        refused = await c.post("/settle", json=body(other), headers=auth)
+        assert refused.status_code == 200 and refused.json()["success"] is False
+        assert refused.json()["errorReason"] == "pay_to_not_allowed"
+        refused = await c.post("/verify", json=body(other), headers=auth)
+        assert refused.json()["isValid"] is False and refused.json()["invalidReason"] == "pay_to_not_allowed"
+        assert fake.settled == [] and fake.verified == []  # refused before the facilitator (and its gas) is used
+        ok = await c.post("/settle", json=body(allowed), headers=auth)
+        assert ok.status_code == 200 and ok.json()["success"] is True and len(fake.settled) == 1

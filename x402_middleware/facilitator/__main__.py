@@ -2,7 +2,8 @@
 
     python -m x402_middleware.facilitator --rpc-url http://127.0.0.1:8545 --key 0x<gas key> --network eip155:84532
 
-Keys may also come from ``X402_FACILITATOR_KEYS`` (comma-separated). Prints one JSON line
+Keys may also come from ``X402_FACILITATOR_KEYS`` (comma-separated; keeps them out of ``ps``), the access
+token from ``X402_FACILITATOR_TOKEN``. Prints one JSON line
 (``url``, ``network``, ``signers``) once it listens; stops on SIGINT/SIGTERM.
 """
 
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--asset-name", help="the token's EIP-712 name (with --asset)")
     parser.add_argument("--asset-version", default="2", help="the token's EIP-712 version (with --asset)")
     parser.add_argument("--asset-decimals", type=int, default=6)
+    parser.add_argument("--token", default=os.environ.get("X402_FACILITATOR_TOKEN"),
+                        help="require Authorization: Bearer <token> (default: $X402_FACILITATOR_TOKEN; none = open)")
+    parser.add_argument("--pay-to", action="append", default=None,
+                        help="only settle payments to this address (repeatable; default: any)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4402, help="0 lets the kernel choose")
     args = parser.parse_args(argv)
@@ -61,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     sock.bind((args.host, args.port))
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
-    server = uvicorn.Server(uvicorn.Config(facilitator_app(facilitator), log_level="warning", access_log=False))
+    if args.token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print("warning: an open facilitator pays gas for anyone's payments; set --token and/or --pay-to",
+              file=sys.stderr, flush=True)
+    app = facilitator_app(facilitator, bearer_token=args.token, pay_to=args.pay_to)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
 
     async def serve() -> None:
         task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -8,18 +8,26 @@ so any x402 resource server -- including the official SDK's -- can use it::
 
 A malformed request gets 400 ``{"error", "message"}``; an unreachable chain 502; a refused
 payment is a normal 200 answer with ``isValid``/``success`` false and the reason.
+
+The facilitator pays gas for every settlement, so a public one is an open tap: give it a
+``bearer_token`` (resource servers send ``Authorization: Bearer <token>``, e.g.
+``HTTPFacilitator(url, headers={"Authorization": "Bearer ..."})``) and/or the ``pay_to`` addresses
+it may settle to; other requests get 401 / a ``pay_to_not_allowed`` refusal.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._exceptions import FacilitatorError, InvalidPaymentError, MalformedPaymentError
 from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyResult, parse_payment_payload, parse_requirements
@@ -27,6 +35,7 @@ from ._protocol import Facilitator
 
 logger = logging.getLogger("x402_middleware.facilitator")
 MAX_BODY = 64 * 1024
+PAY_TO_NOT_ALLOWED = "pay_to_not_allowed"
 
 
 def _error(status: int, error: str, message: str) -> JSONResponse:
@@ -55,8 +64,19 @@ async def _read(request: Request) -> tuple[PaymentPayload, PaymentRequirements, 
     return payload, parse_requirements(data.get("paymentRequirements"), payload.x402_version), payload.x402_version
 
 
-def facilitator_app(facilitator: Facilitator) -> Starlette:
-    """The facilitator HTTP API as an ASGI app."""
+def facilitator_app(facilitator: Facilitator, *, bearer_token: str | None = None,
+                    pay_to: Iterable[str] | None = None) -> ASGIApp:
+    """The facilitator HTTP API as an ASGI app.
+
+    ``bearer_token``: required on ``/verify``, ``/settle`` and ``/supported`` (``/health`` stays open).
+    ``pay_to``: the only recipients it settles to (case-insensitive); ``None`` allows any.
+    """
+    allowed = None if pay_to is None else frozenset(a.lower() for a in pay_to)
+
+    def refused(requirements: PaymentRequirements) -> str | None:
+        if allowed is not None and requirements.pay_to.lower() not in allowed:
+            return f"this facilitator does not settle to {requirements.pay_to}"
+        return None
 
     async def verify(request: Request) -> JSONResponse:
         try:
@@ -65,6 +85,8 @@ def facilitator_app(facilitator: Facilitator) -> Starlette:
             return _error(400, exc.reason, exc.message)
         except InvalidPaymentError as exc:
             return JSONResponse(VerifyResult(False, exc.reason, exc.message).to_wire())
+        if (why := refused(requirements)) is not None:
+            return JSONResponse(VerifyResult(False, PAY_TO_NOT_ALLOWED, why, payload.payer).to_wire())
         try:
             result = await facilitator.verify(payload, requirements)
         except FacilitatorError as exc:
@@ -79,6 +101,8 @@ def facilitator_app(facilitator: Facilitator) -> Starlette:
             return _error(400, exc.reason, exc.message)
         except InvalidPaymentError as exc:
             return JSONResponse(SettleResult(False, "", "", None, exc.reason, exc.message).to_wire())
+        if (why := refused(requirements)) is not None:
+            return JSONResponse(SettleResult(False, "", "", payload.payer, PAY_TO_NOT_ALLOWED, why).to_wire())
         try:
             result = await facilitator.settle(payload, requirements)
         except FacilitatorError as exc:
@@ -104,4 +128,25 @@ def facilitator_app(facilitator: Facilitator) -> Starlette:
         Route("/supported", supported, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    return app if bearer_token is None else _BearerAuth(app, bearer_token)
+
+
+class _BearerAuth:
+    """Pure ASGI: every path but ``/health`` needs ``Authorization: Bearer <token>`` (compared in constant time)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        if not token:
+            raise ValueError("bearer_token must not be empty")
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] != "/health":
+            given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
+            if not hmac.compare_digest(given, self.expected):
+                response = _error(401, "unauthorized", "send Authorization: Bearer <token> (the facilitator's --token)")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
