@@ -207,6 +207,8 @@ class Server:
         return f"{self.host}:{self.port}"
 
     def start(self) -> Server:
+        if self._proc is not None and self._proc.poll() is None:
+            return self  # already running: a second start would orphan the first process
         # taskset execs the command, so the PID we hold is the server's own.
         self._proc = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True)
@@ -310,8 +312,10 @@ async def aload(host: str, port: int, requests: Iterable[bytes], *, concurrency:
                 duration: float | None = None) -> LoadResult:
     """Send ``requests`` over ``concurrency`` keep-alive connections, each waiting for its reply before the next.
 
-    Stops when the requests run out or after ``duration`` seconds. A connection that fails is reopened and the
-    error recorded; the request it carried is not retried (so a payment is never sent twice).
+    Stops when the requests run out or after ``duration`` seconds. ``requests`` may be a lazy iterator (e.g. one
+    that pops pre-signed payments from a pool): a request is taken only when it is about to be sent. A connection
+    that fails is reopened and the error recorded; the request it carried is not retried (so a payment is never
+    sent twice).
     """
     source: Iterator[bytes] = iter(requests)
     result = LoadResult()
@@ -320,8 +324,10 @@ async def aload(host: str, port: int, requests: Iterable[bytes], *, concurrency:
     async def worker() -> None:
         reader: asyncio.StreamReader | None = None
         writer: asyncio.StreamWriter | None = None
-        for request in source:
-            if time.perf_counter() >= deadline:
+        # The deadline is checked before taking a request, so a lazy source loses nothing it did not send.
+        while time.perf_counter() < deadline:
+            request = next(source, None)
+            if request is None:
                 break
             try:
                 if writer is None:
