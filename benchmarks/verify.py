@@ -127,13 +127,13 @@ def main() -> None:
     extra = req.wire_extra()
     digests = [transfer_digest(p.authorization, name=extra["name"], version=extra["version"],
                                chain_id=req.network.chain_id, verifying_contract=req.asset.address) for p in distinct]
-    log("timing the parts: transfer_digest, recover_signer ...")
+    log("timing the parts: transfer_digest, recover_address ...")
     record("  part: transfer_digest", *time_passes(
         lambda p: transfer_digest(p.authorization, name=extra["name"], version=extra["version"],
                                   chain_id=req.network.chain_id, verifying_contract=req.asset.address),
         distinct, args.passes))
     pairs = list(zip(digests, (p.signature for p in distinct)))
-    record("  part: recover_signer", *time_passes(lambda ds: eip3009.recover_signer(*ds), pairs, args.passes,
+    record("  part: recover_address", *time_passes(lambda ds: eip3009.recover_address(*ds), pairs, args.passes,
                                                   before_pass=eip3009._checksum.cache_clear))
 
     if args.eth_account_count:

@@ -109,6 +109,13 @@ def recover_signer(digest: bytes, signature: bytes) -> str | None:
     Accepts 65-byte ``r || s || v`` with ``v`` in {0, 1, 27, 28}; refuses high-s
     and out-of-range ``r``/``s`` like the token contract does.
     """
+    raw = recover_address(digest, signature)
+    return None if raw is None else to_checksum_address(raw)
+
+
+def recover_address(digest: bytes, signature: bytes) -> bytes | None:
+    """Like :func:`recover_signer`, but the raw 20-byte address: no EIP-55 checksum (one keccak less) for callers
+    that only compare addresses."""
     if len(signature) != 65:
         return None
     r = int.from_bytes(signature[:32], "big")
@@ -122,7 +129,7 @@ def recover_signer(digest: bytes, signature: bytes) -> str | None:
         public = PublicKey.from_signature_and_message(signature[:64] + bytes((v,)), digest, hasher=None)
     except Exception:  # coincurve raises plain Exception for points not on the curve
         return None
-    return to_checksum_address(keccak(public.format(compressed=False)[1:])[-20:])
+    return keccak(public.format(compressed=False)[1:])[-20:]
 
 
 def sign_digest(private_key: bytes, digest: bytes) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from .eip3009 import recover_signer, transfer_digest
+from .eip3009 import recover_address, transfer_digest
 from .models import PaymentPayload, PaymentRequirements, VerifyResult
 
 # Reason strings ([py] facilitator 2.25; treat as opaque on the wire).
@@ -102,7 +102,7 @@ def verify_exact_evm(payload: PaymentPayload, requirements: PaymentRequirements,
         return None
     digest = transfer_digest(auth, name=name, version=version, chain_id=requirements.network.chain_id,
                              verifying_contract=requirements.asset.address)
-    signer = recover_signer(digest, payload.signature)
-    if signer is None or signer.lower() != payer.lower():
+    signer = recover_address(digest, payload.signature)  # compared as lower-case hex: no checksum to compute
+    if signer is None or "0x" + signer.hex() != payer.lower():
         return fail(INVALID_SIGNATURE, "signature does not recover to authorization.from for this token's EIP-712 domain")
     return VerifyResult(True, payer=payer)
