@@ -27,3 +27,4 @@ test: install
 bench: install
 	$(PY) benchmarks/verify.py
 	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/http_compare.py
