@@ -25,6 +25,7 @@ from x402_middleware.stores import PaymentStore
 from .app import Wrap, create_app
 from .config import GatewayConfig
 from .pricing import INFERENCE_PATHS, x402_price_policy
+from .rejections import BlockRunRejectionCodes
 from .service import Gateway
 
 #: ``resource.description`` of the 402 (ASCII: the TypeScript SDK signs with ``btoa``, which rejects > U+00FF).
@@ -39,9 +40,11 @@ def payment_layer(*, pay_to: str, facilitator: Facilitator, network: str | Seque
         policy = x402_price_policy(gateway)
         routes = {f"POST {path}": RouteConfig(price=policy, price_body=True, description=DESCRIPTION)
                   for path in INFERENCE_PATHS}
-        return PaymentMiddleware(app, routes=routes, pay_to=pay_to, network=network, facilitator=facilitator,
-                                 store=store, max_timeout_seconds=max_timeout_seconds,
-                                 max_pricing_body=gateway.config.max_body_bytes)
+        # BlockRun's SDKs tell a replay from an unfunded/invalid payment by the 402 body's ``code``.
+        return BlockRunRejectionCodes(PaymentMiddleware(app, routes=routes, pay_to=pay_to, network=network,
+                                                        facilitator=facilitator, store=store,
+                                                        max_timeout_seconds=max_timeout_seconds,
+                                                        max_pricing_body=gateway.config.max_body_bytes))
 
     return wrap
 

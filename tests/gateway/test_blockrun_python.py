@@ -23,9 +23,11 @@ from typing import Any
 
 import httpx
 import pytest
+from eth_account import Account
 
 from tests._dev_gateway import DevGateway, clean_env, dev_gateway
 from tests._servers import ROOT
+from x402_middleware import X402Auth
 
 CHAT_MODEL = "openai/gpt-5.2"
 #: Only the rate-limit scenario uses this model: the gateway remembers it as throttled for ``RETRY_AFTER`` seconds.
@@ -41,12 +43,12 @@ FALLBACK = {**THROTTLED, "max_tokens": 3500}  # served by CHAT_MODEL after the t
 MESSAGES = {"model": CLAUDE, "messages": [{"role": "user", "content": "Hello from the Anthropic client"}], "max_tokens": 700}
 ASYNC_CHAT = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "Hello from the async client"}], "max_tokens": 1200}
 PAYERS = ("chat", "stream", "limits", "rate_limit", "anthropic", "async")
+RAW_PAYER = len(PAYERS)  # one more funded payer, for the raw HTTP checks of what the SDK reads
 
 
 # -- the child: the SDK, used as its README shows -----------------------------------------------------------------------
 def _run_sdk(api_url: str, keys: dict[str, str]) -> dict[str, Any]:
     import blockrun_llm as br
-    from eth_account import Account
 
     def attempt(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         try:
@@ -137,7 +139,7 @@ def _describe(exc: BaseException, br: Any) -> dict[str, Any]:
             "is_payment_error": isinstance(exc, br.PaymentError), "is_api_error": isinstance(exc, br.APIError),
             **{k: getattr(exc, k) for k in ("status_code", "retry_after", "response", "quoted_usd", "limit_usd", "scope")
                if hasattr(exc, k)},
-            **({"retry_after_seconds": exc.retry_after_seconds} if hasattr(exc, "retry_after_seconds") else {})}
+            **({"retry_after_seconds": getattr(exc, "retry_after_seconds")} if hasattr(exc, "retry_after_seconds") else {})}
 
 
 # -- the tests ------------------------------------------------------------------------------------------------------------
@@ -149,7 +151,7 @@ def _control(dev: DevGateway, method: str, **rule: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def dev() -> Iterator[DevGateway]:
-    with dev_gateway("--payers", str(len(PAYERS))) as gw:
+    with dev_gateway("--payers", str(len(PAYERS) + 1)) as gw:
         yield gw
 
 
@@ -158,8 +160,8 @@ def run(dev: DevGateway, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     """Run the SDK once against the dev gateway; balances of every payer and the payee before and after."""
     work = tmp_path_factory.mktemp("blockrun-py")
     (work / "home").mkdir()
-    keys = dict(zip(PAYERS, dev.info["payer_private_keys"], strict=True))
-    addresses = dict(zip(PAYERS, dev.info["payer_addresses"], strict=True)) | {"pay_to": dev.info["pay_to"]}
+    keys = dict(zip(PAYERS, dev.info["payer_private_keys"], strict=False))
+    addresses = dict(zip(PAYERS, dev.info["payer_addresses"], strict=False)) | {"pay_to": dev.info["pay_to"]}
     before = {name: dev.balance_of(a) for name, a in addresses.items()}
     (work / "config.json").write_text(json.dumps({"api_url": dev.info["api_url"], "keys": keys}))
     _control(dev, "POST", fault="429", model=THROTTLED_UPSTREAM, retry_after=RETRY_AFTER)
@@ -284,6 +286,32 @@ def test_unfunded_wallet_gets_a_payment_error_and_the_payee_only_what_was_paid(r
     assert err["type"] == "PaymentError" and "rejected" in err["message"]
     received = int(run["after"]["pay_to"]) - int(run["before"]["pay_to"])
     assert received == sum(_spent(run, payer) for payer in PAYERS) > 0
+
+
+def test_refused_payments_carry_the_code_the_sdk_reads(dev: DevGateway) -> None:
+    """The 402 for a refused payment keeps its x402 body and adds BlockRun's ``code`` (blockrun-clients.md §2.5)."""
+    pricier = {**CHAT, "max_tokens": CHAT["max_tokens"] * 2}
+    with httpx.Client(base_url=dev.url, timeout=30) as c:
+        def refused(key: str, body: dict[str, Any], sign_for: dict[str, Any] | None = None) -> dict[str, Any]:
+            challenge = c.post("/api/v1/chat/completions", json=sign_for or body)
+            signed = X402Auth(key)._pay(challenge.request, challenge)
+            assert signed is not None
+            r = c.post("/api/v1/chat/completions", json=body, headers={signed[0]: signed[1]})
+            if r.status_code == 200:  # paid: send the same authorization once more
+                r = c.post("/api/v1/chat/completions", json=body, headers={signed[0]: signed[1]})
+            assert r.status_code == 402 and r.headers["payment-required"], r.text
+            assert int(r.headers["content-length"]) == len(r.content)
+            data: dict[str, Any] = r.json()
+            assert data["x402Version"] == 1 and data["accepts"], data  # the x402 body is intact
+            return data
+
+        unfunded = refused(Account.create().key.hex(), CHAT)
+        assert (unfunded["code"], unfunded["error"]) == ("PAYMENT_UNFUNDED", "invalid_exact_evm_insufficient_balance")
+        key = dev.info["payer_private_keys"][RAW_PAYER]
+        assert refused(key, pricier, sign_for=CHAT)["code"] == "PAYMENT_INVALID"  # underpays this body's quote
+        assert refused(key, CHAT)["code"] == "PAYMENT_REPLAY"  # settled once; the same authorization again
+        unpaid = c.post("/api/v1/chat/completions", json=CHAT)
+        assert unpaid.status_code == 402 and "code" not in unpaid.json()  # a plain challenge is left alone
 
 
 if __name__ == "__main__":  # the child process started by the ``run`` fixture
