@@ -5,7 +5,8 @@ Routes (each inference/model route under both ``/v1`` and ``/api/v1``):
 * ``POST /v1/chat/completions``: OpenAI Chat Completions, JSON or SSE;
 * ``POST /v1/messages``: Anthropic Messages for any model, JSON or SSE;
 * ``GET /v1/models``, ``GET /api/pricing``: the catalog, 100 requests/hour per IP;
-* ``GET /api/health`` and ``/api/health/{live,ready,pools}``: 60/minute per IP, never calls an upstream.
+* ``GET /api/health`` and ``/api/health/{live,ready,pools}``: 60/minute per IP, never calls an upstream;
+* ``GET /metrics``: Prometheus text (``config.metrics``), no rate limit, no payment, never calls an upstream.
 
 Payment composes through ``wrap``: ``create_app(config, wrap=lambda app, gateway: PaymentMiddleware(app, ...))``
 puts the payment layer *inside* the request log and the throttle probe (so a known-throttled model answers
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,6 +33,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .config import GatewayConfig
 from .errors import GatewayError, InvalidRequest
 from .listing import models_body, pricing_body
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import GatewayMetrics
 from .probe import ThrottleProbe
 from .ratelimit import SlidingWindow
 from .requestlog import RequestLog
@@ -56,7 +59,10 @@ def create_app(config: GatewayConfig | None = None, *, gateway: Gateway | None =
                Route("/api/health", h.health, methods=["GET"]),
                Route("/api/health/{check:path}", h.health, methods=["GET"]),
                Route("/api/v1/health/{check:path}", h.health, methods=["GET"])]
-    middleware = [Middleware(RequestLog), Middleware(ThrottleProbe, gateway=gateway)]
+    metrics = GatewayMetrics() if gateway.config.metrics else None
+    if metrics is not None:
+        routes.append(Route("/metrics", _metrics_endpoint(metrics), methods=["GET"]))
+    middleware = [Middleware(RequestLog, metrics=metrics, routes=routes), Middleware(ThrottleProbe, gateway=gateway)]
     if wrap is not None:
         middleware.append(Middleware(_Wrapped, wrap=wrap, gateway=gateway))
 
@@ -69,7 +75,16 @@ def create_app(config: GatewayConfig | None = None, *, gateway: Gateway | None =
                     exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error,
                                         Exception: _internal_error})
     app.state.gateway = gateway
+    app.state.metrics = metrics
     return app
+
+
+def _metrics_endpoint(metrics: GatewayMetrics) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        # Renders counters only: no upstream call, no I/O. Counted under its own route, logged at DEBUG.
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    return endpoint
 
 
 class _Wrapped:

@@ -41,6 +41,7 @@ class GatewayConfig:
     health_rate_limit: RateLimit = RateLimit(60, 60.0)       # /api/health and /api/health/*
     trust_forwarded_for: bool = False   # use X-Forwarded-For's first hop as the client IP (behind a proxy only)
     expose_upstream: bool = True        # X-Gateway-Upstream: the endpoint that served the call
+    metrics: bool = True                # GET /metrics (Prometheus text); expose it to your scraper only
     max_body_bytes: int = 16 * 1024 * 1024
     http_client: httpx.AsyncClient | None = field(default=None, compare=False)
 
