@@ -314,6 +314,16 @@ def test_refused_payments_carry_the_code_the_sdk_reads(dev: DevGateway) -> None:
         assert unpaid.status_code == 402 and "code" not in unpaid.json()  # a plain challenge is left alone
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+def test_resource_url_follows_the_host_the_sdk_called(dev: DevGateway, host: str) -> None:
+    """Both SDKs compare resource.url's host:port and scheme with their base URL and silently substitute their own
+    on a mismatch (blockrun-clients.md §2.3), so a wrong one would not fail a call: check it directly."""
+    base = dev.info["api_url"].replace("127.0.0.1", host)
+    r = httpx.post(base + "/v1/chat/completions", json=CHAT, timeout=10)
+    assert r.status_code == 402
+    assert json.loads(base64.b64decode(r.headers["payment-required"]))["resource"]["url"] == base + "/v1/chat/completions"
+
+
 if __name__ == "__main__":  # the child process started by the ``run`` fixture
     config = json.loads(Path(sys.argv[1]).read_text())
     assert not os.environ.get("BLOCKRUN_API_KEY"), "the API-key rail would ignore api_url"
