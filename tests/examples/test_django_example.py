@@ -13,13 +13,12 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.test import AsyncClient, Client, override_settings
 
 from examples.django_app import settings as example
-from tests._chain_facilitator import ChainFacilitator
 from tests._facilitator_double import FakeFacilitator
 from tests._payments import PAYER, PAYER_KEY, decode, pay_v2
-from tests._sync_chain_facilitator import SyncChainFacilitator
 from tests._sync_facilitator_double import SyncFakeFacilitator
-from x402_middleware import X402Auth, settlement_of
+from x402_middleware import SyncHTTPFacilitator, X402Auth, settlement_of
 from x402_middleware.devchain import DevChain
+from x402_middleware.facilitator import OnChainFacilitator
 
 
 def example_settings(**x402: Any) -> Any:
@@ -72,28 +71,35 @@ async def test_real_paying_client_over_the_asgi_handler(doubles: tuple[FakeFacil
     assert r.status_code == 200 and r.json()["paid_by"] == PAYER and len(doubles[0].settled) == 1
 
 
-def test_settles_on_the_dev_chain_under_wsgi(example_chain: DevChain) -> None:
+def test_settles_on_the_dev_chain_under_wsgi(example_chain: DevChain, facilitator_url: str) -> None:
     chain = example_chain
-    facilitator = SyncChainFacilitator(chain.rpc_url, chain.facilitator_keys[1], chain.chain_id)
+    facilitator = SyncHTTPFacilitator(facilitator_url)
     before = chain.balance_of(chain.pay_to)
     with example_settings(PAY_TO=chain.pay_to, FACILITATOR=FakeFacilitator(), SYNC_FACILITATOR=facilitator), \
             httpx.Client(transport=httpx.WSGITransport(app=WSGIHandler()), base_url="http://testserver",
                          auth=X402Auth(chain.payer_keys[3])) as c:
         r = c.get("/weather")
-    assert r.status_code == 200 and settlement_of(r) is not None
-    assert settlement_of(r).transaction == facilitator.transactions[-1]  # type: ignore[union-attr]
+    facilitator.close()
+    settlement = settlement_of(r)
+    assert r.status_code == 200 and settlement is not None and settlement.success
+    receipt = chain.rpc("eth_getTransactionReceipt", settlement.transaction)
+    assert receipt["status"] == "0x1" and receipt["from"] == chain.facilitator_addresses[1].lower()
     assert chain.balance_of(chain.pay_to) - before == 1000
 
 
 @pytest.mark.anyio
 async def test_settles_on_the_dev_chain_under_asgi(example_chain: DevChain) -> None:
     chain = example_chain
-    facilitator = ChainFacilitator(chain.rpc_url, chain.facilitator_keys[0], chain.chain_id)
+    facilitator = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys[:1], network=chain.network)
     before = chain.balance_of(chain.pay_to)
     with example_settings(PAY_TO=chain.pay_to, FACILITATOR=facilitator, SYNC_FACILITATOR=SyncFakeFacilitator()):
         transport = httpx.ASGITransport(app=ASGIHandler())  # type: ignore[arg-type]
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
                                      auth=X402Auth(chain.payer_keys[3])) as c:
             r = await c.get("/weather")
-    assert r.status_code == 200 and r.json()["amount"] == 1000
-    assert chain.balance_of(chain.pay_to) - before == 1000 and len(facilitator.transactions) == 1
+    await facilitator.aclose()
+    settlement = settlement_of(r)
+    assert r.status_code == 200 and r.json()["amount"] == 1000 and settlement is not None
+    receipt = chain.rpc("eth_getTransactionReceipt", settlement.transaction)
+    assert receipt["status"] == "0x1" and receipt["from"] == chain.facilitator_addresses[0].lower()
+    assert chain.balance_of(chain.pay_to) - before == 1000

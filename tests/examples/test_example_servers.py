@@ -29,13 +29,10 @@ SERVERS = {
 
 
 @pytest.fixture(scope="module")
-def servers(example_chain: DevChain) -> Iterator[dict[str, str]]:
+def servers(example_chain: DevChain, facilitator_url: str) -> Iterator[dict[str, str]]:
     chain = example_chain
     with ExitStack() as stack:
-        facilitator = stack.enter_context(uvicorn_server(
-            "tests.examples.facilitator_app:create", factory=True,
-            env={"X402_RPC_URL": chain.rpc_url, "X402_FACILITATOR_KEY": chain.facilitator_keys[1]}))
-        env = {"X402_FACILITATOR_URL": facilitator, "X402_PAY_TO": chain.pay_to, "X402_NETWORK": "eip155:84532",
+        env = {"X402_FACILITATOR_URL": facilitator_url, "X402_PAY_TO": chain.pay_to, "X402_NETWORK": "eip155:84532",
                "X402_PRICE": "$0.0025", "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
                "DJANGO_SETTINGS_MODULE": "examples.django_app.settings"}  # the test process set its own
         urls: dict[str, str] = {}

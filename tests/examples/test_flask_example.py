@@ -7,9 +7,8 @@ from flask import Flask
 
 from examples import flask_app
 from tests._payments import PAYER, PAYER_KEY, decode, pay_v2
-from tests._sync_chain_facilitator import SyncChainFacilitator
 from tests._sync_facilitator_double import SyncFakeFacilitator
-from x402_middleware import X402Auth, settlement_of
+from x402_middleware import SyncHTTPFacilitator, X402Auth, settlement_of
 from x402_middleware.devchain import DevChain
 
 
@@ -43,14 +42,17 @@ def test_real_paying_client() -> None:
     assert settlement_of(r) is not None and len(fac.settled) == 1
 
 
-def test_paid_route_settles_on_the_dev_chain(example_chain: DevChain) -> None:
+def test_paid_route_settles_on_the_dev_chain(example_chain: DevChain, facilitator_url: str) -> None:
     chain = example_chain
-    facilitator = SyncChainFacilitator(chain.rpc_url, chain.facilitator_keys[1], chain.chain_id)
+    facilitator = SyncHTTPFacilitator(facilitator_url)
     before = chain.balance_of(chain.pay_to)
     client, _ = _paying(flask_app.create_app(facilitator=facilitator, pay_to=chain.pay_to), chain.payer_keys[2])
     with client:
         r = client.get("/weather")
+    facilitator.close()
     assert r.status_code == 200
     settlement = settlement_of(r)
-    assert settlement is not None and settlement.transaction == facilitator.transactions[-1]
+    assert settlement is not None and settlement.success
+    receipt = chain.rpc("eth_getTransactionReceipt", settlement.transaction)
+    assert receipt["status"] == "0x1" and receipt["from"] == chain.facilitator_addresses[1].lower()
     assert chain.balance_of(chain.pay_to) - before == 1000
