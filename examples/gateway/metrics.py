@@ -57,7 +57,7 @@ class _Metric:
         if len(labels) != len(self.labelnames):
             raise ValueError(f"{self.name} takes labels {self.labelnames!r}, got {tuple(labels)!r}")
         try:
-            return tuple(str(labels[n]) for n in self.labelnames)
+            return tuple([str(labels[n]) for n in self.labelnames])
         except KeyError:
             raise ValueError(f"{self.name} takes labels {self.labelnames!r}, got {tuple(labels)!r}") from None
 
