@@ -32,6 +32,7 @@ _QUIET = ("/api/health", "/api/v1/health", "/metrics")
 _SETTLEMENT_HEADERS = (b"payment-response", b"x-payment-response")
 _CHALLENGE_HEADER = b"payment-required"
 _MAX_REASON = 64
+_MAX_PAYMENT_HEADER = 16 * 1024  # the payment layer refuses larger ones (x402_middleware._headers.MAX_HEADER_BYTES)
 _ROUTE_CACHE_SIZE = 1024
 
 
@@ -142,7 +143,7 @@ def _line(scope: Scope, trace: dict[str, Any], seen: dict[str, Any], total_ms: f
 def _claimed_network(scope: Scope, challenge: dict[str, Any]) -> str | None:
     """The network a rejected payment was for, only if the server offered it (a client's string is no label)."""
     header = next((v for k, v in scope["headers"] if k in PAYMENT_HEADERS), b"")
-    payload = _decode(header)
+    payload = _decode(header) if len(header) <= _MAX_PAYMENT_HEADER else {}
     accepted = payload.get("accepted")
     claimed = accepted.get("network") if isinstance(accepted, dict) else payload.get("network")
     offered = {a.get("network") for a in challenge.get("accepts") or () if isinstance(a, dict)}
