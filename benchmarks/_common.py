@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The interpreter running the benchmark (the project's venv when run as ``.venv/bin/python benchmarks/x.py``).
@@ -206,7 +206,7 @@ class Server:
     def host_header(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self) -> Server:
+    def start(self) -> Self:
         if self._proc is not None and self._proc.poll() is None:
             return self  # already running: a second start would orphan the first process
         # taskset execs the command, so the PID we hold is the server's own.
@@ -244,7 +244,7 @@ class Server:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -363,7 +363,8 @@ def load(host: str, port: int, requests: Iterable[bytes], *, concurrency: int = 
         previous = os.sched_getaffinity(0)
         pin(cpu)
     try:
-        return _run(aload(host, port, requests, concurrency=concurrency, duration=duration))
+        result: LoadResult = _run(aload(host, port, requests, concurrency=concurrency, duration=duration))
+        return result
     finally:
         if cpu is not None:
             os.sched_setaffinity(0, previous)

@@ -5,10 +5,11 @@ at once so that what is timed is the middleware, not a chain. Served apps are uv
 
     .venv/bin/python -m uvicorn benchmarks._fixtures:bare --factory
     X402_FACILITATOR_URL=http://127.0.0.1:PORT .venv/bin/python -m uvicorn benchmarks._fixtures:ours --factory
+    .venv/bin/python -m uvicorn benchmarks._fixtures:ours_instant --factory
     X402_FACILITATOR_URL=http://127.0.0.1:PORT .venv/bin/python -m uvicorn benchmarks._fixtures:official --factory
     .venv/bin/python -m uvicorn benchmarks._fixtures:facilitator_double --factory
 
-All three apps serve the same handlers: ``GET /paid`` (a tiny JSON body, priced :data:`PRICE` when protected)
+All the apps serve the same handlers: ``GET /paid`` (a tiny JSON body, priced :data:`PRICE` when protected)
 and ``GET /free`` (never priced).
 """
 
@@ -59,6 +60,11 @@ def ours(facilitator: Any = None) -> Any:
         facilitator = HTTPFacilitator(os.environ["X402_FACILITATOR_URL"])
     return PaymentMiddleware(bare(), routes={f"GET {PAID_PATH}": PRICE}, pay_to=PAY_TO, network=NETWORK,
                              facilitator=facilitator)
+
+
+def ours_instant() -> Any:
+    """:func:`ours` with the in-process :class:`InstantFacilitator`: the middleware's own cost over HTTP, no hop."""
+    return ours(InstantFacilitator())
 
 
 def official() -> Any:

@@ -6,7 +6,9 @@ same ``GET /paid`` handler: (a) bare, (b) behind our ``PaymentMiddleware``, (c) 
 (``_fixtures.facilitator_double``): ours through ``HTTPFacilitator(url)``, the official through its
 ``HTTPFacilitatorClient``. A raw asyncio HTTP/1.1 load generator (keep-alive, fixed concurrency, pinned with the
 facilitator to CPU 0) sends pre-signed, distinct ``PAYMENT-SIGNATURE`` payments answering each server's own 402.
-Servers are measured in interleaved rounds (a b c a b c ...) and started and stopped by PID.
+Servers are measured in interleaved rounds (a b c a b c ...) and started and stopped by PID. An extra row, (d)
+ours with the in-process zero-latency facilitator, shows the middleware's own cost over HTTP without the
+facilitator hop (``--no-instant`` skips it).
 
     .venv/bin/python benchmarks/http_compare.py                 # ~60 s
     .venv/bin/python benchmarks/http_compare.py --duration 10 --rounds 3 --concurrency 64 --json
@@ -116,14 +118,18 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measured run (default 4)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the servers (default 2)")
     parser.add_argument("--concurrency", type=int, default=32, help="keep-alive connections (default 32)")
-    parser.add_argument("--warmup", type=float, default=1.5, help="untimed seconds per server first (default 1.5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per server first (default 1)")
     parser.add_argument("--max-rate", type=float, default=2500.0,
                         help="paid req/s to pre-sign for during warm-up, before calibration (default 2500)")
+    parser.add_argument("--no-instant", action="store_true",
+                        help="skip the extra row: ours with an in-process facilitator (no HTTP hop to settle)")
     args = parser.parse_args()
 
     targets = [Target("bare Starlette", "benchmarks._fixtures:bare", paid=False),
                Target("ours: PaymentMiddleware", "benchmarks._fixtures:ours", paid=True),
                Target("official x402 2.25", "benchmarks._fixtures:official", paid=True)]
+    if not args.no_instant:
+        targets.append(Target("ours, in-process facilitator", "benchmarks._fixtures:ours_instant", paid=True))
     payer = Payer()
     log("starting the facilitator double (CPU 0) ...")
     facilitator = Server(uvicorn_command("benchmarks._fixtures:facilitator_double", factory=True, extra=UVICORN_EXTRA),
@@ -181,7 +187,7 @@ def main() -> None:
                  "facilitator CPU µs/req", "RSS MiB before -> after"], rows,
                 title=f"HTTP over uvicorn on 127.0.0.1, C={args.concurrency}, {args.rounds} x {args.duration:.0f} s "
                       f"per server interleaved; server on CPU {LAST_CPU}, load generator + facilitator on CPU 0")
-    bare, mine, official = (rates[t.name] for t in targets)
+    bare, mine, official = (rates[t.name] for t in targets[:3])
     ratios = {"ours / bare": mine / bare, "official / bare": official / bare, "ours / official": mine / official}
     print()
     for name, value in ratios.items():
