@@ -28,3 +28,4 @@ bench: install
 	$(PY) benchmarks/verify.py
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/http_compare.py
+	$(PY) benchmarks/gateway.py
