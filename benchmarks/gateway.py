@@ -76,6 +76,7 @@ TARGET_ADDED_P99_MS = 5.0
 #: below any leak that keeps even one small object (a dict entry is ~100+ bytes) per request.
 TARGET_KIB_PER_1K = 32.0
 EMULATOR_CPU, GATEWAY_CPU = 1, 0
+PAID_WARMUP = 100  # paid warm-up requests (each with its own payment), not timed
 JSON_HEADERS = {"content-type": "application/json"}
 
 
@@ -152,14 +153,20 @@ def run_side(server: Server, requests: Sequence[bytes], concurrency: int, side: 
 
 def compare(name: str, emulator: Server, gateway: Server, direct_req: bytes, gateway_reqs: Sequence[bytes],
             *, concurrency: int, rounds: int, per_round: int, warmup: int) -> dict[str, Any]:
-    """Interleaved direct/gateway rounds of ``per_round`` requests; ``gateway_reqs`` is consumed in order."""
-    log(f"{name}: C={concurrency}, {rounds} x {per_round} requests per side")
-    if warmup:
-        load(emulator.host, emulator.port, [direct_req] * warmup, concurrency=concurrency)
+    """``warmup`` requests to each side, then interleaved direct/gateway rounds of ``per_round`` requests.
+
+    ``gateway_reqs`` is consumed in order (warm-up first), so each pre-signed payment is sent once.
+    """
+    log(f"{name}: C={concurrency}, {warmup} warm-up, then {rounds} x {per_round} requests per side")
+    if len(gateway_reqs) < warmup + rounds * per_round:
+        raise ValueError(f"{name}: {len(gateway_reqs)} gateway requests for {warmup} + {rounds} x {per_round}")
     direct, through = Side(), Side()
+    run_side(emulator, [direct_req] * warmup, concurrency, Side(), emulator.pid)
+    run_side(gateway, gateway_reqs[:warmup], concurrency, Side(), gateway.pid)
     for r in range(rounds):
         run_side(emulator, [direct_req] * per_round, concurrency, direct, emulator.pid)
-        run_side(gateway, gateway_reqs[r * per_round:(r + 1) * per_round], concurrency, through, gateway.pid)
+        start = warmup + r * per_round
+        run_side(gateway, gateway_reqs[start:start + per_round], concurrency, through, gateway.pid)
     d, g = summarize(direct.latencies, scale=1e3), summarize(through.latencies, scale=1e3)
     added = {q: g[q] - d[q] for q in ("p50", "p95", "p99")}
     n = len(through.latencies)
@@ -187,8 +194,7 @@ def memory_run(gateway: Server, request: bytes, total: int, concurrency: int, wa
 
 
 # -- servers --------------------------------------------------------------------------------------------------
-def gateway_server(emulator: Server, payment: str = "none", log_file: str | None = None,
-                  **env: str) -> Server:
+def gateway_server(emulator: Server, payment: str = "none", log_file: str | None = None, **env: str) -> Server:
     """The gateway server (not started: use it as a context manager)."""
     environ = {"GATEWAY_BENCH_UPSTREAM": emulator.url, "GATEWAY_BENCH_PAYMENT": payment, **env}
     if log_file is not None:
@@ -224,16 +230,16 @@ def main(argv: list[str] | None = None) -> int:
             free = caller_body(FREE_MODEL)
             direct_free = upstream_request(emulator.url, free, emulator.host_header)
             gw_free = gateway_request(gateway.host_header, free)
-            results.append(compare("free", emulator, gateway, direct_free, [gw_free] * args.requests, concurrency=c,
-                                   rounds=rounds, per_round=per_round, warmup=500))
+            results.append(compare("free", emulator, gateway, direct_free, [gw_free] * (500 + args.requests),
+                                   concurrency=c, rounds=rounds, per_round=per_round, warmup=500))
             results.append(compare("free, C=1", emulator, gateway, direct_free, [gw_free] * args.requests,
                                    concurrency=1, rounds=rounds, per_round=max(1, per_round // 2), warmup=100))
             if not args.no_stream:
                 streamed = caller_body(FREE_MODEL, stream=True)
                 results.append(compare(
                     "stream", emulator, gateway, upstream_request(emulator.url, streamed, emulator.host_header),
-                    [gateway_request(gateway.host_header, streamed)] * args.requests, concurrency=c, rounds=rounds,
-                    per_round=per_round, warmup=200))
+                    [gateway_request(gateway.host_header, streamed)] * (200 + args.requests), concurrency=c,
+                    rounds=rounds, per_round=per_round, warmup=200))
             memory = memory_run(gateway, gw_free, memory_total, c, warmup=2000)
 
         paid = caller_body(PAID_MODEL)
@@ -242,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.paid in ("both", "instant"):
             with gateway_server(emulator, "instant", log_file, GATEWAY_BENCH_NETWORK=INSTANT_NETWORK,
                                GATEWAY_BENCH_PAY_TO=PAY_TO) as gateway:
-                reqs, _ = paid_requests(gateway.url, gateway.host_header, paid, per_paid * rounds, None)
+                reqs, _ = paid_requests(gateway.url, gateway.host_header, paid, PAID_WARMUP + per_paid * rounds, None)
                 results.append(compare("paid instant", emulator, gateway, direct_paid, reqs, concurrency=c,
-                                       rounds=rounds, per_round=per_paid, warmup=200))
+                                       rounds=rounds, per_round=per_paid, warmup=PAID_WARMUP))
         if args.paid in ("both", "onchain"):
             results.append(onchain(emulator, direct_paid, paid, log_file, c, rounds, per_paid, paid_checks))
 
@@ -264,10 +270,10 @@ def onchain(emulator: Server, direct_paid: bytes, paid: dict[str, Any], log_file
                            GATEWAY_BENCH_SIGNERS=str(signers)) as gateway:
             payer = chain.payer_addresses[0]
             before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
-            reqs, price = paid_requests(gateway.url, gateway.host_header, paid, per_paid * rounds,
+            reqs, price = paid_requests(gateway.url, gateway.host_header, paid, PAID_WARMUP + per_paid * rounds,
                                         chain.payer_keys[0])
             row = compare("paid on-chain", emulator, gateway, direct_paid, reqs, concurrency=c, rounds=rounds,
-                          per_round=per_paid, warmup=200)
+                          per_round=per_paid, warmup=PAID_WARMUP)
             after = chain.balance_of(payer), chain.balance_of(chain.pay_to)
             expected = price * len(reqs)
             check = {"price_atomic": price, "settled": len(reqs), "payer_paid": before[0] - after[0],
