@@ -31,14 +31,14 @@ def test_sign_transaction_matches_eth_account(seed: int) -> None:
 async def test_concurrent_calls_are_batched_and_keep_their_own_results(sepolia: DevChain) -> None:
     rpc = AsyncRPC(sepolia.rpc_url)
     posts = 0
-    original = rpc._client.post
+    original = rpc._post
 
     async def counting_post(*args: object, **kwargs: object) -> object:
         nonlocal posts
         posts += 1
         return await original(*args, **kwargs)  # type: ignore[arg-type]
 
-    rpc._client.post = counting_post  # type: ignore[method-assign]
+    rpc._post = counting_post  # type: ignore[method-assign]
     try:
         results = await asyncio.gather(
             rpc("eth_chainId"), rpc("eth_getBalance", sepolia.facilitator_addresses[0], "latest"),
