@@ -239,6 +239,21 @@ async def test_connection_close_from_the_server_is_honoured(server: str) -> None
 
 
 @pytest.mark.anyio
+async def test_pool_reuses_the_last_used_connection_and_expires_idle_ones(server: str) -> None:
+    client = AsyncHTTPClient(server, keepalive_expiry=0.3)
+    try:
+        burst = await asyncio.gather(*(client.request("GET", "/burst") for _ in range(4)))
+        assert len({r.json()["port"] for r in burst}) == 4 and client.open_connections == 4
+        after = [(await client.request("GET", "/one")).json()["port"] for _ in range(5)]
+        assert len(set(after)) == 1  # LIFO: the same warm connection each time, the others stay idle
+        await asyncio.sleep(0.5)
+        fresh = (await client.request("GET", "/late")).json()["port"]
+        assert fresh not in after and client.open_connections == 1  # expired ones closed, a new one opened
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.anyio
 async def test_200_concurrent_requests_over_at_most_8_connections(server: str) -> None:
     client = AsyncHTTPClient(server, max_connections=8)
     peak = 0
@@ -535,6 +550,9 @@ def test_basic_auth_and_host_from_the_url() -> None:
     assert "Authorization: Basic dXNlcjpwQHNz\r\n" in head  # base64("user:p@ss")
     assert AsyncHTTPClient("http://[::1]:8080")._head("GET", "/x", None, None).startswith(
         b"GET /x HTTP/1.1\r\nHost: [::1]:8080\r\n")
+    assert AsyncHTTPClient("http://node:80/rpc/")._head("POST", "", b"{}", None).startswith(
+        b"POST /rpc/ HTTP/1.1\r\nHost: node\r\n")  # a JSON-RPC URL is used as given; default port not shown
+    assert AsyncHTTPClient("https://h:443")._head("GET", "", None, None).startswith(b"GET / HTTP/1.1\r\nHost: h\r\n")
 
 
 # -- which transport is used ----------------------------------------------------------------------------------

@@ -366,7 +366,8 @@ class AsyncHTTPClient:
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._ssl = _ssl_context(verify) if parts.scheme == "https" else None
-        self._prefix = parts.path.rstrip("/")
+        self._root = parts.path or "/"  # the target of path "" exactly as given (a JSON-RPC URL's "/rpc/" stays)
+        self._prefix = parts.path.rstrip("/")  # what a path "/verify" is appended to
         self._query = f"?{parts.query}" if parts.query else ""
         host = self._host.encode("idna").decode("ascii") if not self._host.isascii() else self._host
         if ":" in host:  # IPv6 literal
@@ -410,7 +411,7 @@ class AsyncHTTPClient:
                 fields[name.lower()] = (name, value)
             if body is not None:
                 fields.setdefault("content-type", ("Content-Type", "application/json"))
-        target = f"{self._prefix}{path}" or "/"
+        target = f"{self._prefix}{path}" if path else self._root
         lines = [f"{method} {target}{self._query} HTTP/1.1"]
         lines += [f"{name}: {value}" for key, (name, value) in fields.items() if key not in _FRAMING]
         if body is not None or method in ("POST", "PUT", "PATCH"):
