@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["parse_usd", "to_atomic", "from_atomic", "format_usd"]
+__all__ = ["format_usd", "from_atomic", "parse_usd", "to_atomic"]
 
 
 def parse_usd(value: str | Decimal | int) -> Decimal:
@@ -21,7 +21,7 @@ def parse_usd(value: str | Decimal | int) -> Decimal:
     >>> parse_usd("$0.001")
     Decimal('0.001')
     """
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise ConfigurationError(f"price {value!r} must be a string like '$0.001' or a Decimal, never a float")
     if isinstance(value, int):
         amount = Decimal(value)

@@ -139,7 +139,7 @@ def _describe(exc: BaseException, br: Any) -> dict[str, Any]:
             "is_payment_error": isinstance(exc, br.PaymentError), "is_api_error": isinstance(exc, br.APIError),
             **{k: getattr(exc, k) for k in ("status_code", "retry_after", "response", "quoted_usd", "limit_usd", "scope")
                if hasattr(exc, k)},
-            **({"retry_after_seconds": getattr(exc, "retry_after_seconds")} if hasattr(exc, "retry_after_seconds") else {})}
+            **({"retry_after_seconds": exc.retry_after_seconds} if hasattr(exc, "retry_after_seconds") else {})}
 
 
 # -- the tests ------------------------------------------------------------------------------------------------------------

@@ -75,11 +75,11 @@ def test_paid_call_settles_the_exact_price_on_chain(dev: DevGateway, path: str) 
 def test_paid_stream_is_sse_and_settled_before_the_first_byte(dev: DevGateway) -> None:
     key, payer = _payer(dev, 1)
     before = dev.balance_of(payer)
-    with httpx.Client(base_url=dev.url, auth=X402Auth(key), timeout=30) as c:
-        with c.stream("POST", "/api/v1/chat/completions", json={**CHAT, "stream": True}) as r:
-            assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-            settled = settlement_of(r)  # in the response head: settled before any SSE byte was sent
-            lines = [line for line in r.iter_lines() if line]
+    with httpx.Client(base_url=dev.url, auth=X402Auth(key), timeout=30) as c, \
+            c.stream("POST", "/api/v1/chat/completions", json={**CHAT, "stream": True}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        settled = settlement_of(r)  # in the response head: settled before any SSE byte was sent
+        lines = [line for line in r.iter_lines() if line]
     assert settled is not None and settled.success and dev.receipt_status(settled.transaction) == 1
     assert lines[-1] == "data: [DONE]" and all(line.startswith("data: ") for line in lines)
     assert dev.balance_of(payer) == before - settled.amount

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
-from eth_abi.abi import decode as abi_decode
 from coincurve import PrivateKey
+from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_utils.crypto import keccak
 
@@ -68,7 +68,7 @@ def decode_revert_reason(data: str | bytes | None) -> str | None:
     """Decode ABI ``Error(string)`` revert data (``0x08c379a0…``); None for anything else."""
     if data is None:
         return None
-    raw = bytes.fromhex(data[2:] if data.startswith("0x") else data) if isinstance(data, str) else data
+    raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else data
     if raw[:4] != _ERROR_SELECTOR:
         return None
     try:

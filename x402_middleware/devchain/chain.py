@@ -259,7 +259,7 @@ class DevChain:
 
     def authorization_state(self, authorizer: str, nonce: bytes | str) -> bool:
         """Whether an EIP-3009 ``nonce`` (32 bytes or 0x-hex) of ``authorizer`` is used or canceled."""
-        raw = bytes.fromhex(nonce[2:] if nonce.startswith("0x") else nonce) if isinstance(nonce, str) else nonce
+        raw = bytes.fromhex(nonce.removeprefix("0x")) if isinstance(nonce, str) else nonce
         data = _abi.encode_call("authorizationState(address,bytes32)", authorizer, raw)
         (used,) = _abi.decode_output("(bool)", self.call(self.asset, data))
         return bool(used)

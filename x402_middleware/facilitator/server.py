@@ -30,7 +30,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .._exceptions import FacilitatorError, InvalidPaymentError, MalformedPaymentError
-from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyResult, parse_payment_payload, parse_requirements
+from ..models import (
+    PaymentPayload,
+    PaymentRequirements,
+    SettleResult,
+    VerifyResult,
+    parse_payment_payload,
+    parse_requirements,
+)
 from ._protocol import Facilitator
 
 logger = logging.getLogger("x402_middleware.facilitator")
