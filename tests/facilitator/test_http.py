@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -79,7 +79,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 only (no DNS names) and its key, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x402 test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
@@ -122,7 +122,7 @@ class RawServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def __aenter__(self) -> RawServer:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
         return self
@@ -173,7 +173,8 @@ def ok(body: bytes = b'{"ok":true}', *extra: str) -> bytes:
     return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode() + body
 
 
-async def raw(script: Script, check: Callable[[RawServer, AsyncHTTPClient], Awaitable[None]], **kwargs: Any) -> RawServer:
+async def raw(script: Script, check: Callable[[RawServer, AsyncHTTPClient], Awaitable[None]],
+              **kwargs: Any) -> RawServer:
     async with RawServer(script) as srv:
         client = AsyncHTTPClient(srv.url, timeout=kwargs.pop("timeout", 5.0), **kwargs)
         try:
@@ -203,7 +204,8 @@ async def test_json_post_with_prefix_query_headers_and_keep_alive(server: str) -
     assert [json.loads(e["body"]) for e in echoes] == [{"n": i} for i in range(5)]
     headers = echoes[3]["headers"]
     assert headers["host"] == f"127.0.0.1:{port}" and headers["content-type"] == "application/json"
-    assert headers["content-length"] == str(len(b'{"n":3}')) and headers["x-client"] == "one" and headers["x-req"] == "3"
+    assert headers["content-length"] == str(len(b'{"n":3}'))
+    assert headers["x-client"] == "one" and headers["x-req"] == "3"
     assert replies[0].headers["content-type"] == "application/json"
     assert len({e["port"] for e in echoes} | {got.json()["port"]}) == 1  # one kept-alive connection for all six
 
@@ -394,7 +396,7 @@ async def test_body_to_eof_http10_and_gzip() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("answer, error", [
     (b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000, ResponseTooLarge),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"400\r\n" + b"x" * 1024 + b"\r\n" * 2, ResponseTooLarge),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024 + b"\r\n" * 2, ResponseTooLarge),
     (b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 1500, ResponseTooLarge),
     (b"SMTP ready\r\n\r\n", HTTPTransportError),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello", HTTPTransportError),

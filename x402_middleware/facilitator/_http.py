@@ -30,12 +30,12 @@ import ipaddress
 import json
 import ssl
 import time
+import urllib.request
 import zlib
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment
 
 __all__ = ["MAX_RESPONSE_SIZE", "AsyncHTTPClient", "HTTPTransportError", "Response", "json_body", "uses_env_proxy"]
 
@@ -67,7 +67,7 @@ class _ClosedBeforeResponse(HTTPTransportError):
 class Response:
     """A complete response: ``status``, ``headers`` (lower-case names) and ``content`` (the decoded body)."""
 
-    __slots__ = ("status", "headers", "content")
+    __slots__ = ("content", "headers", "status")
 
     def __init__(self, status: int, headers: dict[str, str], content: bytes) -> None:
         self.status = status
@@ -102,11 +102,14 @@ def uses_env_proxy(url: str) -> bool:
     Callers then keep an ``httpx.AsyncClient``, which speaks to proxies; loopback hosts are always direct.
     """
     parts = urlsplit(url)
-    proxies = getproxies_environment()
+    proxies = urllib.request.getproxies_environment()
     if not (proxies.get(parts.scheme) or proxies.get("all")):
         return False
     host = parts.hostname or ""
-    return not _is_loopback(host) and not proxy_bypass_environment(host, proxies)
+    if _is_loopback(host):
+        return False
+    # the stdlib's own NO_PROXY matching (in CPython since 2.7, missing from typeshed)
+    return not urllib.request.proxy_bypass_environment(host, proxies)  # type: ignore[attr-defined]
 
 
 def _ssl_context(verify: ssl.SSLContext | bool) -> ssl.SSLContext:
@@ -230,7 +233,7 @@ def _parse_head(head: bytes) -> tuple[bool, int, dict[str, str]]:
     lines = head.split(b"\r\n")
     version, _, rest = lines[0].partition(b" ")
     code = rest[:3]
-    if version not in (b"HTTP/1.1", b"HTTP/1.0") or not code.isdigit() or len(code) != 3 or rest[3:4] not in (b"", b" "):
+    if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit() or rest[3:4] not in b" ":
         raise HTTPTransportError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:
