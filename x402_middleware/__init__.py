@@ -38,12 +38,14 @@ from .pricing import (
     TokenQuote,
 )
 from .stores import InMemoryStore, PaymentStore, SyncPaymentStore
+from .transport import AsyncHTTP1Transport
 from .wsgi import PaymentWSGIMiddleware
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Asset",
+    "AsyncHTTP1Transport",
     "ConfigurationError",
     "Facilitator",
     "FacilitatorError",
