@@ -307,3 +307,26 @@ async def test_https_with_a_self_signed_certificate(tls_server: tuple[str, Path]
     async with httpx.AsyncClient(transport=AsyncHTTP1Transport()) as client:  # system CAs: not trusted
         with pytest.raises(httpx.ConnectError, match="(?i)certificate"):
             await client.get(f"{url}/echo")
+
+
+# -- the example gateway's choice -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env, ours", [
+    ({}, True),
+    ({"HTTPS_PROXY": "http://proxy.invalid:3128"}, False),  # httpx's transport, which speaks to the proxy
+    ({"HTTPS_PROXY": "http://proxy.invalid:3128", "NO_PROXY": "upstream.invalid"}, True),
+    ({"HTTP_PROXY": "http://proxy.invalid:3128"}, True),  # applies to http:// upstreams only
+])
+def test_the_gateway_uses_this_transport_unless_a_proxy_applies(monkeypatch: pytest.MonkeyPatch,
+                                                                env: dict[str, str], ours: bool) -> None:
+    from examples.gateway import GatewayConfig, emulator_pools, load_catalog
+    from examples.gateway.service import Gateway
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    catalog = load_catalog()
+    gateway = Gateway(GatewayConfig(catalog=catalog, pools=emulator_pools("https://upstream.invalid", catalog)))
+    assert isinstance(gateway.client._transport, AsyncHTTP1Transport) is ours
