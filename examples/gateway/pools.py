@@ -24,6 +24,7 @@ from .catalog import Catalog, EndpointSpec, ModelInfo
 from .errors import InvalidRequest, RateLimited, UpstreamError
 from .providers import PROVIDERS, Call, Endpoint, Provider, Timeouts, UpstreamFailure, UpstreamStream
 from .providers.failure import AUTH, CLIENT, CONNECT, RATE_LIMITED, TIMEOUT
+from .providers.upstream import Upstream
 
 T = TypeVar("T")
 
@@ -88,6 +89,7 @@ class Pools:
         self.required_env = {family: sorted({e for spec in s for e in (spec.api_key_env, spec.base_url_env) if e})
                              for family, s in specs.items()}
         self.client = client
+        self.upstream = Upstream(client)
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         self.default_retry_after = default_retry_after
         self.endpoint_cooldown = endpoint_cooldown
@@ -107,11 +109,11 @@ class Pools:
 
     async def complete(self, call: Call, trace: MutableMapping[str, Any] | None = None) -> dict[str, Any]:
         """A canonical completion from the first endpoint that answers."""
-        return await self._failover(call, lambda p, e: p.complete(self.client, e, call, self.timeouts), trace)
+        return await self._failover(call, lambda p, e: p.complete(self.upstream, e, call, self.timeouts), trace)
 
     async def open_stream(self, call: Call, trace: MutableMapping[str, Any] | None = None) -> UpstreamStream:
         """An accepted stream (2xx + first chunk) from the first endpoint that delivers one."""
-        return await self._failover(call, lambda p, e: p.stream(self.client, e, call, self.timeouts), trace)
+        return await self._failover(call, lambda p, e: p.stream(self.upstream, e, call, self.timeouts), trace)
 
     async def _failover(self, call: Call, attempt: Callable[[Provider, Endpoint], Awaitable[T]],
                         trace: MutableMapping[str, Any] | None) -> T:

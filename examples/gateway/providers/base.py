@@ -1,7 +1,7 @@
 """What every upstream client shares: the call, the resolved endpoint, failures, and the accepted stream.
 
 A provider turns a canonical (OpenAI chat) :class:`Call` into one HTTP request
-to one :class:`Endpoint`, over the gateway's single shared ``httpx.AsyncClient``.
+to one :class:`Endpoint`, over the gateway's single shared ``httpx.AsyncClient`` (:class:`~.upstream.Upstream`).
 It either returns a canonical completion / an :class:`UpstreamStream` whose 2xx
 and first chunk have already arrived, or raises :class:`UpstreamFailure` --
 always before the gateway has forwarded a byte, so the pool may fail over.
@@ -23,6 +23,7 @@ from ..sse import aiter_events
 from ..translate._common import StreamError
 from .errors import failure_from_response
 from .failure import CONNECT, PROTOCOL, TIMEOUT, UpstreamFailure
+from .upstream import Upstream
 
 MAX_ERROR_BODY = 64 * 1024
 logger = logging.getLogger("examples.gateway.upstream")
@@ -145,14 +146,14 @@ class Provider:
         headers.update(endpoint.headers)
         return headers
 
-    async def complete(self, client: httpx.AsyncClient, endpoint: Endpoint, call: Call,
+    async def complete(self, upstream: Upstream, endpoint: Endpoint, call: Call,
                        timeouts: Timeouts) -> dict[str, Any]:
         """POST a non-streaming call; the canonical completion, or :class:`UpstreamFailure`."""
         url, payload = self.build(endpoint, call)
+        request = upstream.request(self, endpoint, url, payload, timeouts.total, timeouts.connect)
         try:
             async with asyncio.timeout(timeouts.total):
-                response = await client.post(url, json=payload, headers=self.headers(endpoint),
-                                             timeout=httpx.Timeout(timeouts.total, connect=timeouts.connect))
+                response = await upstream.send(request, stream=False)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _transport_failure(exc, endpoint) from exc
         except httpx.HTTPError as exc:
@@ -165,17 +166,16 @@ class Provider:
             raise UpstreamFailure(PROTOCOL, f"unreadable upstream response ({type(exc).__name__})",
                                   status=response.status_code, endpoint=endpoint.name) from exc
 
-    async def stream(self, client: httpx.AsyncClient, endpoint: Endpoint, call: Call,
+    async def stream(self, upstream: Upstream, endpoint: Endpoint, call: Call,
                      timeouts: Timeouts) -> UpstreamStream:
         """Open a streaming call and wait for its 2xx and first chunk (bounded by ``timeouts.first_byte``)."""
         url, payload = self.build(endpoint, call)
-        request = client.build_request("POST", url, json=payload, headers=self.headers(endpoint),
-                                       timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect))
+        request = upstream.request(self, endpoint, url, payload, timeouts.read, timeouts.connect)
         response: httpx.Response | None = None
         chunks: AsyncIterator[dict[str, Any]] | None = None
         try:
             async with asyncio.timeout(timeouts.first_byte):
-                response = await client.send(request, stream=True)
+                response = await upstream.send(request, stream=True)
                 if response.status_code >= 300:
                     content = await _read_capped(response)
                     raise failure_from_response(response.status_code, response.headers, content, endpoint.name)
