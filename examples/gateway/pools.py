@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from x402_middleware.transport import AsyncHTTP1Transport
+
 from .catalog import Catalog, EndpointSpec, ModelInfo
 from .errors import InvalidRequest, RateLimited, UpstreamError
 from .providers import PROVIDERS, Call, Endpoint, Provider, Timeouts, UpstreamFailure, UpstreamStream
@@ -82,14 +84,14 @@ class Pools:
     def __init__(self, catalog: Catalog, client: httpx.AsyncClient, *, overrides: Mapping[str, Any] | None = None,
                  env: Mapping[str, str] | None = None, timeouts: Timeouts | None = None, default_retry_after: int = 60,
                  endpoint_cooldown: float = 5.0, throttle: Throttle | None = None,
-                 providers: Mapping[str, Provider] = PROVIDERS) -> None:
+                 providers: Mapping[str, Provider] = PROVIDERS, transport: AsyncHTTP1Transport | None = None) -> None:
         env = os.environ if env is None else env
         specs = {**catalog.pools, **{k: tuple(v) for k, v in (overrides or {}).items()}}
         self.endpoints = {family: resolve_endpoints(family, s, env) for family, s in specs.items()}
         self.required_env = {family: sorted({e for spec in s for e in (spec.api_key_env, spec.base_url_env) if e})
                              for family, s in specs.items()}
         self.client = client
-        self.upstream = Upstream(client)
+        self.upstream = Upstream(client, transport)  # transport: the client's own, only if the gateway built both
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         self.default_retry_after = default_retry_after
         self.endpoint_cooldown = endpoint_cooldown

@@ -57,11 +57,17 @@ class Gateway:
         self.config = config = config if config is not None else GatewayConfig()
         self.catalog: Catalog = config.load_catalog()
         self._own_client = config.http_client is None
-        self.client = config.http_client or _default_client(self.catalog, config)
+        transport: AsyncHTTP1Transport | None = None
+        if config.http_client is not None:
+            self.client = config.http_client
+        else:
+            self.client, transport = _default_client(self.catalog, config)
         self.throttle = Throttle()
+        # Our own transport is handed to the pools so upstream calls can skip the client layer; an injected
+        # client (or httpx's proxy-capable transport) is always called through client.send.
         self.pools = Pools(self.catalog, self.client, overrides=config.pools, env=config.env, timeouts=config.timeouts,
                            default_retry_after=config.default_retry_after, endpoint_cooldown=config.endpoint_cooldown,
-                           throttle=self.throttle)
+                           throttle=self.throttle, transport=transport)
         self.known_ids = [m.id for m in self.catalog if self.pools.available(m)] or list(self.catalog.models)
 
     def model(self, model_id: Any) -> ModelInfo:
@@ -116,20 +122,21 @@ class Gateway:
             await self.client.aclose()
 
 
-def _default_client(catalog: Catalog, config: GatewayConfig) -> httpx.AsyncClient:
+def _default_client(catalog: Catalog, config: GatewayConfig) -> tuple[httpx.AsyncClient, AsyncHTTP1Transport | None]:
     """The shared upstream client: httpx's API on our HTTP/1.1 transport, httpx's own when a proxy is configured.
 
     ``AsyncHTTP1Transport`` costs a fraction of httpcore's CPU per call (the gateway's main cost, see the README's
     Gateway figures) but speaks no proxy; any upstream that ``HTTP(S)_PROXY``/``ALL_PROXY`` applies to keeps httpx's.
+    Returns ``(client, our transport or None)``.
     """
     env = os.environ if config.env is None else config.env
     specs = {**catalog.pools, **{k: tuple(v) for k, v in (config.pools or {}).items()}}
     urls = [e.base_url for family, s in specs.items() for e in resolve_endpoints(family, s, env)]
     if any(uses_env_proxy(url) for url in urls):
         return httpx.AsyncClient(verify=_ssl_context(), limits=httpx.Limits(
-            max_connections=512, max_keepalive_connections=128, keepalive_expiry=30))
-    return httpx.AsyncClient(transport=AsyncHTTP1Transport(verify=_ssl_context(), max_connections=512,
-                                                           keepalive_expiry=30))
+            max_connections=512, max_keepalive_connections=128, keepalive_expiry=30)), None
+    transport = AsyncHTTP1Transport(verify=_ssl_context(), max_connections=512, keepalive_expiry=30)
+    return httpx.AsyncClient(transport=transport), transport
 
 
 @functools.cache

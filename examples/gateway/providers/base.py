@@ -150,10 +150,10 @@ class Provider:
                        timeouts: Timeouts) -> dict[str, Any]:
         """POST a non-streaming call; the canonical completion, or :class:`UpstreamFailure`."""
         url, payload = self.build(endpoint, call)
-        request = upstream.request(self, endpoint, url, payload, timeouts.total, timeouts.connect)
         try:
             async with asyncio.timeout(timeouts.total):
-                response = await upstream.send(request, stream=False)
+                response = await upstream.post(self, endpoint, url, payload, timeouts.total, timeouts.connect,
+                                               stream=False)
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _transport_failure(exc, endpoint) from exc
         except httpx.HTTPError as exc:
@@ -170,12 +170,12 @@ class Provider:
                      timeouts: Timeouts) -> UpstreamStream:
         """Open a streaming call and wait for its 2xx and first chunk (bounded by ``timeouts.first_byte``)."""
         url, payload = self.build(endpoint, call)
-        request = upstream.request(self, endpoint, url, payload, timeouts.read, timeouts.connect)
         response: httpx.Response | None = None
         chunks: AsyncIterator[dict[str, Any]] | None = None
         try:
             async with asyncio.timeout(timeouts.first_byte):
-                response = await upstream.send(request, stream=True)
+                response = await upstream.post(self, endpoint, url, payload, timeouts.read, timeouts.connect,
+                                               stream=True)
                 if response.status_code >= 300:
                     content = await _read_capped(response)
                     raise failure_from_response(response.status_code, response.headers, content, endpoint.name)
