@@ -68,3 +68,33 @@ def test_cli_prints_json_and_stops_anvil_on_sigterm(tmp_path: Path) -> None:
             proc.stdout.close()
         if anvil_pid is not None and Path(f"/proc/{anvil_pid}").exists():
             os.kill(anvil_pid, signal.SIGKILL)
+
+
+def test_anvil_dies_with_a_killed_parent() -> None:
+    """A SIGKILLed owner (a crashed test run, a killed `make dev`) must not leave anvil running."""
+    code = ("import sys; from x402_middleware.devchain import DevChain; c = DevChain('local', payers=0).start(); "
+            "print(c.pid, flush=True); sys.stdin.read()")
+    owner = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    assert owner.stdout is not None
+    anvil_pid = int(owner.stdout.readline())
+    os.kill(anvil_pid, 0)  # running
+    os.kill(owner.pid, signal.SIGKILL)
+    owner.wait()
+    for _ in range(100):
+        try:
+            os.kill(anvil_pid, 0)
+        except ProcessLookupError:
+            return
+        if _zombie(anvil_pid):
+            return
+        threading.Event().wait(0.05)
+    os.kill(anvil_pid, signal.SIGKILL)
+    raise AssertionError("anvil outlived its SIGKILLed parent")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] == "Z"
+    except (OSError, IndexError):
+        return False

@@ -8,12 +8,15 @@ reaches it (``../shared/docs/local-chain.md`` §1-2).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 ANVIL_ENV = "X402_ANVIL"
@@ -61,6 +64,29 @@ def find_anvil() -> str:
     )
 
 
+_PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux SIGTERM anvil when its parent dies (even by SIGKILL), or ``None``.
+
+    Without it a killed test run or ``make dev`` would leave anvil running forever. The kernel sends the
+    signal when the *thread* that forked the child exits, so it is only armed from the main thread; libc
+    is resolved here, before the fork, so the child only makes one system call before exec.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def arm() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return arm
+
+
 class AnvilProcess:
     """One running anvil bound to 127.0.0.1 on a kernel-chosen port."""
 
@@ -74,7 +100,8 @@ class AnvilProcess:
         self._url: str | None = None
         self._ready = threading.Event()
         self._proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - one async-signal-safe syscall, prepared before fork
         )
         self.pid = self._proc.pid
         self._reader = threading.Thread(target=self._read_stdout, name=f"anvil-{self.pid}-stdout", daemon=True)
