@@ -129,6 +129,22 @@ async def test_sse_line_by_line_then_the_connection_is_reused(server: str) -> No
 
 
 @pytest.mark.anyio
+async def test_a_stream_closed_at_its_last_event_is_still_reused(server: str) -> None:
+    """An SSE reader stops at its last event, before the chunked terminator: the drain in aclose keeps the connection."""
+    transport = AsyncHTTP1Transport()
+    async with httpx.AsyncClient(transport=transport, base_url=server) as client:
+        for _ in range(3):
+            async with client.stream("GET", "/sse", params={"n": 3}) as response:
+                async for line in response.aiter_lines():
+                    if line and json.loads(line.removeprefix("data: "))["i"] == 2:
+                        last = json.loads(line.removeprefix("data: "))
+                        break
+            assert transport.open_connections == 1
+        after = await client.get("/echo")
+    assert port_of(after) == last["port"]  # one connection for all three streams and the request after them
+
+
+@pytest.mark.anyio
 async def test_a_stream_closed_early_closes_its_connection(server: str) -> None:
     transport = AsyncHTTP1Transport()
     async with httpx.AsyncClient(transport=transport, base_url=server) as client:

@@ -50,6 +50,9 @@ from ._http1 import (
 
 __all__ = ["AsyncHTTP1Transport", "uses_env_proxy"]
 
+#: How long and how much :meth:`_ResponseStream.aclose` reads to finish a body the consumer stopped reading.
+_DRAIN_SECONDS = 0.05
+_DRAIN_BYTES = 64 * 1024
 #: Methods a client may repeat on its own (RFC 9110 §9.2.2) when a kept-alive connection turned out closed.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 #: Our failures as the httpx exceptions httpcore raises for the same event (most specific first).
@@ -271,5 +274,22 @@ class _ResponseStream(httpx.AsyncByteStream):
         self._pool.release(self._slots)
 
     async def aclose(self) -> None:
-        """Stop reading: a connection with unread body is closed, never reused."""
+        """Stop reading: the connection is reused only if the rest of the body arrives at once, else closed.
+
+        Consumers often stop just before the end -- an SSE reader stops at ``data: [DONE]`` while the last
+        chunk's terminator (``0\r\n\r\n``) is still in flight -- and closing there would cost a new
+        connection (and TLS handshake) per stream. So a short, bounded drain runs first.
+        """
+        if self._conn is not None and self._keep:
+            body = self._body
+            try:
+                async with asyncio.timeout(_DRAIN_SECONDS):
+                    left = _DRAIN_BYTES
+                    while not body.done and left > 0:
+                        left -= len(await body.read(left))
+            except (TimeoutError, HTTPTransportError):
+                pass
+            finally:
+                # cancelled or failed mid-read: the connection's state is unknown, so it is not reused
+                self._finish(keep=body.done)
         self._finish(keep=False)
