@@ -66,40 +66,31 @@ class LocalFacilitatorClient:
 
 def official() -> Any:
     """A FastAPI app protected by the OFFICIAL x402 2.25.0 middleware and facilitator, settling on the dev chain."""
-    from fastapi import FastAPI
-    from x402 import x402Facilitator, x402ResourceServer
-    from x402.http.middleware.fastapi import PaymentMiddlewareASGI
-    from x402.http.types import PaymentOption, RouteConfig
+    from x402 import x402Facilitator
     from x402.mechanisms.evm import FacilitatorWeb3Signer
-    from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme, ExactEvmServerScheme
+    from x402.mechanisms.evm.exact import ExactEvmFacilitatorScheme
 
     signer = FacilitatorWeb3Signer(private_key=os.environ["X402_FACILITATOR_KEY"], rpc_url=os.environ["X402_RPC_URL"])
     facilitator = x402Facilitator().register([NETWORK], ExactEvmFacilitatorScheme(signer))
-    server = x402ResourceServer(LocalFacilitatorClient(facilitator))
-    server.register(NETWORK, ExactEvmServerScheme())  # type: ignore[no-untyped-call,arg-type]  # the SDK's own typing
-    routes = {"GET /weather": RouteConfig(
-        accepts=[PaymentOption(scheme="exact", pay_to=os.environ["X402_PAY_TO"], price=PRICE, network=NETWORK)],
-        description="Weather", mime_type="application/json")}
-    app = FastAPI()
-
-    @app.get("/weather")
-    def weather() -> dict[str, Any]:
-        return {"temp": 21}
-
-    app.add_middleware(PaymentMiddlewareASGI, routes=routes, server=server)
-    return app
+    return _official_app(LocalFacilitatorClient(facilitator))
 
 
 def official_remote() -> Any:
     """The OFFICIAL x402 2.25.0 FastAPI middleware using OUR facilitator server (``X402_FACILITATOR_URL``) over HTTP."""
+    from x402.http import FacilitatorConfig, HTTPFacilitatorClient
+
+    return _official_app(HTTPFacilitatorClient(FacilitatorConfig(url=os.environ["X402_FACILITATOR_URL"])))
+
+
+def _official_app(facilitator_client: Any) -> Any:
+    """``GET /weather`` for ``PRICE`` behind the official middleware, verifying and settling via ``facilitator_client``."""
     from fastapi import FastAPI
     from x402 import x402ResourceServer
-    from x402.http import FacilitatorConfig, HTTPFacilitatorClient
     from x402.http.middleware.fastapi import PaymentMiddlewareASGI
     from x402.http.types import PaymentOption, RouteConfig
     from x402.mechanisms.evm.exact import ExactEvmServerScheme
 
-    server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=os.environ["X402_FACILITATOR_URL"])))
+    server = x402ResourceServer(facilitator_client)
     server.register(NETWORK, ExactEvmServerScheme())  # type: ignore[no-untyped-call,arg-type]  # the SDK's own typing
     routes = {"GET /weather": RouteConfig(
         accepts=[PaymentOption(scheme="exact", pay_to=os.environ["X402_PAY_TO"], price=PRICE, network=NETWORK)],
