@@ -36,6 +36,7 @@ from .listing import models_body, pricing_body
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import GatewayMetrics
 from .probe import ThrottleProbe
+from .providers.upstream import encode_json
 from .ratelimit import SlidingWindow
 from .requestlog import RequestLog
 from .service import CHAT, MESSAGES, Gateway
@@ -133,7 +134,9 @@ class _Handlers:
         result["model"] = model.id
         trace["usage"] = result.get("usage")
         payload = result if api == CHAT else to_anthropic_response(result, model.id)
-        return JSONResponse(payload, headers=self._upstream_header(trace.get("upstream", "")))
+        # JSONResponse's bytes and headers, with the encoder built once (encode_json)
+        return Response(encode_json(payload), headers=self._upstream_header(trace.get("upstream", "")),
+                        media_type="application/json")
 
     async def models(self, request: Request) -> Response:
         return self._limited(request, self._catalog_limit) or _raw_json(self._models)

@@ -34,6 +34,8 @@ _CHALLENGE_HEADER = b"payment-required"
 _MAX_REASON = 64
 _MAX_PAYMENT_HEADER = 16 * 1024  # the payment layer refuses larger ones (x402_middleware._headers.MAX_HEADER_BYTES)
 _ROUTE_CACHE_SIZE = 1024
+#: ``json.dumps(line, default=str, separators=(",", ":"))`` without building the encoder per line.
+_LINE_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
 
 
 class RequestLog:
@@ -83,7 +85,7 @@ class RequestLog:
                 if self.metrics is not None:
                     self.metrics.observe(line)
                 if logging_on:
-                    self.log.log(level, "%s", json.dumps(line, default=str, separators=(",", ":")))
+                    self.log.log(level, "%s", _LINE_ENCODER.encode(line))
 
     def _route(self, scope: Scope) -> str | None:
         path = scope["path"]

@@ -36,9 +36,16 @@ _MAX_CACHED = 4096
 _httpx_logger = logging.getLogger("httpx")  # the logger httpx's client writes "HTTP Request: ..." to
 
 
+#: ``json.dumps(..., ensure_ascii=False, separators=(",", ":"), allow_nan=False)`` builds this encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode_json(payload: Any) -> bytes:
-    """The body httpx's ``json=`` sends (httpx 0.28 ``encode_json``): a non-finite float raises ``ValueError``."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """The body httpx's ``json=`` sends (httpx 0.28 ``encode_json``): a non-finite float raises ``ValueError``.
+
+    Also the bytes Starlette's ``JSONResponse`` renders (same options), so the gateway's answers use it too.
+    """
+    return _ENCODER.encode(payload).encode("utf-8")
 
 
 class _Target:
