@@ -13,8 +13,6 @@ header it adds; ``payment_error`` when a payment was sent but not settled (the r
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import time
@@ -24,6 +22,9 @@ from typing import Any
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from x402_middleware import MalformedPaymentError
+from x402_middleware._headers import MAX_HEADER_BYTES, decode_header
+
 from .metrics import GatewayMetrics
 from .probe import PAYMENT_HEADERS
 
@@ -32,7 +33,7 @@ _QUIET = ("/api/health", "/api/v1/health", "/metrics")
 _SETTLEMENT_HEADERS = (b"payment-response", b"x-payment-response")
 _CHALLENGE_HEADER = b"payment-required"
 _MAX_REASON = 64
-_MAX_PAYMENT_HEADER = 16 * 1024  # the payment layer refuses larger ones (x402_middleware._headers.MAX_HEADER_BYTES)
+_MAX_RESPONSE_HEADER = 64 * 1024  # PAYMENT-RESPONSE / PAYMENT-REQUIRED come from the payment layer, not the client
 _ROUTE_CACHE_SIZE = 1024
 #: ``json.dumps(line, default=str, separators=(",", ":"))`` without building the encoder per line.
 _LINE_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
@@ -145,7 +146,7 @@ def _line(scope: Scope, trace: dict[str, Any], seen: dict[str, Any], total_ms: f
 def _claimed_network(scope: Scope, challenge: dict[str, Any]) -> str | None:
     """The network a rejected payment was for, only if the server offered it (a client's string is no label)."""
     header = next((v for k, v in scope["headers"] if k in PAYMENT_HEADERS), b"")
-    payload = _decode(header) if len(header) <= _MAX_PAYMENT_HEADER else {}
+    payload = _decode(header, MAX_HEADER_BYTES)  # the payment layer refuses larger ones too
     accepted = payload.get("accepted")
     claimed = accepted.get("network") if isinstance(accepted, dict) else payload.get("network")
     offered = {a.get("network") for a in challenge.get("accepts") or () if isinstance(a, dict)}
@@ -160,12 +161,12 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _decode(value: bytes) -> dict[str, Any]:
+def _decode(value: bytes, max_bytes: int = _MAX_RESPONSE_HEADER) -> dict[str, Any]:
+    """A base64-JSON x402 header as a dict; ``{}`` when it is unusable (a log line never fails)."""
     try:
-        data = json.loads(base64.b64decode(value))
-    except (binascii.Error, ValueError, RecursionError):
+        return decode_header(value, name="x402", max_bytes=max_bytes, allow_floats=True)
+    except MalformedPaymentError:
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _ms(started: float) -> float:
