@@ -34,6 +34,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import httpx
+
 from .._http1 import (
     KEEPALIVE_EXPIRY,
     Body,
@@ -45,8 +47,8 @@ from .._http1 import (
     uses_env_proxy,
 )
 
-__all__ = ["KEEPALIVE_EXPIRY", "MAX_RESPONSE_SIZE", "AsyncHTTPClient", "HTTPTransportError", "Response",
-           "ResponseTooLarge", "json_body", "uses_env_proxy"]
+__all__ = ["KEEPALIVE_EXPIRY", "MAX_RESPONSE_SIZE", "TRANSPORT_ERRORS", "AsyncHTTPClient", "HTTPTransportError",
+           "JSONClient", "Response", "ResponseTooLarge", "json_body", "json_client", "send_json", "uses_env_proxy"]
 
 MAX_RESPONSE_SIZE = 4 * 1024 * 1024  # facilitator and JSON-RPC answers are a few KB; a batch of 100 receipts ~0.5 MB
 _USER_AGENT = "x402_middleware"
@@ -250,3 +252,33 @@ class AsyncHTTPClient:
     async def aclose(self) -> None:
         """Close every connection (requests still running fail) and refuse new requests."""
         await self._pool.aclose()
+
+
+JSONClient = AsyncHTTPClient | httpx.AsyncClient
+#: What :func:`send_json` raises when the server cannot be reached or answers unreadably.
+TRANSPORT_ERRORS = (HTTPTransportError, httpx.HTTPError)
+
+
+def json_client(url: str, client: httpx.AsyncClient | None = None, *, timeout: float,
+                verify: ssl.SSLContext | bool = True, max_connections: int = 64) -> JSONClient:
+    """The client for JSON calls to ``url``: the injected one, else ours, else httpx when a proxy applies."""
+    if client is not None:
+        return client
+    if uses_env_proxy(url):
+        return httpx.AsyncClient(timeout=timeout, verify=verify, limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections))
+    return AsyncHTTPClient(url, timeout=timeout, verify=verify, max_connections=max_connections)
+
+
+async def send_json(client: JSONClient, method: str, url: str, path: str = "", body: Any = None, *,
+                    headers: Mapping[str, str] | None = None, idempotent: bool = False,
+                    timeout: float | None = None) -> tuple[int, bytes]:
+    """``(status, content)`` of one JSON call; ``url`` is the whole URL (httpx), ``path`` its part after the
+    client's base URL (ours). Raises one of :data:`TRANSPORT_ERRORS`."""
+    if isinstance(client, AsyncHTTPClient):
+        response = await client.request(method, path, body=None if body is None else json_body(body),
+                                        headers=headers, idempotent=idempotent, timeout=timeout)
+        return response.status, response.content
+    reply = await client.request(method, url, json=body, headers=headers,
+                                 timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
+    return reply.status_code, reply.content

@@ -25,7 +25,7 @@ import httpx
 
 from .._exceptions import FacilitatorError
 from ..devchain._rpc import RPCError, build_request, parse_response
-from ._http import AsyncHTTPClient, HTTPTransportError, json_body, uses_env_proxy
+from ._http import TRANSPORT_ERRORS, JSONClient, json_client, send_json
 
 __all__ = ["AsyncRPC", "RPCError"]
 
@@ -52,14 +52,7 @@ class AsyncRPC:
                  max_batch: int = 100, max_connections: int = 64) -> None:
         self.url = url
         self._owns_client = client is None
-        self._client: httpx.AsyncClient | AsyncHTTPClient
-        if client is not None:
-            self._client = client
-        elif uses_env_proxy(url):
-            self._client = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections))
-        else:
-            self._client = AsyncHTTPClient(url, timeout=timeout, max_connections=max_connections)
+        self._client: JSONClient = json_client(url, client, timeout=timeout, max_connections=max_connections)
         self._ids = itertools.count(1)
         self.max_batch = max_batch
         self._queue: list[_Call] = []
@@ -127,13 +120,8 @@ class AsyncRPC:
 
     async def _post(self, body: Any, label: str, idempotent: bool) -> Any:
         try:
-            if isinstance(self._client, AsyncHTTPClient):
-                response = await self._client.request("POST", body=json_body(body), idempotent=idempotent)
-                status, content = response.status, response.content
-            else:
-                reply = await self._client.post(self.url, json=body)
-                status, content = reply.status_code, reply.content
-        except (HTTPTransportError, httpx.HTTPError) as exc:
+            status, content = await send_json(self._client, "POST", self.url, body=body, idempotent=idempotent)
+        except TRANSPORT_ERRORS as exc:
             raise FacilitatorError(f"the chain RPC at {self.url} is unreachable ({label}): {exc!r}") from exc
         if status >= 500 or not content:
             raise FacilitatorError(f"the chain RPC at {self.url} answered HTTP {status} to {label}")

@@ -11,7 +11,7 @@ import httpx
 from .._exceptions import FacilitatorError
 from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyResult
 from . import _wire
-from ._http import AsyncHTTPClient, HTTPTransportError, json_body, uses_env_proxy
+from ._http import TRANSPORT_ERRORS, JSONClient, json_client, send_json
 
 DEFAULT_FACILITATOR_URL = "https://x402.org/facilitator"
 
@@ -58,25 +58,16 @@ class HTTPFacilitator(_HTTPBase):
                  timeout: float = 60.0, verify: ssl.SSLContext | bool = True, max_connections: int = 64) -> None:
         super().__init__(url, headers=headers, auth_headers=auth_headers, timeout=timeout)
         self._owns_client = client is None
-        self._client: httpx.AsyncClient | AsyncHTTPClient
-        if client is not None:
-            self._client = client
-        elif uses_env_proxy(self.url):
-            self._client = httpx.AsyncClient(timeout=timeout, verify=verify)
-        else:
-            self._client = AsyncHTTPClient(self.url, timeout=timeout, verify=verify, max_connections=max_connections)
+        self._client: JSONClient = json_client(self.url, client, timeout=timeout, verify=verify,
+                                               max_connections=max_connections)
 
     async def _send(self, method: str, path: str, body: dict[str, Any] | None = None, *,
                     idempotent: bool = True) -> tuple[int, bytes]:
         url, headers = self._request(method, path)
         try:
-            if isinstance(self._client, AsyncHTTPClient):
-                response = await self._client.request(method, path, body=None if body is None else json_body(body),
-                                                      headers=headers, idempotent=idempotent)
-                return response.status, response.content
-            reply = await self._client.request(method, url, json=body, headers=headers, timeout=self._timeout)
-            return reply.status_code, reply.content
-        except (HTTPTransportError, httpx.HTTPError) as exc:
+            return await send_json(self._client, method, url, path, body, headers=headers, idempotent=idempotent,
+                                   timeout=self._timeout)
+        except TRANSPORT_ERRORS as exc:
             raise FacilitatorError(f"facilitator {method} {url} failed: {exc!r}") from exc
 
     async def verify(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResult:
