@@ -90,7 +90,6 @@ class Pools:
         self.endpoints = {family: resolve_endpoints(family, s, env) for family, s in specs.items()}
         self.required_env = {family: sorted({e for spec in s for e in (spec.api_key_env, spec.base_url_env) if e})
                              for family, s in specs.items()}
-        self.client = client
         self.upstream = Upstream(client, transport)  # transport: the client's own, only if the gateway built both
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         self.default_retry_after = default_retry_after
