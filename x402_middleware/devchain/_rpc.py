@@ -15,7 +15,8 @@ import httpx
 from coincurve import PrivateKey
 from eth_abi.abi import decode as abi_decode
 from eth_account import Account
-from eth_utils.crypto import keccak
+
+from ..eip3009 import keccak  # pysha3 when installed: the settlement hot path signs with it
 
 _ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 _EXECUTION_REVERTED = "execution reverted: "
