@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -37,7 +38,7 @@ from x402_middleware.facilitator import OnChainFacilitator
 from .config import GatewayConfig, emulator_pools
 from .emulator import EmulatorServer, bind_loopback
 from .paid import create_paid_app
-from .service import Gateway
+from .pools import resolve_endpoints
 
 DEFAULT_PORT = 8402
 CHAINS = {"base": "eip155:8453", "base-sepolia": "eip155:84532"}
@@ -64,10 +65,12 @@ def upstream_config(mode: str, env: Mapping[str, str] | None = None) -> tuple[Ga
     ``auto`` uses the real providers when at least one model has an upstream whose API key is set, else the emulator.
     """
     real = GatewayConfig(env=env)
-    if mode == "env" or (mode == "auto" and Gateway(real).available_models()):
+    catalog = real.load_catalog()
+    keyed = any(resolve_endpoints(family, specs, os.environ if env is None else env)
+                for family, specs in catalog.pools.items())
+    if mode == "env" or (mode == "auto" and keyed):
         return real, None
     emulator = EmulatorServer().__enter__()
-    catalog = real.load_catalog()
     return GatewayConfig(catalog=catalog, pools=emulator_pools(emulator.url, catalog), env=env), emulator
 
 
