@@ -126,8 +126,15 @@ def summarize(samples_s: Iterable[float], *, scale: float = 1e6) -> dict[str, fl
     """
     data = sorted(samples_s)
     if not data:
-        return {"n": 0, "mean": math.nan, "min": math.nan, "p50": math.nan, "p95": math.nan, "p99": math.nan,
-                "max": math.nan}
+        return {
+            "n": 0,
+            "mean": math.nan,
+            "min": math.nan,
+            "p50": math.nan,
+            "p95": math.nan,
+            "p99": math.nan,
+            "max": math.nan,
+        }
     return {
         "n": len(data),
         "mean": sum(data) / len(data) * scale,
@@ -153,7 +160,7 @@ def cpu_seconds(pid: int | None = None) -> float:
     """User + system CPU time a process has used so far (``/proc/<pid>/stat`` fields 14 and 15)."""
     with open(f"/proc/{pid or os.getpid()}/stat") as f:
         stat = f.read()
-    fields = stat[stat.rindex(")") + 2:].split()  # the command name may contain spaces; skip past it
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces; skip past it
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
@@ -165,8 +172,20 @@ def pin(cpu: int | None) -> None:
 
 def uvicorn_command(app: str, *, factory: bool = False, extra: Sequence[str] = ()) -> list[str]:
     """``python -m uvicorn APP`` on 127.0.0.1 with a kernel-chosen port, one worker, no access log."""
-    cmd = [PYTHON, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "0", "--no-access-log",
-           "--log-level", "info", *extra]
+    cmd = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-access-log",
+        "--log-level",
+        "info",
+        *extra,
+    ]
     return [*cmd, "--factory"] if factory else cmd
 
 
@@ -179,8 +198,16 @@ class Server:
             print(s.url, s.pid, rss_kib(s.pid))
     """
 
-    def __init__(self, command: Sequence[str], *, cpu: int | None = None, env: Mapping[str, str] | None = None,
-                 cwd: Path = ROOT, start_timeout: float = 30.0, stop_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        cpu: int | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path = ROOT,
+        start_timeout: float = 30.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
         self.command = list(command)
         if cpu is not None and cpu < (os.cpu_count() or 1):
             self.command = ["taskset", "-c", str(cpu), *self.command]
@@ -210,8 +237,9 @@ class Server:
         if self._proc is not None and self._proc.poll() is None:
             return self  # already running: a second start would orphan the first process
         # taskset execs the command, so the PID we hold is the server's own.
-        self._proc = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True)
+        self._proc = subprocess.Popen(
+            self.command, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         ready = threading.Event()
 
         def pump() -> None:  # keep reading so a chatty server never blocks on a full pipe
@@ -252,8 +280,9 @@ class Server:
 
 
 # -- HTTP load generator ----------------------------------------------------------------------------------------
-def raw_request(method: str, path: str, host: str, headers: Mapping[str, str] | None = None,
-                body: bytes = b"") -> bytes:
+def raw_request(
+    method: str, path: str, host: str, headers: Mapping[str, str] | None = None, body: bytes = b""
+) -> bytes:
     """One HTTP/1.1 keep-alive request as bytes, built before timing starts.
 
     >>> raw_request("GET", "/x", "127.0.0.1:80")
@@ -308,8 +337,9 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, s
     return status, headers
 
 
-async def aload(host: str, port: int, requests: Iterable[bytes], *, concurrency: int = 32,
-                duration: float | None = None) -> LoadResult:
+async def aload(
+    host: str, port: int, requests: Iterable[bytes], *, concurrency: int = 32, duration: float | None = None
+) -> LoadResult:
     """Send ``requests`` over ``concurrency`` keep-alive connections, each waiting for its reply before the next.
 
     Stops when the requests run out or after ``duration`` seconds. ``requests`` may be a lazy iterator (e.g. one
@@ -356,8 +386,15 @@ async def aload(host: str, port: int, requests: Iterable[bytes], *, concurrency:
     return result
 
 
-def load(host: str, port: int, requests: Iterable[bytes], *, concurrency: int = 32, duration: float | None = None,
-         cpu: int | None = None) -> LoadResult:
+def load(
+    host: str,
+    port: int,
+    requests: Iterable[bytes],
+    *,
+    concurrency: int = 32,
+    duration: float | None = None,
+    cpu: int | None = None,
+) -> LoadResult:
     """Blocking :func:`aload` on a fresh event loop (uvloop when installed), optionally pinned to ``cpu``."""
     if cpu is not None:
         previous = os.sched_getaffinity(0)

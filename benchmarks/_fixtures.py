@@ -58,8 +58,9 @@ def ours(facilitator: Any = None) -> Any:
 
     if facilitator is None:
         facilitator = HTTPFacilitator(os.environ["X402_FACILITATOR_URL"])
-    return PaymentMiddleware(bare(), routes={f"GET {PAID_PATH}": PRICE}, pay_to=PAY_TO, network=NETWORK,
-                             facilitator=facilitator)
+    return PaymentMiddleware(
+        bare(), routes={f"GET {PAID_PATH}": PRICE}, pay_to=PAY_TO, network=NETWORK, facilitator=facilitator
+    )
 
 
 def ours_instant() -> Any:
@@ -77,9 +78,13 @@ def official() -> Any:
 
     server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=os.environ["X402_FACILITATOR_URL"])))
     server.register(NETWORK, ExactEvmServerScheme())  # type: ignore[no-untyped-call,arg-type]  # the SDK's typing
-    routes = {f"GET {PAID_PATH}": RouteConfig(
-        accepts=[PaymentOption(scheme="exact", pay_to=PAY_TO, price=PRICE, network=NETWORK)],
-        description="Weather", mime_type="application/json")}
+    routes = {
+        f"GET {PAID_PATH}": RouteConfig(
+            accepts=[PaymentOption(scheme="exact", pay_to=PAY_TO, price=PRICE, network=NETWORK)],
+            description="Weather",
+            mime_type="application/json",
+        )
+    }
     app = bare()
     app.add_middleware(PaymentMiddlewareASGI, routes=routes, server=server)
     return app
@@ -99,8 +104,11 @@ class InstantFacilitator:
         return _SUPPORTED
 
 
-_SUPPORTED: dict[str, Any] = {"kinds": [{"x402Version": 2, "scheme": "exact", "network": NETWORK}],
-                              "extensions": [], "signers": {}}
+_SUPPORTED: dict[str, Any] = {
+    "kinds": [{"x402Version": 2, "scheme": "exact", "network": NETWORK}],
+    "extensions": [],
+    "signers": {},
+}
 
 
 def facilitator_double() -> Any:
@@ -130,8 +138,13 @@ def facilitator_double() -> Any:
     async def supported(request: Request) -> Response:
         return JSONResponse(_SUPPORTED)
 
-    return Starlette(routes=[Route("/verify", verify, methods=["POST"]), Route("/settle", settle, methods=["POST"]),
-                             Route("/supported", supported)])
+    return Starlette(
+        routes=[
+            Route("/verify", verify, methods=["POST"]),
+            Route("/settle", settle, methods=["POST"]),
+            Route("/supported", supported),
+        ]
+    )
 
 
 # -- payments ---------------------------------------------------------------------------------------------------

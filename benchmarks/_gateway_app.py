@@ -46,8 +46,12 @@ def create() -> Any:
         return create_app(config)
     from examples.gateway.paid import create_paid_app
 
-    return create_paid_app(config, pay_to=os.environ["GATEWAY_BENCH_PAY_TO"], facilitator=_facilitator(mode),
-                           network=os.environ["GATEWAY_BENCH_NETWORK"])
+    return create_paid_app(
+        config,
+        pay_to=os.environ["GATEWAY_BENCH_PAY_TO"],
+        facilitator=_facilitator(mode),
+        network=os.environ["GATEWAY_BENCH_NETWORK"],
+    )
 
 
 def _facilitator(mode: str) -> Any:
@@ -62,6 +66,7 @@ def _facilitator(mode: str) -> Any:
         # DevChain(facilitators=n) funds exactly these keys with gas.
         signers = int(os.environ.get("GATEWAY_BENCH_SIGNERS", "4"))
         keys = [derived_key(f"facilitator {i}") for i in range(signers)]
-        return OnChainFacilitator(os.environ["GATEWAY_BENCH_RPC_URL"], keys,
-                                  network=os.environ["GATEWAY_BENCH_NETWORK"])
+        return OnChainFacilitator(
+            os.environ["GATEWAY_BENCH_RPC_URL"], keys, network=os.environ["GATEWAY_BENCH_NETWORK"]
+        )
     raise SystemExit(f"GATEWAY_BENCH_PAYMENT must be none, instant or onchain, not {mode!r}")

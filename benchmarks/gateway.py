@@ -108,8 +108,9 @@ def gateway_request(host: str, body: Mapping[str, Any]) -> bytes:
     return raw_request("POST", CHAT_PATH, host, JSON_HEADERS, json.dumps(body).encode())
 
 
-def paid_requests(gateway_url: str, host: str, body: Mapping[str, Any], count: int,
-                  key: str | None) -> tuple[list[bytes], int]:
+def paid_requests(
+    gateway_url: str, host: str, body: Mapping[str, Any], count: int, key: str | None
+) -> tuple[list[bytes], int]:
     """``count`` requests each carrying its own payment, signed for the 402 of this exact body; and the price.
 
     The quote is deterministic per body, so one challenge serves every payment; each payment has its own nonce
@@ -151,8 +152,18 @@ def run_side(server: Server, requests: Sequence[bytes], concurrency: int, side: 
         raise RuntimeError(f"non-200 responses {bad}: {result.sample_headers}")
 
 
-def compare(name: str, emulator: Server, gateway: Server, direct_req: bytes, gateway_reqs: Sequence[bytes],
-            *, concurrency: int, rounds: int, per_round: int, warmup: int) -> dict[str, Any]:
+def compare(
+    name: str,
+    emulator: Server,
+    gateway: Server,
+    direct_req: bytes,
+    gateway_reqs: Sequence[bytes],
+    *,
+    concurrency: int,
+    rounds: int,
+    per_round: int,
+    warmup: int,
+) -> dict[str, Any]:
     """``warmup`` requests to each side, then interleaved direct/gateway rounds of ``per_round`` requests.
 
     ``gateway_reqs`` is consumed in order (warm-up first), so each pre-signed payment is sent once.
@@ -166,14 +177,22 @@ def compare(name: str, emulator: Server, gateway: Server, direct_req: bytes, gat
     for r in range(rounds):
         run_side(emulator, [direct_req] * per_round, concurrency, direct, emulator.pid)
         start = warmup + r * per_round
-        run_side(gateway, gateway_reqs[start:start + per_round], concurrency, through, gateway.pid)
+        run_side(gateway, gateway_reqs[start : start + per_round], concurrency, through, gateway.pid)
     d, g = summarize(direct.latencies, scale=1e3), summarize(through.latencies, scale=1e3)
     added = {q: g[q] - d[q] for q in ("p50", "p95", "p99")}
     n = len(through.latencies)
-    return {"scenario": name, "concurrency": concurrency, "requests": n, "direct_ms": d, "gateway_ms": g,
-            "added_ms": added, "direct_rps": len(direct.latencies) / direct.elapsed, "gateway_rps": n / through.elapsed,
-            "gateway_cpu_ms_per_request": through.cpu_s / n * 1e3,
-            "emulator_cpu_ms_per_request": direct.cpu_s / len(direct.latencies) * 1e3}
+    return {
+        "scenario": name,
+        "concurrency": concurrency,
+        "requests": n,
+        "direct_ms": d,
+        "gateway_ms": g,
+        "added_ms": added,
+        "direct_rps": len(direct.latencies) / direct.elapsed,
+        "gateway_rps": n / through.elapsed,
+        "gateway_cpu_ms_per_request": through.cpu_s / n * 1e3,
+        "emulator_cpu_ms_per_request": direct.cpu_s / len(direct.latencies) * 1e3,
+    }
 
 
 def memory_run(gateway: Server, request: bytes, total: int, concurrency: int, warmup: int) -> dict[str, Any]:
@@ -189,8 +208,14 @@ def memory_run(gateway: Server, request: bytes, total: int, concurrency: int, wa
         log(f"  {i * step:>7} requests: RSS {samples[-1][1]:,} KiB")
     growth = samples[-1][1] - samples[0][1]
     per_1k = growth / (samples[-1][0] / 1000)
-    return {"warmup": warmup, "requests": samples[-1][0], "samples_kib": samples, "growth_kib": growth,
-            "kib_per_1k": per_1k, "ok": per_1k <= TARGET_KIB_PER_1K}
+    return {
+        "warmup": warmup,
+        "requests": samples[-1][0],
+        "samples_kib": samples,
+        "growth_kib": growth,
+        "kib_per_1k": per_1k,
+        "ok": per_1k <= TARGET_KIB_PER_1K,
+    }
 
 
 # -- servers --------------------------------------------------------------------------------------------------
@@ -210,11 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paid", choices=("both", "instant", "onchain", "none"), default="both")
     parser.add_argument("--paid-requests", type=int, default=400, help="paid requests per side (default 400)")
     parser.add_argument("--no-stream", action="store_true", help="skip the streaming scenario")
-    parser.add_argument("--memory-requests", type=int, default=10_000,
-                        help="requests for the RSS check after 2,000 warm-up (default 10,000; --long: 200,000)")
+    parser.add_argument(
+        "--memory-requests",
+        type=int,
+        default=10_000,
+        help="requests for the RSS check after 2,000 warm-up (default 10,000; --long: 200,000)",
+    )
     parser.add_argument("--long", action="store_true", help="200,000 requests for the memory check")
-    parser.add_argument("--no-request-log", action="store_true",
-                        help="disable the per-request JSON log line (default: built and written to /dev/null)")
+    parser.add_argument(
+        "--no-request-log",
+        action="store_true",
+        help="disable the per-request JSON log line (default: built and written to /dev/null)",
+    )
     args = parser.parse_args(argv)
     memory_total = 200_000 if args.long else args.memory_requests
     log_file = "" if args.no_request_log else None
@@ -230,27 +262,70 @@ def main(argv: list[str] | None = None) -> int:
             free = caller_body(FREE_MODEL)
             direct_free = upstream_request(emulator.url, free, emulator.host_header)
             gw_free = gateway_request(gateway.host_header, free)
-            results.append(compare("free", emulator, gateway, direct_free, [gw_free] * (500 + args.requests),
-                                   concurrency=c, rounds=rounds, per_round=per_round, warmup=500))
-            results.append(compare("free, C=1", emulator, gateway, direct_free, [gw_free] * args.requests,
-                                   concurrency=1, rounds=rounds, per_round=max(1, per_round // 2), warmup=100))
+            results.append(
+                compare(
+                    "free",
+                    emulator,
+                    gateway,
+                    direct_free,
+                    [gw_free] * (500 + args.requests),
+                    concurrency=c,
+                    rounds=rounds,
+                    per_round=per_round,
+                    warmup=500,
+                )
+            )
+            results.append(
+                compare(
+                    "free, C=1",
+                    emulator,
+                    gateway,
+                    direct_free,
+                    [gw_free] * args.requests,
+                    concurrency=1,
+                    rounds=rounds,
+                    per_round=max(1, per_round // 2),
+                    warmup=100,
+                )
+            )
             if not args.no_stream:
                 streamed = caller_body(FREE_MODEL, stream=True)
-                results.append(compare(
-                    "stream", emulator, gateway, upstream_request(emulator.url, streamed, emulator.host_header),
-                    [gateway_request(gateway.host_header, streamed)] * (200 + args.requests), concurrency=c,
-                    rounds=rounds, per_round=per_round, warmup=200))
+                results.append(
+                    compare(
+                        "stream",
+                        emulator,
+                        gateway,
+                        upstream_request(emulator.url, streamed, emulator.host_header),
+                        [gateway_request(gateway.host_header, streamed)] * (200 + args.requests),
+                        concurrency=c,
+                        rounds=rounds,
+                        per_round=per_round,
+                        warmup=200,
+                    )
+                )
             memory = memory_run(gateway, gw_free, memory_total, c, warmup=2000)
 
         paid = caller_body(PAID_MODEL)
         direct_paid = upstream_request(emulator.url, paid, emulator.host_header)
         per_paid = max(1, args.paid_requests // rounds)
         if args.paid in ("both", "instant"):
-            with gateway_server(emulator, "instant", log_file, GATEWAY_BENCH_NETWORK=INSTANT_NETWORK,
-                               GATEWAY_BENCH_PAY_TO=PAY_TO) as gateway:
+            with gateway_server(
+                emulator, "instant", log_file, GATEWAY_BENCH_NETWORK=INSTANT_NETWORK, GATEWAY_BENCH_PAY_TO=PAY_TO
+            ) as gateway:
                 reqs, _ = paid_requests(gateway.url, gateway.host_header, paid, PAID_WARMUP + per_paid * rounds, None)
-                results.append(compare("paid instant", emulator, gateway, direct_paid, reqs, concurrency=c,
-                                       rounds=rounds, per_round=per_paid, warmup=PAID_WARMUP))
+                results.append(
+                    compare(
+                        "paid instant",
+                        emulator,
+                        gateway,
+                        direct_paid,
+                        reqs,
+                        concurrency=c,
+                        rounds=rounds,
+                        per_round=per_paid,
+                        warmup=PAID_WARMUP,
+                    )
+                )
         if args.paid in ("both", "onchain"):
             results.append(onchain(emulator, direct_paid, paid, log_file, c, rounds, per_paid, paid_checks))
 
@@ -258,46 +333,103 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def onchain(emulator: Server, direct_paid: bytes, paid: dict[str, Any], log_file: str | None, c: int, rounds: int,
-            per_paid: int, checks: list[dict[str, Any]]) -> dict[str, Any]:
+def onchain(
+    emulator: Server,
+    direct_paid: bytes,
+    paid: dict[str, Any],
+    log_file: str | None,
+    c: int,
+    rounds: int,
+    per_paid: int,
+    checks: list[dict[str, Any]],
+) -> dict[str, Any]:
     from x402_middleware.devchain import DevChain
 
     signers = 4
     log("paid on-chain: starting anvil (DevChain('base'))")
     with DevChain("base", payers=1, facilitators=signers) as chain:
-        with gateway_server(emulator, "onchain", log_file, GATEWAY_BENCH_NETWORK=chain.network,
-                           GATEWAY_BENCH_PAY_TO=chain.pay_to, GATEWAY_BENCH_RPC_URL=chain.rpc_url,
-                           GATEWAY_BENCH_SIGNERS=str(signers)) as gateway:
+        with gateway_server(
+            emulator,
+            "onchain",
+            log_file,
+            GATEWAY_BENCH_NETWORK=chain.network,
+            GATEWAY_BENCH_PAY_TO=chain.pay_to,
+            GATEWAY_BENCH_RPC_URL=chain.rpc_url,
+            GATEWAY_BENCH_SIGNERS=str(signers),
+        ) as gateway:
             payer = chain.payer_addresses[0]
             before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
-            reqs, price = paid_requests(gateway.url, gateway.host_header, paid, PAID_WARMUP + per_paid * rounds,
-                                        chain.payer_keys[0])
-            row = compare("paid on-chain", emulator, gateway, direct_paid, reqs, concurrency=c, rounds=rounds,
-                          per_round=per_paid, warmup=PAID_WARMUP)
+            reqs, price = paid_requests(
+                gateway.url, gateway.host_header, paid, PAID_WARMUP + per_paid * rounds, chain.payer_keys[0]
+            )
+            row = compare(
+                "paid on-chain",
+                emulator,
+                gateway,
+                direct_paid,
+                reqs,
+                concurrency=c,
+                rounds=rounds,
+                per_round=per_paid,
+                warmup=PAID_WARMUP,
+            )
             after = chain.balance_of(payer), chain.balance_of(chain.pay_to)
             expected = price * len(reqs)
-            check = {"price_atomic": price, "settled": len(reqs), "payer_paid": before[0] - after[0],
-                     "pay_to_received": after[1] - before[1], "expected": expected}
+            check = {
+                "price_atomic": price,
+                "settled": len(reqs),
+                "payer_paid": before[0] - after[0],
+                "pay_to_received": after[1] - before[1],
+                "expected": expected,
+            }
             check["ok"] = check["payer_paid"] == check["pay_to_received"] == expected
             checks.append(check)
-            log(f"  on-chain check: payer paid {check['payer_paid']} atomic, expected {expected}: "
-                f"{verdict(check['ok'])}")
+            log(
+                f"  on-chain check: payer paid {check['payer_paid']} atomic, expected {expected}: "
+                f"{verdict(check['ok'])}"
+            )
     return row
 
 
 # -- output ---------------------------------------------------------------------------------------------------
-def report(results: list[dict[str, Any]], memory: dict[str, Any] | None, checks: list[dict[str, Any]],
-           as_json: bool) -> None:
+def report(
+    results: list[dict[str, Any]], memory: dict[str, Any] | None, checks: list[dict[str, Any]], as_json: bool
+) -> None:
     rows = []
     for r in results:
         d, g, a = r["direct_ms"], r["gateway_ms"], r["added_ms"]
-        rows.append([r["scenario"], r["concurrency"], r["requests"],
-                     f"{d['p50']:.2f}/{d['p95']:.2f}/{d['p99']:.2f}", f"{g['p50']:.2f}/{g['p95']:.2f}/{g['p99']:.2f}",
-                     f"{a['p50']:+.2f}", f"{a['p95']:+.2f}", f"{a['p99']:+.2f}",
-                     f"{r['direct_rps']:,.0f}", f"{r['gateway_rps']:,.0f}", f"{r['gateway_cpu_ms_per_request']:.2f}"])
-    print_table(["scenario", "C", "n", "direct p50/95/99 ms", "gateway p50/95/99 ms", "added p50", "added p95",
-                 "added p99", "direct req/s", "gateway req/s", "gw CPU ms/req"], rows,
-                title="Gateway latency over calling the emulator directly (ms)")
+        rows.append(
+            [
+                r["scenario"],
+                r["concurrency"],
+                r["requests"],
+                f"{d['p50']:.2f}/{d['p95']:.2f}/{d['p99']:.2f}",
+                f"{g['p50']:.2f}/{g['p95']:.2f}/{g['p99']:.2f}",
+                f"{a['p50']:+.2f}",
+                f"{a['p95']:+.2f}",
+                f"{a['p99']:+.2f}",
+                f"{r['direct_rps']:,.0f}",
+                f"{r['gateway_rps']:,.0f}",
+                f"{r['gateway_cpu_ms_per_request']:.2f}",
+            ]
+        )
+    print_table(
+        [
+            "scenario",
+            "C",
+            "n",
+            "direct p50/95/99 ms",
+            "gateway p50/95/99 ms",
+            "added p50",
+            "added p95",
+            "added p99",
+            "direct req/s",
+            "gateway req/s",
+            "gw CPU ms/req",
+        ],
+        rows,
+        title="Gateway latency over calling the emulator directly (ms)",
+    )
     targets: dict[str, Any] = {}
     print("\nTargets (issue 5)")
     for r in results:
@@ -305,19 +437,26 @@ def report(results: list[dict[str, Any]], memory: dict[str, Any] | None, checks:
             ok50 = r["added_ms"]["p50"] <= TARGET_ADDED_P50_MS
             ok99 = r["added_ms"]["p99"] <= TARGET_ADDED_P99_MS
             targets[r["scenario"]] = {"p50_ok": ok50, "p99_ok": ok99}
-            print(f"  {r['scenario']:<10} added p50 {r['added_ms']['p50']:6.2f} ms <= {TARGET_ADDED_P50_MS} ms: "
-                  f"{verdict(ok50)}   added p99 {r['added_ms']['p99']:6.2f} ms <= {TARGET_ADDED_P99_MS} ms: "
-                  f"{verdict(ok99)}")
+            print(
+                f"  {r['scenario']:<10} added p50 {r['added_ms']['p50']:6.2f} ms <= {TARGET_ADDED_P50_MS} ms: "
+                f"{verdict(ok50)}   added p99 {r['added_ms']['p99']:6.2f} ms <= {TARGET_ADDED_P99_MS} ms: "
+                f"{verdict(ok99)}"
+            )
     if memory is not None:
-        print(f"  RSS over {memory['requests']:,} requests (after {memory['warmup']:,} warm-up): "
-              f"{memory['samples_kib'][0][1]:,} -> {memory['samples_kib'][-1][1]:,} KiB, "
-              f"{memory['kib_per_1k']:+.1f} KiB per 1k requests <= {TARGET_KIB_PER_1K}: {verdict(memory['ok'])}")
+        print(
+            f"  RSS over {memory['requests']:,} requests (after {memory['warmup']:,} warm-up): "
+            f"{memory['samples_kib'][0][1]:,} -> {memory['samples_kib'][-1][1]:,} KiB, "
+            f"{memory['kib_per_1k']:+.1f} KiB per 1k requests <= {TARGET_KIB_PER_1K}: {verdict(memory['ok'])}"
+        )
     for check in checks:
-        print(f"  on-chain settlement: {check['settled']} payments of {check['price_atomic']} atomic USDC, payer "
-              f"paid {check['payer_paid']}, pay_to received {check['pay_to_received']}: {verdict(check['ok'])}")
+        print(
+            f"  on-chain settlement: {check['settled']} payments of {check['price_atomic']} atomic USDC, payer "
+            f"paid {check['payer_paid']}, pay_to received {check['pay_to_received']}: {verdict(check['ok'])}"
+        )
     if as_json:
-        emit_json({"benchmark": "gateway", "results": results, "targets": targets, "memory": memory,
-                   "onchain_checks": checks})
+        emit_json(
+            {"benchmark": "gateway", "results": results, "targets": targets, "memory": memory, "onchain_checks": checks}
+        )
 
 
 if __name__ == "__main__":

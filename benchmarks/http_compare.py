@@ -94,8 +94,9 @@ def run_once(target: Target, facilitator: Server, *, duration: float, concurrenc
     assert target.server is not None
     pid = target.server.pid
     before, fac_before = cpu_seconds(pid), cpu_seconds(facilitator.pid)
-    result = load(target.server.host, target.server.port, target.requests(), concurrency=concurrency,
-                  duration=duration, cpu=0)
+    result = load(
+        target.server.host, target.server.port, target.requests(), concurrency=concurrency, duration=duration, cpu=0
+    )
     target.cpu_s += cpu_seconds(pid) - before
     target.facilitator_cpu_s += cpu_seconds(facilitator.pid) - fac_before
     if target.paid and not target.payments:
@@ -107,8 +108,9 @@ def check(target: Target, result: LoadResult) -> None:
     """A throughput figure is only meaningful if every request got the paid 200."""
     bad = {s: n for s, n in result.statuses.items() if s != 200}
     if bad or result.errors:
-        raise RuntimeError(f"{target.name}: non-200 answers {bad}, errors {result.errors[:3]}; "
-                           f"sample headers {result.sample_headers}")
+        raise RuntimeError(
+            f"{target.name}: non-200 answers {bad}, errors {result.errors[:3]}; sample headers {result.sample_headers}"
+        )
     if target.paid and "payment-response" not in result.sample_headers.get(200, {}):
         raise RuntimeError(f"{target.name}: a paid 200 came without PAYMENT-RESPONSE: {result.sample_headers}")
 
@@ -119,27 +121,38 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds over the servers (default 2)")
     parser.add_argument("--concurrency", type=int, default=32, help="keep-alive connections (default 32)")
     parser.add_argument("--warmup", type=float, default=1.0, help="untimed seconds per server first (default 1)")
-    parser.add_argument("--max-rate", type=float, default=2500.0,
-                        help="paid req/s to pre-sign for during warm-up, before calibration (default 2500)")
-    parser.add_argument("--no-instant", action="store_true",
-                        help="skip the extra row: ours with an in-process facilitator (no HTTP hop to settle)")
+    parser.add_argument(
+        "--max-rate",
+        type=float,
+        default=2500.0,
+        help="paid req/s to pre-sign for during warm-up, before calibration (default 2500)",
+    )
+    parser.add_argument(
+        "--no-instant",
+        action="store_true",
+        help="skip the extra row: ours with an in-process facilitator (no HTTP hop to settle)",
+    )
     args = parser.parse_args()
 
-    targets = [Target("bare Starlette", "benchmarks._fixtures:bare", paid=False),
-               Target("ours: PaymentMiddleware", "benchmarks._fixtures:ours", paid=True),
-               Target("official x402 2.25", "benchmarks._fixtures:official", paid=True)]
+    targets = [
+        Target("bare Starlette", "benchmarks._fixtures:bare", paid=False),
+        Target("ours: PaymentMiddleware", "benchmarks._fixtures:ours", paid=True),
+        Target("official x402 2.25", "benchmarks._fixtures:official", paid=True),
+    ]
     if not args.no_instant:
         targets.append(Target("ours, in-process facilitator", "benchmarks._fixtures:ours_instant", paid=True))
     payer = Payer()
     log("starting the facilitator double (CPU 0) ...")
-    facilitator = Server(uvicorn_command("benchmarks._fixtures:facilitator_double", factory=True, extra=UVICORN_EXTRA),
-                         cpu=0).start()
+    facilitator = Server(
+        uvicorn_command("benchmarks._fixtures:facilitator_double", factory=True, extra=UVICORN_EXTRA), cpu=0
+    ).start()
     try:
         env = {"X402_FACILITATOR_URL": facilitator.url}
         for t in targets:
             log(f"starting {t.name} (CPU {LAST_CPU}) ...")
-            t.server = Server(uvicorn_command(t.factory, factory=True, extra=UVICORN_EXTRA), cpu=LAST_CPU,
-                              env=env).start()
+            t.server = Server(
+                uvicorn_command(t.factory, factory=True, extra=UVICORN_EXTRA), cpu=LAST_CPU, env=env
+            ).start()
         for t in targets:  # warm-up, and calibrate how many payments a measured run can use
             sign_for(t, payer, int(args.max_rate * args.warmup))
             log(f"warming up {t.name} for {args.warmup:.1f} s ...")
@@ -164,8 +177,13 @@ def main() -> None:
         facilitator.stop()
 
     rows: list[list[Any]] = []
-    report: dict[str, Any] = {"concurrency": args.concurrency, "duration_s": args.duration, "rounds": args.rounds,
-                              "server_cpu": LAST_CPU, "targets": {}}
+    report: dict[str, Any] = {
+        "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "rounds": args.rounds,
+        "server_cpu": LAST_CPU,
+        "targets": {},
+    }
     rates: dict[str, float] = {}
     for t in targets:
         latencies = [x for run in t.runs for x in run.latencies]
@@ -176,27 +194,59 @@ def main() -> None:
         cpu_us = t.cpu_s / completed * 1e6
         fac_us = t.facilitator_cpu_s / completed * 1e6
         rates[t.name] = rate
-        rows.append([t.name, f"{rate:,.0f}", f"{min(run_rates):,.0f}-{max(run_rates):,.0f}", f"{lat['p50']:.2f}",
-                     f"{lat['p95']:.2f}", f"{lat['p99']:.2f}", f"{cpu_us:,.0f}", f"{fac_us:,.0f}",
-                     f"{t.rss_before / 1024:.1f} -> {t.rss_after / 1024:.1f}"])
-        report["targets"][t.name] = {"req_per_s": rate, "run_rates": run_rates, "latency_ms": lat,
-                                     "server_cpu_us_per_req": cpu_us,
-                                     "facilitator_cpu_us_per_req": fac_us, "rss_kib_before": t.rss_before,
-                                     "rss_kib_after": t.rss_after, "requests": completed}
-    print_table(["server (GET /paid)", "req/s", "per run", "p50 ms", "p95 ms", "p99 ms", "server CPU µs/req",
-                 "facilitator CPU µs/req", "RSS MiB before -> after"], rows,
-                title=f"HTTP over uvicorn on 127.0.0.1, C={args.concurrency}, {args.rounds} x {args.duration:.0f} s "
-                      f"per server interleaved; server on CPU {LAST_CPU}, load generator + facilitator on CPU 0")
+        rows.append(
+            [
+                t.name,
+                f"{rate:,.0f}",
+                f"{min(run_rates):,.0f}-{max(run_rates):,.0f}",
+                f"{lat['p50']:.2f}",
+                f"{lat['p95']:.2f}",
+                f"{lat['p99']:.2f}",
+                f"{cpu_us:,.0f}",
+                f"{fac_us:,.0f}",
+                f"{t.rss_before / 1024:.1f} -> {t.rss_after / 1024:.1f}",
+            ]
+        )
+        report["targets"][t.name] = {
+            "req_per_s": rate,
+            "run_rates": run_rates,
+            "latency_ms": lat,
+            "server_cpu_us_per_req": cpu_us,
+            "facilitator_cpu_us_per_req": fac_us,
+            "rss_kib_before": t.rss_before,
+            "rss_kib_after": t.rss_after,
+            "requests": completed,
+        }
+    print_table(
+        [
+            "server (GET /paid)",
+            "req/s",
+            "per run",
+            "p50 ms",
+            "p95 ms",
+            "p99 ms",
+            "server CPU µs/req",
+            "facilitator CPU µs/req",
+            "RSS MiB before -> after",
+        ],
+        rows,
+        title=f"HTTP over uvicorn on 127.0.0.1, C={args.concurrency}, {args.rounds} x {args.duration:.0f} s "
+        f"per server interleaved; server on CPU {LAST_CPU}, load generator + facilitator on CPU 0",
+    )
     bare, mine, official = (rates[t.name] for t in targets[:3])
     ratios = {"ours / bare": mine / bare, "official / bare": official / bare, "ours / official": mine / official}
     print()
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
-    cpu_ratio = (report["targets"][targets[2].name]["server_cpu_us_per_req"]
-                 / report["targets"][targets[1].name]["server_cpu_us_per_req"])
+    cpu_ratio = (
+        report["targets"][targets[2].name]["server_cpu_us_per_req"]
+        / report["targets"][targets[1].name]["server_cpu_us_per_req"]
+    )
     print(f"server CPU per paid request, official / ours: {cpu_ratio:.2f}x")
-    print(f"(baseline in shared/docs/performance.md: official 188 paid req/s with an ECDSA-checking facilitator; "
-          f"median run here {statistics.median(report['targets'][targets[2].name]['run_rates']):,.0f} req/s)")
+    print(
+        f"(baseline in shared/docs/performance.md: official 188 paid req/s with an ECDSA-checking facilitator; "
+        f"median run here {statistics.median(report['targets'][targets[2].name]['run_rates']):,.0f} req/s)"
+    )
     report["ratios"] = ratios
     report["official_over_ours_cpu"] = cpu_ratio
     if args.json:

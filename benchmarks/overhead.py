@@ -40,17 +40,32 @@ _BODY = b'{"temp":21}'
 
 async def raw_app(scope: Scope, receive: Any, send: Any) -> None:
     """The cheapest possible endpoint: the floor for measuring the middleware alone."""
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"11")],
+        }
+    )
     await send({"type": "http.response.body", "body": _BODY})
 
 
 def scope_for(path: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> Scope:
     """An HTTP scope as uvicorn builds it for ``GET path`` from 127.0.0.1."""
-    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-            "method": "GET", "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-            "query_string": b"", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
-            "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"accept", b"*/*"), *headers]}
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"bench"), (b"accept", b"*/*"), *headers],
+    }
 
 
 class Capture:
@@ -91,8 +106,9 @@ class Timings:
         self.protected_cpu: list[float] = []
 
 
-async def interleaved(bare_app: App, protected: App, bare_scopes: Sequence[Scope], protected_scopes: Sequence[Scope],
-                      expect: int) -> Timings:
+async def interleaved(
+    bare_app: App, protected: App, bare_scopes: Sequence[Scope], protected_scopes: Sequence[Scope], expect: int
+) -> Timings:
     """Time each request alone around one ``await app(...)``, alternating bare and protected.
 
     Wall time (perf_counter) is what a request waits; CPU time (thread_time) is what it costs, and is not inflated
@@ -117,8 +133,10 @@ async def interleaved(bare_app: App, protected: App, bare_scopes: Sequence[Scope
         t.bare_cpu.append(c1 - c0)
         t.protected_cpu.append(c2 - c1)
         if p_out.status != expect or b_out.status != 200:
-            raise AssertionError(f"expected {expect} (protected) and 200 (bare), got {p_out.status} and "
-                                 f"{b_out.status}: {p_out.body[:300]!r}")
+            raise AssertionError(
+                f"expected {expect} (protected) and 200 (bare), got {p_out.status} and "
+                f"{b_out.status}: {p_out.body[:300]!r}"
+            )
     return t
 
 
@@ -126,8 +144,12 @@ async def signed_payments(protected: App, count: int) -> list[tuple[bytes, bytes
     """``count`` distinct payment headers answering the app's own 402, signed by our client code."""
     first = await call(protected, scope_for(PAID_PATH))
     assert first.status == 402, first.status
-    challenge = challenge_response(f"http://127.0.0.1:8000{PAID_PATH}", first.status,
-                                   [(k.decode("latin-1"), v.decode("latin-1")) for k, v in first.headers], first.body)
+    challenge = challenge_response(
+        f"http://127.0.0.1:8000{PAID_PATH}",
+        first.status,
+        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in first.headers],
+        first.body,
+    )
     name, values = Payer().sign_many(challenge, count)
     return [(name.encode(), v.encode()) for v in values]
 
@@ -137,10 +159,26 @@ def overhead_row(label: str, t: Timings) -> tuple[list[Any], dict[str, Any]]:
     bc, pc = summarize(t.bare_cpu), summarize(t.protected_cpu)
     added = {q: p[q] - b[q] for q in ("p50", "p95", "p99", "mean")}
     added_cpu = {q: pc[q] - bc[q] for q in ("p50", "p95", "p99", "mean")}
-    row = [label, f"{b['p50']:.1f}", f"{p['p50']:.1f}", f"{added['p50']:.1f}", f"{added['p95']:.1f}",
-           f"{added['p99']:.1f}", f"{added_cpu['p50']:.1f}", f"{added_cpu['p99']:.1f}", f"{1e6 / pc['mean']:,.0f}"]
-    return row, {"bare_us": b, "protected_us": p, "added_us": added, "bare_cpu_us": bc, "protected_cpu_us": pc,
-                 "added_cpu_us": added_cpu, "n": len(t.protected)}
+    row = [
+        label,
+        f"{b['p50']:.1f}",
+        f"{p['p50']:.1f}",
+        f"{added['p50']:.1f}",
+        f"{added['p95']:.1f}",
+        f"{added['p99']:.1f}",
+        f"{added_cpu['p50']:.1f}",
+        f"{added_cpu['p99']:.1f}",
+        f"{1e6 / pc['mean']:,.0f}",
+    ]
+    return row, {
+        "bare_us": b,
+        "protected_us": p,
+        "added_us": added,
+        "bare_cpu_us": bc,
+        "protected_cpu_us": pc,
+        "added_cpu_us": added_cpu,
+        "n": len(t.protected),
+    }
 
 
 async def measure(args: Any) -> dict[str, Any]:
@@ -153,11 +191,12 @@ async def measure(args: Any) -> dict[str, Any]:
         log(f"[{inner_name}] signing {args.paid} payments ...")
         payments = await signed_payments(protected, args.paid + args.warmup)
         # Warm-up: first calls fill caches (domain separator, route table) and import lazily.
-        warm = payments[:args.warmup]
-        await interleaved(inner, protected, [scope_for(PAID_PATH)] * len(warm),
-                          [scope_for(PAID_PATH, [h]) for h in warm], 200)
+        warm = payments[: args.warmup]
+        await interleaved(
+            inner, protected, [scope_for(PAID_PATH)] * len(warm), [scope_for(PAID_PATH, [h]) for h in warm], 200
+        )
         scenarios = (
-            ("paid", PAID_PATH, args.paid, 200, [[h] for h in payments[args.warmup:]]),
+            ("paid", PAID_PATH, args.paid, 200, [[h] for h in payments[args.warmup :]]),
             ("challenge (no payment)", PAID_PATH, args.challenge, 402, None),
             ("free route", FREE_PATH, args.free, 200, None),
         )
@@ -174,6 +213,7 @@ async def measure(args: Any) -> dict[str, Any]:
 
 def profile_paid(count: int) -> str:
     """cProfile of ``count`` paid requests through the middleware (raw inner app): where the time goes."""
+
     async def run() -> str:
         protected = ours(InstantFacilitator())
         protected.app = raw_app
@@ -206,21 +246,39 @@ def main() -> None:
         return
     results = _run(measure(args))
     rows = results.pop("_rows")
-    print_table(["scenario [inner app]", "bare p50", "prot. p50", "added p50", "added p95", "added p99",
-                 "added CPU p50", "added CPU p99", "prot. req/CPU-s"], rows,
-                title=f"PaymentMiddleware overhead in-process, µs per request (CPU {args.cpu}; "
-                      "added pX = protected pX - bare pX; wall time unless marked CPU)")
+    print_table(
+        [
+            "scenario [inner app]",
+            "bare p50",
+            "prot. p50",
+            "added p50",
+            "added p95",
+            "added p99",
+            "added CPU p50",
+            "added CPU p99",
+            "prot. req/CPU-s",
+        ],
+        rows,
+        title=f"PaymentMiddleware overhead in-process, µs per request (CPU {args.cpu}; "
+        "added pX = protected pX - bare pX; wall time unless marked CPU)",
+    )
     figures = {}
     for key, scenario in (("paid", "paid [raw ASGI]"), ("free", "free route [raw ASGI]")):
         figures[key] = (results[scenario]["added_us"]["p50"], results[scenario]["added_cpu_us"]["p50"])
     ok_paid = figures["paid"][1] <= TARGET_PAID_P50_US
     ok_free = figures["free"][1] < TARGET_FREE_P50_US
-    print("\n(targets are checked on CPU time, which other processes on a shared machine do not inflate; "
-          "wall time shown beside it)")
-    print(f"target paid overhead p50 <= {TARGET_PAID_P50_US:.0f} µs: CPU {figures['paid'][1]:.1f} µs, "
-          f"wall {figures['paid'][0]:.1f} µs {verdict(ok_paid)}")
-    print(f"target free-route overhead p50 < {TARGET_FREE_P50_US:.0f} µs: CPU {figures['free'][1]:.2f} µs, "
-          f"wall {figures['free'][0]:.2f} µs {verdict(ok_free)}")
+    print(
+        "\n(targets are checked on CPU time, which other processes on a shared machine do not inflate; "
+        "wall time shown beside it)"
+    )
+    print(
+        f"target paid overhead p50 <= {TARGET_PAID_P50_US:.0f} µs: CPU {figures['paid'][1]:.1f} µs, "
+        f"wall {figures['paid'][0]:.1f} µs {verdict(ok_paid)}"
+    )
+    print(
+        f"target free-route overhead p50 < {TARGET_FREE_P50_US:.0f} µs: CPU {figures['free'][1]:.2f} µs, "
+        f"wall {figures['free'][0]:.2f} µs {verdict(ok_free)}"
+    )
     if args.json:
         emit_json({**results, "pass": {"paid": ok_paid, "free": ok_free}})
 

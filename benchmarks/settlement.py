@@ -76,17 +76,26 @@ def presign(chain: DevChain, requirements: PaymentRequirements, count: int) -> l
     for i in range(count):
         payer = chain.payer_addresses[i % len(keys)]
         auth = Authorization(payer, requirements.pay_to, requirements.amount, 0, valid_before, new_nonce())
-        digest = transfer_digest(auth, name=chain.token_name, version=chain.token_version, chain_id=chain.chain_id,
-                                 verifying_contract=chain.asset)
+        digest = transfer_digest(
+            auth,
+            name=chain.token_name,
+            version=chain.token_version,
+            chain_id=chain.chain_id,
+            verifying_contract=chain.asset,
+        )
         signature = sign_digest(keys[i % len(keys)], digest)
-        raw = {"x402Version": 2, "accepted": requirements.to_v2(),
-               "payload": {"signature": "0x" + signature.hex(), "authorization": auth.to_wire()}}
+        raw = {
+            "x402Version": 2,
+            "accepted": requirements.to_v2(),
+            "payload": {"signature": "0x" + signature.hex(), "authorization": auth.to_wire()},
+        }
         payloads.append(PaymentPayload(2, "exact", requirements.network.caip2, signature, auth, raw["accepted"], raw))
     return payloads
 
 
-async def settle_all(facilitator: OnChainFacilitator, requirements: PaymentRequirements,
-                     payloads: list[PaymentPayload], concurrency: int) -> tuple[float, list[float], list[Any]]:
+async def settle_all(
+    facilitator: OnChainFacilitator, requirements: PaymentRequirements, payloads: list[PaymentPayload], concurrency: int
+) -> tuple[float, list[float], list[Any]]:
     latencies = [0.0] * len(payloads)
     results: list[Any] = [None] * len(payloads)
     queue = iter(range(len(payloads)))
@@ -102,8 +111,9 @@ async def settle_all(facilitator: OnChainFacilitator, requirements: PaymentRequi
     return time.perf_counter() - t0, latencies, results
 
 
-async def bench_pool(chain: DevChain, requirements: PaymentRequirements, pool: int, total: int,
-                     concurrency: int, warmup: int) -> Run:
+async def bench_pool(
+    chain: DevChain, requirements: PaymentRequirements, pool: int, total: int, concurrency: int, warmup: int
+) -> Run:
     facilitator = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys[:pool], network=requirements.network)
     try:
         # Warm up: chain-id check, fee cache, pooled keep-alive connections, each signer's nonce.
@@ -123,7 +133,7 @@ async def bench_pool(chain: DevChain, requirements: PaymentRequirements, pool: i
 def check_on_chain(chain: DevChain, run: Run) -> list[str]:
     """Every settlement succeeded and was mined from a pool key; returns problems (empty = all good)."""
     problems = []
-    pool = {a.lower() for a in chain.facilitator_addresses[:run.pool]}
+    pool = {a.lower() for a in chain.facilitator_addresses[: run.pool]}
     hashes = [r.transaction for r in run.results]
     failed = [r for r in run.results if not r.success]
     if failed:
@@ -154,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--total", type=int, default=500, help="settlements per pool size")
     parser.add_argument("--concurrency", type=int, default=64, help="settlements in flight")
     parser.add_argument("--payers", type=int, default=8, help="distinct payer wallets signing authorizations")
-    parser.add_argument("--latency-total", type=int, default=100,
-                        help="settlements of the unloaded latency run (one at a time, largest pool; 0 skips it)")
+    parser.add_argument(
+        "--latency-total",
+        type=int,
+        default=100,
+        help="settlements of the unloaded latency run (one at a time, largest pool; 0 skips it)",
+    )
     parser.add_argument("--warmup", type=int, default=16)
     args = parser.parse_args(argv)
     pools = [int(p) for p in args.pools.split(",")]
@@ -180,11 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         # Balances: every settled authorization (warm-up included) moved exactly PRICE from its payer to pay_to.
         expected = dict(before)
         for run, _ in runs:
-            for payload, result in zip(run.payloads[-run.total:], run.results):
+            for payload, result in zip(run.payloads[-run.total :], run.results):
                 if result.success:
                     expected[payload.payer] -= PRICE
                     expected[chain.pay_to] += PRICE
-            for payload in run.payloads[:-run.total]:  # warm-up settlements
+            for payload in run.payloads[: -run.total]:  # warm-up settlements
                 expected[payload.payer] -= PRICE
                 expected[chain.pay_to] += PRICE
         after = {a: chain.balance_of(a) for a in watched}
@@ -203,30 +217,70 @@ def main(argv: list[str] | None = None) -> int:
     tps_ok = best["settlements_per_s"] >= TARGET_TPS
     p50_ok = latency["p50_ms"] <= TARGET_P50_MS
 
-    cols = ["signers", "settlements", "concurrency", "settlements_per_s", "p50_ms", "p95_ms", "p99_ms", "max_ms",
-            "client_cpu_ms_per_settle", "anvil_cpu_ms_per_settle", "blocks_mined"]
-    heads = ["signers", "n", "C", "settle/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "client CPU ms/s",
-             "anvil CPU ms/s", "blocks"]
-    print_table(heads, [[r[c] for c in cols] for r in rows],
-                title=f"OnChainFacilitator settlement on anvil ({args.network}, automine), {args.payers} payers, "
-                      f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    cols = [
+        "signers",
+        "settlements",
+        "concurrency",
+        "settlements_per_s",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "max_ms",
+        "client_cpu_ms_per_settle",
+        "anvil_cpu_ms_per_settle",
+        "blocks_mined",
+    ]
+    heads = [
+        "signers",
+        "n",
+        "C",
+        "settle/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "max ms",
+        "client CPU ms/s",
+        "anvil CPU ms/s",
+        "blocks",
+    ]
+    print_table(
+        heads,
+        [[r[c] for c in cols] for r in rows],
+        title=f"OnChainFacilitator settlement on anvil ({args.network}, automine), {args.payers} payers, "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}",
+    )
     settled = sum(len(run.payloads) for run, _ in runs)
-    print(f"on-chain check: {settled} transactions, {moved} atomic units moved to pay_to "
-          f"(expected {settled * PRICE}); {'all mined with status 1, nonces used, balances exact' if not problems else 'PROBLEMS:'}")
+    print(
+        f"on-chain check: {settled} transactions, {moved} atomic units moved to pay_to "
+        f"(expected {settled * PRICE}); {'all mined with status 1, nonces used, balances exact' if not problems else 'PROBLEMS:'}"
+    )
     for p in problems[:20]:
         print(f"  - {p}")
     print(f"anvil RSS {anvil_rss:.0f} MiB")
-    print(f"target >= {TARGET_TPS:.0f} settlements/s with a pool: {verdict(tps_ok)} "
-          f"({best['settlements_per_s']}/s with {best['signers']} signers)")
-    print(f"target p50 settle latency <= {TARGET_P50_MS:.0f} ms: {verdict(p50_ok)} "
-          f"({latency['p50_ms']} ms with {latency['signers']} signers, concurrency {latency['concurrency']})")
+    print(
+        f"target >= {TARGET_TPS:.0f} settlements/s with a pool: {verdict(tps_ok)} "
+        f"({best['settlements_per_s']}/s with {best['signers']} signers)"
+    )
+    print(
+        f"target p50 settle latency <= {TARGET_P50_MS:.0f} ms: {verdict(p50_ok)} "
+        f"({latency['p50_ms']} ms with {latency['signers']} signers, concurrency {latency['concurrency']})"
+    )
     if args.json:
-        emit_json({"benchmark": "settlement", "network": args.network, "payers": args.payers, "runs": rows,
-                          "onchain_ok": not problems, "problems": problems, "transactions": settled,
-                          "moved_to_pay_to": moved, "anvil_rss_mib": round(anvil_rss, 1),
-                          "devchain_timings": timings,
-                          "targets": {"tps": TARGET_TPS, "tps_pass": tps_ok, "p50_ms": TARGET_P50_MS,
-                                      "p50_pass": p50_ok}})
+        emit_json(
+            {
+                "benchmark": "settlement",
+                "network": args.network,
+                "payers": args.payers,
+                "runs": rows,
+                "onchain_ok": not problems,
+                "problems": problems,
+                "transactions": settled,
+                "moved_to_pay_to": moved,
+                "anvil_rss_mib": round(anvil_rss, 1),
+                "devchain_timings": timings,
+                "targets": {"tps": TARGET_TPS, "tps_pass": tps_ok, "p50_ms": TARGET_P50_MS, "p50_pass": p50_ok},
+            }
+        )
     return 0 if not problems else 1
 
 

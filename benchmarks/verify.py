@@ -46,16 +46,25 @@ def make_payments(req: PaymentRequirements, count: int, *, distinct_payers: bool
     for _ in range(count):
         key = secrets.token_bytes(32) if distinct_payers else bytes.fromhex(PAYER_KEY[2:])
         auth = Authorization(address_of(key), PAY_TO, AMOUNT, now - 600, now + 3600, new_nonce())
-        digest = transfer_digest(auth, name=extra["name"], version=extra["version"], chain_id=req.network.chain_id,
-                                 verifying_contract=req.asset.address)
-        wire = {"x402Version": 2, "accepted": req.to_v2(),
-                "payload": {"signature": "0x" + sign_digest(key, digest).hex(), "authorization": auth.to_wire()}}
+        digest = transfer_digest(
+            auth,
+            name=extra["name"],
+            version=extra["version"],
+            chain_id=req.network.chain_id,
+            verifying_contract=req.asset.address,
+        )
+        wire = {
+            "x402Version": 2,
+            "accepted": req.to_v2(),
+            "payload": {"signature": "0x" + sign_digest(key, digest).hex(), "authorization": auth.to_wire()},
+        }
         out.append(parse_payment_payload(wire))
     return out
 
 
-def time_passes(fn: Callable[[Any], object], items: Sequence[Any], passes: int, *,
-                before_pass: Callable[[], object] = lambda: None) -> tuple[list[float], list[float], list[float]]:
+def time_passes(
+    fn: Callable[[Any], object], items: Sequence[Any], passes: int, *, before_pass: Callable[[], object] = lambda: None
+) -> tuple[list[float], list[float], list[float]]:
     """Per-pass rates (items per wall second, and per CPU second of this thread) and per-call wall latencies (s)
     of ``fn`` over ``items``; GC off while timing.
 
@@ -87,8 +96,12 @@ def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=3000, help="distinct signed payments (default 3000)")
     parser.add_argument("--passes", type=int, default=5, help="timed passes over them (default 5)")
-    parser.add_argument("--eth-account-count", type=int, default=300,
-                        help="payments for the eth-account comparison, 0 to skip (default 300)")
+    parser.add_argument(
+        "--eth-account-count",
+        type=int,
+        default=300,
+        help="payments for the eth-account comparison, 0 to skip (default 300)",
+    )
     parser.add_argument("--cpu", type=int, default=(os.cpu_count() or 1) - 1, help="CPU to pin to (default: last)")
     args = parser.parse_args()
     pin(args.cpu)
@@ -111,30 +124,66 @@ def main() -> None:
     def record(name: str, rates: list[float], cpu_rates: list[float], latencies: list[float]) -> float:
         median, cpu_median = statistics.median(rates), statistics.median(cpu_rates)
         lat = summarize(latencies)
-        rows.append([name, f"{median:,.0f}", f"{max(rates):,.0f}", f"{cpu_median:,.0f}", f"{lat['p50']:.1f}",
-                     f"{lat['p99']:.1f}"])
-        report[name] = {"median_per_s": median, "best_per_s": max(rates), "median_per_cpu_s": cpu_median,
-                        "latency_us": lat}
+        rows.append(
+            [
+                name,
+                f"{median:,.0f}",
+                f"{max(rates):,.0f}",
+                f"{cpu_median:,.0f}",
+                f"{lat['p50']:.1f}",
+                f"{lat['p99']:.1f}",
+            ]
+        )
+        report[name] = {
+            "median_per_s": median,
+            "best_per_s": max(rates),
+            "median_per_cpu_s": cpu_median,
+            "latency_us": lat,
+        }
         return cpu_median
 
     log("timing verify_exact_evm, distinct payers (address-checksum cache cleared every pass) ...")
-    cold = record("verify_exact_evm, distinct payers",
-                  *time_passes(check, distinct, args.passes, before_pass=eip3009._checksum.cache_clear))
+    cold = record(
+        "verify_exact_evm, distinct payers",
+        *time_passes(check, distinct, args.passes, before_pass=eip3009._checksum.cache_clear),
+    )
     log("timing verify_exact_evm, one payer ...")
     record("verify_exact_evm, one payer", *time_passes(check, one_payer, args.passes))
 
     # Where the time goes: the two halves of the check, on the same payments.
     extra = req.wire_extra()
-    digests = [transfer_digest(p.authorization, name=extra["name"], version=extra["version"],
-                               chain_id=req.network.chain_id, verifying_contract=req.asset.address) for p in distinct]
+    digests = [
+        transfer_digest(
+            p.authorization,
+            name=extra["name"],
+            version=extra["version"],
+            chain_id=req.network.chain_id,
+            verifying_contract=req.asset.address,
+        )
+        for p in distinct
+    ]
     log("timing the parts: transfer_digest, recover_address ...")
-    record("  part: transfer_digest", *time_passes(
-        lambda p: transfer_digest(p.authorization, name=extra["name"], version=extra["version"],
-                                  chain_id=req.network.chain_id, verifying_contract=req.asset.address),
-        distinct, args.passes))
+    record(
+        "  part: transfer_digest",
+        *time_passes(
+            lambda p: transfer_digest(
+                p.authorization,
+                name=extra["name"],
+                version=extra["version"],
+                chain_id=req.network.chain_id,
+                verifying_contract=req.asset.address,
+            ),
+            distinct,
+            args.passes,
+        ),
+    )
     pairs = list(zip(digests, (p.signature for p in distinct)))
-    record("  part: recover_address", *time_passes(lambda ds: eip3009.recover_address(*ds), pairs, args.passes,
-                                                  before_pass=eip3009._checksum.cache_clear))
+    record(
+        "  part: recover_address",
+        *time_passes(
+            lambda ds: eip3009.recover_address(*ds), pairs, args.passes, before_pass=eip3009._checksum.cache_clear
+        ),
+    )
 
     if args.eth_account_count:
         from eth_account import Account
@@ -143,31 +192,55 @@ def main() -> None:
         log(f"timing the eth-account generic path on {args.eth_account_count} payments ...")
         typed_types = {
             "TransferWithAuthorization": [
-                {"name": "from", "type": "address"}, {"name": "to", "type": "address"},
-                {"name": "value", "type": "uint256"}, {"name": "validAfter", "type": "uint256"},
-                {"name": "validBefore", "type": "uint256"}, {"name": "nonce", "type": "bytes32"}]}
-        domain = {"name": extra["name"], "version": extra["version"], "chainId": req.network.chain_id,
-                  "verifyingContract": req.asset.address}
+                {"name": "from", "type": "address"},
+                {"name": "to", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "validAfter", "type": "uint256"},
+                {"name": "validBefore", "type": "uint256"},
+                {"name": "nonce", "type": "bytes32"},
+            ]
+        }
+        domain = {
+            "name": extra["name"],
+            "version": extra["version"],
+            "chainId": req.network.chain_id,
+            "verifyingContract": req.asset.address,
+        }
 
         def eth_account_check(p: PaymentPayload) -> None:
             a = p.authorization
-            message = {"from": a.from_address, "to": a.to, "value": a.value, "validAfter": a.valid_after,
-                       "validBefore": a.valid_before, "nonce": a.nonce}
+            message = {
+                "from": a.from_address,
+                "to": a.to,
+                "value": a.value,
+                "validAfter": a.valid_after,
+                "validBefore": a.valid_before,
+                "nonce": a.nonce,
+            }
             signable = encode_typed_data(domain_data=domain, message_types=typed_types, message_data=message)
             if Account.recover_message(signable, signature=p.signature) != a.from_address:
                 raise AssertionError("eth-account recovered another signer")
 
-        record("eth-account encode_typed_data + recover_message",
-               *time_passes(eth_account_check, distinct[:args.eth_account_count], max(1, args.passes // 2)))
+        record(
+            "eth-account encode_typed_data + recover_message",
+            *time_passes(eth_account_check, distinct[: args.eth_account_count], max(1, args.passes // 2)),
+        )
 
     report["pass"] = cold >= TARGET_PER_S
-    print_table(["path", "median /s", "best /s", "per CPU-s", "p50 µs", "p99 µs"], rows,
-                title=f"Payment verification on one core (CPU {args.cpu}), {args.count} distinct payments x "
-                      f"{args.passes} passes")
-    print("(median/best: per wall second over the passes; per CPU-s: per second of CPU time this thread got, "
-          "which other load on a shared machine does not dilute)")
-    print(f"\ntarget verify_exact_evm >= {TARGET_PER_S:,}/s on one core (distinct payers, median per CPU-s): "
-          f"{cold:,.0f}/s {verdict(cold >= TARGET_PER_S)}")
+    print_table(
+        ["path", "median /s", "best /s", "per CPU-s", "p50 µs", "p99 µs"],
+        rows,
+        title=f"Payment verification on one core (CPU {args.cpu}), {args.count} distinct payments x "
+        f"{args.passes} passes",
+    )
+    print(
+        "(median/best: per wall second over the passes; per CPU-s: per second of CPU time this thread got, "
+        "which other load on a shared machine does not dilute)"
+    )
+    print(
+        f"\ntarget verify_exact_evm >= {TARGET_PER_S:,}/s on one core (distinct payers, median per CPU-s): "
+        f"{cold:,.0f}/s {verdict(cold >= TARGET_PER_S)}"
+    )
     if args.json:
         emit_json(report)
 

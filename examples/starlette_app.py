@@ -37,13 +37,16 @@ def create_app(*, facilitator: Facilitator | None = None, pay_to: str | None = N
     env = os.environ
     return Starlette(
         routes=[Route("/free", free), Route("/weather", weather)],
-        middleware=[Middleware(
-            PaymentMiddleware,
-            routes={"GET /weather": env.get("X402_PRICE", "$0.001")},
-            pay_to=pay_to or env.get("X402_PAY_TO", DEV_PAY_TO),
-            network=env.get("X402_NETWORK", "eip155:84532"),
-            facilitator=facilitator or HTTPFacilitator(env.get("X402_FACILITATOR_URL", "https://x402.org/facilitator")),
-        )],
+        middleware=[
+            Middleware(
+                PaymentMiddleware,
+                routes={"GET /weather": env.get("X402_PRICE", "$0.001")},
+                pay_to=pay_to or env.get("X402_PAY_TO", DEV_PAY_TO),
+                network=env.get("X402_NETWORK", "eip155:84532"),
+                facilitator=facilitator
+                or HTTPFacilitator(env.get("X402_FACILITATOR_URL", "https://x402.org/facilitator")),
+            )
+        ],
     )
 
 

@@ -94,10 +94,15 @@ class Authorization:
         return encode_call(function, *self.fields, sig.v, sig.r, sig.s)
 
 
-def sign_typed(key: str, domain: dict[str, Any], primary: str, fields: list[dict[str, str]],
-               message: dict[str, Any]) -> Signed:
-    typed = {"types": {"EIP712Domain": _DOMAIN_FIELDS, primary: fields}, "primaryType": primary,
-             "domain": domain, "message": message}
+def sign_typed(
+    key: str, domain: dict[str, Any], primary: str, fields: list[dict[str, str]], message: dict[str, Any]
+) -> Signed:
+    typed = {
+        "types": {"EIP712Domain": _DOMAIN_FIELDS, primary: fields},
+        "primaryType": primary,
+        "domain": domain,
+        "message": message,
+    }
     signed = Account.sign_typed_data(key, full_message=typed)
     return Signed(signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"))
 
@@ -118,24 +123,43 @@ def sign_authorization(
     """Sign an EIP-3009 authorization with ``key``; ``from_`` defaults to the key's address."""
     nonce = nonce if nonce is not None else secrets.token_bytes(32)
     sender = from_ or Account.from_key(key).address
-    message = {"from": sender, "to": to, "value": value, "validAfter": valid_after,
-               "validBefore": valid_before, "nonce": nonce}
+    message = {
+        "from": sender,
+        "to": to,
+        "value": value,
+        "validAfter": valid_after,
+        "validBefore": valid_before,
+        "nonce": nonce,
+    }
     sig = sign_typed(key, domain or chain.eip712_domain(), primary, _AUTH_FIELDS, message)
     return Authorization(sender, to, value, valid_after, valid_before, nonce, sig)
 
 
 def sign_cancel(chain: DevChain, key: str, authorizer: str, nonce: bytes) -> Signed:
     fields = [{"name": "authorizer", "type": "address"}, {"name": "nonce", "type": "bytes32"}]
-    return sign_typed(key, chain.eip712_domain(), "CancelAuthorization", fields,
-                      {"authorizer": authorizer, "nonce": nonce})
+    return sign_typed(
+        key, chain.eip712_domain(), "CancelAuthorization", fields, {"authorizer": authorizer, "nonce": nonce}
+    )
 
 
 def sign_permit(chain: DevChain, key: str, *, spender: str, value: int, nonce: int, deadline: int) -> Signed:
-    fields = [{"name": n, "type": t} for n, t in
-              (("owner", "address"), ("spender", "address"), ("value", "uint256"), ("nonce", "uint256"),
-               ("deadline", "uint256"))]
-    message = {"owner": Account.from_key(key).address, "spender": spender, "value": value, "nonce": nonce,
-               "deadline": deadline}
+    fields = [
+        {"name": n, "type": t}
+        for n, t in (
+            ("owner", "address"),
+            ("spender", "address"),
+            ("value", "uint256"),
+            ("nonce", "uint256"),
+            ("deadline", "uint256"),
+        )
+    ]
+    message = {
+        "owner": Account.from_key(key).address,
+        "spender": spender,
+        "value": value,
+        "nonce": nonce,
+        "deadline": deadline,
+    }
     return sign_typed(key, chain.eip712_domain(), "Permit", fields, message)
 
 

@@ -20,8 +20,17 @@ from x402_middleware.devchain._rpc import SyncRPC
 
 # Provider keys would switch the dev gateway to real upstreams; BLOCKRUN_API_KEY would switch BlockRun's SDKs to
 # their API-key rail. Tests never touch the internet, so they are removed from the child's environment.
-SCRUBBED = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "XAI_API_KEY", "DEEPSEEK_API_KEY",
-            "MOONSHOT_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_BASE_URL", "BLOCKRUN_API_KEY")
+SCRUBBED = (
+    "OPENAI_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+    "XAI_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "MOONSHOT_API_KEY",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_BASE_URL",
+    "BLOCKRUN_API_KEY",
+)
 
 
 @dataclass
@@ -39,8 +48,11 @@ class DevGateway:
     def balance_of(self, address: str) -> int:
         rpc = SyncRPC(self.info["rpc_url"])
         try:
-            data = rpc("eth_call", {"to": self.info["asset"], "data": "0x" + encode_call("balanceOf(address)", address).hex()},
-                       "latest")
+            data = rpc(
+                "eth_call",
+                {"to": self.info["asset"], "data": "0x" + encode_call("balanceOf(address)", address).hex()},
+                "latest",
+            )
         finally:
             rpc.close()
         return int(decode_output("(uint256)", bytes.fromhex(data[2:]))[0])
@@ -62,8 +74,14 @@ def clean_env(**extra: str) -> dict[str, str]:
 @contextmanager
 def dev_gateway(*args: str, timeout: float = 60.0) -> Iterator[DevGateway]:
     """Start the dev gateway on a kernel-chosen port with the emulator upstream; SIGTERM it by PID afterwards."""
-    proc = subprocess.Popen([sys.executable, "-m", "examples.gateway.dev", "--port", "0", *args], cwd=ROOT,
-                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "examples.gateway.dev", "--port", "0", *args],
+        cwd=ROOT,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     output: list[str] = []
     threading.Thread(target=lambda: output.extend(proc.stderr or ()), daemon=True).start()
     info: dict[str, Any] | None = None
@@ -75,7 +93,9 @@ def dev_gateway(*args: str, timeout: float = 60.0) -> Iterator[DevGateway]:
         if box and box[0].strip():
             info = json.loads(box[0])
         if info is None:
-            raise RuntimeError(f"the dev gateway did not print its JSON line (exit {proc.poll()}):\n{''.join(output)[-3000:]}")
+            raise RuntimeError(
+                f"the dev gateway did not print its JSON line (exit {proc.poll()}):\n{''.join(output)[-3000:]}"
+            )
         threading.Thread(target=lambda: proc.stdout.read() if proc.stdout else None, daemon=True).start()
         yield DevGateway(info, proc, output)
     finally:

@@ -29,8 +29,13 @@ def ours() -> Any:
 
     facilitator = OnChainFacilitator(os.environ["X402_RPC_URL"], [os.environ["X402_FACILITATOR_KEY"]], network=NETWORK)
     app = Starlette(routes=[Route("/weather", weather), Route("/legacy/weather", weather)])
-    protected = PaymentMiddleware(app, routes={"GET /weather": PRICE, "GET /legacy/weather": PRICE},
-                                  pay_to=os.environ["X402_PAY_TO"], network=NETWORK, facilitator=facilitator)
+    protected = PaymentMiddleware(
+        app,
+        routes={"GET /weather": PRICE, "GET /legacy/weather": PRICE},
+        pay_to=os.environ["X402_PAY_TO"],
+        network=NETWORK,
+        facilitator=facilitator,
+    )
 
     async def v1_only_under_legacy(scope: Any, receive: Any, send: Any) -> None:
         """``/legacy/*`` answers like a v1-only server: the 402 keeps its v1 JSON body but loses the v2 header."""
@@ -92,9 +97,13 @@ def _official_app(facilitator_client: Any) -> Any:
 
     server = x402ResourceServer(facilitator_client)
     server.register(NETWORK, ExactEvmServerScheme())  # type: ignore[no-untyped-call,arg-type]  # the SDK's own typing
-    routes = {"GET /weather": RouteConfig(
-        accepts=[PaymentOption(scheme="exact", pay_to=os.environ["X402_PAY_TO"], price=PRICE, network=NETWORK)],
-        description="Weather", mime_type="application/json")}
+    routes = {
+        "GET /weather": RouteConfig(
+            accepts=[PaymentOption(scheme="exact", pay_to=os.environ["X402_PAY_TO"], price=PRICE, network=NETWORK)],
+            description="Weather",
+            mime_type="application/json",
+        )
+    }
     app = FastAPI()
 
     @app.get("/weather")

@@ -18,11 +18,24 @@ _URL = re.compile(r"(http://127\.0\.0\.1:\d+)")
 
 
 @contextmanager
-def uvicorn_server(app: str, *, factory: bool = False, env: dict[str, str] | None = None,
-                   extra_args: Sequence[str] = ()) -> Iterator[str]:
+def uvicorn_server(
+    app: str, *, factory: bool = False, env: dict[str, str] | None = None, extra_args: Sequence[str] = ()
+) -> Iterator[str]:
     """Start ``uvicorn <app>`` in a subprocess on 127.0.0.1:0 and yield its base URL."""
-    args = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", "0", "--no-access-log",
-            "--log-level", "info", *extra_args]
+    args = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-access-log",
+        "--log-level",
+        "info",
+        *extra_args,
+    ]
     if factory:
         args.append("--factory")
     with process_with_url(args, env=env) as url:
@@ -30,11 +43,13 @@ def uvicorn_server(app: str, *, factory: bool = False, env: dict[str, str] | Non
 
 
 @contextmanager
-def process_with_url(args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 30.0,
-                     pattern: re.Pattern[str] = _URL) -> Iterator[str]:
+def process_with_url(
+    args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 30.0, pattern: re.Pattern[str] = _URL
+) -> Iterator[str]:
     """Start a process, wait until it prints a 127.0.0.1 URL, yield it, then SIGTERM the PID."""
-    proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     lines: list[str] = []
     found: list[str] = []
     ready = threading.Event()

@@ -13,8 +13,14 @@ from x402_middleware.models import PaymentPayload, PaymentRequirements
 class SyncFakeFacilitator:
     """Settles every payment with a fake transaction hash unless told otherwise; records calls (thread-safe)."""
 
-    def __init__(self, *, settle_result: SettleResult | None = None, raise_on_settle: bool = False,
-                 settle_delay: float = 0.0, verify_valid: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        settle_result: SettleResult | None = None,
+        raise_on_settle: bool = False,
+        settle_delay: float = 0.0,
+        verify_valid: bool = True,
+    ) -> None:
         self.settle_result = settle_result
         self.raise_on_settle = raise_on_settle
         self.settle_delay = settle_delay
@@ -45,4 +51,8 @@ class SyncFakeFacilitator:
         return SettleResult(True, requirements.network.caip2, "0x" + payload.authorization.nonce.hex(), payload.payer)
 
     def supported(self) -> dict[str, Any]:
-        return {"kinds": [{"x402Version": 2, "scheme": "exact", "network": "eip155:84532"}], "extensions": [], "signers": {}}
+        return {
+            "kinds": [{"x402Version": 2, "scheme": "exact", "network": "eip155:84532"}],
+            "extensions": [],
+            "signers": {},
+        }

@@ -27,5 +27,6 @@ async def _stream(scope: Any, receive: Any, send: Any) -> None:
 
 
 def streaming_app() -> PaymentMiddleware:
-    return PaymentMiddleware(_stream, routes={"GET /stream": "$0.001"}, pay_to=PAY_TO, network="eip155:84532",
-                             facilitator=FakeFacilitator())
+    return PaymentMiddleware(
+        _stream, routes={"GET /stream": "$0.001"}, pay_to=PAY_TO, network="eip155:84532", facilitator=FakeFacilitator()
+    )

@@ -18,16 +18,23 @@ pytestmark = pytest.mark.anyio
 NETWORK = "eip155:84532"
 
 
-def make_app(status: int = 200, chunks: tuple[bytes, ...] = (b'{"ok":true}',), raise_exc: bool = False,
-             seen: list[Any] | None = None) -> Callable[..., Any]:
+def make_app(
+    status: int = 200,
+    chunks: tuple[bytes, ...] = (b'{"ok":true}',),
+    raise_exc: bool = False,
+    seen: list[Any] | None = None,
+) -> Callable[..., Any]:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if seen is not None:
             seen.append(scope.get("x402.payment"))
         if raise_exc:
             raise RuntimeError("app failed")
-        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+        await send(
+            {"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]}
+        )
         for i, chunk in enumerate(chunks):
             await send({"type": "http.response.body", "body": chunk, "more_body": i < len(chunks) - 1})
+
     return app
 
 
@@ -37,8 +44,9 @@ def client(app: Any) -> httpx.AsyncClient:
 
 def protect(app: Any, facilitator: FakeFacilitator | None = None, **kwargs: Any) -> PaymentMiddleware:
     routes = kwargs.pop("routes", {"GET /paid": "$0.001", "POST /paid": "$0.001"})
-    return PaymentMiddleware(app, routes=routes, pay_to=PAY_TO, network=NETWORK,
-                             facilitator=facilitator or FakeFacilitator(), **kwargs)
+    return PaymentMiddleware(
+        app, routes=routes, pay_to=PAY_TO, network=NETWORK, facilitator=facilitator or FakeFacilitator(), **kwargs
+    )
 
 
 async def challenge_of(c: httpx.AsyncClient, path: str = "/paid") -> dict[str, Any]:
@@ -63,9 +71,17 @@ async def test_unpaid_request_gets_v2_header_and_v1_body() -> None:
     v2 = decode(r.headers["payment-required"])
     assert v2["x402Version"] == 2 and v2["error"] == "Payment required"
     assert v2["resource"] == {"url": "http://testserver/paid?x=1", "description": "", "mimeType": "application/json"}
-    assert v2["accepts"] == [{"scheme": "exact", "network": NETWORK, "amount": "1000",
-                              "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "payTo": PAY_TO,
-                              "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"}}]
+    assert v2["accepts"] == [
+        {
+            "scheme": "exact",
+            "network": NETWORK,
+            "amount": "1000",
+            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            "payTo": PAY_TO,
+            "maxTimeoutSeconds": 300,
+            "extra": {"name": "USDC", "version": "2"},
+        }
+    ]
     body = r.json()
     assert body["x402Version"] == 1 and body["accepts"][0]["maxAmountRequired"] == "1000"
     assert body["accepts"][0]["network"] == "base-sepolia"
@@ -154,8 +170,14 @@ async def test_settle_failure_replaces_response_and_drops_body() -> None:
         r = await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
     assert r.status_code == 402 and b"SECRET" not in r.content
     settle = decode(r.headers["payment-response"])
-    assert settle == {"success": False, "transaction": "", "network": NETWORK, "payer": PAYER,
-                      "errorReason": "invalid_exact_evm_insufficient_balance", "errorMessage": "no funds"}
+    assert settle == {
+        "success": False,
+        "transaction": "",
+        "network": NETWORK,
+        "payer": PAYER,
+        "errorReason": "invalid_exact_evm_insufficient_balance",
+        "errorMessage": "no funds",
+    }
     assert r.json()["error"] == "invalid_exact_evm_insufficient_balance"
 
 
@@ -191,14 +213,17 @@ async def test_concurrent_requests_with_one_payment_serve_exactly_one() -> None:
     assert errors <= {"payment_in_progress", "invalid_exact_evm_nonce_already_used"}
 
 
-@pytest.mark.parametrize("override, reason", [
-    ({"value": 999}, "invalid_exact_evm_payload_authorization_value_mismatch"),
-    ({"to": "0x000000000000000000000000000000000000dEaD"}, "invalid_exact_evm_payload_recipient_mismatch"),
-    ({"valid_before": 1}, "invalid_exact_evm_payload_authorization_valid_before"),
-    ({"valid_after": 4_000_000_000}, "invalid_exact_evm_payload_authorization_valid_after"),
-    ({"name": "USD Coin"}, "invalid_exact_evm_payload_signature"),
-    ({"chain_id": 8453}, "invalid_exact_evm_payload_signature"),
-])
+@pytest.mark.parametrize(
+    "override, reason",
+    [
+        ({"value": 999}, "invalid_exact_evm_payload_authorization_value_mismatch"),
+        ({"to": "0x000000000000000000000000000000000000dEaD"}, "invalid_exact_evm_payload_recipient_mismatch"),
+        ({"valid_before": 1}, "invalid_exact_evm_payload_authorization_valid_before"),
+        ({"valid_after": 4_000_000_000}, "invalid_exact_evm_payload_authorization_valid_after"),
+        ({"name": "USD Coin"}, "invalid_exact_evm_payload_signature"),
+        ({"chain_id": 8453}, "invalid_exact_evm_payload_signature"),
+    ],
+)
 async def test_invalid_payments_are_refused_with_reason(override: dict[str, Any], reason: str) -> None:
     fac = FakeFacilitator()
     async with client(protect(make_app(chunks=(b"SECRET",)), fac)) as c:
@@ -227,12 +252,23 @@ async def test_payment_for_another_price_does_not_match() -> None:
     assert r.status_code == 402 and r.json()["error"] == "No matching payment requirements"
 
 
-@pytest.mark.parametrize("header", [
-    "not base64 !!!", "", "eyJ4NDAyVmVyc2lvbiI6", encode([1, 2]), encode({"x402Version": 3}),
-    encode({"x402Version": 2, "accepted": {"scheme": "exact", "network": NETWORK}, "payload": {"signature": "0x12"}}),
-    encode({"x402Version": 2, "accepted": {}, "payload": {}}), "A" * 100_000,
-    encode({"x402Version": 1.0}), encode({"x402Version": True}),
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "not base64 !!!",
+        "",
+        "eyJ4NDAyVmVyc2lvbiI6",
+        encode([1, 2]),
+        encode({"x402Version": 3}),
+        encode(
+            {"x402Version": 2, "accepted": {"scheme": "exact", "network": NETWORK}, "payload": {"signature": "0x12"}}
+        ),
+        encode({"x402Version": 2, "accepted": {}, "payload": {}}),
+        "A" * 100_000,
+        encode({"x402Version": 1.0}),
+        encode({"x402Version": True}),
+    ],
+)
 async def test_malformed_headers_get_400_json_never_500(header: str) -> None:
     fac = FakeFacilitator()
     async with client(protect(make_app(chunks=(b"SECRET",)), fac)) as c:
@@ -303,8 +339,13 @@ async def test_body_priced_route_still_gives_the_app_its_body() -> None:
 
 
 async def test_several_networks_are_offered() -> None:
-    mw = PaymentMiddleware(make_app(), routes={"GET /paid": "$0.5"}, pay_to=PAY_TO,
-                           network=["eip155:8453", "eip155:84532"], facilitator=FakeFacilitator())
+    mw = PaymentMiddleware(
+        make_app(),
+        routes={"GET /paid": "$0.5"},
+        pay_to=PAY_TO,
+        network=["eip155:8453", "eip155:84532"],
+        facilitator=FakeFacilitator(),
+    )
     async with client(mw) as c:
         ch = await challenge_of(c)
         assert [a["network"] for a in ch["accepts"]] == ["eip155:8453", "eip155:84532"]

@@ -62,8 +62,14 @@ class Recorder:
 
 
 def protected(fac: FakeFacilitator | None = None, routes: dict[str, Any] | None = None, **kw: Any) -> PaymentMiddleware:
-    return PaymentMiddleware(echo_app, routes=routes or {"GET /paid": "$0.001", "POST /paid": "$0.001"},
-                             pay_to=PAY_TO, network=NETWORK, facilitator=fac or FakeFacilitator(), **kw)
+    return PaymentMiddleware(
+        echo_app,
+        routes=routes or {"GET /paid": "$0.001", "POST /paid": "$0.001"},
+        pay_to=PAY_TO,
+        network=NETWORK,
+        facilitator=fac or FakeFacilitator(),
+        **kw,
+    )
 
 
 def client(app: Any, auth: X402Auth) -> httpx.AsyncClient:
@@ -84,8 +90,11 @@ async def test_pays_a_v2_challenge_once_and_exposes_the_settlement() -> None:
     payload = decode(rec.headers[1]["payment-signature"])
     assert payload["x402Version"] == 2
     assert payload["accepted"] == challenge["accepts"][0]  # verbatim echo
-    assert payload["resource"] == challenge["resource"] == {"url": "http://testserver/paid?q=1", "description": "",
-                                                            "mimeType": "application/json"}
+    assert (
+        payload["resource"]
+        == challenge["resource"]
+        == {"url": "http://testserver/paid?q=1", "description": "", "mimeType": "application/json"}
+    )
     authz = payload["payload"]["authorization"]
     assert authz["from"] == PAYER and authz["to"] == PAY_TO and authz["value"] == "1000"
     assert before - 600 <= int(authz["validAfter"]) <= int(time.time()) - 600
@@ -103,16 +112,35 @@ async def test_signature_recovers_with_eth_account() -> None:
     payload = decode(rec.headers[1]["payment-signature"])
     a = payload["payload"]["authorization"]
     typed = {
-        "types": {"EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                                   {"name": "chainId", "type": "uint256"},
-                                   {"name": "verifyingContract", "type": "address"}],
-                  "TransferWithAuthorization": [{"name": n, "type": t} for n, t in (
-                      ("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"),
-                      ("validBefore", "uint256"), ("nonce", "bytes32"))]},
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "TransferWithAuthorization": [
+                {"name": n, "type": t}
+                for n, t in (
+                    ("from", "address"),
+                    ("to", "address"),
+                    ("value", "uint256"),
+                    ("validAfter", "uint256"),
+                    ("validBefore", "uint256"),
+                    ("nonce", "bytes32"),
+                )
+            ],
+        },
         "primaryType": "TransferWithAuthorization",
         "domain": {"name": "USDC", "version": "2", "chainId": 84532, "verifyingContract": USDC},
-        "message": {"from": a["from"], "to": a["to"], "value": int(a["value"]), "validAfter": int(a["validAfter"]),
-                    "validBefore": int(a["validBefore"]), "nonce": bytes.fromhex(a["nonce"][2:])},
+        "message": {
+            "from": a["from"],
+            "to": a["to"],
+            "value": int(a["value"]),
+            "validAfter": int(a["validAfter"]),
+            "validBefore": int(a["validBefore"]),
+            "nonce": bytes.fromhex(a["nonce"][2:]),
+        },
     }
     signer = Account.recover_message(encode_typed_data(full_message=typed), signature=payload["payload"]["signature"])
     assert signer == PAYER
@@ -149,14 +177,18 @@ async def test_per_payment_cap_refuses_before_signing() -> None:
     rec = Recorder(protected(fac, routes={"GET /paid": "$0.05"}))
     auth = X402Auth(PAYER_KEY, max_amount_per_payment="$0.01")
     async with client(rec, auth) as c:
-        with pytest.raises(SpendLimitError, match=r"asks \$0\.05, over max_amount_per_payment=\$0\.01.*"
-                                                  r"max_amount_per_payment=\"\$0\.05\""):
+        with pytest.raises(
+            SpendLimitError,
+            match=r"asks \$0\.05, over max_amount_per_payment=\$0\.01.*"
+            r"max_amount_per_payment=\"\$0\.05\"",
+        ):
             await c.get("/paid")
     assert len(rec.headers) == 1 and fac.settled == [] and auth.spent == 0
 
 
-@pytest.mark.parametrize(("cap", "pays"), [(999, False), (1000, True), ("$0.000999", False), ("$0.001", True),
-                                           (None, True)])
+@pytest.mark.parametrize(
+    ("cap", "pays"), [(999, False), (1000, True), ("$0.000999", False), ("$0.001", True), (None, True)]
+)
 async def test_per_payment_cap_forms(cap: Any, pays: bool) -> None:
     async with client(protected(), X402Auth(PAYER_KEY, max_amount_per_payment=cap)) as c:
         if pays:
@@ -178,8 +210,11 @@ async def test_total_cap_stops_the_third_payment() -> None:
     async with client(protected(fac), auth) as c:
         assert (await c.get("/paid")).status_code == 200
         assert (await c.get("/paid")).status_code == 200
-        with pytest.raises(SpendLimitError, match=r"total spend to \$0\.003, over max_total_spend=\$0\.0025 "
-                                                  r"\(\$0\.002 signed already\)"):
+        with pytest.raises(
+            SpendLimitError,
+            match=r"total spend to \$0\.003, over max_total_spend=\$0\.0025 "
+            r"\(\$0\.002 signed already\)",
+        ):
             await c.get("/paid")
     assert auth.spent == 2000 and len(fac.settled) == 2
 
@@ -192,8 +227,9 @@ async def test_one_auth_pays_many_concurrent_requests() -> None:
     assert [r.status_code for r in responses] == [200] * 25
     assert len({p.authorization.nonce for p, _ in fac.settled}) == 25
     settlements = [settlement_of(r) for r in responses]
-    assert {s.transaction for s in settlements if s is not None} == {"0x" + p.authorization.nonce.hex()
-                                                                      for p, _ in fac.settled}
+    assert {s.transaction for s in settlements if s is not None} == {
+        "0x" + p.authorization.nonce.hex() for p, _ in fac.settled
+    }
     assert auth.spent == 25 * 1000
 
 
@@ -208,14 +244,22 @@ async def test_concurrent_tasks_never_overshoot_the_total_cap() -> None:
 
 
 def v2_challenge(amount: str = "1000", **extra_fields: Any) -> dict[str, Any]:
-    req = {"scheme": "exact", "network": NETWORK, "amount": amount, "asset": USDC, "payTo": PAY_TO,
-           "maxTimeoutSeconds": 60, "extra": {"name": "USDC", "version": "2"}}
+    req = {
+        "scheme": "exact",
+        "network": NETWORK,
+        "amount": amount,
+        "asset": USDC,
+        "payTo": PAY_TO,
+        "maxTimeoutSeconds": 60,
+        "extra": {"name": "USDC", "version": "2"},
+    }
     resource = {"url": "http://t/x", "description": "", "mimeType": ""}
     return {"x402Version": 2, "error": "Payment required", "resource": resource, "accepts": [req], **extra_fields}
 
 
-def mock_server(challenge: dict[str, Any] | None, seen: list[httpx.Request],
-                paid_status: int = 200) -> httpx.MockTransport:
+def mock_server(
+    challenge: dict[str, Any] | None, seen: list[httpx.Request], paid_status: int = 200
+) -> httpx.MockTransport:
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if "payment-signature" in request.headers or "x-payment" in request.headers:
@@ -223,6 +267,7 @@ def mock_server(challenge: dict[str, Any] | None, seen: list[httpx.Request],
         if challenge is None:
             return httpx.Response(402, json={"detail": "top up your account"})
         return httpx.Response(402, headers={"PAYMENT-REQUIRED": encode(challenge)}, json={})
+
     return httpx.MockTransport(handler)
 
 
@@ -232,6 +277,7 @@ def test_threads_never_overshoot_the_total_cap() -> None:
     outcomes: list[str] = []
     lock = threading.Lock()
     with httpx.Client(transport=mock_server(v2_challenge(), seen), auth=auth, base_url="http://t") as c:
+
         def worker() -> None:
             for _ in range(4):
                 try:
@@ -240,6 +286,7 @@ def test_threads_never_overshoot_the_total_cap() -> None:
                     outcome = "capped"
                 with lock:
                     outcomes.append(outcome)
+
         threads = [threading.Thread(target=worker) for _ in range(16)]
         for t in threads:
             t.start()
@@ -247,8 +294,11 @@ def test_threads_never_overshoot_the_total_cap() -> None:
             t.join()
     assert outcomes.count("200") == 20 and outcomes.count("capped") == 44
     assert auth.spent == 20 * 1000
-    nonces = {decode(r.headers["payment-signature"])["payload"]["authorization"]["nonce"]
-              for r in seen if "payment-signature" in r.headers}
+    nonces = {
+        decode(r.headers["payment-signature"])["payload"]["authorization"]["nonce"]
+        for r in seen
+        if "payment-signature" in r.headers
+    }
     assert len(nonces) == 20
 
 
@@ -275,8 +325,10 @@ async def test_retries_only_once_when_the_paid_request_is_refused() -> None:
 
 def test_sync_client_pays_and_streams_from_a_real_server() -> None:
     auth = X402Auth(PAYER_KEY)
-    with uvicorn_server("tests.apps:streaming_app", factory=True, env={"STREAM_GAP": "0.25"}) as url, \
-            httpx.Client(base_url=url, auth=auth) as c:
+    with (
+        uvicorn_server("tests.apps:streaming_app", factory=True, env={"STREAM_GAP": "0.25"}) as url,
+        httpx.Client(base_url=url, auth=auth) as c,
+    ):
         assert c.get("/free").text == "free" and auth.spent == 0
         t0 = time.monotonic()
         arrivals: list[float] = []
@@ -319,8 +371,15 @@ def test_extensions_are_echoed_and_floats_in_them_tolerated() -> None:
     assert payload["extensions"] == ext and payload["resource"]["url"] == "http://t/x"
 
 
-@pytest.mark.parametrize("header", ["not base64!", encode([1, 2]), encode({"x402Version": 1, "accepts": []}),
-                                    encode({"x402Version": 2, "accepts": "all"})])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "not base64!",
+        encode([1, 2]),
+        encode({"x402Version": 1, "accepts": []}),
+        encode({"x402Version": 2, "accepts": "all"}),
+    ],
+)
 def test_unreadable_challenge_raises_payment_client_error(header: str) -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(402, headers={"PAYMENT-REQUIRED": header}))
     with httpx.Client(transport=transport, auth=X402Auth(PAYER_KEY)) as c, pytest.raises(PaymentClientError):
@@ -344,12 +403,22 @@ def test_picks_the_first_usable_option_and_explains_refusals() -> None:
         assert c.get("http://t/x").status_code == 200
         assert decode(seen[1].headers["payment-signature"])["accepted"] == good
         transport = mock_server(v2_challenge(accepts=bad), [])
-    with httpx.Client(transport=transport, auth=X402Auth(PAYER_KEY)) as c, \
-            pytest.raises(PaymentClientError, match="none of its 8 payment option") as info:
+    with (
+        httpx.Client(transport=transport, auth=X402Auth(PAYER_KEY)) as c,
+        pytest.raises(PaymentClientError, match="none of its 8 payment option") as info,
+    ):
         c.get("http://t/x")
     message = str(info.value)
-    for reason in ("scheme 'upto'", "eip155:999999", "not the default token", "permit2", "'1e3'", "'nobody'",
-                   "maxTimeoutSeconds 0", "not a JSON object"):
+    for reason in (
+        "scheme 'upto'",
+        "eip155:999999",
+        "not the default token",
+        "permit2",
+        "'1e3'",
+        "'nobody'",
+        "maxTimeoutSeconds 0",
+        "not a JSON object",
+    ):
         assert reason in message
 
 
@@ -368,33 +437,43 @@ def test_allowed_networks_preferences_and_extra_assets() -> None:
     assert paid_with(X402Auth(PAYER_KEY, prefer_networks=["base"]), [sepolia, base]) == base
     assert paid_with(X402Auth(PAYER_KEY, networks=["eip155:8453"]), [sepolia, base]) == base
     assert paid_with(X402Auth(PAYER_KEY, assets=[other_token["asset"]]), [sepolia, other_token]) == other_token
-    with httpx.Client(transport=mock_server(v2_challenge(accepts=[sepolia]), []),
-                      auth=X402Auth(PAYER_KEY, networks=["base"])) as c, \
-            pytest.raises(PaymentClientError, match="eip155:84532 is not in networks="):
+    with (
+        httpx.Client(
+            transport=mock_server(v2_challenge(accepts=[sepolia]), []), auth=X402Auth(PAYER_KEY, networks=["base"])
+        ) as c,
+        pytest.raises(PaymentClientError, match="eip155:84532 is not in networks="),
+    ):
         c.get("http://t/x")
 
 
 def test_settlement_of() -> None:
     assert settlement_of(httpx.Response(200)) is None
-    ok = httpx.Response(200, headers={"PAYMENT-RESPONSE": encode({"success": True, "transaction": "0xab",
-                                                                  "network": NETWORK, "payer": PAYER})})
+    ok = httpx.Response(
+        200,
+        headers={
+            "PAYMENT-RESPONSE": encode({"success": True, "transaction": "0xab", "network": NETWORK, "payer": PAYER})
+        },
+    )
     assert settlement_of(ok) == SettleResult(True, NETWORK, "0xab", PAYER)
     with pytest.raises(PaymentClientError, match="PAYMENT-RESPONSE"):
         settlement_of(httpx.Response(200, headers={"PAYMENT-RESPONSE": "%%%"}))
 
 
-@pytest.mark.parametrize(("kwargs", "error"), [
-    ({"account": "0x1234"}, ConfigurationError),
-    ({"account": "zz" * 32}, ConfigurationError),
-    ({"account": b"\x00" * 32}, ConfigurationError),
-    ({"account": 42}, TypeError),
-    ({"max_amount_per_payment": 0.05}, ConfigurationError),
-    ({"max_total_spend": -1}, ConfigurationError),
-    ({"max_total_spend": "five dollars"}, ConfigurationError),
-    ({"networks": ["eip155:424242"]}, ConfigurationError),
-    ({"prefer_networks": ["nowhere"]}, ConfigurationError),
-    ({"assets": ["0x12"]}, ConfigurationError),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"account": "0x1234"}, ConfigurationError),
+        ({"account": "zz" * 32}, ConfigurationError),
+        ({"account": b"\x00" * 32}, ConfigurationError),
+        ({"account": 42}, TypeError),
+        ({"max_amount_per_payment": 0.05}, ConfigurationError),
+        ({"max_total_spend": -1}, ConfigurationError),
+        ({"max_total_spend": "five dollars"}, ConfigurationError),
+        ({"networks": ["eip155:424242"]}, ConfigurationError),
+        ({"prefer_networks": ["nowhere"]}, ConfigurationError),
+        ({"assets": ["0x12"]}, ConfigurationError),
+    ],
+)
 def test_bad_configuration_fails_at_construction(kwargs: dict[str, Any], error: type[Exception]) -> None:
     args: dict[str, Any] = {"account": PAYER_KEY, **kwargs}
     account = args.pop("account")
@@ -404,7 +483,9 @@ def test_bad_configuration_fails_at_construction(kwargs: dict[str, Any], error: 
 
 def test_key_forms_agree_and_the_key_is_not_in_the_repr() -> None:
     forms: list[Callable[[], X402Auth]] = [
-        lambda: X402Auth(PAYER_KEY), lambda: X402Auth(PAYER_KEY[2:]), lambda: X402Auth(bytes.fromhex(PAYER_KEY[2:])),
+        lambda: X402Auth(PAYER_KEY),
+        lambda: X402Auth(PAYER_KEY[2:]),
+        lambda: X402Auth(bytes.fromhex(PAYER_KEY[2:])),
         lambda: X402Auth(Account.from_key(PAYER_KEY)),
     ]
     assert {f().address for f in forms} == {PAYER}

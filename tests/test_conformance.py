@@ -31,11 +31,28 @@ from tests._servers import ROOT, process_with_url, uvicorn_server
 # The console script installed next to this interpreter by the test extra (x402-conformance[pytest]==1.6.0).
 X402CONF = str(Path(sys.executable).with_name("x402conf"))
 NETWORK = "eip155:84532"  # Base Sepolia, the dev chain's network
-GUNICORN = [sys.executable, "-m", "gunicorn", "-b", "127.0.0.1:0", "--threads", "2", "--no-control-socket",
-            "--graceful-timeout", "1"]
+GUNICORN = [
+    sys.executable,
+    "-m",
+    "gunicorn",
+    "-b",
+    "127.0.0.1:0",
+    "--threads",
+    "2",
+    "--no-control-socket",
+    "--graceful-timeout",
+    "1",
+]
 # P6 and P7 are graded as warnings by x402conf (a header budget and an optional field), the rest as errors.
-RESOURCE_CHECKS = {"P1": "error", "P2": "error", "P3": "error", "P4": "error", "P5": "error", "P6": "warning",
-                   "P7": "warning"}
+RESOURCE_CHECKS = {
+    "P1": "error",
+    "P2": "error",
+    "P3": "error",
+    "P4": "error",
+    "P5": "error",
+    "P6": "warning",
+    "P7": "warning",
+}
 RESOURCE_SERVERS = ("starlette", "flask")
 
 
@@ -45,14 +62,34 @@ def servers() -> Iterator[dict[str, str]]:
     chain = start_dev_chain("base-sepolia", payers=1, facilitators=1)
     try:
         with ExitStack() as stack:
-            facilitator = stack.enter_context(process_with_url(
-                [sys.executable, "-m", "x402_middleware.facilitator", "--rpc-url", chain.rpc_url, "--port", "0",
-                 "--network", NETWORK, "--key", chain.facilitator_keys[0]]))
-            env = {"X402_FACILITATOR_URL": facilitator, "X402_PAY_TO": chain.pay_to, "X402_NETWORK": NETWORK,
-                   "X402_PRICE": "$0.0025"}
-            yield {"facilitator": facilitator,
-                   "starlette": stack.enter_context(uvicorn_server("examples.starlette_app:app", env=env)),
-                   "flask": stack.enter_context(process_with_url([*GUNICORN, "examples.flask_app:app"], env=env))}
+            facilitator = stack.enter_context(
+                process_with_url(
+                    [
+                        sys.executable,
+                        "-m",
+                        "x402_middleware.facilitator",
+                        "--rpc-url",
+                        chain.rpc_url,
+                        "--port",
+                        "0",
+                        "--network",
+                        NETWORK,
+                        "--key",
+                        chain.facilitator_keys[0],
+                    ]
+                )
+            )
+            env = {
+                "X402_FACILITATOR_URL": facilitator,
+                "X402_PAY_TO": chain.pay_to,
+                "X402_NETWORK": NETWORK,
+                "X402_PRICE": "$0.0025",
+            }
+            yield {
+                "facilitator": facilitator,
+                "starlette": stack.enter_context(uvicorn_server("examples.starlette_app:app", env=env)),
+                "flask": stack.enter_context(process_with_url([*GUNICORN, "examples.flask_app:app"], env=env)),
+            }
     finally:
         chain.stop()
 
@@ -77,7 +114,8 @@ def test_unpaid_get_passes_p1_to_p7(name: str, servers: dict[str, str]) -> None:
     checks = by_id(run)
     assert (code, run["target"], run["http"]) == (0, url, 402)
     assert {cid: (c["pass"], c["severity"]) for cid, c in checks.items()} == {
-        cid: (True, sev) for cid, sev in RESOURCE_CHECKS.items()}
+        cid: (True, sev) for cid, sev in RESOURCE_CHECKS.items()
+    }
     # V2 in the header (our v1 JSON body is for v1 clients; x402conf reads the header first), one EVM exact offer.
     assert checks["P2"]["detail"]["found_in"] == "PAYMENT-REQUIRED header"
     assert checks["P3"]["detail"] == {"x402Version": 2, "problems": []}
@@ -98,8 +136,12 @@ def test_plugin_fixture_grades_the_asgi_route(x402: X402, servers: dict[str, str
     """The auto-registered pytest plugin (fixture ``x402``) runs the same P-checks in-process."""
     report = x402.check_payment_required(f"{servers['starlette']}/weather")
     x402.assert_passed(report)
-    assert report["via"] == "pytest" and report["summary"] == {"checks": 7, "failed": 0, "failed_ids": [],
-                                                               "unsupported": False}
+    assert report["via"] == "pytest" and report["summary"] == {
+        "checks": 7,
+        "failed": 0,
+        "failed_ids": [],
+        "unsupported": False,
+    }
 
 
 def test_facilitator_supported_passes_s0_to_s4(servers: dict[str, str]) -> None:

@@ -48,14 +48,18 @@ def servers(chain: DevChain) -> Iterator[dict[str, str]]:
     urls: dict[str, str] = {}
     errors: list[BaseException] = []
     with ExitStack() as stack:
+
         def start(name: str, key: str) -> None:
             env = {"X402_RPC_URL": chain.rpc_url, "X402_FACILITATOR_KEY": key, "X402_PAY_TO": chain.pay_to}
             try:
                 urls[name] = stack.enter_context(uvicorn_server(f"tests._interop_apps:{name}", factory=True, env=env))
             except BaseException as exc:  # noqa: BLE001 - re-raised below, in the test thread
                 errors.append(exc)
-        threads = [threading.Thread(target=start, args=(name, key))
-                   for name, key in zip(("ours", "official"), chain.facilitator_keys)]
+
+        threads = [
+            threading.Thread(target=start, args=(name, key))
+            for name, key in zip(("ours", "official"), chain.facilitator_keys)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -108,8 +112,9 @@ async def test_official_client_pays_our_middleware_on_chain(chain: DevChain, ser
     x402 = official_client(payer_key)
     before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
     recording = _Recording()
-    async with httpx.AsyncClient(transport=x402AsyncTransport(x402, transport=recording),
-                                 base_url=servers["ours"]) as http:
+    async with httpx.AsyncClient(
+        transport=x402AsyncTransport(x402, transport=recording), base_url=servers["ours"]
+    ) as http:
         r = await http.get("/weather")
     assert r.status_code == 200, r.text
     assert r.json() == {"temp": 21, "paid_by": payer, "amount": PRICE}
@@ -139,8 +144,9 @@ async def test_official_client_pays_our_middleware_over_v1(chain: DevChain, serv
     x402 = official_client(payer_key)
     before = chain.balance_of(payer)
     recording = _Recording()
-    async with httpx.AsyncClient(transport=x402AsyncTransport(x402, transport=recording),
-                                 base_url=servers["ours"]) as http:
+    async with httpx.AsyncClient(
+        transport=x402AsyncTransport(x402, transport=recording), base_url=servers["ours"]
+    ) as http:
         r = await http.get("/legacy/weather")
     assert r.status_code == 200, r.text
     assert recording.statuses == [(402, False), (200, False)]  # the client had only the v1 body to go on
@@ -174,8 +180,9 @@ def test_our_client_pays_the_official_middleware_on_chain(chain: DevChain, serve
     assert auth.spent == PRICE and tx.startswith("0x") and len(tx) == 66
 
 
-async def test_our_async_client_pays_the_official_middleware_concurrently(chain: DevChain,
-                                                                          servers: dict[str, str]) -> None:
+async def test_our_async_client_pays_the_official_middleware_concurrently(
+    chain: DevChain, servers: dict[str, str]
+) -> None:
     payer_key, payer = chain.payer_keys[1], chain.payer_addresses[1]
     auth = X402Auth(payer_key)
     before = chain.balance_of(payer), chain.balance_of(chain.pay_to)

@@ -33,8 +33,11 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 # JSON without floats: x402 amounts and timestamps are strings or integers.
 json_scalars = st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.text(max_size=20)
-json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
-                           | st.dictionaries(st.text(max_size=10), inner, max_size=4), max_leaves=20)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
 json_objects = st.dictionaries(st.text(max_size=12), json_values, max_size=6)
 hex_str = st.binary(max_size=40).map(lambda b: "0x" + b.hex())
 address = st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
@@ -45,8 +48,13 @@ def b64(data: bytes) -> str:
 
 
 @SETTINGS
-@given(st.binary(max_size=300) | st.text(max_size=300) | st.binary(max_size=300).map(b64)
-       | json_values.map(lambda v: b64(json.dumps(v).encode())) | st.text(max_size=200).map(lambda t: b64(t.encode())))
+@given(
+    st.binary(max_size=300)
+    | st.text(max_size=300)
+    | st.binary(max_size=300).map(b64)
+    | json_values.map(lambda v: b64(json.dumps(v).encode()))
+    | st.text(max_size=200).map(lambda t: b64(t.encode()))
+)
 def test_decode_header_raises_only_malformed_payment_error(value: Any) -> None:
     try:
         result = decode_header(value)
@@ -79,20 +87,31 @@ def test_decode_header_refuses_floats_unless_asked(number: float) -> None:
 
 def near_valid_payload() -> st.SearchStrategy[dict[str, Any]]:
     """Payment payloads whose every field is valid or arbitrary JSON, so parsing reaches its deepest checks."""
+
     def either(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
         return valid | json_values
 
-    authorization = st.fixed_dictionaries({
-        "from": either(address), "to": either(address), "value": either(UINT256.map(str)),
-        "validAfter": either(UINT256.map(str) | UINT256), "validBefore": either(UINT256.map(str)),
-        "nonce": either(st.binary(min_size=32, max_size=32).map(lambda b: "0x" + b.hex())),
-    })
+    authorization = st.fixed_dictionaries(
+        {
+            "from": either(address),
+            "to": either(address),
+            "value": either(UINT256.map(str)),
+            "validAfter": either(UINT256.map(str) | UINT256),
+            "validBefore": either(UINT256.map(str)),
+            "nonce": either(st.binary(min_size=32, max_size=32).map(lambda b: "0x" + b.hex())),
+        }
+    )
     payload = st.fixed_dictionaries({"signature": either(hex_str), "authorization": either(authorization)})
     accepted = st.fixed_dictionaries({"scheme": either(st.just("exact")), "network": either(st.just("eip155:8453"))})
-    return st.fixed_dictionaries({
-        "x402Version": either(st.sampled_from([1, 2])), "scheme": either(st.just("exact")),
-        "network": either(st.just("base")), "accepted": either(accepted), "payload": either(payload),
-    })
+    return st.fixed_dictionaries(
+        {
+            "x402Version": either(st.sampled_from([1, 2])),
+            "scheme": either(st.just("exact")),
+            "network": either(st.just("base")),
+            "accepted": either(accepted),
+            "payload": either(payload),
+        }
+    )
 
 
 @SETTINGS
@@ -122,8 +141,10 @@ def test_to_atomic_exact_refuses_sub_unit_amounts(n: int, decimals: int, digit: 
 
 
 @SETTINGS
-@given(st.decimals(min_value=0, max_value=10**12, allow_nan=False, allow_infinity=False, places=8),
-       st.sampled_from(["${}", "{}", " ${} USD", "{} USDC", "{}usd"]))
+@given(
+    st.decimals(min_value=0, max_value=10**12, allow_nan=False, allow_infinity=False, places=8),
+    st.sampled_from(["${}", "{}", " ${} USD", "{} USDC", "{}usd"]),
+)
 def test_parse_usd_returns_the_exact_decimal(amount: Decimal, template: str) -> None:
     parsed = parse_usd(template.format(format(amount, "f")))
     assert type(parsed) is Decimal and parsed == amount
@@ -147,25 +168,67 @@ def test_parse_usd_returns_a_decimal_or_raises_configuration_error(value: Any) -
 
 
 @SETTINGS
-@given(address, address, UINT256, UINT256, UINT256, st.binary(min_size=32, max_size=32),
-       st.text(max_size=20), st.text(max_size=8), UINT256, address)
-def test_transfer_digest_equals_eth_account(frm: str, to: str, value: int, after: int, before: int, nonce: bytes,
-                                            name: str, version: str, chain_id: int, contract: str) -> None:
+@given(
+    address,
+    address,
+    UINT256,
+    UINT256,
+    UINT256,
+    st.binary(min_size=32, max_size=32),
+    st.text(max_size=20),
+    st.text(max_size=8),
+    UINT256,
+    address,
+)
+def test_transfer_digest_equals_eth_account(
+    frm: str,
+    to: str,
+    value: int,
+    after: int,
+    before: int,
+    nonce: bytes,
+    name: str,
+    version: str,
+    chain_id: int,
+    contract: str,
+) -> None:
     auth = Authorization(to_checksum_address(frm), to_checksum_address(to), value, after, before, nonce)
     ours = transfer_digest(auth, name=name, version=version, chain_id=chain_id, verifying_contract=contract)
     typed = {
         "types": {
-            "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                             {"name": "chainId", "type": "uint256"}, {"name": "verifyingContract", "type": "address"}],
-            "TransferWithAuthorization": [{"name": n, "type": t} for n, t in (
-                ("from", "address"), ("to", "address"), ("value", "uint256"), ("validAfter", "uint256"),
-                ("validBefore", "uint256"), ("nonce", "bytes32"))],
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "TransferWithAuthorization": [
+                {"name": n, "type": t}
+                for n, t in (
+                    ("from", "address"),
+                    ("to", "address"),
+                    ("value", "uint256"),
+                    ("validAfter", "uint256"),
+                    ("validBefore", "uint256"),
+                    ("nonce", "bytes32"),
+                )
+            ],
         },
         "primaryType": "TransferWithAuthorization",
-        "domain": {"name": name, "version": version, "chainId": chain_id,
-                   "verifyingContract": to_checksum_address(contract)},
-        "message": {"from": auth.from_address, "to": auth.to, "value": value, "validAfter": after,
-                    "validBefore": before, "nonce": nonce},
+        "domain": {
+            "name": name,
+            "version": version,
+            "chainId": chain_id,
+            "verifyingContract": to_checksum_address(contract),
+        },
+        "message": {
+            "from": auth.from_address,
+            "to": auth.to,
+            "value": value,
+            "validAfter": after,
+            "validBefore": before,
+            "nonce": nonce,
+        },
     }
     assert ours == _hash_eip191_message(encode_typed_data(full_message=typed))
 

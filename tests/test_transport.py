@@ -37,9 +37,17 @@ def create() -> Starlette:
     async def echo(request: Request) -> Response:
         assert request.client is not None
         body = b"".join([part async for part in request.stream()])
-        return JSONResponse({"method": request.method, "path": request.url.path, "query": request.url.query,
-                             "port": request.client.port, "headers": dict(request.headers), "size": len(body),
-                             "body": body[:1000].decode("latin-1")})
+        return JSONResponse(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": request.url.query,
+                "port": request.client.port,
+                "headers": dict(request.headers),
+                "size": len(body),
+                "body": body[:1000].decode("latin-1"),
+            }
+        )
 
     async def sse(request: Request) -> Response:
         assert request.client is not None
@@ -49,14 +57,16 @@ def create() -> Starlette:
             for i in range(n):
                 yield f"data: {json.dumps({'i': i, 'port': port})}\n\n".encode()
                 await asyncio.sleep(gap)
+
         return StreamingResponse(events(), media_type="text/event-stream")
 
     async def slow(request: Request) -> Response:
         await asyncio.sleep(float(request.query_params["s"]))
         return JSONResponse({"slept": True})
 
-    return Starlette(routes=[Route("/echo", echo, methods=["GET", "POST", "PUT"]), Route("/sse", sse),
-                             Route("/slow", slow)])
+    return Starlette(
+        routes=[Route("/echo", echo, methods=["GET", "POST", "PUT"]), Route("/sse", sse), Route("/slow", slow)]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +86,7 @@ class Silent:
     async def __aenter__(self) -> Self:
         async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self._writers.append(writer)
+
         self._server = await asyncio.start_server(hold, "127.0.0.1", 0, limit=1024)
         self.url = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
         return self
@@ -93,12 +104,14 @@ def port_of(response: httpx.Response) -> int:
 
 # -- requests, streams and the pool ---------------------------------------------------------------------------
 
+
 @pytest.mark.anyio
 async def test_json_requests_share_one_kept_alive_connection(server: str) -> None:
     transport = AsyncHTTP1Transport()
     async with httpx.AsyncClient(transport=transport, base_url=server) as client:
-        replies = [await client.post("/echo", params={"q": str(i)}, json={"n": i}, headers={"X-Req": str(i)})
-                   for i in range(4)]
+        replies = [
+            await client.post("/echo", params={"q": str(i)}, json={"n": i}, headers={"X-Req": str(i)}) for i in range(4)
+        ]
         got = await client.get("/echo")
         assert transport.open_connections == 1
     assert transport.open_connections == 0  # the client's aclose closed the transport
@@ -193,6 +206,7 @@ async def test_200_concurrent_requests_over_at_most_8_connections(server: str) -
 
 # -- timeouts: each phase its own httpx exception -------------------------------------------------------------
 
+
 @pytest.mark.anyio
 async def test_read_timeout_waiting_for_the_answer_and_mid_stream(server: str) -> None:
     transport = AsyncHTTP1Transport()
@@ -222,8 +236,10 @@ async def test_pool_timeout_while_every_connection_is_in_use(server: str) -> Non
 
 @pytest.mark.anyio
 async def test_connect_timeout_when_the_tls_handshake_never_completes() -> None:
-    async with Silent() as silent, httpx.AsyncClient(transport=AsyncHTTP1Transport(verify=False),
-                                                     timeout=httpx.Timeout(5, connect=0.2)) as client:
+    async with (
+        Silent() as silent,
+        httpx.AsyncClient(transport=AsyncHTTP1Transport(verify=False), timeout=httpx.Timeout(5, connect=0.2)) as client,
+    ):
         with pytest.raises(httpx.ConnectTimeout):
             await client.get(f"https://{silent.url}/")
 
@@ -251,6 +267,7 @@ async def test_cancelling_a_request_frees_its_connection_slot(server: str) -> No
 
 # -- failures -------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.anyio
 async def test_connection_refused_is_a_connect_error() -> None:
     async with Silent() as silent:
@@ -262,13 +279,20 @@ async def test_connection_refused_is_a_connect_error() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("answer, message", [
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 40, "closed the connection mid-response"),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789", "closed the connection mid-response"),
-    (b"", "Server disconnected without sending a response."),
-    (b"SMTP ready\r\n\r\n", "not an HTTP/1.x status line"),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello", "invalid Content-Length"),
-], ids=["truncated-length", "truncated-chunked", "no-answer", "not-http", "two-lengths"])
+@pytest.mark.parametrize(
+    "answer, message",
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 40, "closed the connection mid-response"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789",
+            "closed the connection mid-response",
+        ),
+        (b"", "Server disconnected without sending a response."),
+        (b"SMTP ready\r\n\r\n", "not an HTTP/1.x status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello", "invalid Content-Length"),
+    ],
+    ids=["truncated-length", "truncated-chunked", "no-answer", "not-http", "two-lengths"],
+)
 async def test_broken_answers_are_remote_protocol_errors(answer: bytes, message: str) -> None:
     async with RawServer(lambda *_: ("close", answer) if answer else None) as srv:
         transport = AsyncHTTP1Transport()
@@ -281,9 +305,11 @@ async def test_broken_answers_are_remote_protocol_errors(answer: bytes, message:
 @pytest.mark.anyio
 async def test_content_encoding_is_left_to_httpx_and_1xx_and_eof_bodies_work() -> None:
     zipped = gzip.compress(b'{"zipped":1}')
-    answers = [ok(zipped, "Content-Encoding: gzip", "Set-Cookie: a=1", "Set-Cookie: b=2"),
-               b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + ok(b"after hints"),
-               ("close", b"HTTP/1.0 200 OK\r\n\r\nto the end")]
+    answers = [
+        ok(zipped, "Content-Encoding: gzip", "Set-Cookie: a=1", "Set-Cookie: b=2"),
+        b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + ok(b"after hints"),
+        ("close", b"HTTP/1.0 200 OK\r\n\r\nto the end"),
+    ]
     async with RawServer(lambda conn, n, _: answers[n]) as srv:
         transport = AsyncHTTP1Transport()
         async with httpx.AsyncClient(transport=transport) as client:
@@ -305,10 +331,15 @@ async def test_a_get_is_resent_once_when_the_kept_alive_connection_was_dropped_b
         with pytest.raises(httpx.RemoteProtocolError, match="Server disconnected"):
             await client.post(srv.url, json={})
     assert [(c, n, r.split(b" ")[0]) for c, n, r in srv.requests] == [
-        (0, 0, b"GET"), (0, 1, b"GET"), (1, 0, b"GET"), (1, 1, b"POST")]
+        (0, 0, b"GET"),
+        (0, 1, b"GET"),
+        (1, 0, b"GET"),
+        (1, 1, b"POST"),
+    ]
 
 
 # -- https ----------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.anyio
 async def test_https_with_a_self_signed_certificate(tls_server: tuple[str, Path]) -> None:  # noqa: F811
@@ -327,14 +358,19 @@ async def test_https_with_a_self_signed_certificate(tls_server: tuple[str, Path]
 
 # -- the example gateway's choice -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("env, ours", [
-    ({}, True),
-    ({"HTTPS_PROXY": "http://proxy.invalid:3128"}, False),  # httpx's transport, which speaks to the proxy
-    ({"HTTPS_PROXY": "http://proxy.invalid:3128", "NO_PROXY": "upstream.invalid"}, True),
-    ({"HTTP_PROXY": "http://proxy.invalid:3128"}, True),  # applies to http:// upstreams only
-])
-def test_the_gateway_uses_this_transport_unless_a_proxy_applies(monkeypatch: pytest.MonkeyPatch,
-                                                                env: dict[str, str], ours: bool) -> None:
+
+@pytest.mark.parametrize(
+    "env, ours",
+    [
+        ({}, True),
+        ({"HTTPS_PROXY": "http://proxy.invalid:3128"}, False),  # httpx's transport, which speaks to the proxy
+        ({"HTTPS_PROXY": "http://proxy.invalid:3128", "NO_PROXY": "upstream.invalid"}, True),
+        ({"HTTP_PROXY": "http://proxy.invalid:3128"}, True),  # applies to http:// upstreams only
+    ],
+)
+def test_the_gateway_uses_this_transport_unless_a_proxy_applies(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], ours: bool
+) -> None:
     from examples.gateway import GatewayConfig, emulator_pools, load_catalog
     from examples.gateway.service import Gateway
 

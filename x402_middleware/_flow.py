@@ -91,8 +91,15 @@ class PaidFlow:
 
     __slots__ = ("_key", "_ttl", "gate", "head", "outcome", "payment", "requirements", "resource", "settle_when")
 
-    def __init__(self, gate: Gate, requirements: tuple[PaymentRequirements, ...], resource: Callable[[], ResourceInfo],
-                 *, head: bool, settle_when: SettleWhen = settle_on_2xx) -> None:
+    def __init__(
+        self,
+        gate: Gate,
+        requirements: tuple[PaymentRequirements, ...],
+        resource: Callable[[], ResourceInfo],
+        *,
+        head: bool,
+        settle_when: SettleWhen = settle_on_2xx,
+    ) -> None:
         self.gate = gate
         self.requirements = requirements
         self.resource = resource
@@ -132,8 +139,9 @@ class PaidFlow:
         if state is not None:
             if state == SETTLED:
                 return self._challenge(PAYMENT_ALREADY_USED, "this payment was already used; sign a new one")
-            return self._challenge(PAYMENT_IN_PROGRESS,
-                                   "this payment is being used by another request; sign a new one or retry later")
+            return self._challenge(
+                PAYMENT_IN_PROGRESS, "this payment is being used by another request; sign a new one or retry later"
+            )
         self._key, self._ttl = key, ttl
         self.payment = Payment(auth.from_address, requirement.amount, requirement, payload)
         return None
@@ -165,9 +173,12 @@ class PaidFlow:
             logger.info("x402: settlement refused for %s: %s", payload.payer, result.error_reason)
             if result.error_reason != "settlement_pending":
                 yield Release(self._key)
-            return self._challenge(result.error_reason or "settlement_failed",
-                                   result.error_message or "the payment could not be settled",
-                                   settlement=result, x402_version=payload.x402_version)
+            return self._challenge(
+                result.error_reason or "settlement_failed",
+                result.error_message or "the payment could not be settled",
+                settlement=result,
+                x402_version=payload.x402_version,
+            )
         self.outcome = "settled"
         yield MarkSettled(self._key, self._ttl)
         return self.gate.settlement_headers(result, requirement, payload.x402_version)
@@ -236,8 +247,13 @@ def pricing_failure(route: _Route, exc: X402Error) -> Answer:
         return Answer(*Gate.error(400, exc.reason, exc.message))
     logger.error("x402: the price function of %s failed: %s", route.pattern.path, exc, exc_info=exc)
     # The exception text stays in the log: it may describe the server's internals.
-    return Answer(*Gate.error(500, "pricing_error",
-                              "the price of this request could not be computed (a server-side pricing bug; see its log)"))
+    return Answer(
+        *Gate.error(
+            500,
+            "pricing_error",
+            "the price of this request could not be computed (a server-side pricing bug; see its log)",
+        )
+    )
 
 
 def private_cache_control(value: str | None) -> str | None:
@@ -259,11 +275,15 @@ def parse_json_body(raw: bytes) -> Any:
         return None
 
 
-def request_from_environ(environ: Mapping[str, Any], path: str, path_params: Mapping[str, str],
-                         body: Any) -> PaymentRequest:
+def request_from_environ(
+    environ: Mapping[str, Any], path: str, path_params: Mapping[str, str], body: Any
+) -> PaymentRequest:
     """Build the pricing view of a WSGI ``environ`` (or Django's ``request.META``, which has the same keys)."""
-    headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items()
-               if key.startswith("HTTP_") and isinstance(value, str)}
+    headers = {
+        key[5:].replace("_", "-").lower(): value
+        for key, value in environ.items()
+        if key.startswith("HTTP_") and isinstance(value, str)
+    }
     for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
         if environ.get(key):
             headers[key.replace("_", "-").lower()] = environ[key]

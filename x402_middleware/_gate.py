@@ -82,8 +82,15 @@ class _Route:
 class Gate:
     """Pure configuration and decisions shared by every adapter. Built once at start-up."""
 
-    def __init__(self, *, routes: Mapping[str, Any], pay_to: str | None, network: str | Sequence[str],
-                 max_timeout_seconds: int = 300, resource_url: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        routes: Mapping[str, Any],
+        pay_to: str | None,
+        network: str | Sequence[str],
+        max_timeout_seconds: int = 300,
+        resource_url: str | None = None,
+    ) -> None:
         nets = [network] if isinstance(network, str) else list(network)
         if not nets:
             raise ConfigurationError("at least one network is required, e.g. network='eip155:8453'")
@@ -112,14 +119,20 @@ class Gate:
         options = []
         for net in nets:
             if net.asset is None:
-                raise ConfigurationError(f"network {net.caip2} has no default asset; register one with register_network()")
+                raise ConfigurationError(
+                    f"network {net.caip2} has no default asset; register one with register_network()"
+                )
             options.append((net, net.asset, pay_to or "", timeout))
-        route = _Route(RoutePattern.parse(pattern), None, None, tuple(options), cfg.description, cfg.mime_type, cfg.price_body)
+        route = _Route(
+            RoutePattern.parse(pattern), None, None, tuple(options), cfg.description, cfg.mime_type, cfg.price_body
+        )
         price = cfg.price.price if isinstance(cfg.price, FixedPrice) else cfg.price  # static: priced once, here
         if callable(price):
             return _replace(route, policy=price)
         if price is None:
-            raise ConfigurationError(f"route {pattern!r} has no price; give '$0.001', a Decimal, TokenAmount or a callable")
+            raise ConfigurationError(
+                f"route {pattern!r} has no price; give '$0.001', a Decimal, TokenAmount or a callable"
+            )
         try:
             fixed = self.requirements(route, price)
         except PricingError as exc:
@@ -135,8 +148,11 @@ class Gate:
         candidates = self._exact.get(path.rstrip("/") or "/")
         if candidates:
             for route in candidates:
-                if route.pattern.method == "*" or route.pattern.method == method or (
-                        method == "HEAD" and route.pattern.method == "GET"):
+                if (
+                    route.pattern.method == "*"
+                    or route.pattern.method == method
+                    or (method == "HEAD" and route.pattern.method == "GET")
+                ):
                     return route, {}
         for route in self._patterns:
             params = route.pattern.match(method, path)
@@ -145,8 +161,9 @@ class Gate:
         return None
 
     # -- pricing ---------------------------------------------------------------------------
-    def price(self, route: _Route, request: PaymentRequest, *, allow_async: bool = True
-              ) -> tuple[PaymentRequirements, ...] | Awaitable[tuple[PaymentRequirements, ...]]:
+    def price(
+        self, route: _Route, request: PaymentRequest, *, allow_async: bool = True
+    ) -> tuple[PaymentRequirements, ...] | Awaitable[tuple[PaymentRequirements, ...]]:
         """Run a dynamic route's policy and build its requirements (an awaitable for an async policy).
 
         Raises :class:`UnpriceableRequestError` (the client's input, 400) or
@@ -162,8 +179,10 @@ class Gate:
         if inspect.isawaitable(price):
             if not allow_async:
                 getattr(price, "close", lambda: None)()  # no "never awaited" warning
-                raise PricingError(f"the price function of {route.pattern.path} is async; a WSGI or sync Django "
-                                   "app needs a plain (sync) function")
+                raise PricingError(
+                    f"the price function of {route.pattern.path} is async; a WSGI or sync Django "
+                    "app needs a plain (sync) function"
+                )
             return self._price_later(route, price)
         return self.requirements(route, price)
 
@@ -181,8 +200,14 @@ class Gate:
         if price is None:
             return ()
         if isinstance(price, (str, Decimal, TokenAmount)):
-            return tuple(r for r in (self._one(route, net, asset, pay_to, timeout, price, {})
-                                     for net, asset, pay_to, timeout in route.options) if r is not None)
+            return tuple(
+                r
+                for r in (
+                    self._one(route, net, asset, pay_to, timeout, price, {})
+                    for net, asset, pay_to, timeout in route.options
+                )
+                if r is not None
+            )
         if isinstance(price, Sequence) and all(isinstance(o, PaymentOption) for o in price):
             out = []
             for opt in price:
@@ -196,10 +221,13 @@ class Gate:
                 if req is not None:
                     out.append(req)
             return tuple(out)
-        raise PricingError(f"a price must be None, '$0.01', a Decimal, TokenAmount or a list of PaymentOption; got {price!r}")
+        raise PricingError(
+            f"a price must be None, '$0.01', a Decimal, TokenAmount or a list of PaymentOption; got {price!r}"
+        )
 
-    def _one(self, route: _Route, net: Network, asset: Asset, pay_to: str, timeout: int, price: Any,
-             extra: Mapping[str, Any]) -> PaymentRequirements | None:
+    def _one(
+        self, route: _Route, net: Network, asset: Asset, pay_to: str, timeout: int, price: Any, extra: Mapping[str, Any]
+    ) -> PaymentRequirements | None:
         if not pay_to:
             raise PricingError("no pay_to address: set pay_to on the middleware, the route or the PaymentOption")
         if isinstance(price, TokenAmount):
@@ -236,8 +264,9 @@ class Gate:
         return None
 
     @staticmethod
-    def check(payload: PaymentPayload, requirements: Sequence[PaymentRequirements],
-              now: int | None = None) -> tuple[PaymentRequirements, VerifyResult | None]:
+    def check(
+        payload: PaymentPayload, requirements: Sequence[PaymentRequirements], now: int | None = None
+    ) -> tuple[PaymentRequirements, VerifyResult | None]:
         """Match and verify a payment locally. Raises :class:`InvalidPaymentError` with the reason.
 
         Returns the matched requirement and ``None`` when only a facilitator can
@@ -256,9 +285,17 @@ class Gate:
         return req, result
 
     # -- responses -------------------------------------------------------------------------
-    def challenge(self, requirements: Sequence[PaymentRequirements], resource: ResourceInfo, *,
-                  error: str = PAYMENT_REQUIRED_ERROR, message: str | None = None, status: int = 402,
-                  settlement: SettleResult | None = None, x402_version: int = 2) -> tuple[int, Headers, bytes]:
+    def challenge(
+        self,
+        requirements: Sequence[PaymentRequirements],
+        resource: ResourceInfo,
+        *,
+        error: str = PAYMENT_REQUIRED_ERROR,
+        message: str | None = None,
+        status: int = 402,
+        settlement: SettleResult | None = None,
+        x402_version: int = 2,
+    ) -> tuple[int, Headers, bytes]:
         """A 402 (or 400) answer: v2 ``PAYMENT-REQUIRED`` header plus the v1 JSON body, never cached."""
         v2 = payment_required_v2(requirements, resource, error)
         v1_error = V1_PAYMENT_REQUIRED_ERROR if error == PAYMENT_REQUIRED_ERROR else error
@@ -281,8 +318,9 @@ class Gate:
         return [_settlement_header(result, (requirement,), x402_version), (b"access-control-expose-headers", _EXPOSE)]
 
 
-def _settlement_header(result: SettleResult, requirements: Sequence[PaymentRequirements],
-                       x402_version: int) -> tuple[bytes, bytes]:
+def _settlement_header(
+    result: SettleResult, requirements: Sequence[PaymentRequirements], x402_version: int
+) -> tuple[bytes, bytes]:
     network = result.network
     if requirements and x402_version == 1:
         network = requirements[0].network.wire_v1

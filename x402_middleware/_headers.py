@@ -42,8 +42,9 @@ def encode_header(value: Any) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def decode_header(value: str | bytes, *, name: str = PAYMENT_SIGNATURE, max_bytes: int = MAX_HEADER_BYTES,
-                  allow_floats: bool = False) -> dict[str, Any]:
+def decode_header(
+    value: str | bytes, *, name: str = PAYMENT_SIGNATURE, max_bytes: int = MAX_HEADER_BYTES, allow_floats: bool = False
+) -> dict[str, Any]:
     """Decode a base64-JSON header value into a JSON object.
 
     Raises :class:`MalformedPaymentError` (never anything else) when the value is
@@ -66,8 +67,11 @@ def decode_header(value: str | bytes, *, name: str = PAYMENT_SIGNATURE, max_byte
         raise MalformedPaymentError(f"{name} header is not standard base64 (RFC 4648, '+/' alphabet)")
     try:
         decoded = base64.b64decode(raw, validate=True)
-        obj = json.loads(decoded.decode("utf-8"), parse_float=None if allow_floats else _reject_float,
-                         parse_constant=_reject_constant)
+        obj = json.loads(
+            decoded.decode("utf-8"),
+            parse_float=None if allow_floats else _reject_float,
+            parse_constant=_reject_constant,
+        )
     except (binascii.Error, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise MalformedPaymentError(f"{name} header is not base64 of UTF-8 JSON: {exc}") from None
     if not isinstance(obj, dict):

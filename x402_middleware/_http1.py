@@ -271,7 +271,7 @@ class Connection(asyncio.Protocol):
             index = self.buffer.find(marker, start)
             if index >= 0:
                 data = bytes(self.buffer[:index])
-                del self.buffer[:index + len(marker)]
+                del self.buffer[: index + len(marker)]
                 return data
             if len(self.buffer) > limit:
                 raise HTTPTransportError(f"response line or head longer than {limit} bytes")
@@ -297,8 +297,9 @@ class Connection(asyncio.Protocol):
         return data
 
 
-async def _bounded(future: asyncio.Future[None], timeout: float | None, error: type[HTTPTransportError],
-                   what: str) -> None:
+async def _bounded(
+    future: asyncio.Future[None], timeout: float | None, error: type[HTTPTransportError], what: str
+) -> None:
     """Await ``future``; ``error`` if it is not done within ``timeout`` seconds (a timer, cheaper than a task)."""
     if timeout is None:
         await future
@@ -359,8 +360,9 @@ async def read_head(conn: Connection) -> Head:
             raw = await conn.read_until(b"\r\n\r\n", MAX_HEAD)
         except HTTPTransportError:
             if first and conn.eof and not conn.buffer:  # not one byte of an answer: the server dropped it
-                raise ClosedBeforeResponse(f"the connection closed before a response ({conn.error!r})",
-                                           reset=conn.error is not None) from None
+                raise ClosedBeforeResponse(
+                    f"the connection closed before a response ({conn.error!r})", reset=conn.error is not None
+                ) from None
             raise
         head = Head(raw)
         if head.status >= 200:
@@ -554,8 +556,9 @@ class Pool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(lambda: Connection(origin), host, port, ssl=context,
-                                                       server_hostname=host if tls else None)
+                _, conn = await loop.create_connection(
+                    lambda: Connection(origin), host, port, ssl=context, server_hostname=host if tls else None
+                )
         except TimeoutError:
             raise ConnectTimedOut(f"cannot connect to {host}:{port} within {timeout} s") from None
         except OSError as exc:  # refused, unreachable, DNS (gaierror), TLS and certificate errors

@@ -61,13 +61,29 @@ class PaymentMiddleware:
     Or ``app.add_middleware(PaymentMiddleware, routes=..., pay_to=..., facilitator=...)``.
     """
 
-    def __init__(self, app: ASGIApp, /, *, routes: Mapping[str, Any], facilitator: Facilitator,
-                 pay_to: str | None = None, network: str | Sequence[str] = "eip155:8453",
-                 store: PaymentStore | None = None, max_timeout_seconds: int = 300, resource_url: str | None = None,
-                 settle_when: SettleWhen = settle_on_2xx, max_pricing_body: int = MAX_PRICING_BODY) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        /,
+        *,
+        routes: Mapping[str, Any],
+        facilitator: Facilitator,
+        pay_to: str | None = None,
+        network: str | Sequence[str] = "eip155:8453",
+        store: PaymentStore | None = None,
+        max_timeout_seconds: int = 300,
+        resource_url: str | None = None,
+        settle_when: SettleWhen = settle_on_2xx,
+        max_pricing_body: int = MAX_PRICING_BODY,
+    ) -> None:
         self.app = app
-        self.gate = Gate(routes=routes, pay_to=pay_to, network=network, max_timeout_seconds=max_timeout_seconds,
-                         resource_url=resource_url)
+        self.gate = Gate(
+            routes=routes,
+            pay_to=pay_to,
+            network=network,
+            max_timeout_seconds=max_timeout_seconds,
+            resource_url=resource_url,
+        )
         self.facilitator = facilitator
         self.store: PaymentStore = store if store is not None else InMemoryStore()
         self.settle_when = settle_when
@@ -99,13 +115,20 @@ class PaymentMiddleware:
             return
         await self._paid(scope, receive, send, route, requirements)
 
-    async def _paid(self, scope: Scope, receive: Receive, send: Send, route: _Route,
-                    requirements: tuple[PaymentRequirements, ...]) -> None:
+    async def _paid(
+        self, scope: Scope, receive: Receive, send: Send, route: _Route, requirements: tuple[PaymentRequirements, ...]
+    ) -> None:
         def resource() -> ResourceInfo:
             host = _header(scope, b"host") or (
-                f"{scope['server'][0]}:{scope['server'][1]}" if scope.get("server") else "localhost")
-            return self.gate.resource(route, scope.get("scheme", "http"), host, scope.get("root_path", "") + scope["path"],
-                                      scope.get("query_string", b"").decode("latin-1"))
+                f"{scope['server'][0]}:{scope['server'][1]}" if scope.get("server") else "localhost"
+            )
+            return self.gate.resource(
+                route,
+                scope.get("scheme", "http"),
+                host,
+                scope.get("root_path", "") + scope["path"],
+                scope.get("query_string", b"").decode("latin-1"),
+            )
 
         flow = PaidFlow(self.gate, requirements, resource, head=scope["method"] == "HEAD", settle_when=self.settle_when)
         answer = await run_async(flow.admit(scope["headers"]), self.facilitator, self.store)
@@ -147,7 +170,9 @@ def _payment_request(scope: Scope, params: dict[str, str], body: Any) -> Payment
         method=scope["method"],
         path=scope["path"],
         path_params=MappingProxyType(params),
-        query=MappingProxyType(dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))),
+        query=MappingProxyType(
+            dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        ),
         headers=MappingProxyType(headers),
         body=body,
     )

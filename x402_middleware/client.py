@@ -158,10 +158,21 @@ class X402Auth(httpx.Auth):
         version = challenge["x402Version"]
         choice = self._choose(version, challenge["accepts"], url)
         now = int(time.time())
-        auth = Authorization(self.address, choice.pay_to, choice.amount, max(now - VALID_AFTER_SLACK, 0),
-                             now + choice.timeout, new_nonce())
-        digest = transfer_digest(auth, name=choice.domain[0], version=choice.domain[1],
-                                 chain_id=choice.network.chain_id, verifying_contract=choice.asset)
+        auth = Authorization(
+            self.address,
+            choice.pay_to,
+            choice.amount,
+            max(now - VALID_AFTER_SLACK, 0),
+            now + choice.timeout,
+            new_nonce(),
+        )
+        digest = transfer_digest(
+            auth,
+            name=choice.domain[0],
+            version=choice.domain[1],
+            chain_id=choice.network.chain_id,
+            verifying_contract=choice.asset,
+        )
         inner = {"signature": "0x" + sign_digest(self._key, digest).hex(), "authorization": auth.to_wire()}
         payload: dict[str, Any]
         if version == 2:
@@ -200,7 +211,7 @@ class X402Auth(httpx.Auth):
         cheapest = min(c.cost for _, _, c in usable)
         raise SpendLimitError(
             f"{url} asks {format_usd(cheapest)}, over max_amount_per_payment={format_usd(cap or 0)}; "
-            f"pass X402Auth(..., max_amount_per_payment=\"{format_usd(cheapest)}\") or more (None lifts the cap)"
+            f'pass X402Auth(..., max_amount_per_payment="{format_usd(cheapest)}") or more (None lifts the cap)'
         )
 
     def _usable(self, version: int, req: Any) -> _Choice | str:
@@ -248,8 +259,16 @@ class X402Auth(httpx.Auth):
         if type(timeout) is not int or timeout <= 0:
             return f"maxTimeoutSeconds {timeout!r} is not a positive integer"
         decimals = known.decimals if known is not None else _CAP_DECIMALS
-        return _Choice(req, network, to_checksum_address(asset), (domain_name, domain_version), int(amount),
-                       _cap_units(int(amount), decimals), to_checksum_address(pay_to), timeout)
+        return _Choice(
+            req,
+            network,
+            to_checksum_address(asset),
+            (domain_name, domain_version),
+            int(amount),
+            _cap_units(int(amount), decimals),
+            to_checksum_address(pay_to),
+            timeout,
+        )
 
     def _reserve(self, cost: int, url: str) -> None:
         # Check and add under one lock: concurrent requests (threads or tasks) can never overshoot the cap.
@@ -292,13 +311,16 @@ def _read_challenge(response: httpx.Response, url: str) -> dict[str, Any] | None
     value = response.headers.get(H.PAYMENT_REQUIRED)
     if value is not None:
         try:
-            challenge = H.decode_header(value, name="PAYMENT-REQUIRED", max_bytes=MAX_CHALLENGE_BYTES,
-                                        allow_floats=True)
+            challenge = H.decode_header(
+                value, name="PAYMENT-REQUIRED", max_bytes=MAX_CHALLENGE_BYTES, allow_floats=True
+            )
         except MalformedPaymentError as exc:
             raise PaymentClientError(f"{url} answered 402 with an unreadable challenge: {exc}") from None
         if challenge.get("x402Version") != 2:
-            raise PaymentClientError(f"{url} sent a PAYMENT-REQUIRED header with x402Version "
-                                     f"{challenge.get('x402Version')!r}; only 2 is defined for that header")
+            raise PaymentClientError(
+                f"{url} sent a PAYMENT-REQUIRED header with x402Version "
+                f"{challenge.get('x402Version')!r}; only 2 is defined for that header"
+            )
     else:
         try:
             challenge = response.json()
@@ -323,8 +345,10 @@ def _private_key(account: Any) -> bytes:
     elif isinstance(getattr(account, "key", None), bytes):
         raw = bytes(account.key)  # eth_account LocalAccount
     else:
-        raise TypeError(f"Invalid 'account' argument of type {type(account).__name__}: "
-                        "pass an eth_account LocalAccount or a 32-byte private key")
+        raise TypeError(
+            f"Invalid 'account' argument of type {type(account).__name__}: "
+            "pass an eth_account LocalAccount or a 32-byte private key"
+        )
     try:
         if len(raw) != 32:
             raise ValueError

@@ -89,8 +89,12 @@ class PaymentRequirements:
         return self.to_v1() if x402_version == 1 else self.to_v2()
 
 
-def payment_required_v2(accepts: Sequence[PaymentRequirements], resource: ResourceInfo, error: str,
-                        extensions: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def payment_required_v2(
+    accepts: Sequence[PaymentRequirements],
+    resource: ResourceInfo,
+    error: str,
+    extensions: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The v2 ``PaymentRequired`` object carried (base64) in the ``PAYMENT-REQUIRED`` header."""
     body: dict[str, Any] = {
         "x402Version": 2,
@@ -153,7 +157,9 @@ def parse_payment_payload(obj: Mapping[str, Any]) -> PaymentPayload:
         raise MalformedPaymentError("payload.signature must be 0x-prefixed hex of at most 4096 bytes")
     auth = payload.get("authorization")
     if not isinstance(auth, dict):
-        raise MalformedPaymentError("payload.authorization must be an object (only EIP-3009 'exact' payments are accepted)")
+        raise MalformedPaymentError(
+            "payload.authorization must be an object (only EIP-3009 'exact' payments are accepted)"
+        )
     return PaymentPayload(
         x402_version=version,
         scheme=scheme,
@@ -206,10 +212,17 @@ def parse_requirements(obj: Any, x402_version: int) -> PaymentRequirements:
     timeout, extra, scheme = obj.get("maxTimeoutSeconds"), obj.get("extra") or {}, obj.get("scheme")
     if not isinstance(amount, str) or not _UINT.match(amount):
         raise MalformedPaymentError("paymentRequirements amount must be a decimal integer string")
-    if not isinstance(asset, str) or not _ADDRESS.match(asset) or not isinstance(pay_to, str) or not _ADDRESS.match(pay_to):
+    if (
+        not isinstance(asset, str)
+        or not _ADDRESS.match(asset)
+        or not isinstance(pay_to, str)
+        or not _ADDRESS.match(pay_to)
+    ):
         raise MalformedPaymentError("paymentRequirements asset and payTo must be 0x-prefixed 20-byte addresses")
     if type(timeout) is not int or timeout <= 0 or not isinstance(extra, Mapping) or not isinstance(scheme, str):
-        raise MalformedPaymentError("paymentRequirements needs scheme, a positive integer maxTimeoutSeconds and an object extra")
+        raise MalformedPaymentError(
+            "paymentRequirements needs scheme, a positive integer maxTimeoutSeconds and an object extra"
+        )
     if not isinstance(network_name, str):
         raise MalformedPaymentError("paymentRequirements network must be a string")
     network = find_network(network_name)
@@ -223,8 +236,9 @@ def parse_requirements(obj: Any, x402_version: int) -> PaymentRequirements:
             raise MalformedPaymentError("paymentRequirements extra must carry the token's EIP-712 name and version")
         name, version = known.name, known.version
     rest = {k: v for k, v in extra.items() if k not in ("name", "version")}
-    return PaymentRequirements(network, Asset(asset, name, version, decimals), int(amount), pay_to, timeout, scheme,
-                               extra=rest)
+    return PaymentRequirements(
+        network, Asset(asset, name, version, decimals), int(amount), pay_to, timeout, scheme, extra=rest
+    )
 
 
 def payload_network(payload: PaymentPayload) -> Network | None:
@@ -243,8 +257,12 @@ class VerifyResult:
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> VerifyResult:
-        return cls(bool(data.get("isValid")), _opt_str(data.get("invalidReason")), _opt_str(data.get("invalidMessage")),
-                   _opt_str(data.get("payer")))
+        return cls(
+            bool(data.get("isValid")),
+            _opt_str(data.get("invalidReason")),
+            _opt_str(data.get("invalidMessage")),
+            _opt_str(data.get("payer")),
+        )
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"isValid": self.is_valid}
@@ -287,7 +305,11 @@ class SettleResult:
         )
 
     def to_wire(self, network: str | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {"success": self.success, "transaction": self.transaction, "network": network or self.network}
+        out: dict[str, Any] = {
+            "success": self.success,
+            "transaction": self.transaction,
+            "network": network or self.network,
+        }
         if self.payer:
             out["payer"] = self.payer
         if self.error_reason:

@@ -50,7 +50,9 @@ class Network:
 
     def __post_init__(self) -> None:
         if self.caip2 != f"eip155:{self.chain_id}":
-            raise ConfigurationError(f"network id {self.caip2!r} must be 'eip155:{self.chain_id}' for chain id {self.chain_id}")
+            raise ConfigurationError(
+                f"network id {self.caip2!r} must be 'eip155:{self.chain_id}' for chain id {self.chain_id}"
+            )
 
     @property
     def wire_v1(self) -> str:
@@ -68,8 +70,17 @@ def _is_address(value: str) -> bool:
     return True
 
 
-def _n(chain_id: int, address: str, name: str, version: str, v1: str | None = None, *, testnet: bool = False,
-       decimals: int = 6, symbol: str = "USDC") -> Network:
+def _n(
+    chain_id: int,
+    address: str,
+    name: str,
+    version: str,
+    v1: str | None = None,
+    *,
+    testnet: bool = False,
+    decimals: int = 6,
+    symbol: str = "USDC",
+) -> Network:
     return Network(f"eip155:{chain_id}", chain_id, Asset(address, name, version, decimals, symbol), v1, testnet)
 
 
@@ -104,8 +115,15 @@ _BUILTIN: tuple[Network, ...] = (
 )
 
 # Legacy v1 names known to clients but without a default asset here ([py] V1_NETWORK_CHAIN_IDS).
-_V1_EXTRA = {"abstract": 2741, "abstract-testnet": 11124, "iotex": 4689, "peaq": 3338, "story": 1513,
-             "educhain": 656476, "skale-base-sepolia": 1444673419}
+_V1_EXTRA = {
+    "abstract": 2741,
+    "abstract-testnet": 11124,
+    "iotex": 4689,
+    "peaq": 3338,
+    "story": 1513,
+    "educhain": 656476,
+    "skale-base-sepolia": 1444673419,
+}
 
 _by_id: dict[str, Network] = {}
 _by_v1: dict[str, Network] = {}

@@ -99,7 +99,8 @@ def _price(value: Any, what: str) -> Any:
         return tuple(value)
     raise ConfigurationError(
         f"{what}: {value!r} is not a price; use None (free), '$0.01', Decimal('0.01'), TokenAmount(10_000) "
-        "or a list of PaymentOption")
+        "or a list of PaymentOption"
+    )
 
 
 def _rate(value: Any, what: str) -> Decimal:
@@ -145,8 +146,10 @@ class RouteTable:
     def __post_init__(self) -> None:
         if not isinstance(self.routes, Mapping) or not self.routes:
             raise ConfigurationError("RouteTable needs a non-empty mapping such as {'GET /items/{id}': '$0.01'}")
-        table = tuple((RoutePattern.parse(k), v if callable(v) else _price(v, f"RouteTable[{k!r}]"))
-                      for k, v in self.routes.items())
+        table = tuple(
+            (RoutePattern.parse(k), v if callable(v) else _price(v, f"RouteTable[{k!r}]"))
+            for k, v in self.routes.items()
+        )
         object.__setattr__(self, "_table", table)
         object.__setattr__(self, "routes", MappingProxyType(dict(self.routes)))
         if not callable(self.default):
@@ -268,16 +271,35 @@ class TokenQuote:
     estimate_tokens: Callable[[Mapping[str, Any]], int] = field(compare=False)
 
     # A hand-written __init__ so rates may be given as strings ("2.50") while the fields stay Decimal.
-    def __init__(self, input_per_million: Rate, output_per_million: Rate, *, output_share: Rate = "0.1",
-                 markup_percent: Rate = 0, floor: Rate = "0.001", flat_fee: Rate = "0.001",
-                 default_max_tokens: int = 1024, max_tokens_limit: int = 1_000_000, decimals: int = 6,
-                 estimate_tokens: Callable[[Mapping[str, Any]], int] = estimate_input_tokens) -> None:
-        rates = {"input_per_million": input_per_million, "output_per_million": output_per_million,
-                 "output_share": output_share, "markup_percent": markup_percent, "floor": floor, "flat_fee": flat_fee}
+    def __init__(
+        self,
+        input_per_million: Rate,
+        output_per_million: Rate,
+        *,
+        output_share: Rate = "0.1",
+        markup_percent: Rate = 0,
+        floor: Rate = "0.001",
+        flat_fee: Rate = "0.001",
+        default_max_tokens: int = 1024,
+        max_tokens_limit: int = 1_000_000,
+        decimals: int = 6,
+        estimate_tokens: Callable[[Mapping[str, Any]], int] = estimate_input_tokens,
+    ) -> None:
+        rates = {
+            "input_per_million": input_per_million,
+            "output_per_million": output_per_million,
+            "output_share": output_share,
+            "markup_percent": markup_percent,
+            "floor": floor,
+            "flat_fee": flat_fee,
+        }
         for name, value in rates.items():
             object.__setattr__(self, name, _rate(value, f"TokenQuote.{name}"))
-        for name, number in (("default_max_tokens", default_max_tokens), ("max_tokens_limit", max_tokens_limit),
-                             ("decimals", decimals)):
+        for name, number in (
+            ("default_max_tokens", default_max_tokens),
+            ("max_tokens_limit", max_tokens_limit),
+            ("decimals", decimals),
+        ):
             if type(number) is not int:
                 raise ConfigurationError(f"TokenQuote.{name} must be an int, got {number!r}")
             object.__setattr__(self, name, number)
@@ -293,8 +315,10 @@ class TokenQuote:
         """The exact quote in USD, before rounding to atomic units."""
         c = _EXACT
         output_tokens = c.multiply(self.output_share, Decimal(max_tokens)).to_integral_value(ROUND_CEILING)
-        tokens = c.add(c.multiply(Decimal(input_tokens), self.input_per_million),
-                       c.multiply(output_tokens, self.output_per_million))
+        tokens = c.add(
+            c.multiply(Decimal(input_tokens), self.input_per_million),
+            c.multiply(output_tokens, self.output_per_million),
+        )
         cost = c.multiply(c.divide(tokens, Decimal(1_000_000)), c.add(1, c.divide(self.markup_percent, Decimal(100))))
         return c.add(max(cost, self.floor), self.flat_fee)
 
@@ -312,7 +336,9 @@ class TokenQuote:
             return self.default_max_tokens
         if type(value) is not int or not 1 <= value <= self.max_tokens_limit:
             raise UnpriceableRequestError(
-                "invalid_max_tokens", f"max_tokens must be an integer between 1 and {self.max_tokens_limit}, got {value!r}")
+                "invalid_max_tokens",
+                f"max_tokens must be an integer between 1 and {self.max_tokens_limit}, got {value!r}",
+            )
         return value
 
 
@@ -360,10 +386,10 @@ class LLMQuote:
         return entry(request) if isinstance(entry, TokenQuote) else entry
 
 
-
 def _json_object(request: PaymentRequest) -> Mapping[str, Any]:
     if not isinstance(request.body, Mapping):
         raise UnpriceableRequestError(
             "invalid_request_body",
-            "this route is priced from its JSON body: send a JSON object (Content-Length within the pricing size cap)")
+            "this route is priced from its JSON body: send a JSON object (Content-Length within the pricing size cap)",
+        )
     return request.body

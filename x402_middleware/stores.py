@@ -81,7 +81,9 @@ class InMemoryStore:
     """
 
     def __init__(self, maxsize: int = 1_000_000) -> None:
-        self._cache: TLRUCache[str, tuple[str, float]] = TLRUCache(maxsize=maxsize, ttu=_expires_at, timer=time.monotonic)
+        self._cache: TLRUCache[str, tuple[str, float]] = TLRUCache(
+            maxsize=maxsize, ttu=_expires_at, timer=time.monotonic
+        )
         self._lock = threading.Lock()
 
     def reserve_sync(self, key: str, ttl: float) -> str | None:

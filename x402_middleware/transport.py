@@ -57,8 +57,12 @@ _DRAIN_BYTES = 64 * 1024
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 #: Our failures as the httpx exceptions httpcore raises for the same event (most specific first).
 _MAPPING: tuple[tuple[type[HTTPTransportError], type[httpx.TransportError]], ...] = (
-    (ConnectTimedOut, httpx.ConnectTimeout), (ConnectFailed, httpx.ConnectError), (PoolTimedOut, httpx.PoolTimeout),
-    (ReadTimedOut, httpx.ReadTimeout), (WriteTimedOut, httpx.WriteTimeout), (ReadFailed, httpx.ReadError),
+    (ConnectTimedOut, httpx.ConnectTimeout),
+    (ConnectFailed, httpx.ConnectError),
+    (PoolTimedOut, httpx.PoolTimeout),
+    (ReadTimedOut, httpx.ReadTimeout),
+    (WriteTimedOut, httpx.WriteTimeout),
+    (ReadFailed, httpx.ReadError),
     (WriteFailed, httpx.WriteError),
 )
 _EMPTY = httpx.ByteStream(b"")
@@ -93,8 +97,13 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         client = httpx.AsyncClient(transport=AsyncHTTP1Transport(verify=ssl_context, max_connections=128))
     """
 
-    def __init__(self, *, verify: ssl.SSLContext | bool = True, max_connections: int = 100,
-                 keepalive_expiry: float = KEEPALIVE_EXPIRY) -> None:
+    def __init__(
+        self,
+        *,
+        verify: ssl.SSLContext | bool = True,
+        max_connections: int = 100,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
+    ) -> None:
         self._pool = Pool(max_connections=max_connections, keepalive_expiry=keepalive_expiry, verify=verify)
 
     @property
@@ -106,8 +115,7 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
         url = request.url
         scheme = url.scheme
         if scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"{scheme!r} URLs are not supported (http and https only)",
-                                            request=request)
+            raise httpx.UnsupportedProtocol(f"{scheme!r} URLs are not supported (http and https only)", request=request)
         tls = scheme == "https"
         origin: Origin = (url.raw_host.decode("ascii"), url.port or (443 if tls else 80), tls)  # IDNA: punycode
         timeouts: dict[str, float | None] = request.extensions.get("timeout") or {}
@@ -158,8 +166,9 @@ class AsyncHTTP1Transport(httpx.AsyncBaseTransport):
             stream = _EMPTY
         else:
             stream = _ResponseStream(pool, slots, conn, body, keep, request)
-        return httpx.Response(response_head.status, headers=response_head.fields, stream=stream,
-                              extensions=_extensions(response_head))
+        return httpx.Response(
+            response_head.status, headers=response_head.fields, stream=stream, extensions=_extensions(response_head)
+        )
 
     async def aclose(self) -> None:
         """Close every connection; requests still running fail, new ones raise ``RemoteProtocolError``."""
@@ -179,7 +188,7 @@ def _request_head(request: httpx.Request, content: bytes | None) -> tuple[bytes,
     chunked = False
     for i, (name, value) in enumerate(raw):
         if not name or name != name.strip() or b":" in name:
-            _check_headers(raw[:i + 1], request)  # raises, for the first invalid header as it comes
+            _check_headers(raw[: i + 1], request)  # raises, for the first invalid header as it comes
         key = name.lower()
         if key == b"host":
             has_host = True
@@ -188,7 +197,7 @@ def _request_head(request: httpx.Request, content: bytes | None) -> tuple[bytes,
         elif key == b"transfer-encoding":
             chunked = value.rpartition(b",")[2].strip().lower() == b"chunked"
             if not chunked:
-                _check_headers(raw[:i + 1], request)  # an invalid header up to this one is the error to report
+                _check_headers(raw[: i + 1], request)  # an invalid header up to this one is the error to report
                 raise httpx.LocalProtocolError("only Transfer-Encoding: chunked is supported", request=request)
         elif key == b"connection":
             close = b"close" in value.lower()
@@ -200,7 +209,7 @@ def _request_head(request: httpx.Request, content: bytes | None) -> tuple[bytes,
         _check_headers(raw, request)
     extra = []
     if not has_host:  # httpx always sets it; a hand-built request may not
-        fields = lines[0] + b"Host: %s\r\n" % url.netloc + fields[len(lines[0]):]
+        fields = lines[0] + b"Host: %s\r\n" % url.netloc + fields[len(lines[0]) :]
     if not has_length and not chunked:
         if content is None:
             extra.append(b"Transfer-Encoding: chunked\r\n")
@@ -214,13 +223,13 @@ def _check_headers(raw: list[tuple[bytes, bytes]], request: httpx.Request) -> No
     """Raise for the first invalid header: a value with CR, LF or NUL (request smuggling, RFC 9112 §11.2), or an
     empty name, one with a colon or surrounding whitespace."""
     for name, value in raw:
-        if (b"\r" in value or b"\n" in value or b"\0" in value or not name or b":" in name
-                or name != name.strip()):
+        if b"\r" in value or b"\n" in value or b"\0" in value or not name or b":" in name or name != name.strip():
             raise httpx.LocalProtocolError(f"invalid request header {name!r}", request=request)
 
 
-async def _send(conn: Connection, head: bytes, content: bytes | None, request: httpx.Request, chunked: bool,
-                timeout: float | None) -> None:
+async def _send(
+    conn: Connection, head: bytes, content: bytes | None, request: httpx.Request, chunked: bool, timeout: float | None
+) -> None:
     """Write the request: one write for a bytes body, else the stream's pieces as they come (flow-controlled)."""
     if content is not None:
         if chunked:
@@ -250,8 +259,9 @@ class _ResponseStream(httpx.AsyncByteStream):
 
     __slots__ = ("_body", "_conn", "_keep", "_pool", "_request", "_slots")
 
-    def __init__(self, pool: Pool, slots: asyncio.Semaphore, conn: Connection, body: Body, keep: bool,
-                 request: httpx.Request) -> None:
+    def __init__(
+        self, pool: Pool, slots: asyncio.Semaphore, conn: Connection, body: Body, keep: bool, request: httpx.Request
+    ) -> None:
         self._pool = pool
         self._slots = slots
         self._conn: Connection | None = conn

@@ -29,7 +29,9 @@ NO_MATCHING_REQUIREMENTS = "No matching payment requirements"
 VALID_BEFORE_MARGIN = 6
 
 
-def match_requirements(payload: PaymentPayload, candidates: Sequence[PaymentRequirements]) -> PaymentRequirements | None:
+def match_requirements(
+    payload: PaymentPayload, candidates: Sequence[PaymentRequirements]
+) -> PaymentRequirements | None:
     """Find the requirement a payment pays, or ``None``.
 
     v2 echoes the chosen requirement in ``accepted``: its core fields must equal
@@ -53,7 +55,9 @@ def match_requirements(payload: PaymentPayload, candidates: Sequence[PaymentRequ
             ):
                 return req
         return None
-    same_network = [r for r in candidates if r.scheme == payload.scheme and payload.network in (r.network.wire_v1, r.network.caip2)]
+    same_network = [
+        r for r in candidates if r.scheme == payload.scheme and payload.network in (r.network.wire_v1, r.network.caip2)
+    ]
     for req in same_network:  # several assets on one network: prefer the one whose price the payer signed
         if req.amount == payload.authorization.value:
             return req
@@ -64,7 +68,9 @@ def _same_address(value: object, address: str) -> bool:
     return isinstance(value, str) and value.lower() == address.lower()
 
 
-def verify_exact_evm(payload: PaymentPayload, requirements: PaymentRequirements, *, now: int | None = None) -> VerifyResult | None:
+def verify_exact_evm(
+    payload: PaymentPayload, requirements: PaymentRequirements, *, now: int | None = None
+) -> VerifyResult | None:
     """Verify a payment against the requirement it claims to pay.
 
     Returns a :class:`VerifyResult`, or ``None`` when the signature is not a
@@ -84,7 +90,9 @@ def verify_exact_evm(payload: PaymentPayload, requirements: PaymentRequirements,
     if payload.scheme != "exact" or requirements.scheme != "exact":
         return fail(UNSUPPORTED_SCHEME, f"scheme {payload.scheme!r} is not supported; pay with 'exact'")
     if payload.network not in (requirements.network.caip2, requirements.network.wire_v1):
-        return fail(NETWORK_MISMATCH, f"payment is for network {payload.network!r}, expected {requirements.network.caip2!r}")
+        return fail(
+            NETWORK_MISMATCH, f"payment is for network {payload.network!r}, expected {requirements.network.caip2!r}"
+        )
     extra = requirements.wire_extra()
     name, version = extra.get("name"), extra.get("version")
     if not isinstance(name, str) or not isinstance(version, str):
@@ -95,14 +103,23 @@ def verify_exact_evm(payload: PaymentPayload, requirements: PaymentRequirements,
         return fail(VALUE_MISMATCH, f"authorization value {auth.value} != required amount {requirements.amount}")
     now = int(time.time()) if now is None else now
     if auth.valid_before < now + VALID_BEFORE_MARGIN:
-        return fail(VALID_BEFORE, "authorization has expired (validBefore is in the past or too close); sign a new payment")
+        return fail(
+            VALID_BEFORE, "authorization has expired (validBefore is in the past or too close); sign a new payment"
+        )
     if auth.valid_after > now:
         return fail(VALID_AFTER, "authorization is not valid yet (validAfter is in the future)")
     if len(payload.signature) != 65:
         return None
-    digest = transfer_digest(auth, name=name, version=version, chain_id=requirements.network.chain_id,
-                             verifying_contract=requirements.asset.address)
+    digest = transfer_digest(
+        auth,
+        name=name,
+        version=version,
+        chain_id=requirements.network.chain_id,
+        verifying_contract=requirements.asset.address,
+    )
     signer = recover_address(digest, payload.signature)  # compared as lower-case hex: no checksum to compute
     if signer is None or "0x" + signer.hex() != payer.lower():
-        return fail(INVALID_SIGNATURE, "signature does not recover to authorization.from for this token's EIP-712 domain")
+        return fail(
+            INVALID_SIGNATURE, "signature does not recover to authorization.from for this token's EIP-712 domain"
+        )
     return VerifyResult(True, payer=payer)

@@ -68,24 +68,44 @@ class PaymentWSGIMiddleware:
     In the view, ``request.environ["x402.payment"]`` is the verified :class:`~x402_middleware.Payment`.
     """
 
-    def __init__(self, app: WSGIApplication, /, *, routes: Mapping[str, Any], facilitator: SyncFacilitator,
-                 pay_to: str | None = None, network: str | Sequence[str] = "eip155:8453",
-                 store: SyncPaymentStore | None = None, max_timeout_seconds: int = 300,
-                 resource_url: str | None = None, settle_when: SettleWhen = settle_on_2xx,
-                 max_pricing_body: int = MAX_PRICING_BODY) -> None:
+    def __init__(
+        self,
+        app: WSGIApplication,
+        /,
+        *,
+        routes: Mapping[str, Any],
+        facilitator: SyncFacilitator,
+        pay_to: str | None = None,
+        network: str | Sequence[str] = "eip155:8453",
+        store: SyncPaymentStore | None = None,
+        max_timeout_seconds: int = 300,
+        resource_url: str | None = None,
+        settle_when: SettleWhen = settle_on_2xx,
+        max_pricing_body: int = MAX_PRICING_BODY,
+    ) -> None:
         self.app = app
-        self.gate = Gate(routes=routes, pay_to=pay_to, network=network, max_timeout_seconds=max_timeout_seconds,
-                         resource_url=resource_url)
+        self.gate = Gate(
+            routes=routes,
+            pay_to=pay_to,
+            network=network,
+            max_timeout_seconds=max_timeout_seconds,
+            resource_url=resource_url,
+        )
         if inspect.iscoroutinefunction(getattr(facilitator, "settle", None)):
-            raise ConfigurationError(f"PaymentWSGIMiddleware needs a blocking facilitator such as SyncHTTPFacilitator; "
-                                     f"{type(facilitator).__name__}.settle is async")
+            raise ConfigurationError(
+                f"PaymentWSGIMiddleware needs a blocking facilitator such as SyncHTTPFacilitator; "
+                f"{type(facilitator).__name__}.settle is async"
+            )
         if store is not None and not callable(getattr(store, "reserve_sync", None)):
-            raise ConfigurationError(f"store must be a SyncPaymentStore (reserve_sync, release_sync, mark_settled_sync); "
-                                     f"got {type(store).__name__}")
+            raise ConfigurationError(
+                f"store must be a SyncPaymentStore (reserve_sync, release_sync, mark_settled_sync); "
+                f"got {type(store).__name__}"
+            )
         for route in self.gate.routes:
             if route.policy is not None and _is_async(route.policy):
-                raise ConfigurationError(f"route {route.pattern.path!r}: an async price function cannot run under WSGI; "
-                                         "make it a plain def")
+                raise ConfigurationError(
+                    f"route {route.pattern.path!r}: an async price function cannot run under WSGI; make it a plain def"
+                )
         self.facilitator = facilitator
         self.store: SyncPaymentStore = store if store is not None else InMemoryStore()
         self.settle_when = settle_when
@@ -111,16 +131,30 @@ class PaymentWSGIMiddleware:
             return self.app(environ, start_response)
         return self._paid(environ, start_response, route, requirements)
 
-    def _paid(self, environ: WSGIEnvironment, start_response: StartResponse, route: _Route,
-              requirements: tuple[PaymentRequirements, ...]) -> Iterable[bytes]:
+    def _paid(
+        self,
+        environ: WSGIEnvironment,
+        start_response: StartResponse,
+        route: _Route,
+        requirements: tuple[PaymentRequirements, ...],
+    ) -> Iterable[bytes]:
         def resource() -> ResourceInfo:
-            host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+            host = (
+                environ.get("HTTP_HOST")
+                or f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+            )
             path = _decode_path(environ.get("SCRIPT_NAME", "")) + _decode_path(environ.get("PATH_INFO", ""))
-            return self.gate.resource(route, environ.get("wsgi.url_scheme", "http"), host, path,
-                                      environ.get("QUERY_STRING", ""))
+            return self.gate.resource(
+                route, environ.get("wsgi.url_scheme", "http"), host, path, environ.get("QUERY_STRING", "")
+            )
 
-        flow = PaidFlow(self.gate, requirements, resource, head=environ.get("REQUEST_METHOD") == "HEAD",
-                        settle_when=self.settle_when)
+        flow = PaidFlow(
+            self.gate,
+            requirements,
+            resource,
+            head=environ.get("REQUEST_METHOD") == "HEAD",
+            settle_when=self.settle_when,
+        )
         answer = run_sync(flow.admit(payment_headers_from_environ(environ)), self.facilitator, self.store)
         if answer is not None:
             return _respond(start_response, answer)
@@ -136,8 +170,9 @@ class _PaidResponse:
     ``write()``), or finishes without one; that is when the flow settles.
     """
 
-    def __init__(self, mw: PaymentWSGIMiddleware, flow: PaidFlow, environ: WSGIEnvironment,
-                 start_response: StartResponse) -> None:
+    def __init__(
+        self, mw: PaymentWSGIMiddleware, flow: PaidFlow, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> None:
         self._mw = mw
         self._flow = flow
         self._start_response = start_response
@@ -180,8 +215,9 @@ class _PaidResponse:
                 if self._replacement is None:
                     return chunk
 
-    def _app_start_response(self, status: str, headers: list[tuple[str, str]],
-                            exc_info: OptExcInfo | None = None) -> Any:
+    def _app_start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: OptExcInfo | None = None
+    ) -> Any:
         if exc_info is not None:
             try:
                 if self._server_write is not None:
@@ -316,8 +352,11 @@ class _ReplayInput(io.RawIOBase):
             return b""
         if self._remaining is not None:
             size = self._remaining if size < 0 else min(size, self._remaining)
-        data: bytes = (self._rest.readline(size) if line else self._rest.read(size)) if size >= 0 else (
-            self._rest.readline() if line else self._rest.read())
+        data: bytes = (
+            (self._rest.readline(size) if line else self._rest.read(size))
+            if size >= 0
+            else (self._rest.readline() if line else self._rest.read())
+        )
         if self._remaining is not None:
             self._remaining -= len(data)
         return data

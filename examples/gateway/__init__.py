@@ -18,7 +18,29 @@ from .providers import Timeouts
 from .quote import Quote, quote_chat, quote_messages
 from .service import Gateway
 
-__all__ = ["INFERENCE_PATHS", "Catalog", "CatalogError", "EndpointSpec", "Gateway", "GatewayConfig", "GatewayError",
-           "InvalidRequest", "ModelInfo", "Quote", "RateLimit", "RateLimited", "Timeouts", "UnknownModel",
-           "UpstreamError", "Wrap", "create_app", "describe", "emulator_pools", "load_catalog", "price_of",
-           "quote_chat", "quote_messages", "x402_price_policy"]
+__all__ = [
+    "INFERENCE_PATHS",
+    "Catalog",
+    "CatalogError",
+    "EndpointSpec",
+    "Gateway",
+    "GatewayConfig",
+    "GatewayError",
+    "InvalidRequest",
+    "ModelInfo",
+    "Quote",
+    "RateLimit",
+    "RateLimited",
+    "Timeouts",
+    "UnknownModel",
+    "UpstreamError",
+    "Wrap",
+    "create_app",
+    "describe",
+    "emulator_pools",
+    "load_catalog",
+    "price_of",
+    "quote_chat",
+    "quote_messages",
+    "x402_price_policy",
+]

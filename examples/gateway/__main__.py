@@ -20,8 +20,9 @@ from .emulator import EmulatorServer, bind_loopback
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m examples.gateway", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = a free port chosen by the kernel")
     parser.add_argument("--upstream", choices=("emulator", "env"), default="emulator")
@@ -35,14 +36,24 @@ def main(argv: list[str] | None = None) -> None:
     try:
         config = GatewayConfig(**({"catalog": args.catalog} if args.catalog else {}))
         if emulator is not None:
-            config = GatewayConfig(catalog=config.load_catalog(),
-                                   pools=emulator_pools(emulator.url, config.load_catalog()))
+            config = GatewayConfig(
+                catalog=config.load_catalog(), pools=emulator_pools(emulator.url, config.load_catalog())
+            )
         app = create_app(config)
         sock = bind_loopback(args.port, args.host)
         url = f"http://{args.host}:{sock.getsockname()[1]}"
-        print(json.dumps({"url": url, "api_url": url + "/api", "upstream": args.upstream,
-                          "emulator_url": emulator.url if emulator else None,
-                          "models": len(app.state.gateway.available_models())}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "url": url,
+                    "api_url": url + "/api",
+                    "upstream": args.upstream,
+                    "emulator_url": emulator.url if emulator else None,
+                    "models": len(app.state.gateway.available_models()),
+                }
+            ),
+            flush=True,
+        )
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5))
         server.run(sockets=[sock])
     finally:

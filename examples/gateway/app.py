@@ -47,19 +47,25 @@ Wrap = Callable[[ASGIApp, Gateway], ASGIApp]
 """Composes another ASGI layer (the payment middleware) around the routes; gets the gateway for its quotes."""
 
 
-def create_app(config: GatewayConfig | None = None, *, gateway: Gateway | None = None, wrap: Wrap | None = None) -> Starlette:
+def create_app(
+    config: GatewayConfig | None = None, *, gateway: Gateway | None = None, wrap: Wrap | None = None
+) -> Starlette:
     """Build the gateway app. ``app.state.gateway`` is the :class:`~.service.Gateway` (quotes, pools, catalog)."""
     gateway = gateway if gateway is not None else Gateway(config)
     h = _Handlers(gateway)
     routes = []
     for prefix in ("/v1", "/api/v1"):
-        routes += [Route(f"{prefix}/chat/completions", h.chat, methods=["POST"]),
-                   Route(f"{prefix}/messages", h.messages, methods=["POST"]),
-                   Route(f"{prefix}/models", h.models, methods=["GET"])]
-    routes += [Route("/api/pricing", h.pricing, methods=["GET"]),
-               Route("/api/health", h.health, methods=["GET"]),
-               Route("/api/health/{check:path}", h.health, methods=["GET"]),
-               Route("/api/v1/health/{check:path}", h.health, methods=["GET"])]
+        routes += [
+            Route(f"{prefix}/chat/completions", h.chat, methods=["POST"]),
+            Route(f"{prefix}/messages", h.messages, methods=["POST"]),
+            Route(f"{prefix}/models", h.models, methods=["GET"]),
+        ]
+    routes += [
+        Route("/api/pricing", h.pricing, methods=["GET"]),
+        Route("/api/health", h.health, methods=["GET"]),
+        Route("/api/health/{check:path}", h.health, methods=["GET"]),
+        Route("/api/v1/health/{check:path}", h.health, methods=["GET"]),
+    ]
     metrics = GatewayMetrics() if gateway.config.metrics else None
     if metrics is not None:
         routes.append(Route("/metrics", _metrics_endpoint(metrics), methods=["GET"]))
@@ -72,9 +78,12 @@ def create_app(config: GatewayConfig | None = None, *, gateway: Gateway | None =
         yield
         await gateway.aclose()
 
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
-                    exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error,
-                                        Exception: _internal_error})
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={GatewayError: _gateway_error, HTTPException: _http_error, Exception: _internal_error},
+    )
     app.state.gateway = gateway
     app.state.metrics = metrics
     return app
@@ -121,22 +130,34 @@ class _Handlers:
         body = await _read_json(request, self.gw.config.max_body_bytes)
         prepared = self.gw.prepare(api, body)
         call, model = prepared.call, prepared.call.model
-        trace.update(api=api, model=model.id, stream=call.stream, price=prepared.quote.amount,
-                     input_estimate=prepared.quote.input_tokens, max_tokens=call.max_tokens)
+        trace.update(
+            api=api,
+            model=model.id,
+            stream=call.stream,
+            price=prepared.quote.amount,
+            input_estimate=prepared.quote.input_tokens,
+            max_tokens=call.max_tokens,
+        )
         started = time.perf_counter()
         if call.stream:
             upstream = await self.gw.pools.open_stream(call, trace)
             trace["first_chunk_ms"] = _ms(started)
-            events = (openai_events(upstream, model.id, prepared.include_usage, trace) if api == CHAT
-                      else anthropic_events(upstream, model.id, prepared.quote.input_tokens, trace))
+            events = (
+                openai_events(upstream, model.id, prepared.include_usage, trace)
+                if api == CHAT
+                else anthropic_events(upstream, model.id, prepared.quote.input_tokens, trace)
+            )
             return UpstreamSSEResponse(upstream, events, self._upstream_header(upstream.endpoint))
         result = await self.gw.pools.complete(call, trace)
         result["model"] = model.id
         trace["usage"] = result.get("usage")
         payload = result if api == CHAT else to_anthropic_response(result, model.id)
         # JSONResponse's bytes and headers, with the encoder built once (encode_json)
-        return Response(encode_json(payload), headers=self._upstream_header(trace.get("upstream", "")),
-                        media_type="application/json")
+        return Response(
+            encode_json(payload),
+            headers=self._upstream_header(trace.get("upstream", "")),
+            media_type="application/json",
+        )
 
     async def models(self, request: Request) -> Response:
         return self._limited(request, self._catalog_limit) or _raw_json(self._models)
@@ -152,8 +173,13 @@ class _Handlers:
         status = self.gw.pools.status()
         ready = bool(status["pools"])
         if check in ("", "live", "liveness"):
-            return JSONResponse({"status": "ok", "uptime_s": round(time.time() - self._started),
-                                 "models": len(self.gw.available_models())})
+            return JSONResponse(
+                {
+                    "status": "ok",
+                    "uptime_s": round(time.time() - self._started),
+                    "models": len(self.gw.available_models()),
+                }
+            )
         if check in ("ready", "readiness"):
             return JSONResponse({"status": "ok" if ready else "unavailable", "ready": ready}, 200 if ready else 503)
         if check == "pools":
@@ -164,8 +190,14 @@ class _Handlers:
         decision = limiter.hit(self._client_ip(request))
         if decision.allowed:
             return None
-        return JSONResponse({"error": "Rate limit exceeded"}, 429, headers={
-            **decision.headers(), "Retry-After": str(max(1, int(decision.reset_ms / 1000 - time.time() + 0.999)))})
+        return JSONResponse(
+            {"error": "Rate limit exceeded"},
+            429,
+            headers={
+                **decision.headers(),
+                "Retry-After": str(max(1, int(decision.reset_ms / 1000 - time.time() + 0.999))),
+            },
+        )
 
     def _client_ip(self, request: Request) -> str:
         if self.gw.config.trust_forwarded_for:

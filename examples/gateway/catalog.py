@@ -89,7 +89,9 @@ class EndpointSpec:
     auth: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     max_tokens_field: str = "max_tokens"
-    api_key: str | None = field(default=None, repr=False)  # in-code pools only (tests, the emulator); files use api_key_env
+    api_key: str | None = field(
+        default=None, repr=False
+    )  # in-code pools only (tests, the emulator); files use api_key_env
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +150,24 @@ def parse_catalog(data: Any, *, source: str = "catalog") -> Catalog:
 def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
     if not isinstance(raw, Mapping):
         raise CatalogError(f"{where}: each model must be a JSON object")
-    _no_unknown(raw, {"id", "name", "owned_by", "context_window", "max_output", "categories", "billing_mode", "pricing",
-                      "pool", "upstream_model", "long_context", "description"}, where)
+    _no_unknown(
+        raw,
+        {
+            "id",
+            "name",
+            "owned_by",
+            "context_window",
+            "max_output",
+            "categories",
+            "billing_mode",
+            "pricing",
+            "pool",
+            "upstream_model",
+            "long_context",
+            "description",
+        },
+        where,
+    )
     model_id = _str(raw, "id", where)
     if not _ID.match(model_id):
         raise CatalogError(f"{where}: id {model_id!r} must look like 'provider/model-name'")
@@ -158,7 +176,7 @@ def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
         raise CatalogError(f"{where}: billing_mode must be one of {', '.join(BILLING_MODES)}, got {mode!r}")
     pricing = raw.get("pricing", {})
     if not isinstance(pricing, Mapping):
-        raise CatalogError(f"{where}: pricing must be an object such as {{\"input\": \"2.50\", \"output\": \"10.00\"}}")
+        raise CatalogError(f'{where}: pricing must be an object such as {{"input": "2.50", "output": "10.00"}}')
     rates: dict[str, Any] = {}
     if mode == "paid":
         _no_unknown(pricing, {"input", "output"}, f"{where}: pricing")
@@ -171,7 +189,7 @@ def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
         raise CatalogError(f"{where}: a free model takes no pricing; remove it or change billing_mode")
     categories = raw.get("categories", ["chat"])
     if not isinstance(categories, list) or not categories or not all(isinstance(c, str) and c for c in categories):
-        raise CatalogError(f"{where}: categories must be a non-empty list of strings such as [\"chat\"]")
+        raise CatalogError(f'{where}: categories must be a non-empty list of strings such as ["chat"]')
     context_window = _int(raw, "context_window", where)
     max_output = _int(raw, "max_output", where)
     if max_output > context_window:
@@ -202,8 +220,11 @@ def _long_context(raw: Any, where: str) -> LongContext | None:
     if not isinstance(raw, Mapping):
         raise CatalogError(f"{where}: must be an object with threshold, input_multiplier, output_multiplier")
     _no_unknown(raw, {"threshold", "input_multiplier", "output_multiplier"}, where)
-    return LongContext(_int(raw, "threshold", where), _usd(raw.get("input_multiplier", "1"), f"{where}.input_multiplier"),
-                       _usd(raw.get("output_multiplier", "1"), f"{where}.output_multiplier"))
+    return LongContext(
+        _int(raw, "threshold", where),
+        _usd(raw.get("input_multiplier", "1"), f"{where}.input_multiplier"),
+        _usd(raw.get("output_multiplier", "1"), f"{where}.output_multiplier"),
+    )
 
 
 def _fees(raw: Any, where: str) -> Fees:
@@ -213,12 +234,14 @@ def _fees(raw: Any, where: str) -> Fees:
     d = Fees()
     share = _usd(raw.get("output_share", str(d.output_share)), f"{where}.output_share")
     if share > 1:
-        raise CatalogError(f"{where}.output_share is a fraction of max_tokens between 0 and 1, e.g. \"0.1\"")
+        raise CatalogError(f'{where}.output_share is a fraction of max_tokens between 0 and 1, e.g. "0.1"')
     return Fees(
         gateway_fee_usd=_usd(raw.get("gateway_fee_usd", str(d.gateway_fee_usd)), f"{where}.gateway_fee_usd"),
         min_charge_usd=_usd(raw.get("min_charge_usd", str(d.min_charge_usd)), f"{where}.min_charge_usd"),
         output_share=share,
-        default_max_tokens=_int(raw, "default_max_tokens", where) if "default_max_tokens" in raw else d.default_max_tokens,
+        default_max_tokens=_int(raw, "default_max_tokens", where)
+        if "default_max_tokens" in raw
+        else d.default_max_tokens,
     )
 
 
@@ -241,9 +264,12 @@ def endpoint_spec(raw: Any, where: str = "endpoint") -> EndpointSpec:
     if not isinstance(raw, Mapping):
         raise CatalogError(f"{where}: must be an object with name, kind and base_url or base_url_env")
     if "api_key" in raw:
-        raise CatalogError(f"{where}: do not put API keys in the catalog; name an environment variable in 'api_key_env'")
-    _no_unknown(raw, {"name", "kind", "base_url", "base_url_env", "api_key_env", "auth", "headers", "max_tokens_field"},
-                where)
+        raise CatalogError(
+            f"{where}: do not put API keys in the catalog; name an environment variable in 'api_key_env'"
+        )
+    _no_unknown(
+        raw, {"name", "kind", "base_url", "base_url_env", "api_key_env", "auth", "headers", "max_tokens_field"}, where
+    )
     kind = _str(raw, "kind", where)
     if kind not in ENDPOINT_KINDS:
         raise CatalogError(f"{where}: kind must be one of {', '.join(ENDPOINT_KINDS)}, got {kind!r}")
@@ -253,21 +279,31 @@ def endpoint_spec(raw: Any, where: str = "endpoint") -> EndpointSpec:
     if auth and auth not in AUTH_STYLES:
         raise CatalogError(f"{where}: auth must be one of {', '.join(AUTH_STYLES)}, got {auth!r}")
     headers = raw.get("headers", {})
-    if not isinstance(headers, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
         raise CatalogError(f"{where}: headers must map header names to string values")
     field_name = raw.get("max_tokens_field", "max_tokens")
     if field_name not in ("max_tokens", "max_completion_tokens"):
         raise CatalogError(f"{where}: max_tokens_field must be 'max_tokens' or 'max_completion_tokens'")
     return EndpointSpec(
-        name=_str(raw, "name", where), kind=kind, base_url=raw.get("base_url") or None,
-        base_url_env=raw.get("base_url_env") or None, api_key_env=raw.get("api_key_env") or None, auth=auth,
-        headers=MappingProxyType(dict(headers)), max_tokens_field=field_name)
+        name=_str(raw, "name", where),
+        kind=kind,
+        base_url=raw.get("base_url") or None,
+        base_url_env=raw.get("base_url_env") or None,
+        api_key_env=raw.get("api_key_env") or None,
+        auth=auth,
+        headers=MappingProxyType(dict(headers)),
+        max_tokens_field=field_name,
+    )
 
 
 def _no_unknown(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(k for k in raw if k not in allowed and not str(k).startswith("_"))
     if unknown:
-        raise CatalogError(f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}")
+        raise CatalogError(
+            f"{where}: unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(allowed))}"
+        )
 
 
 def _str(raw: Mapping[str, Any], key: str, where: str) -> str:
@@ -287,7 +323,7 @@ def _int(raw: Mapping[str, Any], key: str, where: str) -> int:
 def _usd(value: Any, where: str) -> Decimal:
     # Strings only: a JSON number would be read as a float by most tools, and money is never a float here.
     if not isinstance(value, str) or not _DECIMAL.match(value.strip()):
-        raise CatalogError(f"{where}: must be a decimal string such as \"2.50\" (quote the number), got {value!r}")
+        raise CatalogError(f'{where}: must be a decimal string such as "2.50" (quote the number), got {value!r}')
     try:
         return Decimal(value.strip())
     except InvalidOperation:  # pragma: no cover - the regex already rules this out

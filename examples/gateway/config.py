@@ -35,13 +35,13 @@ class GatewayConfig:
     pools: Mapping[str, Sequence[EndpointSpec]] | None = None
     env: Mapping[str, str] | None = None  # where API keys are read; os.environ when None
     timeouts: Timeouts = field(default_factory=Timeouts)
-    default_retry_after: int = 60       # Retry-After of a pool-exhaustion 429 when no upstream gave one
-    endpoint_cooldown: float = 5.0      # seconds an endpoint rests after a 429 without Retry-After
-    catalog_rate_limit: RateLimit = RateLimit(100, 3600.0)   # /v1/models and /api/pricing
-    health_rate_limit: RateLimit = RateLimit(60, 60.0)       # /api/health and /api/health/*
-    trust_forwarded_for: bool = False   # use X-Forwarded-For's first hop as the client IP (behind a proxy only)
-    expose_upstream: bool = True        # X-Gateway-Upstream: the endpoint that served the call
-    metrics: bool = True                # GET /metrics (Prometheus text); expose it to your scraper only
+    default_retry_after: int = 60  # Retry-After of a pool-exhaustion 429 when no upstream gave one
+    endpoint_cooldown: float = 5.0  # seconds an endpoint rests after a 429 without Retry-After
+    catalog_rate_limit: RateLimit = RateLimit(100, 3600.0)  # /v1/models and /api/pricing
+    health_rate_limit: RateLimit = RateLimit(60, 60.0)  # /api/health and /api/health/*
+    trust_forwarded_for: bool = False  # use X-Forwarded-For's first hop as the client IP (behind a proxy only)
+    expose_upstream: bool = True  # X-Gateway-Upstream: the endpoint that served the call
+    metrics: bool = True  # GET /metrics (Prometheus text); expose it to your scraper only
     max_body_bytes: int = 16 * 1024 * 1024
     http_client: httpx.AsyncClient | None = field(default=None, compare=False)
 
@@ -60,8 +60,14 @@ class GatewayConfig:
 _KIND_BASE = {"openai": "/v1", "anthropic": "", "gemini": ""}
 
 
-def emulator_pools(url: str, catalog: Catalog | None = None, *, endpoints: Sequence[str] = ("default",),
-                   api_key: str = "emulator", **extra: Any) -> dict[str, tuple[EndpointSpec, ...]]:
+def emulator_pools(
+    url: str,
+    catalog: Catalog | None = None,
+    *,
+    endpoints: Sequence[str] = ("default",),
+    api_key: str = "emulator",
+    **extra: Any,
+) -> dict[str, tuple[EndpointSpec, ...]]:
     """Point every pool of ``catalog`` at the emulator at ``url``, keeping each family's wire format.
 
     With ``endpoints=("a", "b")`` each family gets two endpoints (``/_ep/a``, ``/_ep/b``) so failover can
@@ -72,8 +78,13 @@ def emulator_pools(url: str, catalog: Catalog | None = None, *, endpoints: Seque
     for family, specs in catalog.pools.items():
         kind = specs[0].kind
         pools[family] = tuple(
-            EndpointSpec(name=name if name != "default" else f"emulator-{family}", kind=kind,
-                         base_url=url.rstrip("/") + ("" if name == "default" else f"/_ep/{name}") + _KIND_BASE[kind],
-                         api_key=api_key, **extra)
-            for name in endpoints)
+            EndpointSpec(
+                name=name if name != "default" else f"emulator-{family}",
+                kind=kind,
+                base_url=url.rstrip("/") + ("" if name == "default" else f"/_ep/{name}") + _KIND_BASE[kind],
+                api_key=api_key,
+                **extra,
+            )
+            for name in endpoints
+        )
     return pools

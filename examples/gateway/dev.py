@@ -66,8 +66,9 @@ def upstream_config(mode: str, env: Mapping[str, str] | None = None) -> tuple[Ga
     """
     real = GatewayConfig(env=env)
     catalog = real.load_catalog()
-    keyed = any(resolve_endpoints(family, specs, os.environ if env is None else env)
-                for family, specs in catalog.pools.items())
+    keyed = any(
+        resolve_endpoints(family, specs, os.environ if env is None else env) for family, specs in catalog.pools.items()
+    )
     if mode == "env" or (mode == "auto" and keyed):
         return real, None
     emulator = EmulatorServer().__enter__()
@@ -75,16 +76,32 @@ def upstream_config(mode: str, env: Mapping[str, str] | None = None) -> tuple[Ga
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m examples.gateway.dev", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="listen address (BlockRun SDKs allow plain http only for 127.0.0.1/localhost)")
-    parser.add_argument("--port", type=int, default=None,
-                        help=f"listen port (default {DEFAULT_PORT}, or a free one if taken; 0 = kernel-chosen)")
-    parser.add_argument("--chain", choices=sorted(CHAINS), default="base",
-                        help="which network the dev chain emulates (default: base, eip155:8453)")
-    parser.add_argument("--upstream", choices=("auto", "emulator", "env"), default="auto",
-                        help="auto: real providers if API keys are set in the environment, else the emulator")
+    parser = argparse.ArgumentParser(
+        prog="python -m examples.gateway.dev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="listen address (BlockRun SDKs allow plain http only for 127.0.0.1/localhost)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help=f"listen port (default {DEFAULT_PORT}, or a free one if taken; 0 = kernel-chosen)",
+    )
+    parser.add_argument(
+        "--chain",
+        choices=sorted(CHAINS),
+        default="base",
+        help="which network the dev chain emulates (default: base, eip155:8453)",
+    )
+    parser.add_argument(
+        "--upstream",
+        choices=("auto", "emulator", "env"),
+        default="auto",
+        help="auto: real providers if API keys are set in the environment, else the emulator",
+    )
     parser.add_argument("--payers", type=int, default=3, help="funded payer wallets (1,000 USDC each)")
     parser.add_argument("--signers", type=int, default=4, help="facilitator signer keys (parallel settlements)")
     parser.add_argument("--log-level", default="info")
@@ -110,18 +127,28 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _log(f"starting the dev chain ({CHAINS[args.chain]}, anvil from node_modules)")
         chain.start()
-        _log(f"anvil pid {chain.pid} on {chain.rpc_url}; test USDC at {chain.asset}; "
-             f"{len(chain.payer_keys)} payer(s) funded with {chain.payer_balance // 10**6} USDC each")
+        _log(
+            f"anvil pid {chain.pid} on {chain.rpc_url}; test USDC at {chain.asset}; "
+            f"{len(chain.payer_keys)} payer(s) funded with {chain.payer_balance // 10**6} USDC each"
+        )
         facilitator = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys, network=chain.network)
         config, emulator = upstream_config(args.upstream)
         _log(f"upstream: {'emulator at ' + emulator.url if emulator else 'real providers from environment keys'}")
         app = create_paid_app(config, pay_to=chain.pay_to, network=chain.network, facilitator=facilitator)
         url = f"http://{args.host}:{sock.getsockname()[1]}"
         info: dict[str, Any] = {
-            "url": url, "api_url": url + "/api", "rpc_url": chain.rpc_url, "chain_id": chain.chain_id,
-            "chain_pid": chain.pid, "network": chain.network, "asset": chain.asset, "pay_to": chain.pay_to,
-            "payer_private_keys": chain.payer_keys, "payer_addresses": chain.payer_addresses,
-            "upstream": "emulator" if emulator else "env", "emulator_url": emulator.url if emulator else None,
+            "url": url,
+            "api_url": url + "/api",
+            "rpc_url": chain.rpc_url,
+            "chain_id": chain.chain_id,
+            "chain_pid": chain.pid,
+            "network": chain.network,
+            "asset": chain.asset,
+            "pay_to": chain.pay_to,
+            "payer_private_keys": chain.payer_keys,
+            "payer_addresses": chain.payer_addresses,
+            "upstream": "emulator" if emulator else "env",
+            "emulator_url": emulator.url if emulator else None,
             "models": len(app.state.gateway.available_models()),
         }
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5))

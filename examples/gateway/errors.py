@@ -24,8 +24,16 @@ class GatewayError(Exception):
     code = "INTERNAL_ERROR"
     type = "api_error"
 
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 type: str | None = None, param: str | None = None, debug: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        type: str | None = None,
+        param: str | None = None,
+        debug: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if status is not None:
@@ -85,8 +93,16 @@ class UpstreamError(GatewayError):
     status = 502
     code = "UPSTREAM_ERROR"
 
-    def __init__(self, message: str, *, source: str, status: int = 502, code: str = "UPSTREAM_ERROR",
-                 type: str = "api_error", debug: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str,
+        status: int = 502,
+        code: str = "UPSTREAM_ERROR",
+        type: str = "api_error",
+        debug: str | None = None,
+    ) -> None:
         super().__init__(message, status=status, code=code, type=type, debug=debug)
         self.source = source
 
@@ -104,12 +120,20 @@ class RateLimited(GatewayError):
     def __init__(self, retry_after: int, source: str, message: str | None = None) -> None:
         self.retry_after = max(1, int(retry_after))
         self.source = source
-        super().__init__(message or f"Rate limited by the {source} upstream pool; retry after {self.retry_after}s "
-                                    "or use another model")
+        super().__init__(
+            message
+            or f"Rate limited by the {source} upstream pool; retry after {self.retry_after}s or use another model"
+        )
 
     def body(self) -> dict[str, Any]:
-        return {"error": "Rate limited", "message": self.message, "code": self.code, "type": self.type,
-                "source": self.source, "retry_after_seconds": self.retry_after}
+        return {
+            "error": "Rate limited",
+            "message": self.message,
+            "code": self.code,
+            "type": self.type,
+            "source": self.source,
+            "retry_after_seconds": self.retry_after,
+        }
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after), "X-RateLimit-Source": self.source}

@@ -37,33 +37,56 @@ def model_row(model: ModelInfo) -> dict[str, Any]:
         pricing = {"input": model.input_per_m, "output": model.output_per_m}
         if model.long_context is not None:
             lc = model.long_context
-            pricing["long_context"] = [{"above_input_tokens": lc.threshold,
-                                        "input": model.input_per_m * lc.input_multiplier,
-                                        "output": model.output_per_m * lc.output_multiplier}]
+            pricing["long_context"] = [
+                {
+                    "above_input_tokens": lc.threshold,
+                    "input": model.input_per_m * lc.input_multiplier,
+                    "output": model.output_per_m * lc.output_multiplier,
+                }
+            ]
     elif model.billing_mode == "flat":
         pricing = {"flat": model.flat_usd, "input": 0, "output": 0}
     else:
         pricing = {"input": 0, "output": 0}
-    return {"id": model.id, "object": "model", "created": CREATED, "owned_by": model.owned_by, "name": model.name,
-            "description": model.description or f"{model.name} via x402 pay-per-call",
-            "context_window": model.context_window, "max_output": model.max_output,
-            "categories": list(model.categories), "billing_mode": model.billing_mode, "pricing": pricing,
-            "available": True}
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": CREATED,
+        "owned_by": model.owned_by,
+        "name": model.name,
+        "description": model.description or f"{model.name} via x402 pay-per-call",
+        "context_window": model.context_window,
+        "max_output": model.max_output,
+        "categories": list(model.categories),
+        "billing_mode": model.billing_mode,
+        "pricing": pricing,
+        "available": True,
+    }
 
 
 def pricing_row(model: ModelInfo) -> dict[str, Any]:
     """One ``/api/pricing`` row (camelCase, as the Python SDK's standalone ``list_models`` reads it)."""
-    row: dict[str, Any] = {"id": model.id, "name": model.name, "provider": model.owned_by,
-                           "billingMode": model.billing_mode, "inputPrice": model.input_per_m,
-                           "outputPrice": model.output_per_m, "contextWindow": model.context_window,
-                           "maxOutput": model.max_output, "categories": list(model.categories)}
+    row: dict[str, Any] = {
+        "id": model.id,
+        "name": model.name,
+        "provider": model.owned_by,
+        "billingMode": model.billing_mode,
+        "inputPrice": model.input_per_m,
+        "outputPrice": model.output_per_m,
+        "contextWindow": model.context_window,
+        "maxOutput": model.max_output,
+        "categories": list(model.categories),
+    }
     if model.flat_usd is not None:
         row["flatPrice"] = model.flat_usd
     if model.long_context is not None:
         lc = model.long_context
-        row.update(longContextThreshold=lc.threshold, longContextThresholdInclusive=False,
-                   longContextInputPrice=model.input_per_m * lc.input_multiplier,
-                   longContextOutputPrice=model.output_per_m * lc.output_multiplier)
+        row.update(
+            longContextThreshold=lc.threshold,
+            longContextThresholdInclusive=False,
+            longContextInputPrice=model.input_per_m * lc.input_multiplier,
+            longContextOutputPrice=model.output_per_m * lc.output_multiplier,
+        )
     return row
 
 
@@ -72,5 +95,12 @@ def models_body(models: Iterable[ModelInfo]) -> bytes:
 
 
 def pricing_body(models: Iterable[ModelInfo], fee: Decimal, floor: Decimal) -> bytes:
-    return dumps_exact({"currency": "USD", "unit": "per 1M tokens", "requestFee": fee, "minimumCharge": floor,
-                        "models": [pricing_row(m) for m in models]})
+    return dumps_exact(
+        {
+            "currency": "USD",
+            "unit": "per 1M tokens",
+            "requestFee": fee,
+            "minimumCharge": floor,
+            "models": [pricing_row(m) for m in models],
+        }
+    )

@@ -107,8 +107,9 @@ class Histogram(_Metric):
 
     kind = "histogram"
 
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = (),
-                 buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
+    def __init__(
+        self, name: str, help: str, labelnames: Sequence[str] = (), buckets: Sequence[float] = DEFAULT_BUCKETS
+    ) -> None:
         if "le" in labelnames:
             raise ValueError(f"{name}: 'le' is reserved for histogram buckets")
         super().__init__(name, help, labelnames)
@@ -168,8 +169,9 @@ class Registry:
     def counter(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Counter:
         return self._add(Counter(name, help, labelnames))
 
-    def histogram(self, name: str, help: str, labelnames: Sequence[str] = (),
-                  buckets: Sequence[float] = DEFAULT_BUCKETS) -> Histogram:
+    def histogram(
+        self, name: str, help: str, labelnames: Sequence[str] = (), buckets: Sequence[float] = DEFAULT_BUCKETS
+    ) -> Histogram:
         return self._add(Histogram(name, help, labelnames, buckets))
 
     def _add(self, metric: M) -> M:
@@ -197,33 +199,49 @@ class GatewayMetrics:
 
     def __init__(self, registry: Registry | None = None) -> None:
         r = self.registry = registry if registry is not None else Registry()
-        self.requests = r.counter("gateway_requests_total", "Requests answered, by route template, method and status.",
-                                  ("route", "method", "status"))
-        self.duration = r.histogram("gateway_request_duration_seconds",
-                                    "Time from the request to the end of its response body (a whole SSE stream).",
-                                    ("route",))
+        self.requests = r.counter(
+            "gateway_requests_total",
+            "Requests answered, by route template, method and status.",
+            ("route", "method", "status"),
+        )
+        self.duration = r.histogram(
+            "gateway_request_duration_seconds",
+            "Time from the request to the end of its response body (a whole SSE stream).",
+            ("route",),
+        )
         self.upstream_latency = r.histogram(
             "gateway_upstream_latency_seconds",
             "Time the serving upstream took to accept a call: its whole response, or for a stream its 2xx and "
-            "first chunk.", ("upstream", "api"))
+            "first chunk.",
+            ("upstream", "api"),
+        )
         self.upstream_attempts = r.counter(
             "gateway_upstream_attempts_total",
             "Upstream attempts by outcome: ok, an HTTP status, a failure kind, or cooling (skipped after a 429).",
-            ("upstream", "outcome"))
+            ("upstream", "outcome"),
+        )
         self.upstream_failovers = r.counter(
-            "gateway_upstream_failovers_total", "Times the pool moved on from this upstream to the next endpoint.",
-            ("upstream",))
-        self.upstream_rate_limited = r.counter("gateway_upstream_rate_limited_total",
-                                               "Upstream answers 429 (rate limited).", ("upstream",))
-        self.payments_settled = r.counter("gateway_payments_settled_total", "Payments settled (PAYMENT-RESPONSE "
-                                          "success).", ("network",))
+            "gateway_upstream_failovers_total",
+            "Times the pool moved on from this upstream to the next endpoint.",
+            ("upstream",),
+        )
+        self.upstream_rate_limited = r.counter(
+            "gateway_upstream_rate_limited_total", "Upstream answers 429 (rate limited).", ("upstream",)
+        )
+        self.payments_settled = r.counter(
+            "gateway_payments_settled_total", "Payments settled (PAYMENT-RESPONSE success).", ("network",)
+        )
         self.payments_failed = r.counter(
             "gateway_payments_failed_total",
             "Payments sent but not settled by the payment layer: refused or rejected (402/400 with the reason) or "
-            "the facilitator failed (502 facilitator_error).", ("network", "reason"))
-        self.revenue_atomic = r.counter("gateway_revenue_atomic_total",
-                                        "Sum of settled amounts in the asset's atomic units (USDC: 10^-6 dollars).",
-                                        ("network", "asset"))
+            "the facilitator failed (502 facilitator_error).",
+            ("network", "reason"),
+        )
+        self.revenue_atomic = r.counter(
+            "gateway_revenue_atomic_total",
+            "Sum of settled amounts in the asset's atomic units (USDC: 10^-6 dollars).",
+            ("network", "asset"),
+        )
 
     def observe(self, line: Mapping[str, Any]) -> None:
         """Count one finished request from its log line."""

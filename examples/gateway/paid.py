@@ -32,26 +32,51 @@ from .service import Gateway
 DESCRIPTION = "AI API call"
 
 
-def payment_layer(*, pay_to: str, facilitator: Facilitator, network: str | Sequence[str] = "eip155:8453",
-                  store: PaymentStore | None = None, max_timeout_seconds: int = 300) -> Wrap:
+def payment_layer(
+    *,
+    pay_to: str,
+    facilitator: Facilitator,
+    network: str | Sequence[str] = "eip155:8453",
+    store: PaymentStore | None = None,
+    max_timeout_seconds: int = 300,
+) -> Wrap:
     """A ``wrap`` for :func:`~.app.create_app` that puts :class:`PaymentMiddleware` around the inference routes."""
 
     def wrap(app: ASGIApp, gateway: Gateway) -> ASGIApp:
         policy = x402_price_policy(gateway)
-        routes = {f"POST {path}": RouteConfig(price=policy, price_body=True, description=DESCRIPTION)
-                  for path in INFERENCE_PATHS}
+        routes = {
+            f"POST {path}": RouteConfig(price=policy, price_body=True, description=DESCRIPTION)
+            for path in INFERENCE_PATHS
+        }
         # BlockRun's SDKs tell a replay from an unfunded/invalid payment by the 402 body's ``code``.
-        return BlockRunRejectionCodes(PaymentMiddleware(app, routes=routes, pay_to=pay_to, network=network,
-                                                        facilitator=facilitator, store=store,
-                                                        max_timeout_seconds=max_timeout_seconds,
-                                                        max_pricing_body=gateway.config.max_body_bytes))
+        return BlockRunRejectionCodes(
+            PaymentMiddleware(
+                app,
+                routes=routes,
+                pay_to=pay_to,
+                network=network,
+                facilitator=facilitator,
+                store=store,
+                max_timeout_seconds=max_timeout_seconds,
+                max_pricing_body=gateway.config.max_body_bytes,
+            )
+        )
 
     return wrap
 
 
-def create_paid_app(config: GatewayConfig | None = None, *, pay_to: str, facilitator: Facilitator,
-                    network: str | Sequence[str] = "eip155:8453", store: PaymentStore | None = None,
-                    gateway: Gateway | None = None) -> Starlette:
+def create_paid_app(
+    config: GatewayConfig | None = None,
+    *,
+    pay_to: str,
+    facilitator: Facilitator,
+    network: str | Sequence[str] = "eip155:8453",
+    store: PaymentStore | None = None,
+    gateway: Gateway | None = None,
+) -> Starlette:
     """The gateway app with x402 payment on every paid model's inference calls."""
-    return create_app(config, gateway=gateway,
-                      wrap=payment_layer(pay_to=pay_to, facilitator=facilitator, network=network, store=store))
+    return create_app(
+        config,
+        gateway=gateway,
+        wrap=payment_layer(pay_to=pay_to, facilitator=facilitator, network=network, store=store),
+    )

@@ -73,23 +73,36 @@ def resolve_endpoints(family: str, specs: tuple[EndpointSpec, ...], env: Mapping
         api_key = spec.api_key or (env.get(spec.api_key_env) if spec.api_key_env else None)
         if not base_url or (spec.api_key_env and not api_key):
             continue
-        out.append(Endpoint(family, spec.name, spec.kind, base_url, api_key, spec.auth, spec.headers,
-                            spec.max_tokens_field))
+        out.append(
+            Endpoint(family, spec.name, spec.kind, base_url, api_key, spec.auth, spec.headers, spec.max_tokens_field)
+        )
     return tuple(out)
 
 
 class Pools:
     """Failover over the endpoints of each family, sharing one ``httpx.AsyncClient``."""
 
-    def __init__(self, catalog: Catalog, client: httpx.AsyncClient, *, overrides: Mapping[str, Any] | None = None,
-                 env: Mapping[str, str] | None = None, timeouts: Timeouts | None = None, default_retry_after: int = 60,
-                 endpoint_cooldown: float = 5.0, throttle: Throttle | None = None,
-                 providers: Mapping[str, Provider] = PROVIDERS, transport: AsyncHTTP1Transport | None = None) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        client: httpx.AsyncClient,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        timeouts: Timeouts | None = None,
+        default_retry_after: int = 60,
+        endpoint_cooldown: float = 5.0,
+        throttle: Throttle | None = None,
+        providers: Mapping[str, Provider] = PROVIDERS,
+        transport: AsyncHTTP1Transport | None = None,
+    ) -> None:
         env = os.environ if env is None else env
         specs = {**catalog.pools, **{k: tuple(v) for k, v in (overrides or {}).items()}}
         self.endpoints = {family: resolve_endpoints(family, s, env) for family, s in specs.items()}
-        self.required_env = {family: sorted({e for spec in s for e in (spec.api_key_env, spec.base_url_env) if e})
-                             for family, s in specs.items()}
+        self.required_env = {
+            family: sorted({e for spec in s for e in (spec.api_key_env, spec.base_url_env) if e})
+            for family, s in specs.items()
+        }
         self.upstream = Upstream(client, transport)  # transport: the client's own, only if the gateway built both
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         self.default_retry_after = default_retry_after
@@ -104,9 +117,14 @@ class Pools:
     def status(self) -> dict[str, Any]:
         """For health endpoints: endpoint names per family and what is cooling down (no upstream call)."""
         now = time.monotonic()
-        return {"pools": {f: [e.name for e in eps] for f, eps in self.endpoints.items() if eps},
-                "cooling": [{"family": f, "endpoint": e, "model": m, "seconds": math.ceil(t - now)}
-                            for (f, e, m), t in self._cooling.items() if t > now]}
+        return {
+            "pools": {f: [e.name for e in eps] for f, eps in self.endpoints.items() if eps},
+            "cooling": [
+                {"family": f, "endpoint": e, "model": m, "seconds": math.ceil(t - now)}
+                for (f, e, m), t in self._cooling.items()
+                if t > now
+            ],
+        }
 
     async def complete(self, call: Call, trace: MutableMapping[str, Any] | None = None) -> dict[str, Any]:
         """A canonical completion from the first endpoint that answers."""
@@ -116,14 +134,19 @@ class Pools:
         """An accepted stream (2xx + first chunk) from the first endpoint that delivers one."""
         return await self._failover(call, lambda p, e: p.stream(self.upstream, e, call, self.timeouts), trace)
 
-    async def _failover(self, call: Call, attempt: Callable[[Provider, Endpoint], Awaitable[T]],
-                        trace: MutableMapping[str, Any] | None) -> T:
+    async def _failover(
+        self, call: Call, attempt: Callable[[Provider, Endpoint], Awaitable[T]], trace: MutableMapping[str, Any] | None
+    ) -> T:
         model = call.model
         endpoints = self.endpoints.get(model.pool, ())
         if not endpoints:
             needed = " or ".join(self.required_env.get(model.pool, [])) or "an endpoint"
-            raise UpstreamError(f"{model.id} is not available: no upstream is configured (set {needed})",
-                                source=model.pool, status=503, code="MODEL_UNAVAILABLE")
+            raise UpstreamError(
+                f"{model.id} is not available: no upstream is configured (set {needed})",
+                source=model.pool,
+                status=503,
+                code="MODEL_UNAVAILABLE",
+            )
         trace = trace if trace is not None else {}
         attempts: list[str] = trace.setdefault("attempts", [])
         failures: list[UpstreamFailure] = []
@@ -131,8 +154,11 @@ class Pools:
             key = (model.pool, endpoint.name, model.id)
             resting = self._cooling.get(key, 0.0) - time.monotonic()
             if resting > 0:
-                failures.append(UpstreamFailure(RATE_LIMITED, "cooling down", retry_after=math.ceil(resting),
-                                                endpoint=endpoint.name))
+                failures.append(
+                    UpstreamFailure(
+                        RATE_LIMITED, "cooling down", retry_after=math.ceil(resting), endpoint=endpoint.name
+                    )
+                )
                 attempts.append(f"{endpoint.name}:cooling")
                 continue
             started = time.perf_counter()
@@ -161,18 +187,31 @@ class Pools:
             hints = [f.retry_after for f in failures if f.retry_after]
             retry_after = min(hints) if hints else self.default_retry_after
             self.throttle.mark(model.id, retry_after, model.pool)
-            return RateLimited(retry_after, model.pool,
-                               f"Rate limited: every upstream for {model.id} is busy; retry after {retry_after}s "
-                               "or use another model")
+            return RateLimited(
+                retry_after,
+                model.pool,
+                f"Rate limited: every upstream for {model.id} is busy; retry after {retry_after}s or use another model",
+            )
         last = others[-1]
         if last.kind == TIMEOUT:
-            return UpstreamError(f"The upstream for {model.id} timed out", source=model.pool, status=504,
-                                 code="TIMEOUT", debug=debug)
+            return UpstreamError(
+                f"The upstream for {model.id} timed out", source=model.pool, status=504, code="TIMEOUT", debug=debug
+            )
         if last.kind in (CONNECT, AUTH):
-            return UpstreamError(f"{model.id} is temporarily unavailable; try again or use another model",
-                                 source=model.pool, status=503, code="MODEL_UNAVAILABLE", debug=debug)
-        return UpstreamError(f"The upstream for {model.id} failed; try again or use another model", source=model.pool,
-                             status=502, code="UPSTREAM_ERROR", debug=debug)
+            return UpstreamError(
+                f"{model.id} is temporarily unavailable; try again or use another model",
+                source=model.pool,
+                status=503,
+                code="MODEL_UNAVAILABLE",
+                debug=debug,
+            )
+        return UpstreamError(
+            f"The upstream for {model.id} failed; try again or use another model",
+            source=model.pool,
+            status=502,
+            code="UPSTREAM_ERROR",
+            debug=debug,
+        )
 
 
 def _client_error(failure: UpstreamFailure, model: ModelInfo) -> InvalidRequest:

@@ -46,7 +46,8 @@ def x402_price_policy(gateway: Gateway) -> Callable[[Any], Any]:
         body = request.body
         if not isinstance(body, Mapping):
             raise UnpriceableRequestError(
-                "invalid_request_body", "send a JSON object body (within the payment layer's pricing size cap)")
+                "invalid_request_body", "send a JSON object body (within the payment layer's pricing size cap)"
+            )
         quote = price_of(gateway, request.path, body)
         if quote is None or quote.amount is None:
             return None

@@ -26,8 +26,13 @@ class ThrottleProbe:
         self.gateway = gateway
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or not self.gateway.throttle.active() or scope["method"] != "POST"
-                or api_of(scope["path"]) is None or any(k in PAYMENT_HEADERS for k, _ in scope["headers"])):
+        if (
+            scope["type"] != "http"
+            or not self.gateway.throttle.active()
+            or scope["method"] != "POST"
+            or api_of(scope["path"]) is None
+            or any(k in PAYMENT_HEADERS for k, _ in scope["headers"])
+        ):
             await self.app(scope, receive, send)
             return
         messages, body = await _peek(receive)

@@ -87,7 +87,9 @@ def messages_quote(model: ModelInfo, body: Mapping[str, Any]) -> Quote:
     for message in messages:
         c, p = _content_size(message.get("content"))
         chars, parts = chars + c, parts + p
-    return _quote(model, _tokens(chars, parts, len(messages)), _max_tokens(model, body.get("max_tokens"), required=True))
+    return _quote(
+        model, _tokens(chars, parts, len(messages)), _max_tokens(model, body.get("max_tokens"), required=True)
+    )
 
 
 def atomic_price(model: ModelInfo, input_tokens: int, max_tokens: int) -> int | None:
@@ -116,8 +118,12 @@ def effective_max_tokens(model: ModelInfo, value: Any, *, required: bool = False
 
 def _quote(model: ModelInfo, input_tokens: int, max_tokens: int) -> Quote:
     if input_tokens > model.context_window:
-        raise InvalidRequest(f"The prompt (~{input_tokens} tokens) exceeds the {model.context_window}-token context "
-                             f"window of {model.id}", code="CONTEXT_LENGTH_EXCEEDED", param="messages")
+        raise InvalidRequest(
+            f"The prompt (~{input_tokens} tokens) exceeds the {model.context_window}-token context "
+            f"window of {model.id}",
+            code="CONTEXT_LENGTH_EXCEEDED",
+            param="messages",
+        )
     description = f"{model.name} API call (~{input_tokens} input, {max_tokens} max output tokens)"
     return Quote(atomic_price(model, input_tokens, max_tokens), input_tokens, max_tokens, description)
 
@@ -138,8 +144,9 @@ def _max_tokens(model: ModelInfo, value: Any, *, required: bool) -> int:
             raise InvalidRequest("max_tokens: Field required", param="max_tokens")
         return min(model.fees.default_max_tokens, model.max_output)
     if type(value) is not int or not 1 <= value <= MAX_TOKENS_LIMIT:
-        raise InvalidRequest(f"max_tokens must be an integer between 1 and {MAX_TOKENS_LIMIT}, got {value!r}"[:200],
-                             param="max_tokens")
+        raise InvalidRequest(
+            f"max_tokens must be an integer between 1 and {MAX_TOKENS_LIMIT}, got {value!r}"[:200], param="max_tokens"
+        )
     return min(value, model.max_output)
 
 
@@ -188,7 +195,10 @@ def _content_size(content: Any) -> tuple[int, int]:
 
 def _json_len(value: Any) -> int:
     try:
-        return len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8",
-                                                                                                      "surrogatepass"))
+        return len(
+            json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode(
+                "utf-8", "surrogatepass"
+            )
+        )
     except (TypeError, ValueError):  # pragma: no cover - parsed JSON always serialises
         return 0

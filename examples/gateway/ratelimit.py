@@ -26,15 +26,19 @@ class Decision:
     reset_ms: int
 
     def headers(self) -> dict[str, str]:
-        return {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining),
-                "X-RateLimit-Reset": str(self.reset_ms)}
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_ms),
+        }
 
 
 class SlidingWindow:
     """``limit`` requests per ``window`` seconds per key, approximately sliding (Cloudflare's counter)."""
 
-    def __init__(self, limit: int, window: float, *, maxsize: int = 65_536,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, limit: int, window: float, *, maxsize: int = 65_536, clock: Callable[[], float] = time.time
+    ) -> None:
         if limit < 1 or window <= 0:
             raise ValueError("SlidingWindow needs limit >= 1 and window > 0")
         self.limit = limit

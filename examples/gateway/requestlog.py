@@ -45,8 +45,14 @@ class RequestLog:
     ``routes`` (the app's routes) turn paths into route templates for the ``route`` field and metric label.
     """
 
-    def __init__(self, app: ASGIApp, log: logging.Logger = logger, *, metrics: GatewayMetrics | None = None,
-                 routes: Sequence[BaseRoute] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        log: logging.Logger = logger,
+        *,
+        metrics: GatewayMetrics | None = None,
+        routes: Sequence[BaseRoute] = (),
+    ) -> None:
         self.app = app
         self.log = log
         self.metrics = metrics
@@ -106,12 +112,20 @@ class RequestLog:
         return template
 
 
-def _line(scope: Scope, trace: dict[str, Any], seen: dict[str, Any], total_ms: float,
-          route: str | None) -> dict[str, Any]:
+def _line(
+    scope: Scope, trace: dict[str, Any], seen: dict[str, Any], total_ms: float, route: str | None
+) -> dict[str, Any]:
     status = seen.get("status", 500)
-    line: dict[str, Any] = {"event": "request", "method": scope["method"], "path": scope["path"], "route": route,
-                            "status": status, "ms": total_ms, "start_ms": seen.get("start_ms"),
-                            "ttfb_ms": seen.get("ttfb_ms")}
+    line: dict[str, Any] = {
+        "event": "request",
+        "method": scope["method"],
+        "path": scope["path"],
+        "route": route,
+        "status": status,
+        "ms": total_ms,
+        "start_ms": seen.get("start_ms"),
+        "ttfb_ms": seen.get("ttfb_ms"),
+    }
     if scope.get("client"):
         line["client"] = scope["client"][0]
     line.update({k: v for k, v in trace.items() if not k.startswith("_")})

@@ -36,8 +36,8 @@ class Prepared:
 
     call: Call
     quote: Quote
-    api: str                # "chat" (OpenAI format) or "messages" (Anthropic format)
-    include_usage: bool     # OpenAI stream_options.include_usage
+    api: str  # "chat" (OpenAI format) or "messages" (Anthropic format)
+    include_usage: bool  # OpenAI stream_options.include_usage
 
 
 def api_of(path: str) -> str | None:
@@ -65,9 +65,17 @@ class Gateway:
         self.throttle = Throttle()
         # Our own transport is handed to the pools so upstream calls can skip the client layer; an injected
         # client (or httpx's proxy-capable transport) is always called through client.send.
-        self.pools = Pools(self.catalog, self.client, overrides=config.pools, env=config.env, timeouts=config.timeouts,
-                           default_retry_after=config.default_retry_after, endpoint_cooldown=config.endpoint_cooldown,
-                           throttle=self.throttle, transport=transport)
+        self.pools = Pools(
+            self.catalog,
+            self.client,
+            overrides=config.pools,
+            env=config.env,
+            timeouts=config.timeouts,
+            default_retry_after=config.default_retry_after,
+            endpoint_cooldown=config.endpoint_cooldown,
+            throttle=self.throttle,
+            transport=transport,
+        )
         self.known_ids = [m.id for m in self.catalog if self.pools.available(m)] or list(self.catalog.models)
 
     def model(self, model_id: Any) -> ModelInfo:
@@ -133,8 +141,10 @@ def _default_client(catalog: Catalog, config: GatewayConfig) -> tuple[httpx.Asyn
     specs = {**catalog.pools, **{k: tuple(v) for k, v in (config.pools or {}).items()}}
     urls = [e.base_url for family, s in specs.items() for e in resolve_endpoints(family, s, env)]
     if any(uses_env_proxy(url) for url in urls):
-        return httpx.AsyncClient(verify=_ssl_context(), limits=httpx.Limits(
-            max_connections=512, max_keepalive_connections=128, keepalive_expiry=30)), None
+        return httpx.AsyncClient(
+            verify=_ssl_context(),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30),
+        ), None
     transport = AsyncHTTP1Transport(verify=_ssl_context(), max_connections=512, keepalive_expiry=30)
     return httpx.AsyncClient(transport=transport), transport
 

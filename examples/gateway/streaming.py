@@ -35,8 +35,9 @@ class UpstreamSSEResponse(StreamingResponse):
             await self.upstream.aclose()
 
 
-async def openai_events(stream: UpstreamStream, model_id: str, include_usage: bool,
-                        trace: MutableMapping[str, Any]) -> AsyncIterator[bytes]:
+async def openai_events(
+    stream: UpstreamStream, model_id: str, include_usage: bool, trace: MutableMapping[str, Any]
+) -> AsyncIterator[bytes]:
     """OpenAI chunks with the gateway's model id, ending with the usage and ``data: [DONE]``.
 
     The finish chunk is held until the upstream's usage arrives: with ``stream_options.include_usage``
@@ -67,8 +68,16 @@ async def openai_events(stream: UpstreamStream, model_id: str, include_usage: bo
         if include_usage:
             yield data_line(held)
             if usage is not None:
-                yield data_line({"id": held.get("id"), "object": "chat.completion.chunk", "created": held.get("created"),
-                                 "model": model_id, "choices": [], "usage": usage})
+                yield data_line(
+                    {
+                        "id": held.get("id"),
+                        "object": "chat.completion.chunk",
+                        "created": held.get("created"),
+                        "model": model_id,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
         else:
             if usage is not None:
                 held["usage"] = usage
@@ -76,8 +85,9 @@ async def openai_events(stream: UpstreamStream, model_id: str, include_usage: bo
     yield DONE
 
 
-async def anthropic_events(stream: UpstreamStream, model_id: str, input_tokens: int,
-                           trace: MutableMapping[str, Any]) -> AsyncIterator[bytes]:
+async def anthropic_events(
+    stream: UpstreamStream, model_id: str, input_tokens: int, trace: MutableMapping[str, Any]
+) -> AsyncIterator[bytes]:
     """The Anthropic Messages event sequence for a canonical chunk stream."""
     encoder = AnthropicEncoder(model_id, input_tokens)
     try:
@@ -95,5 +105,12 @@ async def anthropic_events(stream: UpstreamStream, model_id: str, input_tokens: 
 
 def _stream_error(trace: MutableMapping[str, Any], failure: UpstreamFailure, model_id: str) -> bytes:
     trace["stream_error"] = failure.message
-    return data_line({"error": {"message": f"The upstream stream for {model_id} failed: {failure.message}",
-                                "type": "api_error", "code": "UPSTREAM_STREAM_ERROR"}})
+    return data_line(
+        {
+            "error": {
+                "message": f"The upstream stream for {model_id} failed: {failure.message}",
+                "type": "api_error",
+                "code": "UPSTREAM_STREAM_ERROR",
+            }
+        }
+    )

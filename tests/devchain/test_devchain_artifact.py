@@ -26,8 +26,9 @@ def _strip_metadata(bytecode: str) -> str:
 def _compile() -> dict[str, Any]:
     node = shutil.which("node")
     assert node, "node is required to check the contract artifact (install Node 20+, then `npm ci`)"
-    result = subprocess.run([node, "scripts/build_contracts.mjs", "--stdout"], cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [node, "scripts/build_contracts.mjs", "--stdout"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, f"build_contracts.mjs failed (did you run `npm ci`?):\n{result.stderr}"
     return dict(json.loads(result.stdout))
 
@@ -41,6 +42,7 @@ def test_committed_artifact_matches_sources() -> None:
         assert new["abi"] == old["abi"], f"{name}: ABI changed; run `node scripts/build_contracts.mjs`"
         for key in ("bytecode", "deployedBytecode"):
             assert _strip_metadata(new[key]) == _strip_metadata(old[key]), (
-                f"{name}.{key} differs from contracts/{name}.sol; run `node scripts/build_contracts.mjs`")
+                f"{name}.{key} differs from contracts/{name}.sol; run `node scripts/build_contracts.mjs`"
+            )
     selectors = committed["contracts"]["TestUSDC"]["methodIdentifiers"].values()
     assert {"e3ee160e", "cf092995", "e94a0102"} <= set(selectors)

@@ -46,10 +46,13 @@ def test_domain_separator_matches_python_for_each_placement(any_chain: DevChain)
     assert int(chain.rpc("eth_chainId"), 16) == chain_id
     on_chain = chain.call(chain.asset, encode_call("DOMAIN_SEPARATOR()"))
     assert on_chain == _python_domain_separator(name, chain_id, asset)
-    header = encode_typed_data(domain_data=chain.eip712_domain(),
-                               message_types={"CancelAuthorization": [{"name": "authorizer", "type": "address"},
-                                                                      {"name": "nonce", "type": "bytes32"}]},
-                               message_data={"authorizer": chain.pay_to, "nonce": b"\0" * 32}).header
+    header = encode_typed_data(
+        domain_data=chain.eip712_domain(),
+        message_types={
+            "CancelAuthorization": [{"name": "authorizer", "type": "address"}, {"name": "nonce", "type": "bytes32"}]
+        },
+        message_data={"authorizer": chain.pay_to, "nonce": b"\0" * 32},
+    ).header
     assert on_chain == header
 
 
@@ -82,8 +85,18 @@ def test_wallets_are_funded(any_chain: DevChain) -> None:
         assert int(chain.rpc("eth_getBalance", address, "latest"), 16) == chain.facilitator_eth
     assert chain.balance_of(chain.pay_to) == 0
     info = chain.info()
-    assert set(info) == {"rpc_url", "chain_id", "network", "asset", "token_name", "token_version",
-                         "payer_private_keys", "payer_addresses", "facilitator_private_keys", "pay_to"}
+    assert set(info) == {
+        "rpc_url",
+        "chain_id",
+        "network",
+        "asset",
+        "token_name",
+        "token_version",
+        "payer_private_keys",
+        "payer_addresses",
+        "facilitator_private_keys",
+        "pay_to",
+    }
     assert info["rpc_url"].startswith("http://127.0.0.1:")
 
 

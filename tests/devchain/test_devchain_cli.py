@@ -34,7 +34,10 @@ def test_cli_prints_json_and_stops_anvil_on_sigterm(tmp_path: Path) -> None:
     with stderr_path.open("w") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "x402_middleware.devchain", "--network", "base-sepolia", "--payers", "2"],
-            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
         )
     anvil_pid = None
     try:
@@ -51,8 +54,9 @@ def test_cli_prints_json_and_stops_anvil_on_sigterm(tmp_path: Path) -> None:
         assert len(info["payer_private_keys"]) == len(info["payer_addresses"]) == 2
         assert len(info["facilitator_private_keys"]) == 1
         call = {"to": info["asset"], "data": "0x" + encode_call("balanceOf(address)", info["payer_addresses"][1]).hex()}
-        answer = httpx.post(info["rpc_url"], json={"jsonrpc": "2.0", "id": 1, "method": "eth_call",
-                                                   "params": [call, "latest"]}).json()
+        answer = httpx.post(
+            info["rpc_url"], json={"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}
+        ).json()
         assert decode_output("(uint256)", bytes.fromhex(answer["result"][2:])) == (1_000_000_000,)
 
         proc.send_signal(signal.SIGTERM)
@@ -72,10 +76,13 @@ def test_cli_prints_json_and_stops_anvil_on_sigterm(tmp_path: Path) -> None:
 
 def test_anvil_dies_with_a_killed_parent() -> None:
     """A SIGKILLed owner (a crashed test run, a killed `make dev`) must not leave anvil running."""
-    code = ("import sys; from x402_middleware.devchain import DevChain; c = DevChain('local', payers=0).start(); "
-            "print(c.pid, flush=True); sys.stdin.read()")
-    owner = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True)
+    code = (
+        "import sys; from x402_middleware.devchain import DevChain; c = DevChain('local', payers=0).start(); "
+        "print(c.pid, flush=True); sys.stdin.read()"
+    )
+    owner = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert owner.stdout is not None
     anvil_pid = int(owner.stdout.readline())
     os.kill(anvil_pid, 0)  # running

@@ -76,28 +76,34 @@ def test_expired_and_not_yet_valid(chain: DevChain) -> None:
     early = sign_authorization(chain, chain.payer_keys[0], to=chain.pay_to, value=1, valid_after=now + 3600)
     for function in (TWA_VRS, TWA_BYTES):
         assert revert_reason(chain, relayer, chain.asset, expired.calldata(function)) == (
-            "FiatTokenV2: authorization is expired")
+            "FiatTokenV2: authorization is expired"
+        )
         assert revert_reason(chain, relayer, chain.asset, early.calldata(function)) == (
-            "FiatTokenV2: authorization is not yet valid")
+            "FiatTokenV2: authorization is not yet valid"
+        )
 
 
 def test_time_checks_come_before_the_nonce_check(chain: DevChain) -> None:
     auth = sign_authorization(chain, chain.payer_keys[0], to=chain.pay_to, value=1)
     chain.send(chain.facilitator_keys[0], chain.asset, auth.calldata())
-    late = sign_authorization(chain, chain.payer_keys[0], to=chain.pay_to, value=1, nonce=auth.nonce,
-                              valid_before=latest_timestamp(chain) - 1)
+    late = sign_authorization(
+        chain, chain.payer_keys[0], to=chain.pay_to, value=1, nonce=auth.nonce, valid_before=latest_timestamp(chain) - 1
+    )
     assert revert_reason(chain, chain.facilitator_keys[0], chain.asset, late.calldata()) == (
-        "FiatTokenV2: authorization is expired")
+        "FiatTokenV2: authorization is expired"
+    )
 
 
 def test_wrong_signer_wrong_domain_and_tampered_fields(chain: DevChain) -> None:
     relayer = chain.facilitator_keys[0]
     payer_address = chain.payer_addresses[0]
     forged = sign_authorization(chain, chain.payer_keys[1], from_=payer_address, to=chain.pay_to, value=5)
-    wrong_name = sign_authorization(chain, chain.payer_keys[0], to=chain.pay_to, value=5,
-                                    domain={**chain.eip712_domain(), "name": "USDC Coin"})
-    wrong_chain = sign_authorization(chain, chain.payer_keys[0], to=chain.pay_to, value=5,
-                                     domain={**chain.eip712_domain(), "chainId": 1})
+    wrong_name = sign_authorization(
+        chain, chain.payer_keys[0], to=chain.pay_to, value=5, domain={**chain.eip712_domain(), "name": "USDC Coin"}
+    )
+    wrong_chain = sign_authorization(
+        chain, chain.payer_keys[0], to=chain.pay_to, value=5, domain={**chain.eip712_domain(), "chainId": 1}
+    )
     for auth in (forged, wrong_name, wrong_chain):
         for function in (TWA_VRS, TWA_BYTES):
             assert revert_reason(chain, relayer, chain.asset, auth.calldata(function)) == INVALID
@@ -112,7 +118,8 @@ def test_high_s_twin_is_rejected(chain: DevChain) -> None:
     twin = auth.sig.high_s()
     for function in (TWA_VRS, TWA_BYTES):
         assert revert_reason(chain, chain.facilitator_keys[0], chain.asset, auth.calldata(function, twin)) == (
-            "ECRecover: invalid signature 's' value")
+            "ECRecover: invalid signature 's' value"
+        )
     assert not chain.authorization_state(auth.from_, auth.nonce)
 
 
@@ -121,7 +128,8 @@ def test_signature_shape_checks(chain: DevChain) -> None:
     auth = sign_authorization(chain, chain.payer_keys[0], to=chain.pay_to, value=3)
     bad_v = Signed(29, auth.sig.r, auth.sig.s)
     assert revert_reason(chain, relayer, chain.asset, auth.calldata(TWA_VRS, bad_v)) == (
-        "ECRecover: invalid signature 'v' value")
+        "ECRecover: invalid signature 'v' value"
+    )
     short = encode_call(TWA_BYTES, *auth.fields, auth.sig.signature[:64])
     assert revert_reason(chain, relayer, chain.asset, short) == "ECRecover: invalid signature length"
     # Recovery ids 0/1 are accepted as 27/28.
@@ -133,10 +141,10 @@ def test_signature_shape_checks(chain: DevChain) -> None:
 def test_receive_with_authorization_only_by_the_payee(chain: DevChain, function: str) -> None:
     payee_key = chain.pay_to_key
     chain.rpc("anvil_setBalance", chain.pay_to, hex(10**18))
-    auth = sign_authorization(chain, chain.payer_keys[0], to=chain.pay_to, value=42,
-                              primary="ReceiveWithAuthorization")
+    auth = sign_authorization(chain, chain.payer_keys[0], to=chain.pay_to, value=42, primary="ReceiveWithAuthorization")
     assert revert_reason(chain, chain.facilitator_keys[0], chain.asset, auth.calldata(function)) == (
-        "FiatTokenV2: caller must be the payee")
+        "FiatTokenV2: caller must be the payee"
+    )
     # A TransferWithAuthorization signature is not a ReceiveWithAuthorization one (different typehash).
     transfer_auth = sign_authorization(chain, chain.payer_keys[0], to=chain.pay_to, value=42)
     assert revert_reason(chain, payee_key, chain.asset, transfer_auth.calldata(function)) == INVALID
@@ -170,7 +178,7 @@ def test_cancel_authorization(chain: DevChain, function: str) -> None:
 def test_erc1271_contract_signer(chain: DevChain) -> None:
     # Hand-assembled wallets: one answers isValidSignature with the magic value for anything, one with zero.
     accept = "0x631626ba7e60e01b60005260206000f3"  # PUSH4 magic, PUSH1 224, SHL, MSTORE @0, RETURN 32 bytes
-    reject = "0x60206000f3"                        # RETURN 32 zero bytes
+    reject = "0x60206000f3"  # RETURN 32 zero bytes
     good_wallet, bad_wallet = "0x" + "12" * 20, "0x" + "34" * 20
     chain.rpc("anvil_setCode", good_wallet, accept)
     chain.rpc("anvil_setCode", bad_wallet, reject)
@@ -187,4 +195,5 @@ def test_erc1271_contract_signer(chain: DevChain) -> None:
 def test_insufficient_balance_message(chain: DevChain) -> None:
     auth = sign_authorization(chain, chain.payer_keys[0], to=chain.pay_to, value=chain.payer_balance + 1)
     assert revert_reason(chain, chain.facilitator_keys[0], chain.asset, auth.calldata()) == (
-        "ERC20: transfer amount exceeds balance")
+        "ERC20: transfer amount exceeds balance"
+    )

@@ -40,9 +40,11 @@ def test_transfer_approve_transfer_from(chain: DevChain) -> None:
 
     transfer = "transfer(address,uint256)"
     assert revert_reason(chain, payer, chain.asset, encode_call(transfer, chain.pay_to, chain.payer_balance + 1)) == (
-        "ERC20: transfer amount exceeds balance")
+        "ERC20: transfer amount exceeds balance"
+    )
     assert revert_reason(chain, payer, chain.asset, encode_call(transfer, "0x" + "00" * 20, 1)) == (
-        "ERC20: transfer to the zero address")
+        "ERC20: transfer to the zero address"
+    )
     receipt = chain.send(payer, chain.asset, encode_call(transfer, chain.pay_to, 11))
     assert len(receipt["logs"]) == 1 and chain.balance_of(chain.pay_to) == 11
 
@@ -50,7 +52,8 @@ def test_transfer_approve_transfer_from(chain: DevChain) -> None:
     chain.send(payer, chain.asset, encode_call("approve(address,uint256)", spender_address, 100))
     assert _view(chain, "allowance(address,address)", "(uint256)", payer_address, spender_address) == 100
     assert revert_reason(chain, spender, chain.asset, encode_call(transfer_from, payer_address, chain.pay_to, 101)) == (
-        "ERC20: transfer amount exceeds allowance")
+        "ERC20: transfer amount exceeds allowance"
+    )
     chain.send(spender, chain.asset, encode_call(transfer_from, payer_address, chain.pay_to, 40))
     assert _view(chain, "allowance(address,address)", "(uint256)", payer_address, spender_address) == 60
 

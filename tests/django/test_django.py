@@ -39,8 +39,12 @@ class NoLoopSyncFacilitator(SyncFakeFacilitator):
 
 
 def x402(**overrides: Any) -> dict[str, Any]:
-    return {**test_settings.X402, "FACILITATOR": FakeFacilitator(), "SYNC_FACILITATOR": NoLoopSyncFacilitator(),
-            **overrides}
+    return {
+        **test_settings.X402,
+        "FACILITATOR": FakeFacilitator(),
+        "SYNC_FACILITATOR": NoLoopSyncFacilitator(),
+        **overrides,
+    }
 
 
 @dataclass
@@ -172,8 +176,10 @@ def test_streaming_response_is_settled_before_its_first_chunk_and_not_buffered(m
         # Settled, returned, and not one chunk produced yet: the stream flows only when the server reads it.
         assert len(c.facilitator.settled) == 1 and not any(isinstance(e, tuple) for e in urls.EVENTS)
         if mode == "async":
+
             async def consume() -> bytes:
                 return b"".join([chunk async for chunk in r.streaming_content])
+
             body = async_to_sync(consume)()
         else:
             body = b"".join(r.streaming_content)
@@ -237,18 +243,21 @@ def test_body_priced_route_prices_from_json_and_the_view_still_reads_the_body(mo
     with override:
         r = c.request("post", "/llm", data=body, content_type="application/json")
         ch = decode(r["PAYMENT-REQUIRED"])
-        assert ch["accepts"][0]["amount"] == str(quote.models["m"].atomic(
-            quote.models["m"].estimate_tokens(json.loads(body)), 10_000))
-        paid = c.request("post", "/llm", data=body, content_type="application/json",
-                         headers={"PAYMENT-SIGNATURE": pay_v2(ch)})
+        assert ch["accepts"][0]["amount"] == str(
+            quote.models["m"].atomic(quote.models["m"].estimate_tokens(json.loads(body)), 10_000)
+        )
+        paid = c.request(
+            "post", "/llm", data=body, content_type="application/json", headers={"PAYMENT-SIGNATURE": pay_v2(ch)}
+        )
         assert paid.status_code == 200 and paid.json() == {"got": body, "paid": True}
         # The same payment for a bigger request does not match its new price.
         bigger = body.replace("10000", "20000")
         sig = pay_v2(decode(c.request("post", "/llm", data=body, content_type="application/json")["PAYMENT-REQUIRED"]))
         r = c.request("post", "/llm", data=bigger, content_type="application/json", headers={"PAYMENT-SIGNATURE": sig})
         assert r.status_code == 402 and r.json()["error"] == "No matching payment requirements"
-        unknown = c.request("post", "/llm", data=json.dumps({"model": "nope", "messages": []}),
-                            content_type="application/json")
+        unknown = c.request(
+            "post", "/llm", data=json.dumps({"model": "nope", "messages": []}), content_type="application/json"
+        )
         assert unknown.status_code == 400 and unknown.json()["error"] == "unknown_model"
     assert len(c.facilitator.settled) == 1
 

@@ -22,8 +22,19 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
         with uvicorn_server("tests.django.asgi:application", env=ENV, extra_args=["--lifespan", "off"]) as url:
             yield url, "/astream"
     else:
-        args = [sys.executable, "-m", "gunicorn", "-b", "127.0.0.1:0", "--threads", "4", "--no-control-socket",
-                "--graceful-timeout", "1", "tests.django.wsgi:application"]
+        args = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-b",
+            "127.0.0.1:0",
+            "--threads",
+            "4",
+            "--no-control-socket",
+            "--graceful-timeout",
+            "1",
+            "tests.django.wsgi:application",
+        ]
         with process_with_url(args, env=ENV) as url:
             yield url, "/stream"
 

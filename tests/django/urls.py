@@ -50,6 +50,7 @@ def stream(request: HttpRequest) -> StreamingHttpResponse:
             yield b"data: [DONE]\n\n"
         finally:
             EVENTS.append("view-closed")
+
     return StreamingHttpResponse(events(), content_type="text/event-stream")
 
 
@@ -60,6 +61,7 @@ async def astream(request: HttpRequest) -> StreamingHttpResponse:
             yield f"data: {i}\n\n".encode()
             await asyncio.sleep(_gap())
         yield b"data: [DONE]\n\n"
+
     return StreamingHttpResponse(events(), content_type="text/event-stream")
 
 

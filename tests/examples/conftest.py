@@ -25,7 +25,18 @@ def example_chain() -> Iterator[DevChain]:
 @pytest.fixture(scope="session")
 def facilitator_url(example_chain: DevChain) -> Iterator[str]:
     """``python -m x402_middleware.facilitator`` on the example chain, for SyncHTTPFacilitator / HTTPFacilitator."""
-    args = [sys.executable, "-m", "x402_middleware.facilitator", "--rpc-url", example_chain.rpc_url, "--port", "0",
-            "--network", example_chain.network, "--key", example_chain.facilitator_keys[1]]
+    args = [
+        sys.executable,
+        "-m",
+        "x402_middleware.facilitator",
+        "--rpc-url",
+        example_chain.rpc_url,
+        "--port",
+        "0",
+        "--network",
+        example_chain.network,
+        "--key",
+        example_chain.facilitator_keys[1],
+    ]
     with process_with_url(args) as url:
         yield url

@@ -64,8 +64,10 @@ async def test_paid_route_settles_on_the_dev_chain(example: ModuleType, example_
     chain = example_chain
     facilitator = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys[:1], network=chain.network)
     before = chain.balance_of(chain.pay_to)
-    client, _ = paying_client(example.create_app(facilitator=facilitator, pay_to=chain.pay_to),
-                              chain.payer_keys[0 if example is starlette_app else 1])
+    client, _ = paying_client(
+        example.create_app(facilitator=facilitator, pay_to=chain.pay_to),
+        chain.payer_keys[0 if example is starlette_app else 1],
+    )
     async with client:
         r = await client.get("/weather")
     assert r.status_code == 200 and r.json()["amount"] == 1000

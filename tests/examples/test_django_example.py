@@ -24,8 +24,11 @@ from x402_middleware.facilitator import OnChainFacilitator
 def example_settings(**x402: Any) -> Any:
     """The example project's own settings, with facilitator objects instead of its FACILITATOR_URL."""
     assert example.INSTALLED_APPS == ["x402_middleware.django"]  # what the test process has installed
-    return override_settings(ROOT_URLCONF=example.ROOT_URLCONF, MIDDLEWARE=example.MIDDLEWARE,
-                             X402={**example.X402, "FACILITATOR_URL": None, **x402})
+    return override_settings(
+        ROOT_URLCONF=example.ROOT_URLCONF,
+        MIDDLEWARE=example.MIDDLEWARE,
+        X402={**example.X402, "FACILITATOR_URL": None, **x402},
+    )
 
 
 @pytest.fixture
@@ -75,9 +78,14 @@ def test_settles_on_the_dev_chain_under_wsgi(example_chain: DevChain, facilitato
     chain = example_chain
     facilitator = SyncHTTPFacilitator(facilitator_url)
     before = chain.balance_of(chain.pay_to)
-    with example_settings(PAY_TO=chain.pay_to, FACILITATOR=FakeFacilitator(), SYNC_FACILITATOR=facilitator), \
-            httpx.Client(transport=httpx.WSGITransport(app=WSGIHandler()), base_url="http://testserver",
-                         auth=X402Auth(chain.payer_keys[3])) as c:
+    with (
+        example_settings(PAY_TO=chain.pay_to, FACILITATOR=FakeFacilitator(), SYNC_FACILITATOR=facilitator),
+        httpx.Client(
+            transport=httpx.WSGITransport(app=WSGIHandler()),
+            base_url="http://testserver",
+            auth=X402Auth(chain.payer_keys[3]),
+        ) as c,
+    ):
         r = c.get("/weather")
     facilitator.close()
     settlement = settlement_of(r)
@@ -94,8 +102,9 @@ async def test_settles_on_the_dev_chain_under_asgi(example_chain: DevChain) -> N
     before = chain.balance_of(chain.pay_to)
     with example_settings(PAY_TO=chain.pay_to, FACILITATOR=facilitator, SYNC_FACILITATOR=SyncFakeFacilitator()):
         transport = httpx.ASGITransport(app=ASGIHandler())  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver",
-                                     auth=X402Auth(chain.payer_keys[3])) as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", auth=X402Auth(chain.payer_keys[3])
+        ) as c:
             r = await c.get("/weather")
     await facilitator.aclose()
     settlement = settlement_of(r)

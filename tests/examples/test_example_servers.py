@@ -17,8 +17,18 @@ from tests._servers import process_with_url, uvicorn_server
 from x402_middleware import X402Auth, settlement_of
 from x402_middleware.devchain import DevChain
 
-GUNICORN = [sys.executable, "-m", "gunicorn", "-b", "127.0.0.1:0", "--threads", "4", "--no-control-socket",
-            "--graceful-timeout", "1"]
+GUNICORN = [
+    sys.executable,
+    "-m",
+    "gunicorn",
+    "-b",
+    "127.0.0.1:0",
+    "--threads",
+    "4",
+    "--no-control-socket",
+    "--graceful-timeout",
+    "1",
+]
 SERVERS = {
     "starlette": ("uvicorn", "examples.starlette_app:app"),
     "fastapi": ("uvicorn", "examples.fastapi_app:app"),
@@ -32,16 +42,24 @@ SERVERS = {
 def servers(example_chain: DevChain, facilitator_url: str) -> Iterator[dict[str, str]]:
     chain = example_chain
     with ExitStack() as stack:
-        env = {"X402_FACILITATOR_URL": facilitator_url, "X402_PAY_TO": chain.pay_to, "X402_NETWORK": "eip155:84532",
-               "X402_PRICE": "$0.0025", "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-               "DJANGO_SETTINGS_MODULE": "examples.django_app.settings"}  # the test process set its own
+        env = {
+            "X402_FACILITATOR_URL": facilitator_url,
+            "X402_PAY_TO": chain.pay_to,
+            "X402_NETWORK": "eip155:84532",
+            "X402_PRICE": "$0.0025",
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+            "DJANGO_SETTINGS_MODULE": "examples.django_app.settings",
+        }  # the test process set its own
         urls: dict[str, str] = {}
         errors: list[BaseException] = []
 
         def start(name: str) -> None:  # in parallel: each process imports its framework at the same time
             kind, target = SERVERS[name]
-            cm = uvicorn_server(target, env=env, extra_args=["--lifespan", "off"] if "django" in name else []) \
-                if kind == "uvicorn" else process_with_url([*GUNICORN, target], env=env)
+            cm = (
+                uvicorn_server(target, env=env, extra_args=["--lifespan", "off"] if "django" in name else [])
+                if kind == "uvicorn"
+                else process_with_url([*GUNICORN, target], env=env)
+            )
             try:
                 urls[name] = stack.enter_context(cm)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread below
@@ -58,8 +76,9 @@ def servers(example_chain: DevChain, facilitator_url: str) -> Iterator[dict[str,
 
 
 @pytest.mark.parametrize("name", list(SERVERS))
-def test_example_server_is_configured_from_env_and_settles_on_chain(name: str, servers: dict[str, str],
-                                                                    example_chain: DevChain) -> None:
+def test_example_server_is_configured_from_env_and_settles_on_chain(
+    name: str, servers: dict[str, str], example_chain: DevChain
+) -> None:
     chain, url = example_chain, servers[name]
     payer = chain.payer_keys[list(SERVERS).index(name) % len(chain.payer_keys)]
     with httpx.Client(base_url=url) as c:

@@ -35,8 +35,9 @@ TX = "0x" + "ab" * 32
 
 def ec_key() -> tuple[str, Any]:
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                            serialization.NoEncryption()).decode()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()
     return pem, key.public_key()
 
 
@@ -96,8 +97,7 @@ def test_each_token_has_a_fresh_nonce_and_a_tampered_token_fails() -> None:
     head, body, sig = tokens[0].split(".")
     forged = json.loads(unb64(body)) | {"uris": ["POST api.cdp.coinbase.com/platform/v2/x402/verify"]}
     with pytest.raises(InvalidSignature):
-        verify_jwt(f"{head}.{base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip('=')}.{sig}",
-                   public)
+        verify_jwt(f"{head}.{base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip('=')}.{sig}", public)
     other_secret, other_public = ec_key()
     with pytest.raises(InvalidSignature):
         verify_jwt(tokens[0], other_public)
@@ -109,14 +109,20 @@ def test_pem_with_literal_newlines_as_in_env_files() -> None:
     assert verify_jwt(bearer(dict(factory("POST", SETTLE_URL))), public)[0]["alg"] == "ES256"
 
 
-@pytest.mark.parametrize("secret", [
-    "not a key",
-    base64.b64encode(b"\x01" * 40).decode(),  # wrong length
-    base64.b64encode(b"\x01" * 64).decode(),  # seed and public half do not belong together
-    "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
-    ec.generate_private_key(ec.SECP384R1()).private_bytes(  # EC, but not P-256
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode(),
-])
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "not a key",
+        base64.b64encode(b"\x01" * 40).decode(),  # wrong length
+        base64.b64encode(b"\x01" * 64).decode(),  # seed and public half do not belong together
+        "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n",
+        ec.generate_private_key(ec.SECP384R1())
+        .private_bytes(  # EC, but not P-256
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode(),
+    ],
+)
 def test_malformed_secrets_are_configuration_errors(secret: str) -> None:
     with pytest.raises(ConfigurationError, match="CDP"):
         cdp_auth_headers(KEY_ID, secret)
@@ -136,8 +142,10 @@ def test_missing_credentials_say_how_to_fix(monkeypatch: pytest.MonkeyPatch) -> 
 # -- a real server that checks the token the way CDP does --------------------------------------------------------
 def create() -> Starlette:
     """``uvicorn --factory tests.facilitator.test_cdp:create``: a facilitator that demands a valid CDP JWT."""
-    keys = {alg: serialization.load_pem_public_key(pem.encode())
-            for alg, pem in json.loads(os.environ["CDP_TEST_PUBLIC_KEYS"]).items()}
+    keys = {
+        alg: serialization.load_pem_public_key(pem.encode())
+        for alg, pem in json.loads(os.environ["CDP_TEST_PUBLIC_KEYS"]).items()
+    }
     key_id = os.environ["CDP_TEST_KEY_ID"]
 
     async def endpoint(request: Request) -> JSONResponse:
@@ -148,8 +156,14 @@ def create() -> Starlette:
             return JSONResponse({"error": "invalid token"}, status_code=401)
         now = time.time()
         wanted = f"{request.method} {request.url.netloc}{request.url.path}"
-        if (scheme != "Bearer" or header["kid"] != key_id or claims["sub"] != key_id or claims["iss"] != "cdp"
-                or not claims["nbf"] - 5 <= now < claims["exp"] or claims["uris"] != [wanted]):
+        if (
+            scheme != "Bearer"
+            or header["kid"] != key_id
+            or claims["sub"] != key_id
+            or claims["iss"] != "cdp"
+            or not claims["nbf"] - 5 <= now < claims["exp"]
+            or claims["uris"] != [wanted]
+        ):
             return JSONResponse({"error": "claims", "uris": claims["uris"], "wanted": wanted}, status_code=401)
         if request.url.path.endswith("/supported"):
             return JSONResponse({"kinds": [{"x402Version": 2, "scheme": "exact", "network": "eip155:8453"}]})
@@ -158,16 +172,21 @@ def create() -> Starlette:
         return JSONResponse({"success": True, "transaction": TX, "network": "eip155:8453", "payer": "0x" + "11" * 20})
 
     base = "/platform/v2/x402"
-    return Starlette(routes=[Route(f"{base}/{name}", endpoint, methods=["GET", "POST"])
-                             for name in ("verify", "settle", "supported")])
+    return Starlette(
+        routes=[
+            Route(f"{base}/{name}", endpoint, methods=["GET", "POST"]) for name in ("verify", "settle", "supported")
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
 def cdp_server() -> Iterator[tuple[str, dict[str, str]]]:
     """One server knowing one ES256 and one EdDSA key; yields its facilitator URL and the two secrets."""
     keys = {"ES256": ec_key(), "EdDSA": ed_key()}
-    pems = {alg: public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-            .decode() for alg, (_, public) in keys.items()}
+    pems = {
+        alg: public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        for alg, (_, public) in keys.items()
+    }
     env = {"CDP_TEST_PUBLIC_KEYS": json.dumps(pems), "CDP_TEST_KEY_ID": KEY_ID}
     with uvicorn_server("tests.facilitator.test_cdp:create", factory=True, env=env) as url:
         yield f"{url}/platform/v2/x402", {alg: secret for alg, (secret, _) in keys.items()}
@@ -179,9 +198,15 @@ def server(cdp_server: tuple[str, dict[str, str]], request: pytest.FixtureReques
 
 
 def _payment() -> tuple[Any, Any]:
-    accept = {"scheme": "exact", "network": "eip155:8453", "amount": "1000", "payTo": "0x" + "22" * 20,
-              "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "maxTimeoutSeconds": 60,
-              "extra": {"name": "USD Coin", "version": "2"}}
+    accept = {
+        "scheme": "exact",
+        "network": "eip155:8453",
+        "amount": "1000",
+        "payTo": "0x" + "22" * 20,
+        "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+        "maxTimeoutSeconds": 60,
+        "extra": {"name": "USD Coin", "version": "2"},
+    }
     payload = decode(pay_v2({"x402Version": 2, "resource": {"url": "http://x/"}, "accepts": [accept]}))
     return parse_payment_payload(payload), parse_requirements(accept, 2)
 

@@ -45,6 +45,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
 
 # -- the uvicorn server ---------------------------------------------------------------------------------------
 
+
 def create() -> Starlette:
     """Echo server: what it received and from which client port (one port = one connection)."""
 
@@ -58,12 +59,19 @@ def create() -> Starlette:
             async def parts() -> Any:
                 for i in range(int(request.query_params["n"])):
                     yield b"y" * int(size) if size else f"{i},".encode()
+
             return StreamingResponse(parts(), media_type="text/plain")
         if path.endswith("/big"):
             return Response(b"x" * int(request.query_params["size"]))
         assert request.client is not None
-        info = {"method": request.method, "path": path, "query": request.url.query, "port": request.client.port,
-                "headers": dict(request.headers), "body": (await request.body()).decode()}
+        info = {
+            "method": request.method,
+            "path": path,
+            "query": request.url.query,
+            "port": request.client.port,
+            "headers": dict(request.headers),
+            "body": (await request.body()).decode(),
+        }
         return JSONResponse(info, headers={"connection": "close"} if path.endswith("/close") else None)
 
     return Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])])
@@ -80,24 +88,45 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x402 test")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     cert, key = self_signed(tmp_path_factory.mktemp("tls"))
-    args = [sys.executable, "-m", "uvicorn", "tests.facilitator.test_http:create", "--factory", "--host", "127.0.0.1",
-            "--port", "0", "--no-access-log", "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    args = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tests.facilitator.test_http:create",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-access-log",
+        "--ssl-certfile",
+        str(cert),
+        "--ssl-keyfile",
+        str(key),
+    ]
     with process_with_url(args, pattern=re.compile(r"(https://127\.0\.0\.1:\d+)")) as url:
         yield url, cert
 
@@ -173,8 +202,9 @@ def ok(body: bytes = b'{"ok":true}', *extra: str) -> bytes:
     return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode() + body
 
 
-async def raw(script: Script, check: Callable[[RawServer, AsyncHTTPClient], Awaitable[None]],
-              **kwargs: Any) -> RawServer:
+async def raw(
+    script: Script, check: Callable[[RawServer, AsyncHTTPClient], Awaitable[None]], **kwargs: Any
+) -> RawServer:
     async with RawServer(script) as srv:
         client = AsyncHTTPClient(srv.url, timeout=kwargs.pop("timeout", 5.0), **kwargs)
         try:
@@ -186,13 +216,20 @@ async def raw(script: Script, check: Callable[[RawServer, AsyncHTTPClient], Awai
 
 # -- requests and keep-alive against uvicorn ------------------------------------------------------------------
 
+
 @pytest.mark.anyio
 async def test_json_post_with_prefix_query_headers_and_keep_alive(server: str) -> None:
     port = int(server.rsplit(":", 1)[1])
     client = AsyncHTTPClient(f"{server}/base/?key=abc", headers={"X-Client": "one"})
     try:
-        replies = [(await client.request("POST", f"/echo/{i}", body=b'{"n":%d}' % i, headers={"X-Req": str(i)},
-                                         idempotent=True)) for i in range(5)]
+        replies = [
+            (
+                await client.request(
+                    "POST", f"/echo/{i}", body=b'{"n":%d}' % i, headers={"X-Req": str(i)}, idempotent=True
+                )
+            )
+            for i in range(5)
+        ]
         got = await client.request("GET", "/supported")
     finally:
         await client.aclose()
@@ -314,6 +351,7 @@ async def test_connect_failure_is_a_transport_error() -> None:
 
 # -- https ----------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.anyio
 async def test_https_with_a_trusted_self_signed_certificate(tls_server: tuple[str, Path]) -> None:
     url, cert = tls_server
@@ -332,8 +370,9 @@ async def test_https_refuses_unknown_certificates_and_wrong_hostnames(tls_server
     with pytest.raises(HTTPTransportError, match="CERTIFICATE_VERIFY_FAILED"):
         await strict.request("GET", "/")
     await strict.aclose()
-    wrong_name = AsyncHTTPClient(url.replace("127.0.0.1", "localhost"),
-                                 verify=ssl.create_default_context(cafile=str(cert)))
+    wrong_name = AsyncHTTPClient(
+        url.replace("127.0.0.1", "localhost"), verify=ssl.create_default_context(cafile=str(cert))
+    )
     with pytest.raises(HTTPTransportError, match="(?i)hostname|IP address mismatch|not valid for"):
         await wrong_name.request("GET", "/")  # the certificate names 127.0.0.1 only
     await wrong_name.aclose()
@@ -343,6 +382,7 @@ async def test_https_refuses_unknown_certificates_and_wrong_hostnames(tls_server
 
 
 # -- framings and edge cases against the raw server ------------------------------------------------------------
+
 
 @pytest.mark.anyio
 async def test_chunked_with_extensions_and_trailers_byte_by_byte_then_reuse() -> None:
@@ -354,7 +394,7 @@ async def test_chunked_with_extensions_and_trailers_byte_by_byte_then_reuse() ->
             await reader.readuntil(b"\r\n\r\n")
             self.connections += 1
             for i in range(len(response)):
-                writer.write(response[i:i + 1])
+                writer.write(response[i : i + 1])
                 await writer.drain()
                 await asyncio.sleep(0)
             await reader.readuntil(b"\r\n\r\n")
@@ -394,15 +434,19 @@ async def test_body_to_eof_http10_and_gzip() -> None:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("answer, error", [
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000, ResponseTooLarge),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024 + b"\r\n" * 2, ResponseTooLarge),
-    (b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 1500, ResponseTooLarge),
-    (b"SMTP ready\r\n\r\n", HTTPTransportError),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello", HTTPTransportError),
-    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", HTTPTransportError),
-    (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", HTTPTransportError),
-], ids=["length", "chunked", "eof", "not-http", "two-lengths", "bad-chunk", "truncated"])
+@pytest.mark.parametrize(
+    "answer, error",
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n" + b"x" * 2000, ResponseTooLarge),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024 + b"\r\n" * 2, ResponseTooLarge),
+        (b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * 1500, ResponseTooLarge),
+        (b"SMTP ready\r\n\r\n", HTTPTransportError),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello", HTTPTransportError),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", HTTPTransportError),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", HTTPTransportError),
+    ],
+    ids=["length", "chunked", "eof", "not-http", "two-lengths", "bad-chunk", "truncated"],
+)
 async def test_oversized_and_malformed_answers(answer: bytes, error: type[Exception]) -> None:
     async def check(srv: RawServer, client: AsyncHTTPClient) -> None:
         with pytest.raises(error):
@@ -481,11 +525,18 @@ async def test_no_retry_on_a_fresh_connection_and_at_most_one_retry() -> None:
 @pytest.mark.anyio
 async def test_settle_through_http_facilitator_is_sent_once_when_the_connection_drops() -> None:
     answer = json.dumps({"isValid": True, "payer": "0x" + "11" * 20}).encode()
-    accept = {"scheme": "exact", "network": "eip155:8453", "amount": "1000", "payTo": "0x" + "22" * 20,
-              "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "maxTimeoutSeconds": 60,
-              "extra": {"name": "USD Coin", "version": "2"}}
-    payload = parse_payment_payload(decode(pay_v2({"x402Version": 2, "resource": {"url": "http://x/"},
-                                                   "accepts": [accept]})))
+    accept = {
+        "scheme": "exact",
+        "network": "eip155:8453",
+        "amount": "1000",
+        "payTo": "0x" + "22" * 20,
+        "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+        "maxTimeoutSeconds": 60,
+        "extra": {"name": "USD Coin", "version": "2"},
+    }
+    payload = parse_payment_payload(
+        decode(pay_v2({"x402Version": 2, "resource": {"url": "http://x/"}, "accepts": [accept]}))
+    )
     requirements = parse_requirements(accept, 2)
     async with RawServer(lambda conn, number, _: ok(answer) if number == 0 else None) as srv:
         facilitator = HTTPFacilitator(f"{srv.url}/facilitator")
@@ -497,8 +548,12 @@ async def test_settle_through_http_facilitator_is_sent_once_when_the_connection_
         finally:
             await facilitator.aclose()
     paths = [(c, n, request.split(b" ")[1]) for c, n, request in srv.requests]
-    assert paths == [(0, 0, b"/facilitator/verify"), (0, 1, b"/facilitator/verify"), (1, 0, b"/facilitator/verify"),
-                     (1, 1, b"/facilitator/settle")]
+    assert paths == [
+        (0, 0, b"/facilitator/verify"),
+        (0, 1, b"/facilitator/verify"),
+        (1, 0, b"/facilitator/verify"),
+        (1, 1, b"/facilitator/settle"),
+    ]
 
 
 @pytest.mark.anyio
@@ -516,8 +571,12 @@ async def test_rpc_resends_reads_but_not_transactions_when_the_connection_drops(
         finally:
             await rpc.aclose()
     methods = [(c, n, json.loads(request.partition(b"\r\n\r\n")[2])["method"]) for c, n, request in srv.requests]
-    assert methods == [(0, 0, "eth_chainId"), (0, 1, "eth_getTransactionReceipt"), (1, 0, "eth_getTransactionReceipt"),
-                       (1, 1, "eth_sendRawTransaction")]
+    assert methods == [
+        (0, 0, "eth_chainId"),
+        (0, 1, "eth_getTransactionReceipt"),
+        (1, 0, "eth_getTransactionReceipt"),
+        (1, 1, "eth_sendRawTransaction"),
+    ]
 
 
 @pytest.mark.anyio
@@ -550,26 +609,37 @@ def test_basic_auth_and_host_from_the_url() -> None:
     head = AsyncHTTPClient("https://user:p%40ss@rpc.example/v3/key")._head("POST", "", b"{}", None).decode()
     assert head.startswith("POST /v3/key HTTP/1.1\r\nHost: rpc.example\r\n")
     assert "Authorization: Basic dXNlcjpwQHNz\r\n" in head  # base64("user:p@ss")
-    assert AsyncHTTPClient("http://[::1]:8080")._head("GET", "/x", None, None).startswith(
-        b"GET /x HTTP/1.1\r\nHost: [::1]:8080\r\n")
-    assert AsyncHTTPClient("http://node:80/rpc/")._head("POST", "", b"{}", None).startswith(
-        b"POST /rpc/ HTTP/1.1\r\nHost: node\r\n")  # a JSON-RPC URL is used as given; default port not shown
+    assert (
+        AsyncHTTPClient("http://[::1]:8080")
+        ._head("GET", "/x", None, None)
+        .startswith(b"GET /x HTTP/1.1\r\nHost: [::1]:8080\r\n")
+    )
+    assert (
+        AsyncHTTPClient("http://node:80/rpc/")
+        ._head("POST", "", b"{}", None)
+        .startswith(b"POST /rpc/ HTTP/1.1\r\nHost: node\r\n")
+    )  # a JSON-RPC URL is used as given; default port not shown
     assert AsyncHTTPClient("https://h:443")._head("GET", "", None, None).startswith(b"GET / HTTP/1.1\r\nHost: h\r\n")
 
 
 # -- which transport is used ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("env, url, proxied", [
-    ({}, "https://x402.org/facilitator", False),
-    ({"HTTPS_PROXY": "http://proxy:3128"}, "https://x402.org/facilitator", True),
-    ({"https_proxy": "http://proxy:3128"}, "http://x402.org/facilitator", False),  # only https goes through it
-    ({"ALL_PROXY": "http://proxy:3128"}, "http://rpc.example", True),
-    ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "x402.org"}, "https://x402.org/facilitator", False),
-    ({"HTTP_PROXY": "http://proxy:3128", "no_proxy": ".example"}, "http://rpc.example:8545", False),
-    ({"HTTP_PROXY": "http://proxy:3128"}, "http://127.0.0.1:8545", False),  # loopback is always direct
-])
-def test_env_proxies_fall_back_to_httpx(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str,
-                                        proxied: bool) -> None:
+
+@pytest.mark.parametrize(
+    "env, url, proxied",
+    [
+        ({}, "https://x402.org/facilitator", False),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "https://x402.org/facilitator", True),
+        ({"https_proxy": "http://proxy:3128"}, "http://x402.org/facilitator", False),  # only https goes through it
+        ({"ALL_PROXY": "http://proxy:3128"}, "http://rpc.example", True),
+        ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "x402.org"}, "https://x402.org/facilitator", False),
+        ({"HTTP_PROXY": "http://proxy:3128", "no_proxy": ".example"}, "http://rpc.example:8545", False),
+        ({"HTTP_PROXY": "http://proxy:3128"}, "http://127.0.0.1:8545", False),  # loopback is always direct
+    ],
+)
+def test_env_proxies_fall_back_to_httpx(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str, proxied: bool
+) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)

@@ -26,11 +26,14 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"PAID CONTENT"})
 
 
-def setup(chain: DevChain, *, keys: int = 1, network: Network | None = None) -> tuple[PaymentMiddleware, OnChainFacilitator]:
+def setup(
+    chain: DevChain, *, keys: int = 1, network: Network | None = None
+) -> tuple[PaymentMiddleware, OnChainFacilitator]:
     net = network or get_network(chain.network)
     facilitator = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys[:keys], network=net)
-    mw = PaymentMiddleware(app, routes={"GET /paid": "$0.0015"}, pay_to=chain.pay_to, network=net.caip2,
-                           facilitator=facilitator)
+    mw = PaymentMiddleware(
+        app, routes={"GET /paid": "$0.0015"}, pay_to=chain.pay_to, network=net.caip2, facilitator=facilitator
+    )
     return mw, facilitator
 
 
@@ -78,14 +81,19 @@ async def test_replay_is_refused_even_by_a_fresh_server_and_nothing_is_served(ch
     await fac2.aclose()
 
 
-@pytest.mark.parametrize("override, reason", [
-    ({"valid_before": int(time.time()) + 3}, "invalid_exact_evm_payload_authorization_valid_before"),
-    ({"valid_after": int(time.time()) + 3600}, "invalid_exact_evm_payload_authorization_valid_after"),
-])
+@pytest.mark.parametrize(
+    "override, reason",
+    [
+        ({"valid_before": int(time.time()) + 3}, "invalid_exact_evm_payload_authorization_valid_before"),
+        ({"valid_after": int(time.time()) + 3600}, "invalid_exact_evm_payload_authorization_valid_after"),
+    ],
+)
 async def test_time_window_refusals(chain: DevChain, override: dict[str, Any], reason: str) -> None:
     mw, fac = setup(chain)
     async with client(mw) as c:
-        r = await c.get("/paid", headers={"PAYMENT-SIGNATURE": pay_v2(await challenge(c), key=chain.payer_keys[0], **override)})
+        r = await c.get(
+            "/paid", headers={"PAYMENT-SIGNATURE": pay_v2(await challenge(c), key=chain.payer_keys[0], **override)}
+        )
     assert r.status_code == 402 and r.json()["error"] == reason and b"PAID" not in r.content
     await fac.aclose()
 

@@ -26,8 +26,21 @@ PRICE = 1000  # "$0.001" in tests._interop_apps
 
 @pytest.fixture(scope="module")
 def server(sepolia: DevChain) -> Iterator[str]:
-    args = [sys.executable, "-m", "x402_middleware.facilitator", "--rpc-url", sepolia.rpc_url, "--port", "0",
-            "--network", "eip155:84532", "--key", sepolia.facilitator_keys[0], "--key", sepolia.facilitator_keys[1]]
+    args = [
+        sys.executable,
+        "-m",
+        "x402_middleware.facilitator",
+        "--rpc-url",
+        sepolia.rpc_url,
+        "--port",
+        "0",
+        "--network",
+        "eip155:84532",
+        "--key",
+        sepolia.facilitator_keys[0],
+        "--key",
+        sepolia.facilitator_keys[1],
+    ]
     with process_with_url(args) as url:
         yield url
 
@@ -46,13 +59,27 @@ def test_supported_and_bad_requests(server: str, sepolia: DevChain) -> None:
 
 
 def test_unknown_network_is_a_refusal_not_an_error(server: str) -> None:
-    challenge = {"x402Version": 2, "resource": {"url": "http://x/"}, "accepts": [{
-        "scheme": "exact", "network": "eip155:999999", "amount": "1", "payTo": "0x" + "11" * 20,
-        "asset": "0x" + "22" * 20, "maxTimeoutSeconds": 60, "extra": {"name": "T", "version": "1"}}]}
+    challenge = {
+        "x402Version": 2,
+        "resource": {"url": "http://x/"},
+        "accepts": [
+            {
+                "scheme": "exact",
+                "network": "eip155:999999",
+                "amount": "1",
+                "payTo": "0x" + "11" * 20,
+                "asset": "0x" + "22" * 20,
+                "maxTimeoutSeconds": 60,
+                "extra": {"name": "T", "version": "1"},
+            }
+        ],
+    }
     payload = decode(pay_v2(challenge))
     with httpx.Client(base_url=server) as c:
-        r = c.post("/verify", json={"x402Version": 2, "paymentPayload": payload,
-                                    "paymentRequirements": challenge["accepts"][0]})
+        r = c.post(
+            "/verify",
+            json={"x402Version": 2, "paymentPayload": payload, "paymentRequirements": challenge["accepts"][0]},
+        )
     assert r.status_code == 200 and r.json()["isValid"] is False and r.json()["invalidReason"] == "invalid_network"
 
 
@@ -66,14 +93,18 @@ async def _app(scope: object, receive: object, send: object) -> None:
 async def test_our_middleware_settles_through_our_server(server: str, sepolia: DevChain, version: int) -> None:
     chain = sepolia  # no snapshot/revert: the server process keeps its signers' nonces across tests
     facilitator = HTTPFacilitator(server)
-    mw = PaymentMiddleware(_app, routes={"GET /p": "$0.001"}, pay_to=chain.pay_to, network="eip155:84532",
-                           facilitator=facilitator)
+    mw = PaymentMiddleware(
+        _app, routes={"GET /p": "$0.001"}, pay_to=chain.pay_to, network="eip155:84532", facilitator=facilitator
+    )
     payer = chain.payer_addresses[1]
     before = chain.balance_of(payer)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mw), base_url="http://t") as c:
         r = await c.get("/p")
-        header = ({"PAYMENT-SIGNATURE": pay_v2(decode(r.headers["payment-required"]), key=chain.payer_keys[1])}
-                  if version == 2 else {"X-PAYMENT": pay_v1(r.json(), key=chain.payer_keys[1])})
+        header = (
+            {"PAYMENT-SIGNATURE": pay_v2(decode(r.headers["payment-required"]), key=chain.payer_keys[1])}
+            if version == 2
+            else {"X-PAYMENT": pay_v1(r.json(), key=chain.payer_keys[1])}
+        )
         paid = await c.get("/p", headers=header)
         replay = await c.get("/p", headers=header)
     assert paid.status_code == 200 and paid.text == "paid"
@@ -109,17 +140,36 @@ async def test_token_and_pay_to_allowlist_guard_the_gas_tap() -> None:
     app = facilitator_app(fake, bearer_token="s3cret", pay_to=[allowed.upper().replace("0X", "0x")])
 
     def body(pay_to: str) -> dict[str, object]:
-        challenge = {"x402Version": 2, "resource": {"url": "http://x/"}, "accepts": [{
-            "scheme": "exact", "network": "eip155:84532", "amount": "1000", "payTo": pay_to,
-            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "maxTimeoutSeconds": 60,
-            "extra": {"name": "USDC", "version": "2"}}]}
-        return {"x402Version": 2, "paymentPayload": decode(pay_v2(challenge)), "paymentRequirements": challenge["accepts"][0]}
+        challenge = {
+            "x402Version": 2,
+            "resource": {"url": "http://x/"},
+            "accepts": [
+                {
+                    "scheme": "exact",
+                    "network": "eip155:84532",
+                    "amount": "1000",
+                    "payTo": pay_to,
+                    "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+                    "maxTimeoutSeconds": 60,
+                    "extra": {"name": "USDC", "version": "2"},
+                }
+            ],
+        }
+        return {
+            "x402Version": 2,
+            "paymentPayload": decode(pay_v2(challenge)),
+            "paymentRequirements": challenge["accepts"][0],
+        }
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://f") as c:
         assert (await c.get("/health")).status_code == 200  # liveness stays open
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
             r = await c.post("/settle", json=body(allowed), headers=headers)
-            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer" and r.json()["error"] == "unauthorized"
+            assert (
+                r.status_code == 401
+                and r.headers["www-authenticate"] == "Bearer"
+                and r.json()["error"] == "unauthorized"
+            )
         assert (await c.get("/supported")).status_code == 401
         auth = {"Authorization": "Bearer s3cret"}
         refused = await c.post("/settle", json=body(other), headers=auth)

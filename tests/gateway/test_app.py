@@ -31,8 +31,11 @@ async def test_chat_non_stream(client: httpx.AsyncClient, model: str) -> None:
     upstream_id = model.split("/")[1].replace(".", "-") if model.startswith("anthropic") else model.split("/")[1]
     assert body["model"] == model and isinstance(body["created"], int) and body["id"]
     assert body["choices"][0]["index"] == 0
-    assert body["choices"][0]["message"] == {**body["choices"][0]["message"], "role": "assistant",
-                                             "content": f"Echo ({upstream_id}): hello world"}
+    assert body["choices"][0]["message"] == {
+        **body["choices"][0]["message"],
+        "role": "assistant",
+        "content": f"Echo ({upstream_id}): hello world",
+    }
     assert body["choices"][0]["finish_reason"] == "stop"
     usage = body["usage"]
     assert usage["completion_tokens"] == 4 and usage["total_tokens"] == usage["prompt_tokens"] + 4
@@ -65,9 +68,15 @@ async def test_chat_stream_shape(client: httpx.AsyncClient, model: str, include_
 
 @pytest.mark.parametrize("model", MODELS)
 async def test_messages_for_any_model(client: httpx.AsyncClient, model: str) -> None:
-    body = {"model": model, "max_tokens": 64, "system": "Be brief.",
-            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi claude"}]}]}
-    r = await client.post("/v1/messages", json=body, headers={"x-api-key": "blockrun", "anthropic-version": "2023-06-01"})
+    body = {
+        "model": model,
+        "max_tokens": 64,
+        "system": "Be brief.",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "hi claude"}]}],
+    }
+    r = await client.post(
+        "/v1/messages", json=body, headers={"x-api-key": "blockrun", "anthropic-version": "2023-06-01"}
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["type"] == "message" and out["role"] == "assistant" and out["model"] == model
@@ -89,31 +98,48 @@ async def test_messages_for_any_model(client: httpx.AsyncClient, model: str) -> 
 @pytest.mark.parametrize("model", ["openai/gpt-5.2", "anthropic/claude-sonnet-4.6", "google/gemini-2.5-flash"])
 async def test_tool_calls_translate_both_ways(client: httpx.AsyncClient, model: str) -> None:
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
-    ask: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "find cats"}], "tools": tools,
-           "tool_choice": "required", "max_tokens": 50}
+    ask: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "find cats"}],
+        "tools": tools,
+        "tool_choice": "required",
+        "max_tokens": 50,
+    }
     r = await client.post("/v1/chat/completions", json=ask)
     message = r.json()["choices"][0]["message"]
     assert r.json()["choices"][0]["finish_reason"] == "tool_calls"
     call = message["tool_calls"][0]
     assert call["function"]["name"] == "lookup" and json.loads(call["function"]["arguments"]) == {"echo": "find cats"}
-    follow = {**ask, "tool_choice": "auto", "messages": [*ask["messages"], message,
-                                                          {"role": "tool", "tool_call_id": call["id"], "content": "3 cats"}]}
+    follow = {
+        **ask,
+        "tool_choice": "auto",
+        "messages": [*ask["messages"], message, {"role": "tool", "tool_call_id": call["id"], "content": "3 cats"}],
+    }
     r = await client.post("/v1/chat/completions", json=follow)
     assert r.status_code == 200, r.text
     assert "3 cats" in r.json()["choices"][0]["message"]["content"]
 
     r = await client.post("/v1/chat/completions", json={**ask, "stream": True})
     chunks = _chunks(r.text)
-    args = "".join(tc["function"].get("arguments") or "" for c in chunks if c["choices"]
-                   for tc in c["choices"][0]["delta"].get("tool_calls") or ())
+    args = "".join(
+        tc["function"].get("arguments") or ""
+        for c in chunks
+        if c["choices"]
+        for tc in c["choices"][0]["delta"].get("tool_calls") or ()
+    )
     assert json.loads(args) == {"echo": "find cats"}
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"
 
 
 async def test_messages_tool_use_stream(client: httpx.AsyncClient) -> None:
-    body = {"model": "openai/gpt-5.2", "max_tokens": 50, "stream": True,
-            "tools": [{"name": "lookup", "input_schema": {"type": "object"}}], "tool_choice": {"type": "any"},
-            "messages": [{"role": "user", "content": "dogs"}]}
+    body = {
+        "model": "openai/gpt-5.2",
+        "max_tokens": 50,
+        "stream": True,
+        "tools": [{"name": "lookup", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "any"},
+        "messages": [{"role": "user", "content": "dogs"}],
+    }
     r = await client.post("/v1/messages", json=body)
     events = [(e.event, json.loads(e.data)) for e in iter_events(r.text.splitlines())]
     start = next(d for n, d in events if n == "content_block_start")
@@ -123,16 +149,20 @@ async def test_messages_tool_use_stream(client: httpx.AsyncClient) -> None:
     assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
 
 
-@pytest.mark.parametrize("body, status, code", [
-    ({"model": "nope/model", "messages": ASK}, 400, "UNKNOWN_MODEL"),
-    ({"messages": ASK}, 400, "INVALID_REQUEST_BODY"),
-    ({"model": "openai/gpt-5.2", "messages": []}, 400, "INVALID_REQUEST_BODY"),
-    ({"model": "openai/gpt-5.2", "messages": ASK, "max_tokens": -1}, 400, "INVALID_REQUEST_BODY"),
-    ({"model": "openai/gpt-5.2", "messages": ASK, "n": 3}, 400, "INVALID_REQUEST_BODY"),
-    ({"model": "openai/gpt-5.2", "messages": ASK, "stream": "yes"}, 400, "INVALID_REQUEST_BODY"),
-])
-async def test_bad_requests_never_reach_an_upstream(client: httpx.AsyncClient, emulator: EmulatorServer,
-                                                    body: dict[str, Any], status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        ({"model": "nope/model", "messages": ASK}, 400, "UNKNOWN_MODEL"),
+        ({"messages": ASK}, 400, "INVALID_REQUEST_BODY"),
+        ({"model": "openai/gpt-5.2", "messages": []}, 400, "INVALID_REQUEST_BODY"),
+        ({"model": "openai/gpt-5.2", "messages": ASK, "max_tokens": -1}, 400, "INVALID_REQUEST_BODY"),
+        ({"model": "openai/gpt-5.2", "messages": ASK, "n": 3}, 400, "INVALID_REQUEST_BODY"),
+        ({"model": "openai/gpt-5.2", "messages": ASK, "stream": "yes"}, 400, "INVALID_REQUEST_BODY"),
+    ],
+)
+async def test_bad_requests_never_reach_an_upstream(
+    client: httpx.AsyncClient, emulator: EmulatorServer, body: dict[str, Any], status: int, code: str
+) -> None:
     r = await client.post("/v1/chat/completions", json=body)
     assert r.status_code == status
     out = r.json()
@@ -140,8 +170,12 @@ async def test_bad_requests_never_reach_an_upstream(client: httpx.AsyncClient, e
     if code == "UNKNOWN_MODEL":
         assert out["error"].startswith("Unknown model: nope/model. Try one of: ")
     else:
-        assert out["error"] == {"message": out["message"], "type": "invalid_request_error", "code": code,
-                                "param": out["error"]["param"]}
+        assert out["error"] == {
+            "message": out["message"],
+            "type": "invalid_request_error",
+            "code": code,
+            "param": out["error"]["param"],
+        }
     assert emulator_requests(emulator) == 0
 
 
@@ -158,23 +192,40 @@ async def test_models_listing_shape(client: httpx.AsyncClient, catalog: Any) -> 
     assert body["object"] == "list" and len(body["data"]) == len(catalog)
     rows = {row["id"]: row for row in body["data"]}
     gpt = rows["openai/gpt-5.5"]
-    assert gpt == {**gpt, "object": "model", "owned_by": "openai", "name": "GPT-5.5", "context_window": 1050000,
-                   "max_output": 128000, "billing_mode": "paid", "pricing": {"input": 5, "output": 30}}
+    assert gpt == {
+        **gpt,
+        "object": "model",
+        "owned_by": "openai",
+        "name": "GPT-5.5",
+        "context_window": 1050000,
+        "max_output": 128000,
+        "billing_mode": "paid",
+        "pricing": {"input": 5, "output": 30},
+    }
     assert isinstance(gpt["created"], int) and "chat" in gpt["categories"]
     assert rows["qwen/qwen3.7-max"]["pricing"] == {"input": 1.475, "output": 4.425}
     assert b'"input":1.475' in r.content  # written from the Decimal, not via float
-    assert rows["openai/gpt-oss-120b"]["billing_mode"] == "flat" and rows["openai/gpt-oss-120b"]["pricing"]["flat"] == 0.002
+    assert (
+        rows["openai/gpt-oss-120b"]["billing_mode"] == "flat"
+        and rows["openai/gpt-oss-120b"]["pricing"]["flat"] == 0.002
+    )
     assert rows["nvidia/gemma-4-31b"]["billing_mode"] == "free"
-    assert rows["openai/gpt-6-sol"]["pricing"]["long_context"] == [{"above_input_tokens": 272000, "input": 4,
-                                                                     "output": 15}]
+    assert rows["openai/gpt-6-sol"]["pricing"]["long_context"] == [
+        {"above_input_tokens": 272000, "input": 4, "output": 15}
+    ]
     assert (await client.get("/api/v1/models")).json() == body
 
 
 async def test_pricing_shape(client: httpx.AsyncClient) -> None:
     body = (await client.get("/api/pricing")).json()
     rows = {row["id"]: row for row in body["models"]}
-    assert rows["openai/gpt-5.2"] == {**rows["openai/gpt-5.2"], "inputPrice": 1.75, "outputPrice": 14,
-                                      "billingMode": "paid", "contextWindow": 400000}
+    assert rows["openai/gpt-5.2"] == {
+        **rows["openai/gpt-5.2"],
+        "inputPrice": 1.75,
+        "outputPrice": 14,
+        "billingMode": "paid",
+        "contextWindow": 400000,
+    }
     assert rows["openai/gpt-oss-20b"]["flatPrice"] == 0.001
     assert body["requestFee"] == 0.001
 
@@ -194,8 +245,12 @@ async def test_models_without_keys_are_not_listed() -> None:
     app = create_app(GatewayConfig(env={"DEEPSEEK_API_KEY": "x"}))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
         ids = [m["id"] for m in (await c.get("/v1/models")).json()["data"]]
-        assert ids == ["deepseek/deepseek-v4-pro", "deepseek/deepseek-v4-flash-vision-exp", "deepseek/deepseek-chat",
-                       "deepseek/deepseek-reasoner"]
+        assert ids == [
+            "deepseek/deepseek-v4-pro",
+            "deepseek/deepseek-v4-flash-vision-exp",
+            "deepseek/deepseek-chat",
+            "deepseek/deepseek-reasoner",
+        ]
         r = await c.post("/v1/chat/completions", json={"model": "openai/gpt-5.2", "messages": ASK})
         assert r.status_code == 503 and r.json()["code"] == "MODEL_UNAVAILABLE"
         assert "OPENAI_API_KEY" in r.json()["message"]

@@ -24,7 +24,12 @@ from tests._dev_gateway import DevGateway, clean_env, dev_gateway
 from tests._servers import ROOT
 
 SCRIPT = ROOT / "tests" / "gateway" / "js" / "blockrun_sdk.mjs"
-CHAT_MODEL, THROTTLED_MODEL, THROTTLED_UPSTREAM, RETRY_AFTER = "openai/gpt-5.2", "openai/gpt-5.4-mini", "gpt-5.4-mini", 7
+CHAT_MODEL, THROTTLED_MODEL, THROTTLED_UPSTREAM, RETRY_AFTER = (
+    "openai/gpt-5.2",
+    "openai/gpt-5.4-mini",
+    "gpt-5.4-mini",
+    7,
+)
 
 
 def _call(model: str, content: str, max_tokens: int) -> dict[str, Any]:
@@ -57,15 +62,24 @@ def run(dev: DevGateway, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     work = tmp_path_factory.mktemp("blockrun-js")
     (work / "home").mkdir()
     payer, pay_to = dev.info["payer_addresses"][0], dev.info["pay_to"]
-    (work / "config.json").write_text(json.dumps({"api_url": dev.info["api_url"],
-                                                  "key": dev.info["payer_private_keys"][0], **CALLS}))
+    (work / "config.json").write_text(
+        json.dumps({"api_url": dev.info["api_url"], "key": dev.info["payer_private_keys"][0], **CALLS})
+    )
     before = dev.balance_of(payer), dev.balance_of(pay_to)
-    httpx.post(dev.info["emulator_url"] + "/_control", json={"fault": "429", "model": THROTTLED_UPSTREAM,
-                                                             "retry_after": RETRY_AFTER}).raise_for_status()
+    httpx.post(
+        dev.info["emulator_url"] + "/_control",
+        json={"fault": "429", "model": THROTTLED_UPSTREAM, "retry_after": RETRY_AFTER},
+    ).raise_for_status()
     started = time.perf_counter()
     try:
-        proc = subprocess.run([node, str(SCRIPT), str(work / "config.json"), str(work / "out.json")], cwd=work,
-                              env=clean_env(HOME=str(work / "home")), capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [node, str(SCRIPT), str(work / "config.json"), str(work / "out.json")],
+            cwd=work,
+            env=clean_env(HOME=str(work / "home")),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         upstream = httpx.get(dev.info["emulator_url"] + "/_control").json()
     finally:
         httpx.delete(dev.info["emulator_url"] + "/_control")
@@ -119,8 +133,11 @@ def test_paid_chat_settles_each_quote_once_on_chain(run: dict[str, Any], dev: De
 
 def test_streaming_chat_and_pre_auth(run: dict[str, Any], dev: DevGateway) -> None:
     first, preauth, requote = _ok(run, "stream_first"), _ok(run, "stream_preauth"), _ok(run, "stream_requote")
-    for r, content in ((first, "Stream this back to me"), (preauth, "Stream this back to me"),
-                       (requote, "A pricier stream")):
+    for r, content in (
+        (first, "Stream this back to me"),
+        (preauth, "Stream this back to me"),
+        (requote, "A pricier stream"),
+    ):
         assert r["status"] == 200 and r["contentType"].startswith("text/event-stream")
         assert r["text"] == f"Echo (gpt-5.2): {content}" and r["last"] == "data: [DONE]"
     assert _flow(first) == [(False, 402), (True, 200)]
@@ -128,7 +145,10 @@ def test_streaming_chat_and_pre_auth(run: dict[str, Any], dev: DevGateway) -> No
     # payment that no 402 preceded, and settles it (once: its own transaction).
     assert _flow(preauth) == [(True, 200)]
     [paid] = preauth["exchanges"]
-    assert paid["settlement"]["success"] and paid["settlement"]["transaction"] != first["exchanges"][1]["settlement"]["transaction"]
+    assert (
+        paid["settlement"]["success"]
+        and paid["settlement"]["transaction"] != first["exchanges"][1]["settlement"]["transaction"]
+    )
     # A pricier body underpays with the cached requirements: 402 (not 400), so the SDK drops its cache and re-probes.
     assert _flow(requote) == [(True, 402), (False, 402), (True, 200)]
     stale, _, repaid = requote["exchanges"]
@@ -158,8 +178,11 @@ def test_rate_limited_model_is_an_api_error_429_and_never_charged(run: dict[str,
 
 
 def test_openai_and_anthropic_wrappers(run: dict[str, Any]) -> None:
-    assert _ok(run, "openai") == {"text": "Echo (gpt-5.2): Through the OpenAI wrapper", "object": "chat.completion",
-                                  "exchanges": run["openai"]["exchanges"]}
+    assert _ok(run, "openai") == {
+        "text": "Echo (gpt-5.2): Through the OpenAI wrapper",
+        "object": "chat.completion",
+        "exchanges": run["openai"]["exchanges"],
+    }
     stream = _ok(run, "openai_stream")
     assert stream["text"] == "Echo (gpt-5.2): Through the OpenAI wrapper" and stream["chunks"] > 2
     anthropic = _ok(run, "anthropic")

@@ -40,8 +40,16 @@ STREAM = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "Stream 
 LIMITED = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "Within my budget"}], "max_tokens": 2000}
 THROTTLED = {"model": THROTTLED_MODEL, "messages": [{"role": "user", "content": "Are you busy?"}], "max_tokens": 900}
 FALLBACK = {**THROTTLED, "max_tokens": 3500}  # served by CHAT_MODEL after the throttled model's 429
-MESSAGES = {"model": CLAUDE, "messages": [{"role": "user", "content": "Hello from the Anthropic client"}], "max_tokens": 700}
-ASYNC_CHAT = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "Hello from the async client"}], "max_tokens": 1200}
+MESSAGES = {
+    "model": CLAUDE,
+    "messages": [{"role": "user", "content": "Hello from the Anthropic client"}],
+    "max_tokens": 700,
+}
+ASYNC_CHAT = {
+    "model": CHAT_MODEL,
+    "messages": [{"role": "user", "content": "Hello from the async client"}],
+    "max_tokens": 1200,
+}
 PAYERS = ("chat", "stream", "limits", "rate_limit", "anthropic", "async")
 RAW_PAYER = len(PAYERS)  # one more funded payer, for the raw HTTP checks of what the SDK reads
 
@@ -62,62 +70,102 @@ def _run_sdk(api_url: str, keys: dict[str, str]) -> dict[str, Any]:
             settlement = r.settlement or {}
             # The same wallet through ``localhost``: the 402's resource.url must follow the Host the client used.
             with br.LLMClient(private_key=keys["chat"], api_url=api_url.replace("127.0.0.1", "localhost")) as local:
-                text = local.chat(ONE_LINER["model"], ONE_LINER["messages"][0]["content"],
-                                  max_tokens=ONE_LINER["max_tokens"])
-            return {"content": r.choices[0].message.content, "model": r.model, "cost_usd": r.cost_usd,
-                    "tx": settlement.get("tx_hash"), "amount": settlement.get("amount_micro_usdc"),
-                    "payer": settlement.get("payer"), "one_liner": text, "spending": client.get_spending()}
+                text = local.chat(
+                    ONE_LINER["model"], ONE_LINER["messages"][0]["content"], max_tokens=ONE_LINER["max_tokens"]
+                )
+            return {
+                "content": r.choices[0].message.content,
+                "model": r.model,
+                "cost_usd": r.cost_usd,
+                "tx": settlement.get("tx_hash"),
+                "amount": settlement.get("amount_micro_usdc"),
+                "payer": settlement.get("payer"),
+                "one_liner": text,
+                "spending": client.get_spending(),
+            }
 
     def stream() -> dict[str, Any]:
         with br.LLMClient(private_key=keys["stream"], api_url=api_url) as client:
-            chunks = list(client.chat_completion_stream(STREAM["model"], STREAM["messages"],
-                                                        max_tokens=STREAM["max_tokens"]))
+            chunks = list(
+                client.chat_completion_stream(STREAM["model"], STREAM["messages"], max_tokens=STREAM["max_tokens"])
+            )
             text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-            return {"chunks": len(chunks), "content": text, "cost_usd": [c.cost_usd for c in chunks][-1],
-                    "finish": [c.choices[0].finish_reason for c in chunks if c.choices][-1],
-                    "spending": client.get_spending()}
+            return {
+                "chunks": len(chunks),
+                "content": text,
+                "cost_usd": [c.cost_usd for c in chunks][-1],
+                "finish": [c.choices[0].finish_reason for c in chunks if c.choices][-1],
+                "spending": client.get_spending(),
+            }
 
     def models() -> dict[str, Any]:
         with br.LLMClient(private_key=keys["chat"], api_url=api_url) as client:
             listed = client.list_models()
-        return {"client": [m["id"] for m in listed], "pricing": [m["id"] for m in br.list_models(api_url)],
-                "paid_rows": [m for m in listed if m["id"] == CHAT_MODEL]}
+        return {
+            "client": [m["id"] for m in listed],
+            "pricing": [m["id"] for m in br.list_models(api_url)],
+            "paid_rows": [m for m in listed if m["id"] == CHAT_MODEL],
+        }
 
     def limits() -> dict[str, Any]:
         out: dict[str, Any] = {}
         with br.LLMClient(private_key=keys["limits"], api_url=api_url, max_cost_per_call=0.001) as client:
-            out["per_call"] = attempt(lambda: {"content": client.chat(
-                LIMITED["model"], LIMITED["messages"][0]["content"], max_tokens=LIMITED["max_tokens"])})
+            out["per_call"] = attempt(
+                lambda: {
+                    "content": client.chat(
+                        LIMITED["model"], LIMITED["messages"][0]["content"], max_tokens=LIMITED["max_tokens"]
+                    )
+                }
+            )
         with br.LLMClient(private_key=keys["limits"], api_url=api_url, max_session_cost=0.0055) as client:
-            out["session"] = [attempt(lambda: {"content": client.chat(
-                LIMITED["model"], LIMITED["messages"][0]["content"], max_tokens=LIMITED["max_tokens"])})
-                for _ in range(2)]
+            out["session"] = [
+                attempt(
+                    lambda: {
+                        "content": client.chat(
+                            LIMITED["model"], LIMITED["messages"][0]["content"], max_tokens=LIMITED["max_tokens"]
+                        )
+                    }
+                )
+                for _ in range(2)
+            ]
             out["spending"] = client.get_spending()
         return out
 
     def rate_limit() -> dict[str, Any]:
         with br.LLMClient(private_key=keys["rate_limit"], api_url=api_url) as client:
+
             def once() -> dict[str, Any]:
-                return {"content": client.chat(THROTTLED["model"], THROTTLED["messages"][0]["content"],
-                                               max_tokens=THROTTLED["max_tokens"])}
+                return {
+                    "content": client.chat(
+                        THROTTLED["model"], THROTTLED["messages"][0]["content"], max_tokens=THROTTLED["max_tokens"]
+                    )
+                }
+
             paid, probe = attempt(once), attempt(once)
-            r = client.chat_completion(FALLBACK["model"], FALLBACK["messages"], max_tokens=FALLBACK["max_tokens"],
-                                       fallback_models=[CHAT_MODEL])
-            return {"paid": paid, "probe": probe, "fallback": {"model": r.model, "cost_usd": r.cost_usd,
-                                                                "content": r.choices[0].message.content}}
+            r = client.chat_completion(
+                FALLBACK["model"], FALLBACK["messages"], max_tokens=FALLBACK["max_tokens"], fallback_models=[CHAT_MODEL]
+            )
+            return {
+                "paid": paid,
+                "probe": probe,
+                "fallback": {"model": r.model, "cost_usd": r.cost_usd, "content": r.choices[0].message.content},
+            }
 
     def anthropic() -> dict[str, Any]:
         client = br.AnthropicClient(private_key=keys["anthropic"], api_url=api_url)
-        r = client.messages.create(model=MESSAGES["model"], max_tokens=MESSAGES["max_tokens"],
-                                   messages=MESSAGES["messages"])
+        r = client.messages.create(
+            model=MESSAGES["model"], max_tokens=MESSAGES["max_tokens"], messages=MESSAGES["messages"]
+        )
         return {"type": r.type, "role": r.role, "text": r.content[0].text, "stop_reason": r.stop_reason}
 
     def async_chat() -> dict[str, Any]:
         async def go() -> dict[str, Any]:
             async with br.AsyncLLMClient(private_key=keys["async"], api_url=api_url) as client:
-                r = await client.chat_completion(ASYNC_CHAT["model"], ASYNC_CHAT["messages"],
-                                                 max_tokens=ASYNC_CHAT["max_tokens"])
+                r = await client.chat_completion(
+                    ASYNC_CHAT["model"], ASYNC_CHAT["messages"], max_tokens=ASYNC_CHAT["max_tokens"]
+                )
                 return {"content": r.choices[0].message.content, "cost_usd": r.cost_usd}
+
         return asyncio.run(go())
 
     def unfunded() -> dict[str, Any]:
@@ -125,8 +173,16 @@ def _run_sdk(api_url: str, keys: dict[str, str]) -> dict[str, Any]:
             return {"content": client.chat(CHAT["model"], "I have no USDC", max_tokens=100)}
 
     out: dict[str, Any] = {"seconds": {}}
-    for name, fn in [("chat", chat), ("stream", stream), ("models", models), ("limits", limits),
-                     ("rate_limit", rate_limit), ("anthropic", anthropic), ("async", async_chat), ("unfunded", unfunded)]:
+    for name, fn in [
+        ("chat", chat),
+        ("stream", stream),
+        ("models", models),
+        ("limits", limits),
+        ("rate_limit", rate_limit),
+        ("anthropic", anthropic),
+        ("async", async_chat),
+        ("unfunded", unfunded),
+    ]:
         started = time.perf_counter()
         out[name] = attempt(fn)
         out["seconds"][name] = round(time.perf_counter() - started, 2)
@@ -135,11 +191,18 @@ def _run_sdk(api_url: str, keys: dict[str, str]) -> dict[str, Any]:
 
 
 def _describe(exc: BaseException, br: Any) -> dict[str, Any]:
-    return {"type": type(exc).__name__, "message": str(exc),
-            "is_payment_error": isinstance(exc, br.PaymentError), "is_api_error": isinstance(exc, br.APIError),
-            **{k: getattr(exc, k) for k in ("status_code", "retry_after", "response", "quoted_usd", "limit_usd", "scope")
-               if hasattr(exc, k)},
-            **({"retry_after_seconds": exc.retry_after_seconds} if hasattr(exc, "retry_after_seconds") else {})}
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "is_payment_error": isinstance(exc, br.PaymentError),
+        "is_api_error": isinstance(exc, br.APIError),
+        **{
+            k: getattr(exc, k)
+            for k in ("status_code", "retry_after", "response", "quoted_usd", "limit_usd", "scope")
+            if hasattr(exc, k)
+        },
+        **({"retry_after_seconds": exc.retry_after_seconds} if hasattr(exc, "retry_after_seconds") else {}),
+    }
 
 
 # -- the tests ------------------------------------------------------------------------------------------------------------
@@ -167,9 +230,20 @@ def run(dev: DevGateway, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
     _control(dev, "POST", fault="429", model=THROTTLED_UPSTREAM, retry_after=RETRY_AFTER)
     started = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "tests.gateway.test_blockrun_python", str(work / "config.json"),
-                               str(work / "out.json")], cwd=work, capture_output=True, text=True, timeout=100,
-                              env=clean_env(HOME=str(work / "home"), PYTHONPATH=str(ROOT)))
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.gateway.test_blockrun_python",
+                str(work / "config.json"),
+                str(work / "out.json"),
+            ],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=100,
+            env=clean_env(HOME=str(work / "home"), PYTHONPATH=str(ROOT)),
+        )
         upstream = _control(dev, "GET")
     finally:
         _control(dev, "DELETE")
@@ -225,7 +299,7 @@ def test_model_listing_matches_the_gateway_catalog(run: dict[str, Any], dev: Dev
     listed = [m["id"] for m in httpx.get(dev.url + "/api/v1/models", timeout=10).json()["data"]]
     priced = [m["id"] for m in httpx.get(dev.url + "/api/pricing", timeout=10).json()["models"]]
     assert models["client"] == listed and len(listed) == dev.info["models"]  # LLMClient.list_models: /v1/models
-    assert models["pricing"] == priced and set(priced) == set(listed)        # blockrun_llm.list_models: /pricing
+    assert models["pricing"] == priced and set(priced) == set(listed)  # blockrun_llm.list_models: /pricing
     [row] = models["paid_rows"]
     assert row["billing_mode"] == "paid" and row["pricing"]["input"] > 0 and row["pricing"]["output"] > 0
 
@@ -253,7 +327,9 @@ def test_rate_limit_surfaces_as_429_with_retry_after_and_is_never_charged(run: d
         err = outcome["error"]
         assert err["type"] == "APIError" and err["is_api_error"] and not err["is_payment_error"]
         assert err["status_code"] == 429 and err["response"]["code"] == "RATE_LIMITED"
-        assert 0 < err["retry_after_seconds"] <= RETRY_AFTER and err["retry_after"] == str(int(err["retry_after_seconds"]))
+        assert 0 < err["retry_after_seconds"] <= RETRY_AFTER and err["retry_after"] == str(
+            int(err["retry_after_seconds"])
+        )
     assert rl["paid"]["error"]["retry_after"] == str(RETRY_AFTER)  # the upstream's Retry-After, passed on
     calls = {r["model"]: r["count"] for r in run["upstream"]["requests"]}
     assert calls[THROTTLED_UPSTREAM] == 1  # the probe's 429 and the fallback never reached the throttled upstream
@@ -292,6 +368,7 @@ def test_refused_payments_carry_the_code_the_sdk_reads(dev: DevGateway) -> None:
     """The 402 for a refused payment keeps its x402 body and adds BlockRun's ``code`` (blockrun-clients.md §2.5)."""
     pricier = {**CHAT, "max_tokens": CHAT["max_tokens"] * 2}
     with httpx.Client(base_url=dev.url, timeout=30) as c:
+
         def refused(key: str, body: dict[str, Any], sign_for: dict[str, Any] | None = None) -> dict[str, Any]:
             challenge = c.post("/api/v1/chat/completions", json=sign_for or body)
             signed = X402Auth(key)._pay(challenge.request, challenge)
@@ -321,7 +398,9 @@ def test_resource_url_follows_the_host_the_sdk_called(dev: DevGateway, host: str
     base = dev.info["api_url"].replace("127.0.0.1", host)
     r = httpx.post(base + "/v1/chat/completions", json=CHAT, timeout=10)
     assert r.status_code == 402
-    assert json.loads(base64.b64decode(r.headers["payment-required"]))["resource"]["url"] == base + "/v1/chat/completions"
+    assert (
+        json.loads(base64.b64decode(r.headers["payment-required"]))["resource"]["url"] == base + "/v1/chat/completions"
+    )
 
 
 if __name__ == "__main__":  # the child process started by the ``run`` fixture

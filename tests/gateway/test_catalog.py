@@ -41,20 +41,23 @@ def _broken(mutate: Any) -> dict[str, Any]:
     return data
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda d: d["models"][0]["pricing"].update(input=2.5), "decimal string"),
-    (lambda d: d["models"][0].update(billing_mode="cheap"), "billing_mode"),
-    (lambda d: d["models"][0].update(colour="red"), "unknown field"),
-    (lambda d: d["models"][0].update(pool="nowhere"), "pool 'nowhere'"),
-    (lambda d: d["models"].append(copy.deepcopy(d["models"][0])), "duplicate model id"),
-    (lambda d: d["models"][0].update(max_output=10**9), "exceeds context_window"),
-    (lambda d: d["models"][0].update(id="no-slash"), "provider/model-name"),
-    (lambda d: d["models"][0].update(name="GPT\u20145"), "ASCII"),
-    (lambda d: d["pools"]["openai"][1].update(api_key="sk-123"), "api_key_env"),
-    (lambda d: d["pools"]["openai"][1].update(kind="soap"), "kind must be one of"),
-    (lambda d: d["fees"].update(output_share="1.5"), "output_share"),
-    (lambda d: d.update(models=[]), "non-empty list"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d["models"][0]["pricing"].update(input=2.5), "decimal string"),
+        (lambda d: d["models"][0].update(billing_mode="cheap"), "billing_mode"),
+        (lambda d: d["models"][0].update(colour="red"), "unknown field"),
+        (lambda d: d["models"][0].update(pool="nowhere"), "pool 'nowhere'"),
+        (lambda d: d["models"].append(copy.deepcopy(d["models"][0])), "duplicate model id"),
+        (lambda d: d["models"][0].update(max_output=10**9), "exceeds context_window"),
+        (lambda d: d["models"][0].update(id="no-slash"), "provider/model-name"),
+        (lambda d: d["models"][0].update(name="GPT\u20145"), "ASCII"),
+        (lambda d: d["pools"]["openai"][1].update(api_key="sk-123"), "api_key_env"),
+        (lambda d: d["pools"]["openai"][1].update(kind="soap"), "kind must be one of"),
+        (lambda d: d["fees"].update(output_share="1.5"), "output_share"),
+        (lambda d: d.update(models=[]), "non-empty list"),
+    ],
+)
 def test_catalog_errors_say_where_and_how(mutate: Any, message: str) -> None:
     with pytest.raises(CatalogError, match=message) as info:
         parse_catalog(_broken(mutate), source="catalog.json")

@@ -17,7 +17,11 @@ from tests._dev_gateway import DevGateway, dev_gateway, stop, wait_gone
 from x402_middleware import X402Auth
 from x402_middleware.client import settlement_of
 
-CHAT = {"model": "openai/gpt-5.2", "messages": [{"role": "user", "content": "Hello from the dev gateway"}], "max_tokens": 64}
+CHAT = {
+    "model": "openai/gpt-5.2",
+    "messages": [{"role": "user", "content": "Hello from the dev gateway"}],
+    "max_tokens": 64,
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +79,10 @@ def test_paid_call_settles_the_exact_price_on_chain(dev: DevGateway, path: str) 
 def test_paid_stream_is_sse_and_settled_before_the_first_byte(dev: DevGateway) -> None:
     key, payer = _payer(dev, 1)
     before = dev.balance_of(payer)
-    with httpx.Client(base_url=dev.url, auth=X402Auth(key), timeout=30) as c, \
-            c.stream("POST", "/api/v1/chat/completions", json={**CHAT, "stream": True}) as r:
+    with (
+        httpx.Client(base_url=dev.url, auth=X402Auth(key), timeout=30) as c,
+        c.stream("POST", "/api/v1/chat/completions", json={**CHAT, "stream": True}) as r,
+    ):
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
         settled = settlement_of(r)  # in the response head: settled before any SSE byte was sent
         lines = [line for line in r.iter_lines() if line]
@@ -119,7 +125,10 @@ def test_sigterm_stops_gateway_chain_and_emulator() -> None:
     with dev_gateway() as gw:
         anvil_pid = gw.info["chain_pid"]
         with httpx.Client() as c:
-            assert c.post(gw.info["rpc_url"], json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}).json()["result"] == "0x2105"
+            assert (
+                c.post(gw.info["rpc_url"], json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}).json()["result"]
+                == "0x2105"
+            )
         assert stop(gw.proc) == 0
         assert wait_gone(anvil_pid), "anvil outlived the dev gateway"
         with pytest.raises(httpx.ConnectError):

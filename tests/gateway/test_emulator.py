@@ -18,7 +18,10 @@ from .conftest import emulator_requests, set_fault
 OPENAI = {"authorization": "Bearer k"}
 ANTHROPIC = {"x-api-key": "k", "anthropic-version": "2023-06-01"}
 GEMINI = {"x-goog-api-key": "k"}
-CHAT = {"model": "gpt-x", "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "hello big world"}]}
+CHAT = {
+    "model": "gpt-x",
+    "messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "hello big world"}],
+}
 
 
 def _events(text: str) -> list[tuple[str | None, str]]:
@@ -32,20 +35,30 @@ def test_openai_non_stream_and_stream(emulator: EmulatorServer) -> None:
     assert body["choices"][0]["message"]["content"] == "Echo (gpt-x): hello"
     assert body["choices"][0]["finish_reason"] == "length"
     assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
-    r = http.post(emulator.url + "/v1/chat/completions", headers=OPENAI,
-                   json={**CHAT, "stream": True, "stream_options": {"include_usage": True}})
+    r = http.post(
+        emulator.url + "/v1/chat/completions",
+        headers=OPENAI,
+        json={**CHAT, "stream": True, "stream_options": {"include_usage": True}},
+    )
     assert r.headers["content-type"].startswith("text/event-stream")
     assert r.text.endswith("data: [DONE]\n\n")
     chunks = [json.loads(d) for _, d in _events(r.text) if d != "[DONE]"]
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
-    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == \
-        "Echo (gpt-x): hello big world"
+    assert (
+        "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
+        == "Echo (gpt-x): hello big world"
+    )
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 5
 
 
 def test_anthropic_event_sequence(emulator: EmulatorServer) -> None:
-    body = {"model": "claude-x", "max_tokens": 50, "system": "sys", "stream": True,
-            "messages": [{"role": "user", "content": "hi there"}]}
+    body = {
+        "model": "claude-x",
+        "max_tokens": 50,
+        "system": "sys",
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi there"}],
+    }
     r = http.post(emulator.url + "/v1/messages", headers=ANTHROPIC, json=body)
     names = [e for e, _ in _events(r.text)]
     assert names[:3] == ["message_start", "content_block_start", "ping"]
@@ -57,12 +70,20 @@ def test_anthropic_event_sequence(emulator: EmulatorServer) -> None:
     assert r.json()["content"] == [{"type": "text", "text": "Echo (claude-x): hi there"}]
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"model": "c", "messages": [{"role": "user", "content": "x"}]}, "max_tokens: Field required"),
-    ({"model": "c", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "top-level system"),
-    ({"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": [{"text": "x"}]}]}, "type: Field required"),
-])
-def test_anthropic_rejects_what_the_real_api_rejects(emulator: EmulatorServer, body: dict[str, Any], message: str) -> None:
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"model": "c", "messages": [{"role": "user", "content": "x"}]}, "max_tokens: Field required"),
+        ({"model": "c", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "top-level system"),
+        (
+            {"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": [{"text": "x"}]}]},
+            "type: Field required",
+        ),
+    ],
+)
+def test_anthropic_rejects_what_the_real_api_rejects(
+    emulator: EmulatorServer, body: dict[str, Any], message: str
+) -> None:
     r = http.post(emulator.url + "/v1/messages", headers=ANTHROPIC, json=body)
     assert r.status_code == 400
     assert r.json()["type"] == "error" and message in r.json()["error"]["message"]
@@ -83,8 +104,12 @@ def test_gemini_generate_and_stream(emulator: EmulatorServer) -> None:
 
 def test_auth_is_required(emulator: EmulatorServer) -> None:
     assert http.post(emulator.url + "/v1/chat/completions", json=CHAT).status_code == 401
-    assert http.post(emulator.url + "/v1/messages", headers={"anthropic-version": "2023-06-01"},
-                      json={}).json()["error"]["type"] == "authentication_error"
+    assert (
+        http.post(emulator.url + "/v1/messages", headers={"anthropic-version": "2023-06-01"}, json={}).json()["error"][
+            "type"
+        ]
+        == "authentication_error"
+    )
     assert http.post(emulator.url + "/v1beta/models/g:generateContent", json={}).status_code == 403
 
 
@@ -92,11 +117,17 @@ def test_fault_header_uses_each_providers_envelope(emulator: EmulatorServer) -> 
     fault = {"x-emulator-fault": "429;retry-after=7"}
     r = http.post(emulator.url + "/v1/chat/completions", headers={**OPENAI, **fault}, json=CHAT)
     assert (r.status_code, r.headers["retry-after"], r.json()["error"]["code"]) == (429, "7", "rate_limit_exceeded")
-    r = http.post(emulator.url + "/v1/messages", headers={**ANTHROPIC, **fault},
-                   json={"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
+    r = http.post(
+        emulator.url + "/v1/messages",
+        headers={**ANTHROPIC, **fault},
+        json={"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+    )
     assert (r.status_code, r.headers["retry-after"], r.json()["error"]["type"]) == (429, "7", "rate_limit_error")
-    r = http.post(emulator.url + "/v1beta/models/g:generateContent", headers={**GEMINI, **fault},
-                   json={"contents": [{"parts": [{"text": "x"}]}]})
+    r = http.post(
+        emulator.url + "/v1beta/models/g:generateContent",
+        headers={**GEMINI, **fault},
+        json={"contents": [{"parts": [{"text": "x"}]}]},
+    )
     assert r.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
     assert r.json()["error"]["details"][0]["retryDelay"] == "7s"
     r = http.post(emulator.url + "/v1/chat/completions", headers={**OPENAI, "x-emulator-fault": "500"}, json=CHAT)
@@ -117,8 +148,9 @@ def test_control_rules_target_endpoint_and_model_and_count_down(emulator: Emulat
 def test_slow_first_byte_sends_headers_first(emulator: EmulatorServer) -> None:
     headers = {**OPENAI, "x-emulator-fault": "slow-first-byte;delay=0.4"}
     started = time.monotonic()
-    with http.stream("POST", emulator.url + "/v1/chat/completions", headers=headers,
-                      json={**CHAT, "stream": True}) as r:
+    with http.stream(
+        "POST", emulator.url + "/v1/chat/completions", headers=headers, json={**CHAT, "stream": True}
+    ) as r:
         assert r.status_code == 200 and time.monotonic() - started < 0.3
         r.read()
     assert time.monotonic() - started >= 0.4
@@ -139,14 +171,21 @@ def test_gateway_cli_serves_over_the_emulator() -> None:
 
     from examples.gateway.emulator.server import _ROOT
 
-    proc = subprocess.Popen([sys.executable, "-m", "examples.gateway", "--port", "0", "--log-level", "warning"],
-                            cwd=_ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "examples.gateway", "--port", "0", "--log-level", "warning"],
+        cwd=_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", info["url"]) and info["upstream"] == "emulator"
-        r = http.post(info["api_url"] + "/v1/chat/completions",
-                      json={"model": "google/gemini-2.5-flash", "messages": [{"role": "user", "content": "ping"}]})
+        r = http.post(
+            info["api_url"] + "/v1/chat/completions",
+            json={"model": "google/gemini-2.5-flash", "messages": [{"role": "user", "content": "ping"}]},
+        )
         assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].endswith("ping")
     finally:
         proc.terminate()

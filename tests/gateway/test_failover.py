@@ -34,8 +34,9 @@ async def _post(app: Starlette, body: dict[str, Any] = BODY, **kw: Any) -> httpx
 
 @pytest.mark.parametrize("fault", ["429", "500", "503", "529", "401", "timeout;delay=1", "slow-first-byte;delay=1"])
 @pytest.mark.parametrize("stream", [False, True])
-async def test_fails_over_to_the_next_endpoint(make_app: Callable[..., Starlette], emulator: EmulatorServer,
-                                               fault: str, stream: bool) -> None:
+async def test_fails_over_to_the_next_endpoint(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer, fault: str, stream: bool
+) -> None:
     set_fault(emulator, fault, endpoint="a")
     r = await _post(make_app(TWO), {**BODY, "stream": stream})
     assert r.status_code == 200, r.text
@@ -45,8 +46,9 @@ async def test_fails_over_to_the_next_endpoint(make_app: Callable[..., Starlette
         assert r.text.endswith("data: [DONE]\n\n")
 
 
-async def test_anthropic_and_gemini_pools_fail_over_too(make_app: Callable[..., Starlette],
-                                                        emulator: EmulatorServer) -> None:
+async def test_anthropic_and_gemini_pools_fail_over_too(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer
+) -> None:
     set_fault(emulator, "529", endpoint="a")
     app = make_app(TWO)
     for model in ("anthropic/claude-haiku-4.5", "google/gemini-3.1-pro"):
@@ -54,8 +56,9 @@ async def test_anthropic_and_gemini_pools_fail_over_too(make_app: Callable[..., 
         assert r.status_code == 200 and r.headers["x-gateway-upstream"] == "b", model
 
 
-async def test_exhausted_by_rate_limits_gives_the_429_shape(make_app: Callable[..., Starlette],
-                                                            emulator: EmulatorServer) -> None:
+async def test_exhausted_by_rate_limits_gives_the_429_shape(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer
+) -> None:
     set_fault(emulator, "429", endpoint="a", retry_after=30)
     set_fault(emulator, "429", endpoint="b", retry_after=12)
     r = await _post(make_app(TWO))
@@ -63,14 +66,20 @@ async def test_exhausted_by_rate_limits_gives_the_429_shape(make_app: Callable[.
     assert r.headers["retry-after"] == "12"  # the soonest any endpoint frees up
     assert r.headers["x-ratelimit-source"] == "openai"
     body = r.json()
-    assert body == {**body, "error": "Rate limited", "code": "RATE_LIMITED", "source": "openai",
-                    "retry_after_seconds": 12}
+    assert body == {
+        **body,
+        "error": "Rate limited",
+        "code": "RATE_LIMITED",
+        "source": "openai",
+        "retry_after_seconds": 12,
+    }
     assert "openai/gpt-5.2" in body["message"]
 
 
 @pytest.mark.parametrize("stream", [False, True])
-async def test_retry_after_defaults_to_60(make_app: Callable[..., Starlette], emulator: EmulatorServer,
-                                          stream: bool) -> None:
+async def test_retry_after_defaults_to_60(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer, stream: bool
+) -> None:
     set_fault(emulator, "429")  # no Retry-After from the upstream
     r = await _post(make_app(), {**BODY, "stream": stream})
     assert r.status_code == 429 and r.headers["retry-after"] == "60"
@@ -79,7 +88,8 @@ async def test_retry_after_defaults_to_60(make_app: Callable[..., Starlette], em
 
 
 async def test_known_throttled_model_answers_the_unpaid_probe_without_an_upstream_call(
-        make_app: Callable[..., Starlette], emulator: EmulatorServer) -> None:
+    make_app: Callable[..., Starlette], emulator: EmulatorServer
+) -> None:
     set_fault(emulator, "429", retry_after=40, times=1)
     app = make_app()
     assert (await _post(app)).status_code == 429
@@ -108,10 +118,13 @@ async def test_throttle_lifts_after_success(make_app: Callable[..., Starlette], 
     assert gateway.throttled(MODEL) is None
 
 
-@pytest.mark.parametrize("fault, status, code", [("500", 502, "UPSTREAM_ERROR"), ("timeout;delay=1", 504, "TIMEOUT"),
-                                                  ("401", 503, "MODEL_UNAVAILABLE")])
-async def test_other_exhaustion_is_an_openai_envelope(make_app: Callable[..., Starlette], emulator: EmulatorServer,
-                                                      fault: str, status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    "fault, status, code",
+    [("500", 502, "UPSTREAM_ERROR"), ("timeout;delay=1", 504, "TIMEOUT"), ("401", 503, "MODEL_UNAVAILABLE")],
+)
+async def test_other_exhaustion_is_an_openai_envelope(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer, fault: str, status: int, code: str
+) -> None:
     set_fault(emulator, fault)
     r = await _post(make_app(TWO))
     assert r.status_code == status
@@ -121,8 +134,9 @@ async def test_other_exhaustion_is_an_openai_envelope(make_app: Callable[..., St
     assert emulator_requests(emulator) == 2
 
 
-async def test_mixed_429_and_5xx_is_not_a_rate_limit(make_app: Callable[..., Starlette],
-                                                     emulator: EmulatorServer) -> None:
+async def test_mixed_429_and_5xx_is_not_a_rate_limit(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer
+) -> None:
     set_fault(emulator, "429", endpoint="a", retry_after=5)
     set_fault(emulator, "503", endpoint="b")
     r = await _post(make_app(TWO))
@@ -136,8 +150,9 @@ async def test_client_errors_do_not_fail_over(make_app: Callable[..., Starlette]
     assert emulator_requests(emulator, endpoint="b") == 0
 
 
-async def test_connection_refused_fails_over(make_app: Callable[..., Starlette], emulator: EmulatorServer,
-                                             catalog: Any) -> None:
+async def test_connection_refused_fails_over(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer, catalog: Any
+) -> None:
     from examples.gateway import GatewayConfig, create_app
     from examples.gateway.catalog import EndpointSpec
     from examples.gateway.emulator import bind_loopback
@@ -145,8 +160,12 @@ async def test_connection_refused_fails_over(make_app: Callable[..., Starlette],
     dead = bind_loopback()
     port = dead.getsockname()[1]
     dead.close()  # nothing listens there any more
-    pools = {"openai": (EndpointSpec("dead", "openai", base_url=f"http://127.0.0.1:{port}/v1", api_key="k"),
-                        EndpointSpec("live", "openai", base_url=emulator.url + "/v1", api_key="k"))}
+    pools = {
+        "openai": (
+            EndpointSpec("dead", "openai", base_url=f"http://127.0.0.1:{port}/v1", api_key="k"),
+            EndpointSpec("live", "openai", base_url=emulator.url + "/v1", api_key="k"),
+        )
+    }
     app = create_app(GatewayConfig(catalog=catalog, pools=pools, timeouts=Timeouts(1, 1, 1, 1)))
     r = await _post(app)
     assert r.status_code == 200 and r.headers["x-gateway-upstream"] == "live"
@@ -154,7 +173,8 @@ async def test_connection_refused_fails_over(make_app: Callable[..., Starlette],
 
 @pytest.mark.parametrize("fault", ["error-mid-stream", "drop-mid-stream"])
 async def test_failure_after_the_first_chunk_ends_the_stream_with_an_error(
-        make_app: Callable[..., Starlette], emulator: EmulatorServer, fault: str) -> None:
+    make_app: Callable[..., Starlette], emulator: EmulatorServer, fault: str
+) -> None:
     set_fault(emulator, fault, endpoint="a")
     r = await _post(make_app(TWO), {**BODY, "stream": True})
     assert r.status_code == 200  # already started: too late to fail over or change the status
@@ -164,11 +184,16 @@ async def test_failure_after_the_first_chunk_ends_the_stream_with_an_error(
     assert "[DONE]" not in r.text
 
 
-async def test_messages_stream_mid_failure_is_an_anthropic_error_event(make_app: Callable[..., Starlette],
-                                                                       emulator: EmulatorServer) -> None:
+async def test_messages_stream_mid_failure_is_an_anthropic_error_event(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer
+) -> None:
     set_fault(emulator, "error-mid-stream")
-    body = {"model": "anthropic/claude-haiku-4.5", "max_tokens": 20, "stream": True,
-            "messages": [{"role": "user", "content": "hi"}]}
+    body = {
+        "model": "anthropic/claude-haiku-4.5",
+        "max_tokens": 20,
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     async with client_for(make_app()) as c:
         r = await c.post("/v1/messages", json=body)
     events = [e.event for e in iter_events(r.text.splitlines())]
@@ -193,7 +218,8 @@ class StartSpy:
 
 @pytest.mark.parametrize("api", ["/v1/chat/completions", "/v1/messages"])
 async def test_no_response_start_before_the_upstream_stream_delivered(
-        make_app: Callable[..., Starlette], emulator: EmulatorServer, api: str) -> None:
+    make_app: Callable[..., Starlette], emulator: EmulatorServer, api: str
+) -> None:
     spies: list[StartSpy] = []
 
     def wrap(app: ASGIApp, gateway: Gateway) -> ASGIApp:
@@ -206,13 +232,14 @@ async def test_no_response_start_before_the_upstream_stream_delivered(
     began = time.monotonic()
     r = await _post(app, body) if api.endswith("completions") else await _messages(app, body)
     assert r.status_code == 200
-    (status, when), = spies[0].starts
+    ((status, when),) = spies[0].starts
     assert status == 200 and when - began >= 0.3  # the 2xx start waited for the upstream's first chunk
 
 
 @pytest.mark.parametrize("fault", ["429", "500", "timeout;delay=1"])
-async def test_failed_upstreams_never_produce_a_2xx_start(make_app: Callable[..., Starlette],
-                                                          emulator: EmulatorServer, fault: str) -> None:
+async def test_failed_upstreams_never_produce_a_2xx_start(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer, fault: str
+) -> None:
     spies: list[StartSpy] = []
 
     def wrap(app: ASGIApp, gateway: Gateway) -> ASGIApp:

@@ -125,7 +125,8 @@ def parse_exposition(text: str) -> Exposition:
                 le = dict(labels).get("le")
                 assert le is not None, f"{where}: a bucket has an le label"
                 buckets.setdefault((family, frozenset(x for x in labels if x[0] != "le")), []).append(
-                    (float(le), value))
+                    (float(le), value)
+                )
             else:
                 assert "le" not in dict(labels), where
         key = (name, label_set)
@@ -192,7 +193,7 @@ def test_exposition_escapes_labels_and_help_and_keeps_integers() -> None:
     parsed = parse_exposition(registry.render())
     assert parsed.value("x_total", v=awkward) == 1
     assert 'x_total{v="big"} 1000000000000000000000000000000\n' in registry.render()
-    assert "# HELP x_total Help with a \\\\ backslash\\nand a \"quote\".\n" in registry.render()
+    assert '# HELP x_total Help with a \\\\ backslash\\nand a "quote".\n' in registry.render()
     with pytest.raises(ValueError):
         counter.inc(-1, v="x")
     with pytest.raises(ValueError):
@@ -223,15 +224,18 @@ def test_histogram_buckets_are_inclusive_and_cumulative() -> None:
         registry.histogram("g_seconds", "unsorted", buckets=(1, 0.5))
 
 
-@pytest.mark.parametrize("broken", [
-    "x_total 1\n",                                                      # no TYPE
-    "# TYPE x_total counter\nx_total{a=\"b} 1\n",                        # unterminated label
-    "# TYPE x_total counter\nx_total{a=\"\\t\"} 1\n",                    # unknown escape
-    "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",  # not cumulative
-    "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n",    # no +Inf
-    "# TYPE x_total counter\nx_total 1\nx_total 2\n",                    # duplicate series
-    "# TYPE x_total counter\nx_total 1",                                 # no final line feed
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "x_total 1\n",  # no TYPE
+        '# TYPE x_total counter\nx_total{a="b} 1\n',  # unterminated label
+        '# TYPE x_total counter\nx_total{a="\\t"} 1\n',  # unknown escape
+        '# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n',  # not cumulative
+        '# TYPE h histogram\nh_bucket{le="1"} 1\nh_sum 1\nh_count 1\n',  # no +Inf
+        "# TYPE x_total counter\nx_total 1\nx_total 2\n",  # duplicate series
+        "# TYPE x_total counter\nx_total 1",  # no final line feed
+    ],
+)
 def test_the_parser_is_strict(broken: str) -> None:
     with pytest.raises(AssertionError):
         parse_exposition(broken)
@@ -254,7 +258,11 @@ async def test_free_call(two: httpx.AsyncClient, emulator: EmulatorServer, strea
     assert r.status_code == 200
     after = await scrape(two)
     assert _delta(after, before) == {
-        requests(CHAT_ROUTE, 200): 1, duration(CHAT_ROUTE): 1, upstream_latency("a"): 1, attempts("a", "ok"): 1}
+        requests(CHAT_ROUTE, 200): 1,
+        duration(CHAT_ROUTE): 1,
+        upstream_latency("a"): 1,
+        attempts("a", "ok"): 1,
+    }
     assert after.value("gateway_upstream_latency_seconds_sum", upstream="a", api="chat") > 0
     # The scrape in between counted itself once, under its own route; nothing called an upstream for it.
     assert after.value("gateway_requests_total", route="/metrics", method="GET", status="200") == 1
@@ -267,16 +275,25 @@ async def test_upstream_5xx_fails_over(two: httpx.AsyncClient, emulator: Emulato
     r = await two.post(CHAT_ROUTE, json=FREE)
     assert r.status_code == 200 and r.headers["x-gateway-upstream"] == "b"
     assert _delta(await scrape(two), before) == {
-        requests(CHAT_ROUTE, 200): 1, duration(CHAT_ROUTE): 1, upstream_latency("b"): 1,
-        attempts("a", "500"): 1, attempts("b", "ok"): 1, series("gateway_upstream_failovers_total", upstream="a"): 1}
+        requests(CHAT_ROUTE, 200): 1,
+        duration(CHAT_ROUTE): 1,
+        upstream_latency("b"): 1,
+        attempts("a", "500"): 1,
+        attempts("b", "ok"): 1,
+        series("gateway_upstream_failovers_total", upstream="a"): 1,
+    }
 
     set_fault(emulator, "503", endpoint="b")
     before = await scrape(two)
     r = await two.post("/v1/messages", json={**FREE, "max_tokens": 10})
     assert r.status_code == 502
     assert _delta(await scrape(two), before) == {
-        requests("/v1/messages", 502): 1, duration("/v1/messages"): 1,  # no upstream latency: nobody served it
-        attempts("a", "500"): 1, attempts("b", "503"): 1, series("gateway_upstream_failovers_total", upstream="a"): 1}
+        requests("/v1/messages", 502): 1,
+        duration("/v1/messages"): 1,  # no upstream latency: nobody served it
+        attempts("a", "500"): 1,
+        attempts("b", "503"): 1,
+        series("gateway_upstream_failovers_total", upstream="a"): 1,
+    }
 
 
 async def test_upstream_429s(two: httpx.AsyncClient, emulator: EmulatorServer) -> None:
@@ -286,10 +303,14 @@ async def test_upstream_429s(two: httpx.AsyncClient, emulator: EmulatorServer) -
     r = await two.post(CHAT_ROUTE, json=FREE)
     assert r.status_code == 429
     assert _delta(await scrape(two), before) == {
-        requests(CHAT_ROUTE, 429): 1, duration(CHAT_ROUTE): 1, attempts("a", "429"): 1, attempts("b", "429"): 1,
+        requests(CHAT_ROUTE, 429): 1,
+        duration(CHAT_ROUTE): 1,
+        attempts("a", "429"): 1,
+        attempts("b", "429"): 1,
         series("gateway_upstream_failovers_total", upstream="a"): 1,
         series("gateway_upstream_rate_limited_total", upstream="a"): 1,
-        series("gateway_upstream_rate_limited_total", upstream="b"): 1}
+        series("gateway_upstream_rate_limited_total", upstream="b"): 1,
+    }
     # Now known throttled: the probe answers 429 with no upstream attempt at all.
     before = await scrape(two)
     assert (await two.post(CHAT_ROUTE, json=FREE)).status_code == 429
@@ -297,8 +318,9 @@ async def test_upstream_429s(two: httpx.AsyncClient, emulator: EmulatorServer) -
     assert emulator_requests(emulator) == 2
 
 
-async def test_routes_are_templates_and_metrics_is_exempt(make_app: Callable[..., Starlette],
-                                                          emulator: EmulatorServer) -> None:
+async def test_routes_are_templates_and_metrics_is_exempt(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer
+) -> None:
     app = make_app(catalog_rate_limit=RateLimit(1, 3600), health_rate_limit=RateLimit(1, 60))
     async with client_for(app) as c:
         for check in ("live", "pools", "ready"):
@@ -328,16 +350,20 @@ async def test_metrics_can_be_turned_off(make_app: Callable[..., Starlette]) -> 
 def paid_wrap(facilitator: FakeFacilitator) -> Callable[[ASGIApp, Gateway], ASGIApp]:
     def wrap(app: ASGIApp, gateway: Gateway) -> ASGIApp:
         policy = x402_price_policy(gateway)
-        routes = {f"POST {p}": RouteConfig(price=policy, price_body=True, description="AI API call")
-                  for p in INFERENCE_PATHS}
+        routes = {
+            f"POST {p}": RouteConfig(price=policy, price_body=True, description="AI API call") for p in INFERENCE_PATHS
+        }
         return PaymentMiddleware(app, routes=routes, pay_to=PAY_TO, network=NETWORK, facilitator=facilitator)
 
     return wrap
 
 
 def paying_client(app: Starlette) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 12345)),
-                             base_url="http://gateway.test", auth=X402Auth(PAYER_KEY))
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 12345)),
+        base_url="http://gateway.test",
+        auth=X402Auth(PAYER_KEY),
+    )
 
 
 def _amount(quote: Quote | None) -> int:
@@ -349,8 +375,9 @@ def log_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [json.loads(r.getMessage()) for r in caplog.records if r.name == "examples.gateway"]
 
 
-async def test_paid_calls_count_settlements_and_exact_revenue(make_app: Callable[..., Starlette],
-                                                              caplog: pytest.LogCaptureFixture) -> None:
+async def test_paid_calls_count_settlements_and_exact_revenue(
+    make_app: Callable[..., Starlette], caplog: pytest.LogCaptureFixture
+) -> None:
     facilitator = FakeFacilitator()
     app = make_app(TWO, wrap=paid_wrap(facilitator))
     gateway: Gateway = app.state.gateway
@@ -365,10 +392,14 @@ async def test_paid_calls_count_settlements_and_exact_revenue(make_app: Callable
         after = await scrape(c)
     assert [r.status_code for r in responses] == [200, 200]
     assert _delta(after, before) == {
-        requests(CHAT_ROUTE, 402): 2, requests(CHAT_ROUTE, 200): 2, duration(CHAT_ROUTE): 4,
-        upstream_latency("a"): 2, attempts("a", "ok"): 2,
+        requests(CHAT_ROUTE, 402): 2,
+        requests(CHAT_ROUTE, 200): 2,
+        duration(CHAT_ROUTE): 4,
+        upstream_latency("a"): 2,
+        attempts("a", "ok"): 2,
         series("gateway_payments_settled_total", network=NETWORK): 2,
-        series("gateway_revenue_atomic_total", network=NETWORK, asset=USDC): quotes[0] + quotes[1]}
+        series("gateway_revenue_atomic_total", network=NETWORK, asset=USDC): quotes[0] + quotes[1],
+    }
 
     # The log line of each paid call: model, price, payer, tx, upstream, latencies, status.
     paid = [line for line in log_lines(caplog) if line["status"] == 200]
@@ -386,13 +417,25 @@ async def test_paid_calls_count_settlements_and_exact_revenue(make_app: Callable
     assert len(challenges) == 2 and all("payment_error" not in line and "payer" not in line for line in challenges)
 
 
-@pytest.mark.parametrize(("facilitator", "status", "reason"), [
-    (FakeFacilitator(settle_result=SettleResult(False, NETWORK, error_reason="insufficient_funds")), 402,
-     "insufficient_funds"),
-    (FakeFacilitator(raise_on_settle=True), 502, "facilitator_error"),
-], ids=["refused", "facilitator-down"])
-async def test_settle_failure_counts_a_failed_payment(make_app: Callable[..., Starlette], facilitator: FakeFacilitator,
-                                                      status: int, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("facilitator", "status", "reason"),
+    [
+        (
+            FakeFacilitator(settle_result=SettleResult(False, NETWORK, error_reason="insufficient_funds")),
+            402,
+            "insufficient_funds",
+        ),
+        (FakeFacilitator(raise_on_settle=True), 502, "facilitator_error"),
+    ],
+    ids=["refused", "facilitator-down"],
+)
+async def test_settle_failure_counts_a_failed_payment(
+    make_app: Callable[..., Starlette],
+    facilitator: FakeFacilitator,
+    status: int,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     app = make_app(TWO, wrap=paid_wrap(facilitator))
     async with paying_client(app) as c:
         before = await scrape(c)
@@ -402,15 +445,20 @@ async def test_settle_failure_counts_a_failed_payment(make_app: Callable[..., St
         after = await scrape(c)
     assert r.status_code == status
     assert _delta(after, before) == {
-        requests(CHAT_ROUTE, 402): 1 + (status == 402), **({requests(CHAT_ROUTE, status): 1} if status != 402 else {}),
-        duration(CHAT_ROUTE): 2, upstream_latency("a"): 1, attempts("a", "ok"): 1,  # the app did serve it
-        series("gateway_payments_failed_total", network=NETWORK, reason=reason): 1}
+        requests(CHAT_ROUTE, 402): 1 + (status == 402),
+        **({requests(CHAT_ROUTE, status): 1} if status != 402 else {}),
+        duration(CHAT_ROUTE): 2,
+        upstream_latency("a"): 1,
+        attempts("a", "ok"): 1,  # the app did serve it
+        series("gateway_payments_failed_total", network=NETWORK, reason=reason): 1,
+    }
     line = log_lines(caplog)[-1]
     assert line["payment_error"] == reason and line["payer"] == PAYER and line.get("settled") is not True
 
 
-async def test_rejected_payment_and_unsettled_app_failure(make_app: Callable[..., Starlette],
-                                                          emulator: EmulatorServer) -> None:
+async def test_rejected_payment_and_unsettled_app_failure(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer
+) -> None:
     app = make_app(TWO, wrap=paid_wrap(FakeFacilitator()))
     async with paying_client(app) as c:
         r = await c.post(CHAT_ROUTE, json=PAID)
@@ -421,16 +469,23 @@ async def test_rejected_payment_and_unsettled_app_failure(make_app: Callable[...
         replay = await c.post(CHAT_ROUTE, json=PAID, headers={"PAYMENT-SIGNATURE": signature})
         assert replay.status_code == 402
         assert _delta(await scrape(c), before) == {
-            requests(CHAT_ROUTE, 402): 1, duration(CHAT_ROUTE): 1,
-            series("gateway_payments_failed_total", network=NETWORK, reason="invalid_exact_evm_nonce_already_used"): 1}
+            requests(CHAT_ROUTE, 402): 1,
+            duration(CHAT_ROUTE): 1,
+            series("gateway_payments_failed_total", network=NETWORK, reason="invalid_exact_evm_nonce_already_used"): 1,
+        }
         # A paid call the upstreams fail is answered 502 by the app and never settled: not a payment failure.
         set_fault(emulator, "500")
         before = await scrape(c)
         failed = await c.post(CHAT_ROUTE, json=PAID)
         assert failed.status_code == 502
         assert _delta(await scrape(c), before) == {
-            requests(CHAT_ROUTE, 402): 1, requests(CHAT_ROUTE, 502): 1, duration(CHAT_ROUTE): 2,
-            attempts("a", "500"): 1, attempts("b", "500"): 1, series("gateway_upstream_failovers_total", upstream="a"): 1}
+            requests(CHAT_ROUTE, 402): 1,
+            requests(CHAT_ROUTE, 502): 1,
+            duration(CHAT_ROUTE): 2,
+            attempts("a", "500"): 1,
+            attempts("b", "500"): 1,
+            series("gateway_upstream_failovers_total", upstream="a"): 1,
+        }
 
 
 async def test_log_line_of_a_free_stream(two: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:

@@ -32,8 +32,14 @@ def test_price_of(make_app: Callable[..., Starlette]) -> None:
     # "What is 2+2?" = 12 bytes -> 3 tokens + 4 per message = 7 x $5; 820 x $30; + $0.001 fee (micro-USD)
     assert quote is not None and quote.amount == 7 * 5 + 820 * 30 + 1000 == 25635
     assert price_of(gw, "/v1/chat/completions", {**CHAT, "model": "nvidia/gemma-4-31b"}).amount is None  # type: ignore[union-attr]
-    assert price_of(gw, "/v1/messages", {"model": "anthropic/claude-haiku-4.5", "max_tokens": 100,
-                                         "messages": [{"role": "user", "content": "hi"}]}).amount == 2000  # type: ignore[union-attr]
+    assert (
+        price_of(
+            gw,
+            "/v1/messages",
+            {"model": "anthropic/claude-haiku-4.5", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]},
+        ).amount
+        == 2000
+    )  # type: ignore[union-attr]
     assert describe(gw, "/v1/chat/completions", CHAT) == "GPT-5.5 API call (~7 input, 8192 max output tokens)"
 
 
@@ -49,7 +55,8 @@ BAD_BODIES: list[Any] = [
 @pytest.mark.anyio
 @pytest.mark.parametrize("body", BAD_BODIES)
 async def test_unpriced_bodies_are_refused_by_the_app_before_any_upstream_call(
-        make_app: Callable[..., Starlette], emulator: EmulatorServer, body: Any) -> None:
+    make_app: Callable[..., Starlette], emulator: EmulatorServer, body: Any
+) -> None:
     app = make_app()
     assert price_of(app.state.gateway, "/v1/chat/completions", body) is None
     async with client_for(app) as c:
@@ -68,12 +75,16 @@ def test_x402_policy(make_app: Callable[..., Starlette]) -> None:
 
 def _with_payment(app: ASGIApp, gateway: Gateway) -> ASGIApp:
     policy = x402_price_policy(gateway)
-    routes = {f"POST {p}": RouteConfig(price=policy, price_body=True, description="AI API call") for p in INFERENCE_PATHS}
+    routes = {
+        f"POST {p}": RouteConfig(price=policy, price_body=True, description="AI API call") for p in INFERENCE_PATHS
+    }
     return PaymentMiddleware(app, routes=routes, pay_to=PAY_TO, network="eip155:84532", facilitator=object())  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio
-async def test_composed_with_the_payment_middleware(make_app: Callable[..., Starlette], emulator: EmulatorServer) -> None:
+async def test_composed_with_the_payment_middleware(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer
+) -> None:
     app = make_app(wrap=_with_payment)
     async with client_for(app) as c:
         r = await c.post("/api/v1/chat/completions", json=CHAT)

@@ -53,8 +53,9 @@ async def test_health_and_catalog_limits_per_ip(make_app: Callable[..., Starlett
         assert r.headers["x-ratelimit-remaining"] == "0" and int(r.headers["retry-after"]) >= 1
         assert (await two.get("/api/health")).status_code == 200  # another IP
         # /v1/models and /api/pricing share the hourly budget, separate from health.
-        statuses = [(await one.get(p)).status_code for p in ("/v1/models", "/api/pricing", "/api/v1/models",
-                                                               "/v1/models")]
+        statuses = [
+            (await one.get(p)).status_code for p in ("/v1/models", "/api/pricing", "/api/v1/models", "/v1/models")
+        ]
         assert statuses == [200, 200, 200, 429]
         # Paid inference has no platform quota.
         body = {"model": "openai/gpt-5.2", "messages": [{"role": "user", "content": "x"}], "max_tokens": 5}
@@ -66,6 +67,8 @@ async def test_forwarded_for_only_when_trusted(make_app: Callable[..., Starlette
     for trusted, expected in ((False, [200, 429]), (True, [200, 200])):
         app = make_app(health_rate_limit=RateLimit(1, 60), trust_forwarded_for=trusted)
         async with client_for(app) as c:
-            got = [(await c.get("/api/health", headers={"x-forwarded-for": f"198.51.100.{i}, 10.0.0.1"})).status_code
-                   for i in range(2)]
+            got = [
+                (await c.get("/api/health", headers={"x-forwarded-for": f"198.51.100.{i}, 10.0.0.1"})).status_code
+                for i in range(2)
+            ]
         assert got == expected

@@ -40,6 +40,7 @@ def chat(model: str = "m", content: str = "hello", **extra: Any) -> PaymentReque
 
 # -- FixedPrice / RouteTable / PaymentOptions ------------------------------------------------
 
+
 def test_fixed_price_parses_once_and_refuses_floats_and_garbage() -> None:
     assert FixedPrice("$0.001")(PaymentRequest("GET", "/")) == Decimal("0.001")
     assert FixedPrice(TokenAmount(5))(PaymentRequest("GET", "/")) == TokenAmount(5)
@@ -56,8 +57,10 @@ def test_route_table_first_match_wins_and_passes_path_params_to_nested_policies(
         seen.append(dict(req.path_params))
         return TokenAmount(int(req.path_params["id"]))
 
-    table = RouteTable({"GET /items/free": None, "GET /items/{id}": by_id, "/files/*": "$0.10", "POST /items/{id}": "$1"},
-                       default="$0.002")
+    table = RouteTable(
+        {"GET /items/free": None, "GET /items/{id}": by_id, "/files/*": "$0.10", "POST /items/{id}": "$1"},
+        default="$0.002",
+    )
     assert table(PaymentRequest("GET", "/items/free")) is None
     assert table(PaymentRequest("GET", "/items/42")) == TokenAmount(42) and seen == [{"id": "42"}]
     assert table(PaymentRequest("HEAD", "/items/7")) == TokenAmount(7)  # HEAD matches GET
@@ -73,16 +76,26 @@ def test_route_table_first_match_wins_and_passes_path_params_to_nested_policies(
 
 def test_payment_options_fill_in_the_price_per_network_and_asset() -> None:
     eurc = Asset("0x808456652fdb597867f38412077A9182bf77359F", "EURC", "2", symbol="EURC")
-    options = PaymentOptions("$0.01", [PaymentOption("eip155:8453"), PaymentOption(NETWORK),
-                                       PaymentOption("eip155:8453", price=TokenAmount(9000), asset=eurc)])
+    options = PaymentOptions(
+        "$0.01",
+        [
+            PaymentOption("eip155:8453"),
+            PaymentOption(NETWORK),
+            PaymentOption("eip155:8453", price=TokenAmount(9000), asset=eurc),
+        ],
+    )
     out = options(PaymentRequest("GET", "/"))
     assert isinstance(out, list) and all(isinstance(o, PaymentOption) for o in out)
     assert [(o.network, o.price, o.asset) for o in out] == [
-        ("eip155:8453", Decimal("0.01"), None), (NETWORK, Decimal("0.01"), None), ("eip155:8453", TokenAmount(9000), eurc)]
+        ("eip155:8453", Decimal("0.01"), None),
+        (NETWORK, Decimal("0.01"), None),
+        ("eip155:8453", TokenAmount(9000), eurc),
+    ]
     assert PaymentOptions(lambda r: None, [PaymentOption(NETWORK)])(PaymentRequest("GET", "/")) is None
 
 
 # -- TokenQuote: the BlockRun formula ---------------------------------------------------------
+
 
 def test_blockrun_formula_worked_examples() -> None:
     sonnet = TokenQuote("3.00", "15.00")
@@ -107,14 +120,25 @@ def test_quote_rounds_up_to_the_atomic_unit() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    inp=st.integers(0, 2_000_000), max_tokens=st.integers(1, 1_000_000),
-    rate_in=st.decimals("0", "200", places=3), rate_out=st.decimals("0", "200", places=3),
-    share=st.decimals("0", "1", places=2), markup=st.decimals("0", "500", places=1),
-    floor=st.decimals("0", "0.01", places=6), fee=st.decimals("0", "0.01", places=6),
+    inp=st.integers(0, 2_000_000),
+    max_tokens=st.integers(1, 1_000_000),
+    rate_in=st.decimals("0", "200", places=3),
+    rate_out=st.decimals("0", "200", places=3),
+    share=st.decimals("0", "1", places=2),
+    markup=st.decimals("0", "500", places=1),
+    floor=st.decimals("0", "0.01", places=6),
+    fee=st.decimals("0", "0.01", places=6),
 )
-def test_quote_equals_the_exact_rational_formula_rounded_up(inp: int, max_tokens: int, rate_in: Decimal,
-                                                           rate_out: Decimal, share: Decimal, markup: Decimal,
-                                                           floor: Decimal, fee: Decimal) -> None:
+def test_quote_equals_the_exact_rational_formula_rounded_up(
+    inp: int,
+    max_tokens: int,
+    rate_in: Decimal,
+    rate_out: Decimal,
+    share: Decimal,
+    markup: Decimal,
+    floor: Decimal,
+    fee: Decimal,
+) -> None:
     q = TokenQuote(rate_in, rate_out, output_share=share, markup_percent=markup, floor=floor, flat_fee=fee)
     f = Fraction
     output_tokens = math.ceil(f(share) * max_tokens)
@@ -125,8 +149,11 @@ def test_quote_equals_the_exact_rational_formula_rounded_up(inp: int, max_tokens
 
 
 @settings(max_examples=100, deadline=None)
-@given(messages=st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system"]), "content": st.text()}),
-                         max_size=5))
+@given(
+    messages=st.lists(
+        st.fixed_dictionaries({"role": st.sampled_from(["user", "system"]), "content": st.text()}), max_size=5
+    )
+)
 def test_estimate_is_deterministic_and_ignores_key_order(messages: list[dict[str, str]]) -> None:
     reordered = [dict(reversed(list(m.items()))) for m in messages]
     body, other = {"messages": messages, "model": "m"}, {"model": "x", "messages": reordered, "max_tokens": 5}
@@ -156,15 +183,24 @@ def test_token_quote_config_is_validated() -> None:
 
 
 def test_llm_quote_per_model_flat_free_and_unknown() -> None:
-    quote = LLMQuote.from_rates({"anthropic/claude-sonnet-4.6": ("3.00", "15.00"), "openai/gpt-oss-20b": "$0.001",
-                                 "nvidia/nemotron-3.5-lightning": None}, markup_percent="5")
+    quote = LLMQuote.from_rates(
+        {
+            "anthropic/claude-sonnet-4.6": ("3.00", "15.00"),
+            "openai/gpt-oss-20b": "$0.001",
+            "nvidia/nemotron-3.5-lightning": None,
+        },
+        markup_percent="5",
+    )
     sonnet = quote.models["anthropic/claude-sonnet-4.6"]
     assert isinstance(sonnet, TokenQuote) and sonnet.markup_percent == Decimal(5)
     assert quote(chat("anthropic/claude-sonnet-4.6")) == sonnet(chat("anthropic/claude-sonnet-4.6"))
     assert quote(chat("openai/gpt-oss-20b")) == Decimal("0.001")
     assert quote(chat("nvidia/nemotron-3.5-lightning")) is None
-    for body, reason in (({"model": "nope"}, "unknown_model"), ({"messages": []}, "missing_model"),
-                         ([1, 2], "invalid_request_body")):
+    for body, reason in (
+        ({"model": "nope"}, "unknown_model"),
+        ({"messages": []}, "missing_model"),
+        ([1, 2], "invalid_request_body"),
+    ):
         with pytest.raises(UnpriceableRequestError) as err:
             quote(PaymentRequest("POST", "/", body=body))
         assert err.value.reason == reason
@@ -173,6 +209,7 @@ def test_llm_quote_per_model_flat_free_and_unknown() -> None:
 
 
 # -- Through the middlewares ------------------------------------------------------------------
+
 
 async def _app(scope: Any, receive: Any, send: Any) -> None:
     while (await receive()).get("more_body"):
@@ -192,8 +229,9 @@ def _asgi_client(routes: dict[str, Any], network: Any = NETWORK) -> httpx.AsyncC
 
 
 def _wsgi_client(routes: dict[str, Any], network: Any = NETWORK) -> httpx.Client:
-    mw = PaymentWSGIMiddleware(_wsgi_app, routes=routes, pay_to=PAY_TO, network=network,
-                               facilitator=SyncFakeFacilitator())
+    mw = PaymentWSGIMiddleware(
+        _wsgi_app, routes=routes, pay_to=PAY_TO, network=network, facilitator=SyncFakeFacilitator()
+    )
     return httpx.Client(transport=httpx.WSGITransport(app=mw), base_url="http://testserver")
 
 
@@ -218,7 +256,9 @@ def test_llm_quote_through_wsgi_quote_pay_and_price_mismatch() -> None:
         assert c.post("/v1/chat/completions", json={**BODY, "model": "free"}).status_code == 200
         bad = c.post("/v1/chat/completions", json={**BODY, "max_tokens": "lots"})
         assert bad.status_code == 400 and bad.json() == {
-            "error": "invalid_max_tokens", "message": "max_tokens must be an integer between 1 and 1000000, got 'lots'"}
+            "error": "invalid_max_tokens",
+            "message": "max_tokens must be an integer between 1 and 1000000, got 'lots'",
+        }
         assert c.post("/v1/chat/completions", content=b"{not json").status_code == 400
 
 
@@ -227,9 +267,11 @@ async def test_llm_quote_and_async_policies_through_asgi() -> None:
     async def async_route_price(req: PaymentRequest) -> Any:
         return TokenAmount(int(req.path_params["n"]))
 
-    routes = {"POST /v1/chat/completions": RouteConfig(price=QUOTE, price_body=True),
-              "GET /n/{n}": RouteTable({"GET /n/{n}": async_route_price}),
-              "GET /multi": PaymentOptions("$0.01", [PaymentOption("eip155:8453"), PaymentOption(NETWORK)])}
+    routes = {
+        "POST /v1/chat/completions": RouteConfig(price=QUOTE, price_body=True),
+        "GET /n/{n}": RouteTable({"GET /n/{n}": async_route_price}),
+        "GET /multi": PaymentOptions("$0.01", [PaymentOption("eip155:8453"), PaymentOption(NETWORK)]),
+    }
     async with _asgi_client(routes) as c:
         r = await c.post("/v1/chat/completions", json=BODY)
         assert decode(r.headers["payment-required"])["accepts"][0]["amount"] == "7036"
@@ -242,10 +284,20 @@ async def test_llm_quote_and_async_policies_through_asgi() -> None:
 
 
 def test_fixed_price_routes_are_priced_once_at_start_up() -> None:
-    mw = PaymentWSGIMiddleware(_wsgi_app, routes={"GET /a": FixedPrice("$0.002")}, pay_to=PAY_TO, network=NETWORK,
-                               facilitator=SyncFakeFacilitator())
+    mw = PaymentWSGIMiddleware(
+        _wsgi_app,
+        routes={"GET /a": FixedPrice("$0.002")},
+        pay_to=PAY_TO,
+        network=NETWORK,
+        facilitator=SyncFakeFacilitator(),
+    )
     (route,) = mw.gate.routes
     assert route.policy is None and route.fixed is not None and route.fixed[0].amount == 2000
     with pytest.raises(ConfigurationError, match="smallest unit"):
-        PaymentWSGIMiddleware(_wsgi_app, routes={"GET /a": "$0.0000001"}, pay_to=PAY_TO, network=NETWORK,
-                              facilitator=SyncFakeFacilitator())
+        PaymentWSGIMiddleware(
+            _wsgi_app,
+            routes={"GET /a": "$0.0000001"},
+            pay_to=PAY_TO,
+            network=NETWORK,
+            facilitator=SyncFakeFacilitator(),
+        )

@@ -18,10 +18,17 @@ NETWORK = "eip155:84532"
 class RecordingApp:
     """A WSGI app whose status, chunks and failures are configurable; it records what it saw and did."""
 
-    def __init__(self, status: str = "200 OK", chunks: Sequence[bytes] = (b'{"ok":true}',), *,
-                 raise_at: str | None = None, lazy_start: bool = False, use_write: bool = False,
-                 headers: Sequence[tuple[str, str]] = (("Content-Type", "application/json"),),
-                 events: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        status: str = "200 OK",
+        chunks: Sequence[bytes] = (b'{"ok":true}',),
+        *,
+        raise_at: str | None = None,
+        lazy_start: bool = False,
+        use_write: bool = False,
+        headers: Sequence[tuple[str, str]] = (("Content-Type", "application/json"),),
+        events: list[Any] | None = None,
+    ) -> None:
         self.status = status
         self.chunks = tuple(chunks)
         self.raise_at = raise_at  # "call" | "iter"
@@ -75,8 +82,9 @@ class _Closing:
 
 def protect(app: Any, facilitator: SyncFakeFacilitator | None = None, **kwargs: Any) -> PaymentWSGIMiddleware:
     routes = kwargs.pop("routes", {"GET /paid": "$0.001", "POST /paid": "$0.001", "/stream": "$0.001"})
-    return PaymentWSGIMiddleware(app, routes=routes, pay_to=PAY_TO, network=NETWORK,
-                                 facilitator=facilitator or SyncFakeFacilitator(), **kwargs)
+    return PaymentWSGIMiddleware(
+        app, routes=routes, pay_to=PAY_TO, network=NETWORK, facilitator=facilitator or SyncFakeFacilitator(), **kwargs
+    )
 
 
 @dataclass
@@ -87,13 +95,26 @@ class Served:
     events: list[Any] = field(default_factory=list)
 
 
-def serve(app: Any, path: str = "/paid", *, method: str = "GET", headers: dict[str, str] | None = None,
-          body: bytes = b"", events: list[Any] | None = None, content_length: bool = True) -> Served:
+def serve(
+    app: Any,
+    path: str = "/paid",
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    events: list[Any] | None = None,
+    content_length: bool = True,
+) -> Served:
     """Call ``app`` the way a PEP 3333 server does; ``events`` records the order of what the server saw."""
     events = events if events is not None else []
     path, _, query = path.partition("?")
-    environ: dict[str, Any] = {"REQUEST_METHOD": method, "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": query,
-                               "wsgi.input": io.BytesIO(body)}
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "wsgi.input": io.BytesIO(body),
+    }
     if content_length:
         environ["CONTENT_LENGTH"] = str(len(body))
     else:
@@ -113,6 +134,7 @@ def serve(app: Any, path: str = "/paid", *, method: str = "GET", headers: dict[s
             state["sent"] = True
             events.append(("sent", data))
             chunks.append(data)
+
         return write
 
     chunks: list[bytes] = []
@@ -128,4 +150,6 @@ def serve(app: Any, path: str = "/paid", *, method: str = "GET", headers: dict[s
         close = getattr(result, "close", None)
         if close is not None:
             close()
-    return Served(int(state["status"].split()[0]), {k.lower(): v for k, v in state["headers"]}, b"".join(chunks), events)
+    return Served(
+        int(state["status"].split()[0]), {k.lower(): v for k, v in state["headers"]}, b"".join(chunks), events
+    )

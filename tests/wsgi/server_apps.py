@@ -34,5 +34,10 @@ def _app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
         yield b'{"paid":true}'
 
 
-app = PaymentWSGIMiddleware(_app, routes={"GET /stream": "$0.001", "GET /paid": "$0.001"}, pay_to=PAY_TO,
-                            network="eip155:84532", facilitator=facilitator)
+app = PaymentWSGIMiddleware(
+    _app,
+    routes={"GET /stream": "$0.001", "GET /paid": "$0.001"},
+    pay_to=PAY_TO,
+    network="eip155:84532",
+    facilitator=facilitator,
+)

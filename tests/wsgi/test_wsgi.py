@@ -48,9 +48,17 @@ def test_unpaid_request_gets_v2_header_and_v1_body_and_app_never_runs() -> None:
     challenge = decode(r.headers["payment-required"])
     assert challenge["x402Version"] == 2 and challenge["error"] == "Payment required"
     assert challenge["resource"]["url"] == "http://testserver/paid?x=1"
-    assert challenge["accepts"] == [{"scheme": "exact", "network": NETWORK, "amount": "1000",
-                                     "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "payTo": PAY_TO,
-                                     "maxTimeoutSeconds": 300, "extra": {"name": "USDC", "version": "2"}}]
+    assert challenge["accepts"] == [
+        {
+            "scheme": "exact",
+            "network": NETWORK,
+            "amount": "1000",
+            "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e",
+            "payTo": PAY_TO,
+            "maxTimeoutSeconds": 300,
+            "extra": {"name": "USDC", "version": "2"},
+        }
+    ]
     body = r.json()
     assert body["x402Version"] == 1 and body["accepts"][0]["maxAmountRequired"] == "1000"
     assert body["accepts"][0]["network"] == "base-sepolia" and body["error"] == "X-PAYMENT header is required"
@@ -95,8 +103,16 @@ def test_replayed_payment_is_refused() -> None:
     assert len(fac.settled) == 1 and len(app.payments) == 1
 
 
-@pytest.mark.parametrize("status", ["301 Moved Permanently", "400 Bad Request", "404 Not Found",
-                                    "500 Internal Server Error", "503 Service Unavailable"])
+@pytest.mark.parametrize(
+    "status",
+    [
+        "301 Moved Permanently",
+        "400 Bad Request",
+        "404 Not Found",
+        "500 Internal Server Error",
+        "503 Service Unavailable",
+    ],
+)
 def test_non_2xx_is_never_settled_and_payment_can_be_retried(status: str) -> None:
     fac, app = SyncFakeFacilitator(), RecordingApp(status=status, chunks=(b"nope",))
     with client(protect(app, fac)) as c:
@@ -137,8 +153,13 @@ def test_settle_failure_replaces_response_drops_body_and_closes_app() -> None:
     r = serve(validator(mw), headers={"PAYMENT-SIGNATURE": sig})
     assert r.status == 402 and b"SECRET" not in r.body and app.closed == 1
     assert decode(r.headers["payment-response"]) == {
-        "success": False, "transaction": "", "network": NETWORK, "payer": PAYER,
-        "errorReason": "invalid_exact_evm_insufficient_balance", "errorMessage": "no funds"}
+        "success": False,
+        "transaction": "",
+        "network": NETWORK,
+        "payer": PAYER,
+        "errorReason": "invalid_exact_evm_insufficient_balance",
+        "errorMessage": "no funds",
+    }
     assert json.loads(r.body)["error"] == "invalid_exact_evm_insufficient_balance"
     assert int(r.headers["content-length"]) == len(r.body)
     # The app produced its first chunk (that is what triggers settlement) but nothing more was pulled.
@@ -174,15 +195,20 @@ def test_concurrent_requests_with_one_payment_serve_exactly_one() -> None:
     assert sorted(r.status_code for r in results) == [200] + [402] * 7
     assert len(fac.settled) == 1 and len(app.payments) == 1
     assert {r.json()["error"] for r in results if r.status_code == 402} <= {
-        "payment_in_progress", "invalid_exact_evm_nonce_already_used"}
+        "payment_in_progress",
+        "invalid_exact_evm_nonce_already_used",
+    }
 
 
-@pytest.mark.parametrize("override, reason", [
-    ({"value": 999}, "invalid_exact_evm_payload_authorization_value_mismatch"),
-    ({"to": "0x000000000000000000000000000000000000dEaD"}, "invalid_exact_evm_payload_recipient_mismatch"),
-    ({"valid_before": 1}, "invalid_exact_evm_payload_authorization_valid_before"),
-    ({"chain_id": 8453}, "invalid_exact_evm_payload_signature"),
-])
+@pytest.mark.parametrize(
+    "override, reason",
+    [
+        ({"value": 999}, "invalid_exact_evm_payload_authorization_value_mismatch"),
+        ({"to": "0x000000000000000000000000000000000000dEaD"}, "invalid_exact_evm_payload_recipient_mismatch"),
+        ({"valid_before": 1}, "invalid_exact_evm_payload_authorization_valid_before"),
+        ({"chain_id": 8453}, "invalid_exact_evm_payload_signature"),
+    ],
+)
 def test_invalid_payments_are_refused_with_reason(override: dict[str, Any], reason: str) -> None:
     fac, app = SyncFakeFacilitator(), RecordingApp(chunks=(b"SECRET",))
     with client(protect(app, fac)) as c:
@@ -210,10 +236,18 @@ def test_payment_for_another_price_gets_a_clear_reason() -> None:
     assert "request the route again without payment" in r.json()["message"]
 
 
-@pytest.mark.parametrize("header", [
-    "not base64 !!!", "eyJ4NDAyVmVyc2lvbiI6", encode([1, 2]), encode({"x402Version": 3}),
-    encode({"x402Version": 2, "accepted": {}, "payload": {}}), "A" * 100_000, encode({"x402Version": True}),
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        "not base64 !!!",
+        "eyJ4NDAyVmVyc2lvbiI6",
+        encode([1, 2]),
+        encode({"x402Version": 3}),
+        encode({"x402Version": 2, "accepted": {}, "payload": {}}),
+        "A" * 100_000,
+        encode({"x402Version": True}),
+    ],
+)
 def test_malformed_headers_get_4xx_json_never_500(header: str) -> None:
     fac, app = SyncFakeFacilitator(), RecordingApp(chunks=(b"SECRET",))
     r = serve(validator(protect(app, fac)), headers={"PAYMENT-SIGNATURE": header})
@@ -234,8 +268,17 @@ def test_settles_before_the_first_byte_and_streams_lazily() -> None:
     assert r.status == 200 and r.body == b"onetwothree"
     # Settlement happens after the app's first chunk and before the server sees anything; then each
     # chunk is handed to the server before the app produces the next one (nothing is buffered).
-    assert events == [("app", b"one"), "settle", ("start", "200 OK"), ("sent", b"one"), ("app", b"two"),
-                      ("sent", b"two"), ("app", b"three"), ("sent", b"three"), "app-closed"]
+    assert events == [
+        ("app", b"one"),
+        "settle",
+        ("start", "200 OK"),
+        ("sent", b"one"),
+        ("app", b"two"),
+        ("sent", b"two"),
+        ("app", b"three"),
+        ("sent", b"three"),
+        "app-closed",
+    ]
 
 
 def test_legacy_write_callable_is_settled_before_the_first_write() -> None:
@@ -248,8 +291,15 @@ def test_legacy_write_callable_is_settled_before_the_first_write() -> None:
     events.clear()
     r = serve(mw, headers={"PAYMENT-SIGNATURE": sig}, events=events)
     assert r.status == 200 and r.body == b"ab" and "payment-response" in r.headers
-    assert events == [("app", b"a"), "settle", ("start", "200 OK"), ("sent", b"a"), ("app", b"b"), ("sent", b"b"),
-                      "app-closed"]
+    assert events == [
+        ("app", b"a"),
+        "settle",
+        ("start", "200 OK"),
+        ("sent", b"a"),
+        ("app", b"b"),
+        ("sent", b"b"),
+        "app-closed",
+    ]
 
 
 def test_legacy_write_with_failed_settlement_sends_only_the_402() -> None:
@@ -300,7 +350,10 @@ def test_price_function_bug_is_500_logged_and_never_served(caplog: pytest.LogCap
         raise KeyError("secret-internal-detail")
 
     app = RecordingApp(chunks=(b"SECRET",))
-    with caplog.at_level(logging.ERROR, logger="x402_middleware"), client(protect(app, routes={"GET /paid": broken})) as c:
+    with (
+        caplog.at_level(logging.ERROR, logger="x402_middleware"),
+        client(protect(app, routes={"GET /paid": broken})) as c,
+    ):
         r = c.get("/paid")
     assert r.status_code == 500 and r.json()["error"] == "pricing_error" and app.payments == []
     assert "secret-internal-detail" not in r.text  # the details go to the log, not to the client
@@ -329,8 +382,9 @@ def test_async_price_function_is_refused_at_start_up_and_at_run_time() -> None:
 
 def test_async_facilitator_or_store_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="SyncHTTPFacilitator"):
-        PaymentWSGIMiddleware(RecordingApp(), routes={"/paid": "$0.01"}, pay_to=PAY_TO, network=NETWORK,
-                              facilitator=FakeFacilitator())  # type: ignore[arg-type]
+        PaymentWSGIMiddleware(
+            RecordingApp(), routes={"/paid": "$0.01"}, pay_to=PAY_TO, network=NETWORK, facilitator=FakeFacilitator()
+        )  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="SyncPaymentStore"):
         protect(RecordingApp(), store=object())
 
@@ -383,8 +437,13 @@ def test_body_over_the_cap_is_not_read_for_pricing_but_reaches_the_app() -> None
 
 
 def test_several_networks_are_offered() -> None:
-    mw = PaymentWSGIMiddleware(RecordingApp(), routes={"GET /paid": "$0.5"}, pay_to=PAY_TO,
-                               network=["eip155:8453", NETWORK], facilitator=SyncFakeFacilitator())
+    mw = PaymentWSGIMiddleware(
+        RecordingApp(),
+        routes={"GET /paid": "$0.5"},
+        pay_to=PAY_TO,
+        network=["eip155:8453", NETWORK],
+        facilitator=SyncFakeFacilitator(),
+    )
     with client(mw) as c:
         ch = challenge_of(c)
         assert [a["network"] for a in ch["accepts"]] == ["eip155:8453", NETWORK]

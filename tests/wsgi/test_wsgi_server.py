@@ -17,8 +17,19 @@ from x402_middleware import X402Auth, settlement_of
 
 @pytest.fixture(scope="module")
 def gunicorn_url() -> Iterator[str]:
-    args = [sys.executable, "-m", "gunicorn", "-b", "127.0.0.1:0", "--threads", "8", "--no-control-socket",
-            "--graceful-timeout", "1", "tests.wsgi.server_apps:app"]
+    args = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-b",
+        "127.0.0.1:0",
+        "--threads",
+        "8",
+        "--no-control-socket",
+        "--graceful-timeout",
+        "1",
+        "tests.wsgi.server_apps:app",
+    ]
     with process_with_url(args, env={"SETTLE_DELAY": "0.05"}) as url:
         yield url
 
@@ -45,8 +56,9 @@ def test_concurrent_requests_with_one_payment_are_served_and_settled_once(gunico
         before = c.get("/settled").json()["settled"]
         sig = pay_v2(decode(c.get("/paid").headers["payment-required"]))
         with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda _: httpx.get(f"{gunicorn_url}/paid", headers={"PAYMENT-SIGNATURE": sig}),
-                                    range(8)))
+            results = list(
+                pool.map(lambda _: httpx.get(f"{gunicorn_url}/paid", headers={"PAYMENT-SIGNATURE": sig}), range(8))
+            )
         after = c.get("/settled").json()["settled"]
     assert sorted(r.status_code for r in results) == [200] + [402] * 7
     assert [r.json() for r in results if r.status_code == 200] == [{"paid": True}]

@@ -31,15 +31,22 @@ def _parser() -> argparse.ArgumentParser:
         description="Start anvil with a test USDC at the network's canonical address and funded wallets; "
         "print one JSON line describing it; run until SIGINT/SIGTERM.",
     )
-    parser.add_argument("--network", choices=sorted(TARGETS), default="local",
-                        help="chain to emulate (default: local = chain 31337)")
+    parser.add_argument(
+        "--network", choices=sorted(TARGETS), default="local", help="chain to emulate (default: local = chain 31337)"
+    )
     parser.add_argument("--payers", type=int, default=3, help="payer wallets funded with USDC (default: 3)")
-    parser.add_argument("--facilitators", type=int, default=1,
-                        help="facilitator signer keys funded with ETH (default: 1)")
-    parser.add_argument("--payer-balance", type=int, default=1_000 * 10**6,
-                        help="USDC per payer in atomic units, 6 decimals (default: 1000000000 = 1,000 USDC)")
-    parser.add_argument("--anvil", default=None,
-                        help="path to the anvil binary (default: $X402_ANVIL, node_modules, PATH)")
+    parser.add_argument(
+        "--facilitators", type=int, default=1, help="facilitator signer keys funded with ETH (default: 1)"
+    )
+    parser.add_argument(
+        "--payer-balance",
+        type=int,
+        default=1_000 * 10**6,
+        help="USDC per payer in atomic units, 6 decimals (default: 1000000000 = 1,000 USDC)",
+    )
+    parser.add_argument(
+        "--anvil", default=None, help="path to the anvil binary (default: $X402_ANVIL, node_modules, PATH)"
+    )
     return parser
 
 
@@ -55,8 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     try:
-        chain = DevChain(args.network, payers=args.payers, facilitators=args.facilitators,
-                         payer_balance=args.payer_balance, anvil=args.anvil)
+        chain = DevChain(
+            args.network,
+            payers=args.payers,
+            facilitators=args.facilitators,
+            payer_balance=args.payer_balance,
+            anvil=args.anvil,
+        )
     except ValueError as exc:
         _log(str(exc))
         return 2
@@ -68,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         _log(f"anvil pid {chain.pid} listening on {chain.rpc_url} (ready in {chain.timings['anvil_ready_ms']:.0f} ms)")
-        _log(f"token {chain.token_name!r} v{chain.token_version} at {chain.asset}; "
-             f"{len(chain.payer_keys)} payer(s) with {args.payer_balance} atomic USDC each, "
-             f"{len(chain.facilitator_keys)} facilitator key(s) with ETH (setup {chain.timings['setup_ms']:.0f} ms)")
+        _log(
+            f"token {chain.token_name!r} v{chain.token_version} at {chain.asset}; "
+            f"{len(chain.payer_keys)} payer(s) with {args.payer_balance} atomic USDC each, "
+            f"{len(chain.facilitator_keys)} facilitator key(s) with ETH (setup {chain.timings['setup_ms']:.0f} ms)"
+        )
         try:
             print(json.dumps(chain.info()), flush=True)
         except BrokenPipeError:  # the reader went away; keep serving the chain anyway

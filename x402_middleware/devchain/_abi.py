@@ -31,7 +31,7 @@ def _param_types(types: str) -> tuple[str, ...]:
 
 def encode_call(signature: str, *args: Any) -> bytes:
     """Selector + ABI-encoded arguments: ``encode_call("transfer(address,uint256)", to, 5)``."""
-    params = signature[signature.index("("):]
+    params = signature[signature.index("(") :]
     return selector(signature) + abi_encode(list(_param_types(params)), list(args))
 
 

@@ -100,7 +100,12 @@ class AnvilProcess:
         self._url: str | None = None
         self._ready = threading.Event()
         self._proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
             preexec_fn=_die_with_parent(),  # noqa: PLW1509 - one async-signal-safe syscall, prepared before fork
         )
         self.pid = self._proc.pid
@@ -122,7 +127,7 @@ class AnvilProcess:
         for line in self._proc.stdout:
             self._tail.append(line.rstrip())
             if self._url is None and line.startswith(_LISTENING):
-                self._url = "http://" + line[len(_LISTENING):].strip()
+                self._url = "http://" + line[len(_LISTENING) :].strip()
                 self._ready.set()
         self._ready.set()  # EOF: anvil exited (before or after listening)
 

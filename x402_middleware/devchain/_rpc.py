@@ -36,7 +36,7 @@ class RPCError(Exception):
     def revert_reason(self) -> str | None:
         reason = decode_revert_reason(self.data) if isinstance(self.data, str) else None
         if reason is None and self.message.startswith(_EXECUTION_REVERTED):
-            reason = self.message[len(_EXECUTION_REVERTED):]
+            reason = self.message[len(_EXECUTION_REVERTED) :]
         return reason
 
 
@@ -143,9 +143,15 @@ def sign_transaction(private_key: bytes | PrivateKey, tx: dict[str, Any]) -> tup
     to = tx.get("to")
     data = tx["data"]
     fields: list[Any] = [
-        _uint(tx["chainId"]), _uint(tx["nonce"]), _uint(tx["maxPriorityFeePerGas"]), _uint(tx["maxFeePerGas"]),
-        _uint(tx["gas"]), bytes.fromhex(to[2:]) if to else b"", _uint(tx["value"]),
-        bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data), [],
+        _uint(tx["chainId"]),
+        _uint(tx["nonce"]),
+        _uint(tx["maxPriorityFeePerGas"]),
+        _uint(tx["maxFeePerGas"]),
+        _uint(tx["gas"]),
+        bytes.fromhex(to[2:]) if to else b"",
+        _uint(tx["value"]),
+        bytes.fromhex(data[2:]) if isinstance(data, str) else bytes(data),
+        [],
     ]
     key = private_key if isinstance(private_key, PrivateKey) else PrivateKey(private_key)
     signature = key.sign_recoverable(keccak(b"\x02" + _rlp(fields)), hasher=None)  # low-s

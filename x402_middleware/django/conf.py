@@ -36,19 +36,32 @@ from ..stores import InMemoryStore
 
 SETTING = "X402"
 MAX_PRICING_BODY = 1 << 20
-KNOWN_KEYS = frozenset({"ROUTES", "PAY_TO", "NETWORK", "FACILITATOR_URL", "FACILITATOR", "SYNC_FACILITATOR", "STORE",
-                        "SETTLE_WHEN", "MAX_TIMEOUT_SECONDS", "RESOURCE_URL", "MAX_PRICING_BODY"})
+KNOWN_KEYS = frozenset(
+    {
+        "ROUTES",
+        "PAY_TO",
+        "NETWORK",
+        "FACILITATOR_URL",
+        "FACILITATOR",
+        "SYNC_FACILITATOR",
+        "STORE",
+        "SETTLE_WHEN",
+        "MAX_TIMEOUT_SECONDS",
+        "RESOURCE_URL",
+        "MAX_PRICING_BODY",
+    }
+)
 
 # Stable check ids (documented; never renumber).
-E_SETTING = "x402.E001"      # X402 missing or not a dict
+E_SETTING = "x402.E001"  # X402 missing or not a dict
 E_UNKNOWN_KEY = "x402.E002"  # a key we do not know (likely a typo)
-E_ROUTES = "x402.E003"       # ROUTES missing, empty, or a bad pattern/price
-E_PAY_TO = "x402.E004"       # PAY_TO not an address
-E_NETWORK = "x402.E005"      # NETWORK unknown
+E_ROUTES = "x402.E003"  # ROUTES missing, empty, or a bad pattern/price
+E_PAY_TO = "x402.E004"  # PAY_TO not an address
+E_NETWORK = "x402.E005"  # NETWORK unknown
 E_FACILITATOR = "x402.E006"  # no facilitator, or the wrong kind, or not importable
-E_OPTION = "x402.E007"       # MAX_TIMEOUT_SECONDS / MAX_PRICING_BODY / RESOURCE_URL / SETTLE_WHEN invalid
-E_STORE = "x402.E008"        # STORE is not a payment store
-W_ONE_MODE = "x402.W001"     # only an async or only a sync facilitator: works under ASGI or WSGI only
+E_OPTION = "x402.E007"  # MAX_TIMEOUT_SECONDS / MAX_PRICING_BODY / RESOURCE_URL / SETTLE_WHEN invalid
+E_STORE = "x402.E008"  # STORE is not a payment store
+W_ONE_MODE = "x402.W001"  # only an async or only a sync facilitator: works under ASGI or WSGI only
 W_NO_MIDDLEWARE = "x402.W002"  # the app is installed but the middleware is not in MIDDLEWARE
 
 
@@ -90,15 +103,28 @@ def _facilitators(conf: Mapping[str, Any]) -> tuple[Any, Any, list[Problem]]:
         try:
             obj = _load(conf[key])
         except (ImportError, TypeError, ValueError) as exc:
-            found.append(Problem(E_FACILITATOR, f"X402['{key}'] cannot be loaded: {exc}",
-                                 "Give an object or a dotted path such as 'myproject.payments.facilitator'."))
+            found.append(
+                Problem(
+                    E_FACILITATOR,
+                    f"X402['{key}'] cannot be loaded: {exc}",
+                    "Give an object or a dotted path such as 'myproject.payments.facilitator'.",
+                )
+            )
             continue
         settle = getattr(obj, "settle", None)
         if not callable(settle) or inspect.iscoroutinefunction(settle) != want_async:
-            kind = "an async facilitator (async def settle), e.g. HTTPFacilitator" if want_async else \
-                "a blocking facilitator (def settle), e.g. SyncHTTPFacilitator"
-            found.append(Problem(E_FACILITATOR, f"X402['{key}'] must be {kind}; got {type(obj).__name__}",
-                                 "FACILITATOR is used under ASGI, SYNC_FACILITATOR under WSGI."))
+            kind = (
+                "an async facilitator (async def settle), e.g. HTTPFacilitator"
+                if want_async
+                else "a blocking facilitator (def settle), e.g. SyncHTTPFacilitator"
+            )
+            found.append(
+                Problem(
+                    E_FACILITATOR,
+                    f"X402['{key}'] must be {kind}; got {type(obj).__name__}",
+                    "FACILITATOR is used under ASGI, SYNC_FACILITATOR under WSGI.",
+                )
+            )
             continue
         if want_async:
             async_fac = obj
@@ -106,12 +132,26 @@ def _facilitators(conf: Mapping[str, Any]) -> tuple[Any, Any, list[Problem]]:
             sync_fac = obj
     url = conf.get("FACILITATOR_URL")
     if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
-        found.append(Problem(E_FACILITATOR, f"X402['FACILITATOR_URL'] must be an http(s) URL, got {url!r}",
-                             "For example 'https://x402.org/facilitator'."))
-    elif url is None and async_fac is None and sync_fac is None and not any(
-            conf.get(k) is not None for k in ("FACILITATOR", "SYNC_FACILITATOR")):
-        found.append(Problem(E_FACILITATOR, "X402 names no facilitator to verify and settle payments",
-                             "Set X402['FACILITATOR_URL'], or X402['FACILITATOR'] (ASGI) / X402['SYNC_FACILITATOR'] (WSGI)."))
+        found.append(
+            Problem(
+                E_FACILITATOR,
+                f"X402['FACILITATOR_URL'] must be an http(s) URL, got {url!r}",
+                "For example 'https://x402.org/facilitator'.",
+            )
+        )
+    elif (
+        url is None
+        and async_fac is None
+        and sync_fac is None
+        and not any(conf.get(k) is not None for k in ("FACILITATOR", "SYNC_FACILITATOR"))
+    ):
+        found.append(
+            Problem(
+                E_FACILITATOR,
+                "X402 names no facilitator to verify and settle payments",
+                "Set X402['FACILITATOR_URL'], or X402['FACILITATOR'] (ASGI) / X402['SYNC_FACILITATOR'] (WSGI).",
+            )
+        )
     return async_fac, sync_fac, found
 
 
@@ -119,11 +159,19 @@ def problems(conf: Any = None) -> list[Problem]:
     """Everything wrong with the ``X402`` setting (empty when it is usable)."""
     conf = raw_setting() if conf is None else conf
     if not isinstance(conf, Mapping):
-        return [Problem(E_SETTING, "the X402 setting is missing or not a dict",
-                        "Add X402 = {'ROUTES': {'GET /api/weather': '$0.001'}, 'PAY_TO': '0x...', "
-                        "'FACILITATOR_URL': 'https://x402.org/facilitator'} to your settings.")]
-    found = [Problem(E_UNKNOWN_KEY, f"X402 has an unknown key {key!r}", f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.")
-             for key in conf if key not in KNOWN_KEYS]
+        return [
+            Problem(
+                E_SETTING,
+                "the X402 setting is missing or not a dict",
+                "Add X402 = {'ROUTES': {'GET /api/weather': '$0.001'}, 'PAY_TO': '0x...', "
+                "'FACILITATOR_URL': 'https://x402.org/facilitator'} to your settings.",
+            )
+        ]
+    found = [
+        Problem(E_UNKNOWN_KEY, f"X402 has an unknown key {key!r}", f"Known keys: {', '.join(sorted(KNOWN_KEYS))}.")
+        for key in conf
+        if key not in KNOWN_KEYS
+    ]
     pay_to = conf.get("PAY_TO")
     if pay_to is not None:
         try:
@@ -139,16 +187,26 @@ def problems(conf: Any = None) -> list[Problem]:
         for net in networks:
             get_network(net)
     except ConfigurationError as exc:
-        found.append(Problem(E_NETWORK, str(exc), "Use e.g. 'eip155:8453' (Base) or 'eip155:84532' (Base Sepolia), "
-                                                  "or register_network() your own first."))
+        found.append(
+            Problem(
+                E_NETWORK,
+                str(exc),
+                "Use e.g. 'eip155:8453' (Base) or 'eip155:84532' (Base Sepolia), or register_network() your own first.",
+            )
+        )
         network = "eip155:8453"
     found += _option_problems(conf)
     if not any(p.id in (E_PAY_TO, E_NETWORK, E_OPTION) for p in found):
         try:
             _gate(conf, pay_to, network)
         except ConfigurationError as exc:
-            found.append(Problem(E_ROUTES, f"X402['ROUTES']: {exc}",
-                                 "ROUTES maps 'METHOD /path' patterns to a price ('$0.001'), a policy or a RouteConfig."))
+            found.append(
+                Problem(
+                    E_ROUTES,
+                    f"X402['ROUTES']: {exc}",
+                    "ROUTES maps 'METHOD /path' patterns to a price ('$0.001'), a policy or a RouteConfig.",
+                )
+            )
     found += _facilitators(conf)[2]
     store = conf.get("STORE")
     if store is not None:
@@ -158,8 +216,13 @@ def problems(conf: Any = None) -> list[Problem]:
             found.append(Problem(E_STORE, f"X402['STORE'] cannot be loaded: {exc}", "Give an object or a dotted path."))
         else:
             if not (callable(getattr(obj, "reserve", None)) or callable(getattr(obj, "reserve_sync", None))):
-                found.append(Problem(E_STORE, f"X402['STORE'] is not a payment store: {type(obj).__name__}",
-                                     "Implement PaymentStore (async) and/or SyncPaymentStore (blocking)."))
+                found.append(
+                    Problem(
+                        E_STORE,
+                        f"X402['STORE'] is not a payment store: {type(obj).__name__}",
+                        "Implement PaymentStore (async) and/or SyncPaymentStore (blocking).",
+                    )
+                )
     return found
 
 
@@ -171,8 +234,13 @@ def _option_problems(conf: Mapping[str, Any]) -> list[Problem]:
             found.append(Problem(E_OPTION, f"X402['{key}'] must be a positive int, got {value!r}", "For example 300."))
     url = conf.get("RESOURCE_URL")
     if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
-        found.append(Problem(E_OPTION, f"X402['RESOURCE_URL'] must be an http(s) URL, got {url!r}",
-                             "It is the public base URL of this site, e.g. 'https://api.example.com'."))
+        found.append(
+            Problem(
+                E_OPTION,
+                f"X402['RESOURCE_URL'] must be an http(s) URL, got {url!r}",
+                "It is the public base URL of this site, e.g. 'https://api.example.com'.",
+            )
+        )
     settle_when = conf.get("SETTLE_WHEN")
     if settle_when is not None:
         try:
@@ -180,14 +248,24 @@ def _option_problems(conf: Mapping[str, Any]) -> list[Problem]:
         except ImportError:
             ok = False
         if not ok:
-            found.append(Problem(E_OPTION, f"X402['SETTLE_WHEN'] must be a callable status -> bool, got {settle_when!r}",
-                                 "The default settles only 2xx responses."))
+            found.append(
+                Problem(
+                    E_OPTION,
+                    f"X402['SETTLE_WHEN'] must be a callable status -> bool, got {settle_when!r}",
+                    "The default settles only 2xx responses.",
+                )
+            )
     return found
 
 
 def _gate(conf: Mapping[str, Any], pay_to: Any, network: Any) -> Gate:
-    return Gate(routes=conf.get("ROUTES") or {}, pay_to=pay_to, network=network,
-                max_timeout_seconds=conf.get("MAX_TIMEOUT_SECONDS") or 300, resource_url=conf.get("RESOURCE_URL"))
+    return Gate(
+        routes=conf.get("ROUTES") or {},
+        pay_to=pay_to,
+        network=network,
+        max_timeout_seconds=conf.get("MAX_TIMEOUT_SECONDS") or 300,
+        resource_url=conf.get("RESOURCE_URL"),
+    )
 
 
 def build(*, async_mode: bool) -> Config:
@@ -204,13 +282,16 @@ def build(*, async_mode: bool) -> Config:
         facilitator = (HTTPFacilitator if async_mode else SyncHTTPFacilitator)(conf["FACILITATOR_URL"])
     if facilitator is None:
         mode, key = ("ASGI (async)", "FACILITATOR") if async_mode else ("WSGI (sync)", "SYNC_FACILITATOR")
-        raise ImproperlyConfigured(f"Django runs the x402 middleware under {mode}; set X402['{key}'] or "
-                                   "X402['FACILITATOR_URL']")
+        raise ImproperlyConfigured(
+            f"Django runs the x402 middleware under {mode}; set X402['{key}'] or X402['FACILITATOR_URL']"
+        )
     store = _load(conf["STORE"]) if conf.get("STORE") is not None else InMemoryStore()
     needed = "reserve" if async_mode else "reserve_sync"
     if not callable(getattr(store, needed, None)):
-        raise ImproperlyConfigured(f"X402['STORE'] has no {needed}(); under {'ASGI' if async_mode else 'WSGI'} "
-                                   f"it must be a {'PaymentStore' if async_mode else 'SyncPaymentStore'}")
+        raise ImproperlyConfigured(
+            f"X402['STORE'] has no {needed}(); under {'ASGI' if async_mode else 'WSGI'} "
+            f"it must be a {'PaymentStore' if async_mode else 'SyncPaymentStore'}"
+        )
     settle_when = conf.get("SETTLE_WHEN") or settle_on_2xx
     return Config(
         gate=_gate(conf, conf.get("PAY_TO"), conf.get("NETWORK", "eip155:8453")),

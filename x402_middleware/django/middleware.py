@@ -73,8 +73,11 @@ class PaymentMiddleware:
             return self.get_response(request)
         route, params = found
         try:
-            requirements = route.fixed if route.fixed is not None else self.gate.price(
-                route, self._pricing_view(request, route, params), allow_async=False)
+            requirements = (
+                route.fixed
+                if route.fixed is not None
+                else self.gate.price(route, self._pricing_view(request, route, params), allow_async=False)
+            )
         except (PricingError, UnpriceableRequestError) as exc:
             return _response(pricing_failure(route, exc))
         assert isinstance(requirements, tuple)
@@ -128,11 +131,13 @@ class PaymentMiddleware:
 
     def _flow(self, request: HttpRequest, route: _Route, requirements: tuple[PaymentRequirements, ...]) -> PaidFlow:
         def resource() -> ResourceInfo:
-            return self.gate.resource(route, request.scheme or "http", request.get_host(), request.path,
-                                      request.META.get("QUERY_STRING", ""))
+            return self.gate.resource(
+                route, request.scheme or "http", request.get_host(), request.path, request.META.get("QUERY_STRING", "")
+            )
 
-        return PaidFlow(self.gate, requirements, resource, head=request.method == "HEAD",
-                        settle_when=self.config.settle_when)
+        return PaidFlow(
+            self.gate, requirements, resource, head=request.method == "HEAD", settle_when=self.config.settle_when
+        )
 
 
 def _body_for_pricing(request: HttpRequest, limit: int) -> Any:

@@ -32,10 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--asset-name", help="the token's EIP-712 name (with --asset)")
     parser.add_argument("--asset-version", default="2", help="the token's EIP-712 version (with --asset)")
     parser.add_argument("--asset-decimals", type=int, default=6)
-    parser.add_argument("--token", default=os.environ.get("X402_FACILITATOR_TOKEN"),
-                        help="require Authorization: Bearer <token> (default: $X402_FACILITATOR_TOKEN; none = open)")
-    parser.add_argument("--pay-to", action="append", default=None,
-                        help="only settle payments to this address (repeatable; default: any)")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("X402_FACILITATOR_TOKEN"),
+        help="require Authorization: Bearer <token> (default: $X402_FACILITATOR_TOKEN; none = open)",
+    )
+    parser.add_argument(
+        "--pay-to",
+        action="append",
+        default=None,
+        help="only settle payments to this address (repeatable; default: any)",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4402, help="0 lets the kernel choose")
     args = parser.parse_args(argv)
@@ -49,9 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.asset:
             if not args.asset_name:
                 parser.error("--asset needs --asset-name (the token's EIP-712 name)")
-            network = register_network(Network(network.caip2, network.chain_id,
-                                               Asset(args.asset, args.asset_name, args.asset_version, args.asset_decimals),
-                                               network.v1_name, network.testnet))
+            network = register_network(
+                Network(
+                    network.caip2,
+                    network.chain_id,
+                    Asset(args.asset, args.asset_name, args.asset_version, args.asset_decimals),
+                    network.v1_name,
+                    network.testnet,
+                )
+            )
         facilitator = OnChainFacilitator(args.rpc_url, keys, network=network)
     except ConfigurationError as exc:
         parser.error(str(exc))
@@ -67,8 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     host, port = sock.getsockname()[:2]
     url = f"http://{host}:{port}"
     if args.token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-        print("warning: an open facilitator pays gas for anyone's payments; set --token and/or --pay-to",
-              file=sys.stderr, flush=True)
+        print(
+            "warning: an open facilitator pays gas for anyone's payments; set --token and/or --pay-to",
+            file=sys.stderr,
+            flush=True,
+        )
     app = facilitator_app(facilitator, bearer_token=args.token, pay_to=args.pay_to)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
 
@@ -77,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         while not server.started and not task.done():
             await asyncio.sleep(0.01)
         if server.started:
-            print(json.dumps({"url": url, "network": network.caip2, "signers": [s.address for s in facilitator.signers]}),
-                  flush=True)
+            print(
+                json.dumps({"url": url, "network": network.caip2, "signers": [s.address for s in facilitator.signers]}),
+                flush=True,
+            )
             print(f"x402 facilitator listening on {url}", file=sys.stderr, flush=True)
         await task
         await facilitator.aclose()

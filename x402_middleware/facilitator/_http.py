@@ -47,8 +47,20 @@ from .._http1 import (
     uses_env_proxy,
 )
 
-__all__ = ["KEEPALIVE_EXPIRY", "MAX_RESPONSE_SIZE", "TRANSPORT_ERRORS", "AsyncHTTPClient", "HTTPTransportError",
-           "JSONClient", "Response", "ResponseTooLarge", "json_body", "json_client", "send_json", "uses_env_proxy"]
+__all__ = [
+    "KEEPALIVE_EXPIRY",
+    "MAX_RESPONSE_SIZE",
+    "TRANSPORT_ERRORS",
+    "AsyncHTTPClient",
+    "HTTPTransportError",
+    "JSONClient",
+    "Response",
+    "ResponseTooLarge",
+    "json_body",
+    "json_client",
+    "send_json",
+    "uses_env_proxy",
+]
 
 MAX_RESPONSE_SIZE = 4 * 1024 * 1024  # facilitator and JSON-RPC answers are a few KB; a batch of 100 receipts ~0.5 MB
 _USER_AGENT = "x402_middleware"
@@ -139,9 +151,17 @@ class AsyncHTTPClient:
         response = await client.request("POST", "", body=b'{"jsonrpc":"2.0",...}', idempotent=True)
     """
 
-    def __init__(self, base_url: str, *, timeout: float = 30.0, max_connections: int = 64,
-                 keepalive_expiry: float = KEEPALIVE_EXPIRY, max_response_size: int = MAX_RESPONSE_SIZE,
-                 verify: ssl.SSLContext | bool = True, headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        max_connections: int = 64,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
+        max_response_size: int = MAX_RESPONSE_SIZE,
+        verify: ssl.SSLContext | bool = True,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"url {base_url!r} must be http:// or https:// with a host")
@@ -160,7 +180,10 @@ class AsyncHTTPClient:
         if parts.port is not None and parts.port != (443 if tls else 80):
             host = f"{host}:{parts.port}"
         self._defaults: dict[str, tuple[str, str]] = {
-            "host": ("Host", host), "user-agent": ("User-Agent", _USER_AGENT), "accept": ("Accept", "application/json")}
+            "host": ("Host", host),
+            "user-agent": ("User-Agent", _USER_AGENT),
+            "accept": ("Accept", "application/json"),
+        }
         if parts.username is not None:
             userinfo = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
             self._defaults["authorization"] = ("Authorization", "Basic " + base64.b64encode(userinfo.encode()).decode())
@@ -191,9 +214,16 @@ class AsyncHTTPClient:
         except UnicodeEncodeError as exc:
             raise HTTPTransportError(f"request head is not latin-1: {exc}") from None
 
-    async def request(self, method: str, path: str = "", *, body: bytes | None = None,
-                      headers: Mapping[str, str] | None = None, idempotent: bool = False,
-                      timeout: float | None = None) -> Response:
+    async def request(
+        self,
+        method: str,
+        path: str = "",
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool = False,
+        timeout: float | None = None,
+    ) -> Response:
         """Send one request and read the whole response; raises :class:`HTTPTransportError`.
 
         ``path`` is appended to the base URL's path. ``idempotent=True`` allows one retry on a fresh
@@ -259,26 +289,50 @@ JSONClient = AsyncHTTPClient | httpx.AsyncClient
 TRANSPORT_ERRORS = (HTTPTransportError, httpx.HTTPError)
 
 
-def json_client(url: str, client: httpx.AsyncClient | None = None, *, timeout: float,
-                verify: ssl.SSLContext | bool = True, max_connections: int = 64) -> JSONClient:
+def json_client(
+    url: str,
+    client: httpx.AsyncClient | None = None,
+    *,
+    timeout: float,
+    verify: ssl.SSLContext | bool = True,
+    max_connections: int = 64,
+) -> JSONClient:
     """The client for JSON calls to ``url``: the injected one, else ours, else httpx when a proxy applies."""
     if client is not None:
         return client
     if uses_env_proxy(url):
-        return httpx.AsyncClient(timeout=timeout, verify=verify, limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections))
+        return httpx.AsyncClient(
+            timeout=timeout,
+            verify=verify,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
     return AsyncHTTPClient(url, timeout=timeout, verify=verify, max_connections=max_connections)
 
 
-async def send_json(client: JSONClient, method: str, url: str, path: str = "", body: Any = None, *,
-                    headers: Mapping[str, str] | None = None, idempotent: bool = False,
-                    timeout: float | None = None) -> tuple[int, bytes]:
+async def send_json(
+    client: JSONClient,
+    method: str,
+    url: str,
+    path: str = "",
+    body: Any = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    idempotent: bool = False,
+    timeout: float | None = None,
+) -> tuple[int, bytes]:
     """``(status, content)`` of one JSON call; ``url`` is the whole URL (httpx), ``path`` its part after the
     client's base URL (ours). Raises one of :data:`TRANSPORT_ERRORS`."""
     if isinstance(client, AsyncHTTPClient):
-        response = await client.request(method, path, body=None if body is None else json_body(body),
-                                        headers=headers, idempotent=idempotent, timeout=timeout)
+        response = await client.request(
+            method,
+            path,
+            body=None if body is None else json_body(body),
+            headers=headers,
+            idempotent=idempotent,
+            timeout=timeout,
+        )
         return response.status, response.content
-    reply = await client.request(method, url, json=body, headers=headers,
-                                 timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
+    reply = await client.request(
+        method, url, json=body, headers=headers, timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
+    )
     return reply.status_code, reply.content

@@ -32,8 +32,19 @@ __all__ = ["AsyncRPC", "RPCError"]
 _Call = tuple[str, tuple[Any, ...], "asyncio.Future[Any]"]
 
 # Calls that only read chain state: safe to send again when a kept-alive connection turned out dropped.
-_READS = frozenset({"eth_call", "eth_chainId", "eth_gasPrice", "eth_estimateGas", "eth_blockNumber",
-                    "eth_maxPriorityFeePerGas", "eth_feeHistory", "net_version", "web3_clientVersion"})
+_READS = frozenset(
+    {
+        "eth_call",
+        "eth_chainId",
+        "eth_gasPrice",
+        "eth_estimateGas",
+        "eth_blockNumber",
+        "eth_maxPriorityFeePerGas",
+        "eth_feeHistory",
+        "net_version",
+        "web3_clientVersion",
+    }
+)
 
 
 def _idempotent(method: str) -> bool:
@@ -48,8 +59,15 @@ class AsyncRPC:
     batching off. ``client`` (an ``httpx.AsyncClient``) replaces the built-in keep-alive transport.
     """
 
-    def __init__(self, url: str, *, client: httpx.AsyncClient | None = None, timeout: float = 30.0,
-                 max_batch: int = 100, max_connections: int = 64) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 30.0,
+        max_batch: int = 100,
+        max_connections: int = 64,
+    ) -> None:
         self.url = url
         self._owns_client = client is None
         self._client: JSONClient = json_client(url, client, timeout=timeout, max_connections=max_connections)
@@ -71,20 +89,24 @@ class AsyncRPC:
     def _flush(self) -> None:
         queue, self._queue = self._queue, []
         for start in range(0, len(queue), self.max_batch):
-            task = asyncio.get_running_loop().create_task(self._dispatch(queue[start:start + self.max_batch]))
+            task = asyncio.get_running_loop().create_task(self._dispatch(queue[start : start + self.max_batch]))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _dispatch(self, calls: list[_Call]) -> None:
         if len(calls) == 1 or self.max_batch <= 1:
-            await asyncio.gather(*(self._resolve(future, self._single(method, params))
-                                   for method, params, future in calls))
+            await asyncio.gather(
+                *(self._resolve(future, self._single(method, params)) for method, params, future in calls)
+            )
             return
         ids = [next(self._ids) for _ in calls]
         label = f"a batch of {len(calls)} calls ({calls[0][0]}, ...)"
         try:
-            payload = await self._post([build_request(m, p, i) for (m, p, _), i in zip(calls, ids)], label,
-                                       all(_idempotent(method) for method, _, _ in calls))
+            payload = await self._post(
+                [build_request(m, p, i) for (m, p, _), i in zip(calls, ids)],
+                label,
+                all(_idempotent(method) for method, _, _ in calls),
+            )
         except FacilitatorError as exc:
             for _, _, future in calls:
                 if not future.done():

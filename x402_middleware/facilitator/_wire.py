@@ -57,7 +57,9 @@ def parse_settle(status: int, content: bytes) -> SettleResult:
     result = SettleResult.from_wire(data)
     if result.success and (not 200 <= status < 300 or not result.transaction):
         # A "success" body on an error status, or without a transaction hash, is not proof of payment.
-        raise FacilitatorError(f"facilitator /settle answered HTTP {status} with an unconvincing success: {data!r:.200}")
+        raise FacilitatorError(
+            f"facilitator /settle answered HTTP {status} with an unconvincing success: {data!r:.200}"
+        )
     return result
 
 

@@ -52,31 +52,40 @@ def _json_part(obj: Mapping[str, Any]) -> str:
 def _load_key(key_secret: str) -> Any:
     """An EC P-256 key from PEM or an Ed25519 key from base64 (32-byte seed, or seed + public key)."""
     if serialization is None:
-        raise ConfigurationError("CDP authentication needs the 'cryptography' package: "
-                                 "pip install 'x402_middleware[cdp]'")
+        raise ConfigurationError(
+            "CDP authentication needs the 'cryptography' package: pip install 'x402_middleware[cdp]'"
+        )
     text = key_secret.strip().replace("\\n", "\n")  # keys pasted into .env files often carry literal "\n"
     if text.startswith("-----BEGIN"):
         try:
             key = serialization.load_pem_private_key(text.encode(), password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            raise ConfigurationError(f"the CDP API key secret is not a readable unencrypted PEM key ({exc}); "
-                                     "paste the privateKey of your CDP API key file as it is") from None
+            raise ConfigurationError(
+                f"the CDP API key secret is not a readable unencrypted PEM key ({exc}); "
+                "paste the privateKey of your CDP API key file as it is"
+            ) from None
         if not (isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1)):
-            raise ConfigurationError("the CDP API key secret is a PEM key but not an EC P-256 key; CDP signs "
-                                     "with ES256 (P-256) or EdDSA (Ed25519) keys")
+            raise ConfigurationError(
+                "the CDP API key secret is a PEM key but not an EC P-256 key; CDP signs "
+                "with ES256 (P-256) or EdDSA (Ed25519) keys"
+            )
         return key
     try:
         raw = base64.b64decode(text, validate=True)
     except ValueError:
         raw = b""
     if len(raw) not in (32, 64):
-        raise ConfigurationError("the CDP API key secret is neither an EC PEM key nor a base64 Ed25519 key "
-                                 "(64 bytes: seed + public key); copy the secret of your CDP API key exactly")
+        raise ConfigurationError(
+            "the CDP API key secret is neither an EC PEM key nor a base64 Ed25519 key "
+            "(64 bytes: seed + public key); copy the secret of your CDP API key exactly"
+        )
     key = ed25519.Ed25519PrivateKey.from_private_bytes(raw[:32])
     public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     if len(raw) == 64 and raw[32:] != public:
-        raise ConfigurationError("the CDP Ed25519 key secret is inconsistent (its public half does not match its "
-                                 "seed); copy the secret of your CDP API key exactly")
+        raise ConfigurationError(
+            "the CDP Ed25519 key secret is inconsistent (its public half does not match its "
+            "seed); copy the secret of your CDP API key exactly"
+        )
     return key
 
 
@@ -111,8 +120,14 @@ def cdp_auth_headers(key_id: str, key_secret: str, *, lifetime: int = TOKEN_LIFE
         parts = urlsplit(url)
         now = int(time.time())
         header = {"alg": alg, "kid": key_id, "typ": "JWT", "nonce": secrets.token_hex(16)}
-        claims = {"sub": key_id, "iss": "cdp", "iat": now, "nbf": now, "exp": now + lifetime,
-                  "uris": [f"{method.upper()} {parts.netloc}{parts.path}"]}
+        claims = {
+            "sub": key_id,
+            "iss": "cdp",
+            "iat": now,
+            "nbf": now,
+            "exp": now + lifetime,
+            "uris": [f"{method.upper()} {parts.netloc}{parts.path}"],
+        }
         signing_input = f"{_json_part(header)}.{_json_part(claims)}"
         token = f"{signing_input}.{_b64url(sign(signing_input.encode('ascii')))}"
         return {"Authorization": f"Bearer {token}"}
@@ -124,13 +139,16 @@ def _credentials(key_id: str | None, key_secret: str | None) -> HeaderFactory:
     key_id = key_id if key_id is not None else os.environ.get(KEY_ID_ENV)
     key_secret = key_secret if key_secret is not None else os.environ.get(KEY_SECRET_ENV)
     if not key_id or not key_secret:
-        raise ConfigurationError(f"CDP's facilitator needs an API key: pass key_id and key_secret or set "
-                                 f"{KEY_ID_ENV} and {KEY_SECRET_ENV} (create one at https://portal.cdp.coinbase.com)")
+        raise ConfigurationError(
+            f"CDP's facilitator needs an API key: pass key_id and key_secret or set "
+            f"{KEY_ID_ENV} and {KEY_SECRET_ENV} (create one at https://portal.cdp.coinbase.com)"
+        )
     return cdp_auth_headers(key_id, key_secret)
 
 
-def cdp_facilitator(key_id: str | None = None, key_secret: str | None = None, *, url: str = CDP_FACILITATOR_URL,
-                    **kwargs: Any) -> HTTPFacilitator:
+def cdp_facilitator(
+    key_id: str | None = None, key_secret: str | None = None, *, url: str = CDP_FACILITATOR_URL, **kwargs: Any
+) -> HTTPFacilitator:
     """An :class:`HTTPFacilitator` for CDP's x402 facilitator, authenticated with your CDP API key.
 
     ``key_id``/``key_secret`` default to ``CDP_API_KEY_ID``/``CDP_API_KEY_SECRET``; other keyword
@@ -143,7 +161,8 @@ def cdp_facilitator(key_id: str | None = None, key_secret: str | None = None, *,
     return HTTPFacilitator(url, auth_headers=_credentials(key_id, key_secret), **kwargs)
 
 
-def sync_cdp_facilitator(key_id: str | None = None, key_secret: str | None = None, *,
-                         url: str = CDP_FACILITATOR_URL, **kwargs: Any) -> SyncHTTPFacilitator:
+def sync_cdp_facilitator(
+    key_id: str | None = None, key_secret: str | None = None, *, url: str = CDP_FACILITATOR_URL, **kwargs: Any
+) -> SyncHTTPFacilitator:
     """The blocking twin of :func:`cdp_facilitator` (a :class:`SyncHTTPFacilitator`) for WSGI apps."""
     return SyncHTTPFacilitator(url, auth_headers=_credentials(key_id, key_secret), **kwargs)

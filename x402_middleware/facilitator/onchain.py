@@ -90,9 +90,16 @@ class OnChainFacilitator:
     ``receipt_timeout`` gives ``settlement_pending`` with the transaction hash.
     """
 
-    def __init__(self, rpc_url: str, signer_keys: Sequence[str | bytes], *, network: str | Network,
-                 client: httpx.AsyncClient | None = None, receipt_timeout: float = 30.0,
-                 gas_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        rpc_url: str,
+        signer_keys: Sequence[str | bytes],
+        *,
+        network: str | Network,
+        client: httpx.AsyncClient | None = None,
+        receipt_timeout: float = 30.0,
+        gas_limit: int | None = None,
+    ) -> None:
         if not signer_keys:
             raise ConfigurationError("OnChainFacilitator needs at least one signer key to pay gas with")
         self.network = network if isinstance(network, Network) else get_network(network)
@@ -141,22 +148,40 @@ class OnChainFacilitator:
             try:
                 gas = await self._preflight(signer, asset, data, cacheable=len(payload.signature) == 65)
             except RPCError as exc:  # the transfer would revert: nothing is sent
-                return SettleResult(False, caip2, "", payload.payer, _reason_of(exc.revert_reason, TRANSACTION_FAILED),
-                                    exc.revert_reason or exc.message)
+                return SettleResult(
+                    False,
+                    caip2,
+                    "",
+                    payload.payer,
+                    _reason_of(exc.revert_reason, TRANSACTION_FAILED),
+                    exc.revert_reason or exc.message,
+                )
             tx_hash = await self._send(signer, asset, data, gas)
         finally:
             signer.in_flight -= 1
         receipt = await self._receipt(tx_hash)
         if receipt is None:
             signer.nonce = None  # a stuck transaction may mean a nonce gap: resynchronise before the next send
-            return SettleResult(False, caip2, tx_hash, payload.payer, SETTLEMENT_PENDING,
-                                f"transaction {tx_hash} was sent but not mined within {self.receipt_timeout} s")
+            return SettleResult(
+                False,
+                caip2,
+                tx_hash,
+                payload.payer,
+                SETTLEMENT_PENDING,
+                f"transaction {tx_hash} was sent but not mined within {self.receipt_timeout} s",
+            )
         if int(receipt["status"], 16) != 1:
             self._gas.pop(asset.lower(), None)  # in case the cached limit ran out of gas: estimate afresh
             return SettleResult(False, caip2, tx_hash, payload.payer, TRANSACTION_FAILED, "the transfer reverted")
         if not _has_transfer(receipt, asset, payload):
-            return SettleResult(False, caip2, tx_hash, payload.payer, "invalid_exact_evm_transfer_event_mismatch",
-                                "the transaction did not emit the expected Transfer event")
+            return SettleResult(
+                False,
+                caip2,
+                tx_hash,
+                payload.payer,
+                "invalid_exact_evm_transfer_event_mismatch",
+                "the transaction did not emit the expected Transfer event",
+            )
         return SettleResult(True, caip2, tx_hash, payload.payer, amount=payload.authorization.value)
 
     async def supported(self) -> dict[str, Any]:
@@ -171,9 +196,12 @@ class OnChainFacilitator:
     # -- internals -------------------------------------------------------------------------------
     def _local(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResult | None:
         if requirements.network.chain_id != self.network.chain_id:
-            return VerifyResult(False, "network_mismatch",
-                                f"this facilitator settles on {self.network.caip2}, not {requirements.network.caip2}",
-                                payload.payer)
+            return VerifyResult(
+                False,
+                "network_mismatch",
+                f"this facilitator settles on {self.network.caip2}, not {requirements.network.caip2}",
+                payload.payer,
+            )
         result = verify_exact_evm(payload, requirements)
         if result is not None and not result.is_valid:
             return result
@@ -184,8 +212,10 @@ class OnChainFacilitator:
             return
         chain_id = int(await self.rpc("eth_chainId"), 16)
         if chain_id != self.network.chain_id:
-            raise FacilitatorError(f"the RPC node is on chain {chain_id} but this facilitator is configured for "
-                                   f"{self.network.caip2}; point rpc_url at the right chain")
+            raise FacilitatorError(
+                f"the RPC node is on chain {chain_id} but this facilitator is configured for "
+                f"{self.network.caip2}; point rpc_url at the right chain"
+            )
         self._checked_chain = True
 
     async def _fee(self) -> tuple[int, int]:
@@ -222,8 +252,15 @@ class OnChainFacilitator:
             for attempt in (1, 2):
                 if signer.nonce is None:
                     signer.nonce = int(await self.rpc("eth_getTransactionCount", signer.address, "pending"), 16)
-                tx = build_transaction(chain_id=self.network.chain_id, nonce=signer.nonce, to=to, data=data, gas=gas,
-                                       max_fee_per_gas=max_fee, max_priority_fee_per_gas=priority)
+                tx = build_transaction(
+                    chain_id=self.network.chain_id,
+                    nonce=signer.nonce,
+                    to=to,
+                    data=data,
+                    gas=gas,
+                    max_fee_per_gas=max_fee,
+                    max_priority_fee_per_gas=priority,
+                )
                 raw = "0x" + sign_transaction(signer.key, tx)[0].hex()
                 try:
                     tx_hash = str(await self.rpc("eth_sendRawTransaction", raw))
@@ -257,15 +294,19 @@ class OnChainFacilitator:
 
         async def call(signature: str, types: str, *args: Any) -> Any:
             try:
-                raw = await self.rpc("eth_call", {"to": asset, "data": "0x" + encode_call(signature, *args).hex()}, "latest")
+                raw = await self.rpc(
+                    "eth_call", {"to": asset, "data": "0x" + encode_call(signature, *args).hex()}, "latest"
+                )
                 return decode_output(types, bytes.fromhex(raw[2:]))[0]
             except (RPCError, ValueError, IndexError):
                 return None
 
         used, name, version, balance = await asyncio.gather(
             call("authorizationState(address,bytes32)", "(bool)", auth.from_address, auth.nonce),
-            call("name()", "(string)"), call("version()", "(string)"),
-            call("balanceOf(address)", "(uint256)", auth.from_address))
+            call("name()", "(string)"),
+            call("version()", "(string)"),
+            call("balanceOf(address)", "(uint256)", auth.from_address),
+        )
         if used is None:
             return "invalid_exact_evm_eip3009_not_supported"
         if used:
@@ -282,10 +323,17 @@ class OnChainFacilitator:
 
 def _has_transfer(receipt: dict[str, Any], asset: str, payload: PaymentPayload) -> bool:
     auth = payload.authorization
-    want = (_TRANSFER_TOPIC, "0x" + auth.from_address[2:].lower().rjust(64, "0"), "0x" + auth.to[2:].lower().rjust(64, "0"))
+    want = (
+        _TRANSFER_TOPIC,
+        "0x" + auth.from_address[2:].lower().rjust(64, "0"),
+        "0x" + auth.to[2:].lower().rjust(64, "0"),
+    )
     for log in receipt.get("logs", []):
         topics = [t.lower() for t in log.get("topics", [])]
-        if (log.get("address", "").lower() == asset.lower() and tuple(topics[:3]) == want
-                and int(log.get("data", "0x0"), 16) == auth.value):
+        if (
+            log.get("address", "").lower() == asset.lower()
+            and tuple(topics[:3]) == want
+            and int(log.get("data", "0x0"), 16) == auth.value
+        ):
             return True
     return False

@@ -20,8 +20,9 @@ HeaderFactory = Callable[[str, str], Mapping[str, str]]
 
 
 class _HTTPBase:
-    def __init__(self, url: str, *, headers: Mapping[str, str] | None, auth_headers: HeaderFactory | None,
-                 timeout: float) -> None:
+    def __init__(
+        self, url: str, *, headers: Mapping[str, str] | None, auth_headers: HeaderFactory | None, timeout: float
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"facilitator url {url!r} must start with http:// or https://")
         self.url = url.rstrip("/")
@@ -53,20 +54,31 @@ class HTTPFacilitator(_HTTPBase):
         app = PaymentMiddleware(app, routes={...}, pay_to="0x...", facilitator=facilitator)
     """
 
-    def __init__(self, url: str = DEFAULT_FACILITATOR_URL, *, client: httpx.AsyncClient | None = None,
-                 headers: Mapping[str, str] | None = None, auth_headers: HeaderFactory | None = None,
-                 timeout: float = 60.0, verify: ssl.SSLContext | bool = True, max_connections: int = 64) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_FACILITATOR_URL,
+        *,
+        client: httpx.AsyncClient | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth_headers: HeaderFactory | None = None,
+        timeout: float = 60.0,
+        verify: ssl.SSLContext | bool = True,
+        max_connections: int = 64,
+    ) -> None:
         super().__init__(url, headers=headers, auth_headers=auth_headers, timeout=timeout)
         self._owns_client = client is None
-        self._client: JSONClient = json_client(self.url, client, timeout=timeout, verify=verify,
-                                               max_connections=max_connections)
+        self._client: JSONClient = json_client(
+            self.url, client, timeout=timeout, verify=verify, max_connections=max_connections
+        )
 
-    async def _send(self, method: str, path: str, body: dict[str, Any] | None = None, *,
-                    idempotent: bool = True) -> tuple[int, bytes]:
+    async def _send(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, idempotent: bool = True
+    ) -> tuple[int, bytes]:
         url, headers = self._request(method, path)
         try:
-            return await send_json(self._client, method, url, path, body, headers=headers, idempotent=idempotent,
-                                   timeout=self._timeout)
+            return await send_json(
+                self._client, method, url, path, body, headers=headers, idempotent=idempotent, timeout=self._timeout
+            )
         except TRANSPORT_ERRORS as exc:
             raise FacilitatorError(f"facilitator {method} {url} failed: {exc!r}") from exc
 
@@ -75,8 +87,9 @@ class HTTPFacilitator(_HTTPBase):
 
     async def settle(self, payload: PaymentPayload, requirements: PaymentRequirements) -> SettleResult:
         # Not idempotent: a settle re-sent after a dropped connection could be executed twice.
-        return _wire.parse_settle(*await self._send("POST", "/settle", _wire.request_body(payload, requirements),
-                                                    idempotent=False))
+        return _wire.parse_settle(
+            *await self._send("POST", "/settle", _wire.request_body(payload, requirements), idempotent=False)
+        )
 
     async def supported(self) -> dict[str, Any]:
         return _wire.parse_supported(*await self._send("GET", "/supported"))
@@ -89,12 +102,18 @@ class HTTPFacilitator(_HTTPBase):
 class SyncHTTPFacilitator(_HTTPBase):
     """The blocking twin of :class:`HTTPFacilitator` for WSGI apps (one pooled ``httpx.Client``).
 
-        facilitator = SyncHTTPFacilitator("https://x402.org/facilitator")
+    facilitator = SyncHTTPFacilitator("https://x402.org/facilitator")
     """
 
-    def __init__(self, url: str = DEFAULT_FACILITATOR_URL, *, client: httpx.Client | None = None,
-                 headers: Mapping[str, str] | None = None, auth_headers: HeaderFactory | None = None,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str = DEFAULT_FACILITATOR_URL,
+        *,
+        client: httpx.Client | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth_headers: HeaderFactory | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         super().__init__(url, headers=headers, auth_headers=auth_headers, timeout=timeout)
         self._client = client or httpx.Client(timeout=timeout)
         self._owns_client = client is None

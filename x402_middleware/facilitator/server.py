@@ -58,7 +58,9 @@ async def _read(request: Request) -> tuple[PaymentPayload, PaymentRequirements, 
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise MalformedPaymentError("request body must be JSON: {x402Version, paymentPayload, paymentRequirements}") from None
+        raise MalformedPaymentError(
+            "request body must be JSON: {x402Version, paymentPayload, paymentRequirements}"
+        ) from None
     if not isinstance(data, dict):
         raise MalformedPaymentError("request body must be a JSON object")
     payload_obj = data.get("paymentPayload")
@@ -71,8 +73,9 @@ async def _read(request: Request) -> tuple[PaymentPayload, PaymentRequirements, 
     return payload, parse_requirements(data.get("paymentRequirements"), payload.x402_version), payload.x402_version
 
 
-def facilitator_app(facilitator: Facilitator, *, bearer_token: str | None = None,
-                    pay_to: Iterable[str] | None = None) -> ASGIApp:
+def facilitator_app(
+    facilitator: Facilitator, *, bearer_token: str | None = None, pay_to: Iterable[str] | None = None
+) -> ASGIApp:
     """The facilitator HTTP API as an ASGI app.
 
     ``bearer_token``: required on ``/verify``, ``/settle`` and ``/supported`` (``/health`` stays open).
@@ -116,8 +119,13 @@ def facilitator_app(facilitator: Facilitator, *, bearer_token: str | None = None
             logger.warning("settle failed: %s", exc)
             return _error(502, "unexpected_settle_error", str(exc))
         network = requirements.network.wire_v1 if version == 1 else requirements.network.caip2
-        logger.info("settle %s payer=%s tx=%s reason=%s", "ok" if result.success else "refused", result.payer,
-                    result.transaction, result.error_reason)
+        logger.info(
+            "settle %s payer=%s tx=%s reason=%s",
+            "ok" if result.success else "refused",
+            result.payer,
+            result.transaction,
+            result.error_reason,
+        )
         return JSONResponse(result.to_wire(network))
 
     async def supported(request: Request) -> JSONResponse:

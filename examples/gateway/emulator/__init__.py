@@ -16,5 +16,13 @@ from ._faults import FAULT_HEADER, EmulatorState, Fault, parse_fault
 from .app import create_emulator_app
 from .server import EmulatorServer, bind_loopback, spawn_emulator
 
-__all__ = ["FAULT_HEADER", "EmulatorServer", "EmulatorState", "Fault", "bind_loopback", "create_emulator_app",
-           "parse_fault", "spawn_emulator"]
+__all__ = [
+    "FAULT_HEADER",
+    "EmulatorServer",
+    "EmulatorState",
+    "Fault",
+    "bind_loopback",
+    "create_emulator_app",
+    "parse_fault",
+    "spawn_emulator",
+]

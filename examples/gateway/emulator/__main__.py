@@ -19,10 +19,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sock = bind_loopback(args.port, args.host)
     url = f"http://{args.host}:{sock.getsockname()[1]}"
-    print(json.dumps({"url": url, "openai_base_url": url + "/v1", "anthropic_base_url": url,
-                      "gemini_base_url": url, "control": url + "/_control"}), flush=True)
-    config = uvicorn.Config(create_emulator_app(), log_level=args.log_level, access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=1)
+    print(
+        json.dumps(
+            {
+                "url": url,
+                "openai_base_url": url + "/v1",
+                "anthropic_base_url": url,
+                "gemini_base_url": url,
+                "control": url + "/_control",
+            }
+        ),
+        flush=True,
+    )
+    config = uvicorn.Config(
+        create_emulator_app(), log_level=args.log_level, access_log=False, lifespan="off", timeout_graceful_shutdown=1
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

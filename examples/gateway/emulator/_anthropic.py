@@ -18,11 +18,15 @@ from starlette.responses import Response
 from ._http import context, json_response, read_json, send_events, send_json_slowly, status_fault
 from ._reply import Reply, count_tokens, make_reply, positive_int
 
-_TYPES = {400: ("invalid_request_error", "Invalid request"), 401: ("authentication_error", "invalid x-api-key"),
-          403: ("permission_error", "Your API key does not have permission to use the specified resource."),
-          404: ("not_found_error", "The requested resource could not be found."),
-          429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
-          500: ("api_error", "Internal server error"), 529: ("overloaded_error", "Overloaded")}
+_TYPES = {
+    400: ("invalid_request_error", "Invalid request"),
+    401: ("authentication_error", "invalid x-api-key"),
+    403: ("permission_error", "Your API key does not have permission to use the specified resource."),
+    404: ("not_found_error", "The requested resource could not be found."),
+    429: ("rate_limit_error", "Number of request tokens has exceeded your per-minute rate limit"),
+    500: ("api_error", "Internal server error"),
+    529: ("overloaded_error", "Overloaded"),
+}
 
 
 def error(status: int, retry_after: int | None = None, message: str | None = None) -> Response:
@@ -32,8 +36,11 @@ def error(status: int, retry_after: int | None = None, message: str | None = Non
     headers = {"request-id": request_id}
     if status in (429, 529) and retry_after is not None:
         headers["retry-after"] = str(retry_after)
-    return json_response({"type": "error", "error": {"type": kind, "message": message or default},
-                          "request_id": request_id}, status, headers)
+    return json_response(
+        {"type": "error", "error": {"type": kind, "message": message or default}, "request_id": request_id},
+        status,
+        headers,
+    )
 
 
 def _event(name: str, data: Mapping[str, Any]) -> bytes:
@@ -56,39 +63,99 @@ async def messages(request: Request) -> Response:
         return failed
     reply = _reply(body)
     mid = "msg_" + uuid.uuid4().hex[:24]
-    stop_reason = {"tool": "tool_use", "length": "max_tokens"}.get(reply.reason, reply.reason if reply.reason ==
-                                                                    "stop_sequence" else "end_turn")
+    stop_reason = {"tool": "tool_use", "length": "max_tokens"}.get(
+        reply.reason, reply.reason if reply.reason == "stop_sequence" else "end_turn"
+    )
     tool_id = "toolu_" + mid[-20:]
     if not body.get("stream"):
-        content: list[dict[str, Any]] = ([{"type": "tool_use", "id": tool_id, "name": reply.tool,
-                                           "input": json.loads(reply.tool_args)}] if reply.tool
-                                         else [{"type": "text", "text": reply.text}])
-        return send_json_slowly({"id": mid, "type": "message", "role": "assistant", "model": model, "content": content,
-                                 "stop_reason": stop_reason, "stop_sequence": reply.stop_sequence,
-                                 "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens,
-                                           "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}, ctx.fault)
-    start = {"id": mid, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None,
-             "stop_sequence": None, "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1,
-                                              "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
+        content: list[dict[str, Any]] = (
+            [{"type": "tool_use", "id": tool_id, "name": reply.tool, "input": json.loads(reply.tool_args)}]
+            if reply.tool
+            else [{"type": "text", "text": reply.text}]
+        )
+        return send_json_slowly(
+            {
+                "id": mid,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": content,
+                "stop_reason": stop_reason,
+                "stop_sequence": reply.stop_sequence,
+                "usage": {
+                    "input_tokens": reply.input_tokens,
+                    "output_tokens": reply.output_tokens,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                },
+            },
+            ctx.fault,
+        )
+    start = {
+        "id": mid,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": reply.input_tokens,
+            "output_tokens": 1,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        },
+    }
     events = [_event("message_start", {"type": "message_start", "message": start})]
     if reply.tool:
-        events.append(_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {
-            "type": "tool_use", "id": tool_id, "name": reply.tool, "input": {}}}))
+        events.append(
+            _event(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": 0,
+                    "content_block": {"type": "tool_use", "id": tool_id, "name": reply.tool, "input": {}},
+                },
+            )
+        )
         half = len(reply.tool_args) // 2
         for piece in (reply.tool_args[:half], reply.tool_args[half:]):
-            events.append(_event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                         "delta": {"type": "input_json_delta", "partial_json": piece}}))
+            events.append(
+                _event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    },
+                )
+            )
     else:
-        events.append(_event("content_block_start", {"type": "content_block_start", "index": 0,
-                                                     "content_block": {"type": "text", "text": ""}}))
+        events.append(
+            _event(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
+        )
         events.append(_event("ping", {"type": "ping"}))
         for piece in reply.pieces:
-            events.append(_event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                         "delta": {"type": "text_delta", "text": piece}}))
+            events.append(
+                _event(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                )
+            )
     events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-    events.append(_event("message_delta", {"type": "message_delta",
-                                           "delta": {"stop_reason": stop_reason, "stop_sequence": reply.stop_sequence},
-                                           "usage": {"output_tokens": reply.output_tokens}}))
+    events.append(
+        _event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop_reason, "stop_sequence": reply.stop_sequence},
+                "usage": {"output_tokens": reply.output_tokens},
+            },
+        )
+    )
     events.append(_event("message_stop", {"type": "message_stop"}))
     overloaded = _event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
     return send_events(events, ctx.fault, overloaded)
@@ -107,8 +174,9 @@ def _validate(body: Any) -> str | None:
     for i, m in enumerate(messages):
         if not isinstance(m, Mapping) or m.get("role") not in ("user", "assistant"):
             role = m.get("role") if isinstance(m, Mapping) else None
-            return (f"messages.{i}.role: Input should be 'user' or 'assistant'"
-                    + (" (use the top-level system parameter)" if role == "system" else ""))
+            return f"messages.{i}.role: Input should be 'user' or 'assistant'" + (
+                " (use the top-level system parameter)" if role == "system" else ""
+            )
         content = m.get("content")
         if isinstance(content, list):
             for j, block in enumerate(content):

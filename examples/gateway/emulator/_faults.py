@@ -70,8 +70,14 @@ class EmulatorState:
         self.requests: Counter[tuple[str, str, str]] = Counter()
 
     def add_rule(self, raw: Mapping[str, Any]) -> Rule:
-        rule = Rule(fault=str(raw.get("fault", "")), endpoint=raw.get("endpoint"), model=raw.get("model"),
-                    retry_after=raw.get("retry_after"), delay=raw.get("delay"), times=raw.get("times"))
+        rule = Rule(
+            fault=str(raw.get("fault", "")),
+            endpoint=raw.get("endpoint"),
+            model=raw.get("model"),
+            retry_after=raw.get("retry_after"),
+            delay=raw.get("delay"),
+            times=raw.get("times"),
+        )
         parse_fault(rule.fault, rule.retry_after, rule.delay)  # validate now, not at request time
         with self._lock:
             self.rules.append(rule)
@@ -103,6 +109,9 @@ class EmulatorState:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"rules": [asdict(r) for r in self.rules],
-                    "requests": [{"endpoint": e, "api": a, "model": m, "count": n}
-                                 for (e, a, m), n in sorted(self.requests.items())]}
+            return {
+                "rules": [asdict(r) for r in self.rules],
+                "requests": [
+                    {"endpoint": e, "api": a, "model": m, "count": n} for (e, a, m), n in sorted(self.requests.items())
+                ],
+            }

@@ -13,13 +13,18 @@ from starlette.responses import Response
 from ._http import context, json_response, read_json, send_events, send_json_slowly, status_fault
 from ._reply import Reply, count_tokens, make_reply
 
-_STATUS = {400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
-           401: ("UNAUTHENTICATED", "API key not valid. Please pass a valid API key."),
-           403: ("PERMISSION_DENIED", "The caller does not have permission"),
-           404: ("NOT_FOUND", "models/unknown is not found for API version v1beta"),
-           429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
-           500: ("INTERNAL", "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"),
-           503: ("UNAVAILABLE", "The model is overloaded. Please try again later.")}
+_STATUS = {
+    400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
+    401: ("UNAUTHENTICATED", "API key not valid. Please pass a valid API key."),
+    403: ("PERMISSION_DENIED", "The caller does not have permission"),
+    404: ("NOT_FOUND", "models/unknown is not found for API version v1beta"),
+    429: ("RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
+    500: (
+        "INTERNAL",
+        "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
+    ),
+    503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
+}
 
 
 def error(status: int, retry_after: int | None = None, message: str | None = None) -> Response:
@@ -27,8 +32,7 @@ def error(status: int, retry_after: int | None = None, message: str | None = Non
     name, default = _STATUS.get(status, ("INTERNAL" if status >= 500 else "INVALID_ARGUMENT", f"HTTP {status}"))
     error_obj: dict[str, Any] = {"code": status, "message": message or default, "status": name}
     if status == 429 and retry_after is not None:
-        error_obj["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                                 "retryDelay": f"{retry_after}s"}]
+        error_obj["details"] = [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{retry_after}s"}]
     return json_response({"error": error_obj}, status)
 
 
@@ -39,9 +43,12 @@ async def dispatch(request: Request) -> Response:
         return error(404, message=f"Method {method or '(none)'} is not supported")
     key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
     if not key or key == "invalid":
-        return error(400 if key == "invalid" else 403,
-                     message="API key not valid. Please pass a valid API key." if key else
-                     "Method doesn't allow unregistered callers. Please use API Key or other form of API consumer identity.")
+        return error(
+            400 if key == "invalid" else 403,
+            message="API key not valid. Please pass a valid API key."
+            if key
+            else "Method doesn't allow unregistered callers. Please use API Key or other form of API consumer identity.",
+        )
     body = await read_json(request)
     problem = _validate(body)
     if problem:
@@ -54,8 +61,11 @@ async def dispatch(request: Request) -> Response:
     finish = {"length": "MAX_TOKENS"}.get(reply.reason, "STOP")
 
     def usage(out: int) -> dict[str, int]:
-        return {"promptTokenCount": reply.input_tokens, "candidatesTokenCount": out,
-                "totalTokenCount": reply.input_tokens + out}
+        return {
+            "promptTokenCount": reply.input_tokens,
+            "candidatesTokenCount": out,
+            "totalTokenCount": reply.input_tokens + out,
+        }
 
     def response(parts: list[dict[str, Any]], out: int, done: bool) -> dict[str, Any]:
         candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
@@ -63,7 +73,9 @@ async def dispatch(request: Request) -> Response:
             candidate["finishReason"] = finish
         return {"candidates": [candidate], "usageMetadata": usage(out), "modelVersion": model, "responseId": rid}
 
-    tool_parts: list[dict[str, Any]] = ([{"functionCall": {"name": reply.tool, "args": json.loads(reply.tool_args)}}] if reply.tool else [])
+    tool_parts: list[dict[str, Any]] = (
+        [{"functionCall": {"name": reply.tool, "args": json.loads(reply.tool_args)}}] if reply.tool else []
+    )
     if method == "generateContent":
         parts: list[dict[str, Any]] = tool_parts or [{"text": reply.text}]
         return send_json_slowly(response(parts, reply.output_tokens, True), ctx.fault)
@@ -103,12 +115,18 @@ def _reply(model: str, body: Mapping[str, Any]) -> Reply:
     last = next((_text(c.get("parts")) for c in reversed(body["contents"]) if c.get("role", "user") != "model"), "")
     config = body.get("generationConfig") or {}
     functions = [f.get("name") for t in body.get("tools") or () for f in t.get("functionDeclarations") or ()]
-    calling = ((body.get("toolConfig") or {}).get("functionCallingConfig") or {})
+    calling = (body.get("toolConfig") or {}).get("functionCallingConfig") or {}
     tool = None
     if functions and calling.get("mode") == "ANY":
         tool = str((calling.get("allowedFunctionNames") or functions)[0])
-    return make_reply(model, last, config.get("maxOutputTokens") or 8192, list(config.get("stopSequences") or ()),
-                      count_tokens(texts), tool)
+    return make_reply(
+        model,
+        last,
+        config.get("maxOutputTokens") or 8192,
+        list(config.get("stopSequences") or ()),
+        count_tokens(texts),
+        tool,
+    )
 
 
 def _text(parts: Any) -> str:

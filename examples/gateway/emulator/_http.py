@@ -46,12 +46,14 @@ async def context(request: Request, api: str, model: str) -> Ctx:
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(data, separators=(",", ":")), status_code=status, headers=headers,
-                    media_type="application/json")
+    return Response(
+        json.dumps(data, separators=(",", ":")), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
-def send_events(events: Sequence[bytes], fault: Fault | None, error_event: bytes,
-                media_type: str = "text/event-stream") -> Response:
+def send_events(
+    events: Sequence[bytes], fault: Fault | None, error_event: bytes, media_type: str = "text/event-stream"
+) -> Response:
     """Stream pre-rendered SSE events, applying the slow-first-byte / mid-stream faults."""
 
     async def body() -> AsyncIterator[bytes]:

@@ -15,19 +15,28 @@ from ._http import context, json_response, read_json, send_events, send_json_slo
 from ._reply import Reply, count_tokens, make_reply, positive_int
 
 _ROLES = ("system", "developer", "user", "assistant", "tool")
-_MESSAGES = {400: ("invalid_request_error", None, "Invalid request"),
-             401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
-             403: ("invalid_request_error", "unsupported_country_region_territory", "Country, region, or territory not supported"),
-             404: ("invalid_request_error", "model_not_found", "The model does not exist or you do not have access to it."),
-             429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests per min (RPM). Please try again later."),
-             500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
-             503: ("server_error", None, "The engine is currently overloaded, please try again later.")}
+_MESSAGES = {
+    400: ("invalid_request_error", None, "Invalid request"),
+    401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+    403: (
+        "invalid_request_error",
+        "unsupported_country_region_territory",
+        "Country, region, or territory not supported",
+    ),
+    404: ("invalid_request_error", "model_not_found", "The model does not exist or you do not have access to it."),
+    429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests per min (RPM). Please try again later."),
+    500: ("server_error", None, "The server had an error while processing your request. Sorry about that!"),
+    503: ("server_error", None, "The engine is currently overloaded, please try again later."),
+}
 
 
-def error(status: int, retry_after: int | None = None, message: str | None = None, param: str | None = None) -> Response:
+def error(
+    status: int, retry_after: int | None = None, message: str | None = None, param: str | None = None
+) -> Response:
     """OpenAI's error envelope ``{"error": {"message", "type", "param", "code"}}``."""
-    kind, code, default = _MESSAGES.get(status, ("server_error" if status >= 500 else "invalid_request_error", None,
-                                                 f"HTTP {status}"))
+    kind, code, default = _MESSAGES.get(
+        status, ("server_error" if status >= 500 else "invalid_request_error", None, f"HTTP {status}")
+    )
     headers = {"x-request-id": "req_" + uuid.uuid4().hex}
     if status == 429 and retry_after is not None:
         headers["retry-after"] = str(retry_after)
@@ -51,23 +60,45 @@ async def chat_completions(request: Request) -> Response:
         return failed
     reply = _reply(body)
     cid, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())
-    usage = {"prompt_tokens": reply.input_tokens, "completion_tokens": reply.output_tokens,
-             "total_tokens": reply.input_tokens + reply.output_tokens}
+    usage = {
+        "prompt_tokens": reply.input_tokens,
+        "completion_tokens": reply.output_tokens,
+        "total_tokens": reply.input_tokens + reply.output_tokens,
+    }
     finish = {"tool": "tool_calls", "length": "length"}.get(reply.reason, "stop")
     if not body.get("stream"):
         message: dict[str, Any] = {"role": "assistant", "content": None if reply.tool else reply.text, "refusal": None}
         if reply.tool:
-            message["tool_calls"] = [{"id": "call_" + cid[-12:], "type": "function",
-                                      "function": {"name": reply.tool, "arguments": reply.tool_args}}]
-        return send_json_slowly({"id": cid, "object": "chat.completion", "created": created, "model": model,
-                                 "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-                                 "usage": usage, "system_fingerprint": "fp_emulator"}, ctx.fault)
+            message["tool_calls"] = [
+                {
+                    "id": "call_" + cid[-12:],
+                    "type": "function",
+                    "function": {"name": reply.tool, "arguments": reply.tool_args},
+                }
+            ]
+        return send_json_slowly(
+            {
+                "id": cid,
+                "object": "chat.completion",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+                "usage": usage,
+                "system_fingerprint": "fp_emulator",
+            },
+            ctx.fault,
+        )
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        data: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                                "system_fingerprint": "fp_emulator",
-                                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+        data: dict[str, Any] = {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_emulator",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
         if include_usage:
             data["usage"] = None
         return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
@@ -75,19 +106,50 @@ async def chat_completions(request: Request) -> Response:
     events = [chunk({"role": "assistant", "content": "", "refusal": None})]
     if reply.tool:
         half = len(reply.tool_args) // 2
-        events.append(chunk({"tool_calls": [{"index": 0, "id": "call_" + cid[-12:], "type": "function",
-                                             "function": {"name": reply.tool, "arguments": ""}}]}))
+        events.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "call_" + cid[-12:],
+                            "type": "function",
+                            "function": {"name": reply.tool, "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
         for piece in (reply.tool_args[:half], reply.tool_args[half:]):
             events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
     events += [chunk({"content": piece}) for piece in reply.pieces]
     events.append(chunk({}, finish))
     if include_usage:
-        events.append(b"data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created,
-                                              "model": model, "system_fingerprint": "fp_emulator", "choices": [],
-                                              "usage": usage}, separators=(",", ":")).encode() + b"\n\n")
+        events.append(
+            b"data: "
+            + json.dumps(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "system_fingerprint": "fp_emulator",
+                    "choices": [],
+                    "usage": usage,
+                },
+                separators=(",", ":"),
+            ).encode()
+            + b"\n\n"
+        )
     events.append(b"data: [DONE]\n\n")
-    err = {"error": {"message": "The server had an error while processing your request.", "type": "server_error",
-                     "param": None, "code": None}}
+    err = {
+        "error": {
+            "message": "The server had an error while processing your request.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    }
     return send_events(events, ctx.fault, b"data: " + json.dumps(err).encode() + b"\n\n")
 
 

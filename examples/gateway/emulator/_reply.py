@@ -36,8 +36,9 @@ def count_tokens(texts: list[str]) -> int:
     return max(1, math.ceil(sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 4))
 
 
-def make_reply(model: str, prompt: str, max_tokens: int, stops: list[str], input_tokens: int,
-               tool: str | None = None) -> Reply:
+def make_reply(
+    model: str, prompt: str, max_tokens: int, stops: list[str], input_tokens: int, tool: str | None = None
+) -> Reply:
     """The reply to ``prompt`` (the last user text); with ``tool`` set, a call to that tool instead."""
     if tool is not None:
         import json
@@ -47,8 +48,12 @@ def make_reply(model: str, prompt: str, max_tokens: int, stops: list[str], input
     for stop in stops:
         if stop and stop in text:
             words = _words(text[: text.index(stop)])
-            return Reply(tuple(words[:max_tokens]), "stop_sequence" if len(words) <= max_tokens else "length",
-                         input_tokens, stop_sequence=stop)
+            return Reply(
+                tuple(words[:max_tokens]),
+                "stop_sequence" if len(words) <= max_tokens else "length",
+                input_tokens,
+                stop_sequence=stop,
+            )
     words = _words(text)
     if len(words) > max_tokens:
         return Reply(tuple(words[:max_tokens]), "length", input_tokens)

@@ -20,7 +20,7 @@ async def control(request: Request) -> Response:
     if request.method == "POST":
         raw = await read_json(request)
         if not isinstance(raw, dict):
-            return json_response({"error": "send a JSON object such as {\"fault\": \"429\", \"model\": \"gpt-5.2\"}"}, 400)
+            return json_response({"error": 'send a JSON object such as {"fault": "429", "model": "gpt-5.2"}'}, 400)
         try:
             rule = state.add_rule(raw)
         except (ValueError, TypeError) as exc:
@@ -45,11 +45,13 @@ def _api_routes() -> list[BaseRoute]:
 
 def create_emulator_app(state: EmulatorState | None = None) -> Starlette:
     """A fresh emulator app; pass ``state`` to share fault rules between apps (rarely needed)."""
-    app = Starlette(routes=[
-        *_api_routes(),
-        Mount("/_ep/{ep}", routes=_api_routes()),
-        Route("/_control", control, methods=["GET", "POST", "DELETE"]),
-        Route("/health", health),
-    ])
+    app = Starlette(
+        routes=[
+            *_api_routes(),
+            Mount("/_ep/{ep}", routes=_api_routes()),
+            Route("/_control", control, methods=["GET", "POST", "DELETE"]),
+            Route("/health", health),
+        ]
+    )
     app.state.emulator = state if state is not None else EmulatorState()
     return app

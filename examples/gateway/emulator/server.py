@@ -49,11 +49,18 @@ class EmulatorServer:
         self._sock = bind_loopback(port, host)
         self.port = self._sock.getsockname()[1]
         self.url = f"http://{host}:{self.port}"
-        config = uvicorn.Config(self.app, log_level=log_level, access_log=False, lifespan="off",
-                                timeout_graceful_shutdown=1, timeout_keep_alive=30)
+        config = uvicorn.Config(
+            self.app,
+            log_level=log_level,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            timeout_keep_alive=30,
+        )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
-                                        name=f"emulator-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, name=f"emulator-{self.port}", daemon=True
+        )
 
     def start(self, timeout: float = 10.0) -> str:
         self._thread.start()
@@ -80,8 +87,13 @@ class EmulatorServer:
 @contextmanager
 def spawn_emulator(timeout: float = 20.0) -> Iterator[tuple[str, int]]:
     """``python -m examples.gateway.emulator --port 0`` as a child process; yields ``(url, pid)``, then SIGTERMs it."""
-    proc = subprocess.Popen([sys.executable, "-m", "examples.gateway.emulator", "--port", "0"], cwd=_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "examples.gateway.emulator", "--port", "0"],
+        cwd=_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + timeout

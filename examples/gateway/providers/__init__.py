@@ -8,8 +8,21 @@ from .failure import UpstreamFailure
 from .gemini import GeminiProvider
 from .openai import OpenAIProvider
 
-PROVIDERS: dict[str, Provider] = {"openai": OpenAIProvider(), "anthropic": AnthropicProvider(),
-                                  "gemini": GeminiProvider()}
+PROVIDERS: dict[str, Provider] = {
+    "openai": OpenAIProvider(),
+    "anthropic": AnthropicProvider(),
+    "gemini": GeminiProvider(),
+}
 
-__all__ = ["PROVIDERS", "AnthropicProvider", "Call", "Endpoint", "GeminiProvider", "OpenAIProvider", "Provider",
-           "Timeouts", "UpstreamFailure", "UpstreamStream"]
+__all__ = [
+    "PROVIDERS",
+    "AnthropicProvider",
+    "Call",
+    "Endpoint",
+    "GeminiProvider",
+    "OpenAIProvider",
+    "Provider",
+    "Timeouts",
+    "UpstreamFailure",
+    "UpstreamStream",
+]

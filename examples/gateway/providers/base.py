@@ -80,8 +80,9 @@ class UpstreamStream:
     always :meth:`aclose` it. ``usage`` holds the last usage seen.
     """
 
-    def __init__(self, response: httpx.Response, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any],
-                 endpoint: str) -> None:
+    def __init__(
+        self, response: httpx.Response, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any], endpoint: str
+    ) -> None:
         self._response = response
         self._chunks = chunks
         self._first: dict[str, Any] | None = first
@@ -104,8 +105,9 @@ class UpstreamStream:
             except httpx.TimeoutException as exc:
                 raise UpstreamFailure(TIMEOUT, "the upstream stream stalled", endpoint=self.endpoint) from exc
             except httpx.HTTPError as exc:
-                raise UpstreamFailure(PROTOCOL, f"the upstream stream broke: {type(exc).__name__}",
-                                      endpoint=self.endpoint) from exc
+                raise UpstreamFailure(
+                    PROTOCOL, f"the upstream stream broke: {type(exc).__name__}", endpoint=self.endpoint
+                ) from exc
         if isinstance(item.get("usage"), Mapping):
             self.usage = item["usage"]
         return item
@@ -146,14 +148,14 @@ class Provider:
         headers.update(endpoint.headers)
         return headers
 
-    async def complete(self, upstream: Upstream, endpoint: Endpoint, call: Call,
-                       timeouts: Timeouts) -> dict[str, Any]:
+    async def complete(self, upstream: Upstream, endpoint: Endpoint, call: Call, timeouts: Timeouts) -> dict[str, Any]:
         """POST a non-streaming call; the canonical completion, or :class:`UpstreamFailure`."""
         url, payload = self.build(endpoint, call)
         try:
             async with asyncio.timeout(timeouts.total):
-                response = await upstream.post(self, endpoint, url, payload, timeouts.total, timeouts.connect,
-                                               stream=False)
+                response = await upstream.post(
+                    self, endpoint, url, payload, timeouts.total, timeouts.connect, stream=False
+                )
         except (TimeoutError, httpx.TimeoutException) as exc:
             raise _transport_failure(exc, endpoint) from exc
         except httpx.HTTPError as exc:
@@ -163,19 +165,23 @@ class Provider:
         try:
             return self.parse(response.json(), call)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise UpstreamFailure(PROTOCOL, f"unreadable upstream response ({type(exc).__name__})",
-                                  status=response.status_code, endpoint=endpoint.name) from exc
+            raise UpstreamFailure(
+                PROTOCOL,
+                f"unreadable upstream response ({type(exc).__name__})",
+                status=response.status_code,
+                endpoint=endpoint.name,
+            ) from exc
 
-    async def stream(self, upstream: Upstream, endpoint: Endpoint, call: Call,
-                     timeouts: Timeouts) -> UpstreamStream:
+    async def stream(self, upstream: Upstream, endpoint: Endpoint, call: Call, timeouts: Timeouts) -> UpstreamStream:
         """Open a streaming call and wait for its 2xx and first chunk (bounded by ``timeouts.first_byte``)."""
         url, payload = self.build(endpoint, call)
         response: httpx.Response | None = None
         chunks: AsyncIterator[dict[str, Any]] | None = None
         try:
             async with asyncio.timeout(timeouts.first_byte):
-                response = await upstream.post(self, endpoint, url, payload, timeouts.read, timeouts.connect,
-                                               stream=True)
+                response = await upstream.post(
+                    self, endpoint, url, payload, timeouts.read, timeouts.connect, stream=True
+                )
                 if response.status_code >= 300:
                     content = await _read_capped(response)
                     raise failure_from_response(response.status_code, response.headers, content, endpoint.name)

@@ -22,8 +22,11 @@ def failure_from_response(status: int, headers: Mapping[str, str], content: byte
     except ValueError:
         body = None
     message = _error_message(body) or content[:200].decode("utf-8", "replace") or f"HTTP {status}"
-    retry_after = (parse_retry_after(headers.get("retry-after")) or _gemini_retry_delay(body)
-                   or _openai_reset(headers.get("x-ratelimit-reset-requests")))
+    retry_after = (
+        parse_retry_after(headers.get("retry-after"))
+        or _gemini_retry_delay(body)
+        or _openai_reset(headers.get("x-ratelimit-reset-requests"))
+    )
     if status == 429:
         kind = RATE_LIMITED
     elif status in (401, 403, 404):

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 #: Failure kinds. All but ``client`` let the pool try the next endpoint.
 RATE_LIMITED, SERVER, TIMEOUT, CONNECT, AUTH, PROTOCOL, CLIENT = (
-    "rate_limited", "server", "timeout", "connect", "auth", "protocol", "client")
+    "rate_limited",
+    "server",
+    "timeout",
+    "connect",
+    "auth",
+    "protocol",
+    "client",
+)
 
 
 class UpstreamFailure(Exception):
     """One endpoint failed before anything was forwarded. ``retry_after`` is in seconds when the upstream said so."""
 
-    def __init__(self, kind: str, message: str, *, status: int | None = None, retry_after: int | None = None,
-                 endpoint: str = "") -> None:
+    def __init__(
+        self, kind: str, message: str, *, status: int | None = None, retry_after: int | None = None, endpoint: str = ""
+    ) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message

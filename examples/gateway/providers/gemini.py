@@ -17,8 +17,9 @@ class GeminiProvider(Provider):
     def build(self, endpoint: Endpoint, call: Call) -> tuple[str, dict[str, Any]]:
         method = "streamGenerateContent?alt=sse" if call.stream else "generateContent"
         model = quote(call.model.upstream_model, safe="")
-        return f"{endpoint.base_url.rstrip('/')}/v1beta/models/{model}:{method}", to_gemini_request(call.body,
-                                                                                                  call.max_tokens)
+        return f"{endpoint.base_url.rstrip('/')}/v1beta/models/{model}:{method}", to_gemini_request(
+            call.body, call.max_tokens
+        )
 
     def parse(self, data: Any, call: Call) -> dict[str, Any]:
         if not isinstance(data, dict) or ("candidates" not in data and "promptFeedback" not in data):

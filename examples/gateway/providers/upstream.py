@@ -88,8 +88,17 @@ class Upstream:
             timeout = self._timeouts[(seconds, connect)] = httpx.Timeout(seconds, connect=connect)
         return timeout
 
-    async def post(self, provider: Provider, endpoint: Endpoint, url: str, payload: Any, seconds: float,
-                   connect: float, *, stream: bool) -> httpx.Response:
+    async def post(
+        self,
+        provider: Provider,
+        endpoint: Endpoint,
+        url: str,
+        payload: Any,
+        seconds: float,
+        connect: float,
+        *,
+        stream: bool,
+    ) -> httpx.Response:
         """``POST url`` with ``payload`` as JSON and the provider's headers, ``httpx.Timeout(seconds, connect=...)``.
 
         As ``client.send(request, stream=stream)``: with ``stream=False`` the body has been read.
@@ -103,16 +112,27 @@ class Upstream:
             return await client.send(request, stream=stream)
         headers = httpx.Headers(target.direct_headers)
         headers["Content-Length"] = str(len(body))
-        request = httpx.Request("POST", target.url, headers=headers, stream=httpx.ByteStream(body),
-                                extensions={"timeout": timeout.as_dict()})
+        request = httpx.Request(
+            "POST",
+            target.url,
+            headers=headers,
+            stream=httpx.ByteStream(body),
+            extensions={"timeout": timeout.as_dict()},
+        )
         request.read()  # request.content is the body, so the transport sends it in one write, as httpx's would
         response = await transport.handle_async_request(request)
         response.request = request
         if "set-cookie" in response.headers:
             client.cookies.extract_cookies(response)
         if _httpx_logger.isEnabledFor(logging.INFO):
-            _httpx_logger.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
-                               response.status_code, response.reason_phrase)
+            _httpx_logger.info(
+                'HTTP Request: %s %s "%s %d %s"',
+                request.method,
+                request.url,
+                response.http_version,
+                response.status_code,
+                response.reason_phrase,
+            )
         if not stream:
             try:
                 if "content-encoding" in response.headers:

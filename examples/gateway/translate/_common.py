@@ -73,8 +73,14 @@ def stop_list(stop: Any) -> list[str]:
     return []
 
 
-def chunk(chunk_id: str, model: str, created: int, delta: dict[str, Any] | None = None,
-          finish_reason: str | None = None, usage: dict[str, Any] | None = None) -> dict[str, Any]:
+def chunk(
+    chunk_id: str,
+    model: str,
+    created: int,
+    delta: dict[str, Any] | None = None,
+    finish_reason: str | None = None,
+    usage: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """One OpenAI ``chat.completion.chunk`` (a usage-only chunk when ``delta`` is None)."""
     out: dict[str, Any] = {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model}
     if delta is None:

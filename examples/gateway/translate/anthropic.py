@@ -13,10 +13,21 @@ from typing import Any
 
 from ._common import data_uri, dumps, loads_object, new_id, now, stop_list, text_of, usage
 
-STOP_TO_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
-                  "refusal": "content_filter", "pause_turn": "stop"}
-FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
-                  "content_filter": "refusal"}
+STOP_TO_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
+FINISH_TO_STOP = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
 
 
 def to_anthropic_request(body: Mapping[str, Any], upstream_model: str, max_tokens: int) -> dict[str, Any]:
@@ -28,8 +39,11 @@ def to_anthropic_request(body: Mapping[str, Any], upstream_model: str, max_token
         if role in ("system", "developer"):
             system.append(text_of(content))
         elif role == "tool":
-            _append(messages, "user", [{"type": "tool_result", "tool_use_id": str(m.get("tool_call_id", "")),
-                                        "content": text_of(content)}])
+            _append(
+                messages,
+                "user",
+                [{"type": "tool_result", "tool_use_id": str(m.get("tool_call_id", "")), "content": text_of(content)}],
+            )
         elif role == "assistant":
             blocks: list[dict[str, Any]] = []
             text = text_of(content)
@@ -37,8 +51,14 @@ def to_anthropic_request(body: Mapping[str, Any], upstream_model: str, max_token
                 blocks.append({"type": "text", "text": text})
             for call in m.get("tool_calls") or ():
                 fn = call.get("function") or {}
-                blocks.append({"type": "tool_use", "id": call.get("id") or new_id("toolu_"),
-                               "name": fn.get("name", ""), "input": loads_object(fn.get("arguments"))})
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.get("id") or new_id("toolu_"),
+                        "name": fn.get("name", ""),
+                        "input": loads_object(fn.get("arguments")),
+                    }
+                )
             if blocks:
                 _append(messages, "assistant", blocks)
         else:
@@ -54,8 +74,14 @@ def to_anthropic_request(body: Mapping[str, Any], upstream_model: str, max_token
         out["stop_sequences"] = stop
     tools = [t.get("function") or {} for t in body.get("tools") or () if isinstance(t, Mapping)]
     if tools:
-        out["tools"] = [{"name": f.get("name", ""), "description": f.get("description", ""),
-                         "input_schema": f.get("parameters") or {"type": "object", "properties": {}}} for f in tools]
+        out["tools"] = [
+            {
+                "name": f.get("name", ""),
+                "description": f.get("description", ""),
+                "input_schema": f.get("parameters") or {"type": "object", "properties": {}},
+            }
+            for f in tools
+        ]
     choice = _tool_choice_out(body.get("tool_choice"))
     if body.get("parallel_tool_calls") is False and tools:
         choice = {**(choice or {"type": "auto"}), "disable_parallel_tool_use": True}
@@ -78,8 +104,13 @@ def from_anthropic_response(resp: Mapping[str, Any], model: str) -> dict[str, An
         if kind == "text":
             texts.append(block.get("text", ""))
         elif kind == "tool_use":
-            calls.append({"id": block.get("id") or new_id("call_"), "type": "function",
-                          "function": {"name": block.get("name", ""), "arguments": dumps(block.get("input") or {})}})
+            calls.append(
+                {
+                    "id": block.get("id") or new_id("call_"),
+                    "type": "function",
+                    "function": {"name": block.get("name", ""), "arguments": dumps(block.get("input") or {})},
+                }
+            )
         elif kind == "thinking":
             reasoning.append(block.get("thinking", ""))
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
@@ -87,10 +118,21 @@ def from_anthropic_response(resp: Mapping[str, Any], model: str) -> dict[str, An
         message["tool_calls"] = calls
     if reasoning:
         message["reasoning_content"] = "".join(reasoning)
-    return {"id": "chatcmpl-" + str(resp.get("id") or new_id("")), "object": "chat.completion", "created": now(),
-            "model": model, "choices": [{"index": 0, "message": message, "logprobs": None,
-                                         "finish_reason": STOP_TO_FINISH.get(resp.get("stop_reason") or "", "stop")}],
-            "usage": usage_from_anthropic(resp.get("usage") or {})}
+    return {
+        "id": "chatcmpl-" + str(resp.get("id") or new_id("")),
+        "object": "chat.completion",
+        "created": now(),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None,
+                "finish_reason": STOP_TO_FINISH.get(resp.get("stop_reason") or "", "stop"),
+            }
+        ],
+        "usage": usage_from_anthropic(resp.get("usage") or {}),
+    }
 
 
 def usage_from_anthropic(u: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,8 +140,11 @@ def usage_from_anthropic(u: Mapping[str, Any]) -> dict[str, Any]:
     cache_write = int(u.get("cache_creation_input_tokens") or 0)
     extra = {}
     if cache_read or cache_write:
-        extra = {"cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_write,
-                 "prompt_tokens_details": {"cached_tokens": cache_read}}
+        extra = {
+            "cache_read_input_tokens": cache_read,
+            "cache_creation_input_tokens": cache_write,
+            "prompt_tokens_details": {"cached_tokens": cache_read},
+        }
     return usage(int(u.get("input_tokens") or 0) + cache_read + cache_write, int(u.get("output_tokens") or 0), **extra)
 
 
@@ -125,13 +170,25 @@ def from_anthropic_request(body: Mapping[str, Any]) -> dict[str, Any]:
         out["stop"] = stop
     tools = [t for t in body.get("tools") or () if isinstance(t, Mapping) and t.get("type") in (None, "custom")]
     if tools:
-        out["tools"] = [{"type": "function", "function": {"name": t.get("name", ""), "description": t.get("description", ""),
-                                                          "parameters": t.get("input_schema") or {}}} for t in tools]
+        out["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.get("name", ""),
+                    "description": t.get("description", ""),
+                    "parameters": t.get("input_schema") or {},
+                },
+            }
+            for t in tools
+        ]
     choice = body.get("tool_choice")
     if isinstance(choice, Mapping):
         kind = choice.get("type")
-        out["tool_choice"] = ({"type": "function", "function": {"name": choice.get("name", "")}} if kind == "tool"
-                              else {"any": "required", "none": "none"}.get(str(kind), "auto"))
+        out["tool_choice"] = (
+            {"type": "function", "function": {"name": choice.get("name", "")}}
+            if kind == "tool"
+            else {"any": "required", "none": "none"}.get(str(kind), "auto")
+        )
         if choice.get("disable_parallel_tool_use"):
             out["parallel_tool_calls"] = False
     metadata = body.get("metadata")
@@ -150,13 +207,28 @@ def to_anthropic_response(resp: Mapping[str, Any], model: str) -> dict[str, Any]
         content.append({"type": "text", "text": text})
     for call in message.get("tool_calls") or ():
         fn = call.get("function") or {}
-        content.append({"type": "tool_use", "id": call.get("id") or new_id("toolu_"), "name": fn.get("name", ""),
-                        "input": loads_object(fn.get("arguments"))})
+        content.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or new_id("toolu_"),
+                "name": fn.get("name", ""),
+                "input": loads_object(fn.get("arguments")),
+            }
+        )
     u = resp.get("usage") or {}
-    return {"id": "msg_" + str(resp.get("id") or new_id("")).removeprefix("chatcmpl-"), "type": "message",
-            "role": "assistant", "model": model, "content": content,
-            "stop_reason": FINISH_TO_STOP.get(choice.get("finish_reason") or "", "end_turn"), "stop_sequence": None,
-            "usage": {"input_tokens": int(u.get("prompt_tokens") or 0), "output_tokens": int(u.get("completion_tokens") or 0)}}
+    return {
+        "id": "msg_" + str(resp.get("id") or new_id("")).removeprefix("chatcmpl-"),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": FINISH_TO_STOP.get(choice.get("finish_reason") or "", "end_turn"),
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": int(u.get("prompt_tokens") or 0),
+            "output_tokens": int(u.get("completion_tokens") or 0),
+        },
+    }
 
 
 def _append(messages: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
@@ -180,14 +252,18 @@ def _user_blocks(content: Any) -> list[dict[str, Any]]:
         elif kind == "image_url":
             url = (part.get("image_url") or {}).get("url", "")
             inline = data_uri(url)
-            source = ({"type": "base64", "media_type": inline[0], "data": inline[1]} if inline
-                      else {"type": "url", "url": url})
+            source = (
+                {"type": "base64", "media_type": inline[0], "data": inline[1]}
+                if inline
+                else {"type": "url", "url": url}
+            )
             blocks.append({"type": "image", "source": source})
         elif kind == "file":
             inline = data_uri((part.get("file") or {}).get("file_data", ""))
             if inline:
-                blocks.append({"type": "document", "source": {"type": "base64", "media_type": inline[0],
-                                                              "data": inline[1]}})
+                blocks.append(
+                    {"type": "document", "source": {"type": "base64", "media_type": inline[0], "data": inline[1]}}
+                )
     return blocks or [{"type": "text", "text": ""}]
 
 
@@ -211,8 +287,13 @@ def _assistant_from_blocks(blocks: list[Any]) -> dict[str, Any]:
         if b.get("type") == "text":
             texts.append(b.get("text", ""))
         elif b.get("type") == "tool_use":
-            calls.append({"id": b.get("id") or new_id("call_"), "type": "function",
-                          "function": {"name": b.get("name", ""), "arguments": dumps(b.get("input") or {})}})
+            calls.append(
+                {
+                    "id": b.get("id") or new_id("call_"),
+                    "type": "function",
+                    "function": {"name": b.get("name", ""), "arguments": dumps(b.get("input") or {})},
+                }
+            )
         elif b.get("type") == "thinking":
             reasoning.append(b.get("thinking", ""))
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
@@ -233,16 +314,27 @@ def _user_from_blocks(blocks: list[Any]) -> list[dict[str, Any]]:
         kind = b.get("type")
         if kind == "tool_result":
             text = text_of(b.get("content"))
-            tools.append({"role": "tool", "tool_call_id": str(b.get("tool_use_id", "")),
-                          "content": f"Error: {text}" if b.get("is_error") else text})
+            tools.append(
+                {
+                    "role": "tool",
+                    "tool_call_id": str(b.get("tool_use_id", "")),
+                    "content": f"Error: {text}" if b.get("is_error") else text,
+                }
+            )
         elif kind == "text":
             parts.append({"type": "text", "text": b.get("text", "")})
         elif kind in ("image", "document"):
             src = b.get("source") or {}
-            url = (f"data:{src.get('media_type', 'application/octet-stream')};base64,{src.get('data', '')}"
-                   if src.get("type") == "base64" else str(src.get("url", "")))
-            parts.append({"type": "image_url", "image_url": {"url": url}} if kind == "image"
-                         else {"type": "file", "file": {"file_data": url}})
+            url = (
+                f"data:{src.get('media_type', 'application/octet-stream')};base64,{src.get('data', '')}"
+                if src.get("type") == "base64"
+                else str(src.get("url", ""))
+            )
+            parts.append(
+                {"type": "image_url", "image_url": {"url": url}}
+                if kind == "image"
+                else {"type": "file", "file": {"file_data": url}}
+            )
     out = list(tools)
     if parts:
         simple = all(p["type"] == "text" for p in parts)

@@ -40,8 +40,20 @@ class AnthropicDecoder:
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
                 index = self.tools.setdefault(int(data.get("index", 0)), len(self.tools))
-                return [self._chunk({"tool_calls": [{"index": index, "id": block.get("id", ""), "type": "function",
-                                                     "function": {"name": block.get("name", ""), "arguments": ""}}]})]
+                return [
+                    self._chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": index,
+                                    "id": block.get("id", ""),
+                                    "type": "function",
+                                    "function": {"name": block.get("name", ""), "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
+                ]
             if block.get("type") == "text" and block.get("text"):
                 return [self._chunk({"content": block["text"]})]
             return []
@@ -51,8 +63,11 @@ class AnthropicDecoder:
                 return [self._chunk({"content": delta.get("text", "")})]
             if delta.get("type") == "input_json_delta":
                 index = self.tools.get(int(data.get("index", 0)), 0)
-                return [self._chunk({"tool_calls": [{"index": index,
-                                                     "function": {"arguments": delta.get("partial_json", "")}}]})]
+                return [
+                    self._chunk(
+                        {"tool_calls": [{"index": index, "function": {"arguments": delta.get("partial_json", "")}}]}
+                    )
+                ]
             if delta.get("type") == "thinking_delta":
                 return [self._chunk({"reasoning_content": delta.get("thinking", "")})]
             return []
@@ -66,7 +81,9 @@ class AnthropicDecoder:
         if kind == "error":
             error = data.get("error") or {}
             overloaded = error.get("type") in ("overloaded_error", "rate_limit_error")
-            raise StreamError(str(error.get("message") or "upstream stream error"), "rate_limited" if overloaded else "server")
+            raise StreamError(
+                str(error.get("message") or "upstream stream error"), "rate_limited" if overloaded else "server"
+            )
         return []  # ping, content_block_stop, unknown future events
 
     def end(self) -> list[dict[str, Any]]:
@@ -87,7 +104,7 @@ class AnthropicEncoder:
         self.input_tokens = input_tokens
         self.output_tokens = 0
         self.started = False
-        self.block = -1           # index of the open content block, -1 when none is open
+        self.block = -1  # index of the open content block, -1 when none is open
         self.block_kind = ""
         self.tools: dict[int, int] = {}  # OpenAI tool_calls index -> block index
         self.stop_reason = "end_turn"
@@ -102,28 +119,57 @@ class AnthropicEncoder:
             if delta.get("content"):
                 if self.block_kind != "text":
                     out += self._open({"type": "text", "text": ""}, "text")
-                out.append(("content_block_delta", {"type": "content_block_delta", "index": self.block,
-                                                    "delta": {"type": "text_delta", "text": delta["content"]}}))
+                out.append(
+                    (
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": self.block,
+                            "delta": {"type": "text_delta", "text": delta["content"]},
+                        },
+                    )
+                )
             for tc in delta.get("tool_calls") or ():
                 index = int(tc.get("index", 0))
                 fn = tc.get("function") or {}
                 if index not in self.tools:
-                    out += self._open({"type": "tool_use", "id": tc.get("id") or new_id("toolu_"),
-                                       "name": fn.get("name", ""), "input": {}}, "tool_use")
+                    out += self._open(
+                        {
+                            "type": "tool_use",
+                            "id": tc.get("id") or new_id("toolu_"),
+                            "name": fn.get("name", ""),
+                            "input": {},
+                        },
+                        "tool_use",
+                    )
                     self.tools[index] = self.block
                 if fn.get("arguments"):
-                    out.append(("content_block_delta", {"type": "content_block_delta", "index": self.tools[index],
-                                                        "delta": {"type": "input_json_delta",
-                                                                  "partial_json": fn["arguments"]}}))
+                    out.append(
+                        (
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": self.tools[index],
+                                "delta": {"type": "input_json_delta", "partial_json": fn["arguments"]},
+                            },
+                        )
+                    )
             if choice.get("finish_reason"):
                 self.stop_reason = FINISH_TO_STOP.get(choice["finish_reason"], "end_turn")
         return out
 
     def close(self) -> list[tuple[str, dict[str, Any]]]:
         out = self._start() + self._close_block()
-        out.append(("message_delta", {"type": "message_delta",
-                                      "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
-                                      "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}}))
+        out.append(
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
+                    "usage": {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens},
+                },
+            )
+        )
         out.append(("message_stop", {"type": "message_stop"}))
         return out
 
@@ -135,16 +181,25 @@ class AnthropicEncoder:
         if self.started:
             return []
         self.started = True
-        message: dict[str, Any] = {"id": self.id, "type": "message", "role": "assistant", "content": [], "model": self.model,
-                                   "stop_reason": None, "stop_sequence": None,
-                                   "usage": {"input_tokens": self.input_tokens, "output_tokens": 1}}
+        message: dict[str, Any] = {
+            "id": self.id,
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": self.model,
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": self.input_tokens, "output_tokens": 1},
+        }
         return [("message_start", {"type": "message_start", "message": message}), ("ping", {"type": "ping"})]
 
     def _open(self, block: dict[str, Any], kind: str) -> list[tuple[str, dict[str, Any]]]:
         out = self._close_block()
         self.block += 1
         self.block_kind = kind
-        out.append(("content_block_start", {"type": "content_block_start", "index": self.block, "content_block": block}))
+        out.append(
+            ("content_block_start", {"type": "content_block_start", "index": self.block, "content_block": block})
+        )
         return out
 
     def _close_block(self) -> list[tuple[str, dict[str, Any]]]:

@@ -13,9 +13,17 @@ from typing import Any
 
 from ._common import StreamError, chunk, data_uri, dumps, loads_object, new_id, now, stop_list, text_of, usage
 
-FINISH = {"STOP": "stop", "MAX_TOKENS": "length", "SAFETY": "content_filter", "RECITATION": "content_filter",
-          "BLOCKLIST": "content_filter", "PROHIBITED_CONTENT": "content_filter", "SPII": "content_filter",
-          "IMAGE_SAFETY": "content_filter", "MALFORMED_FUNCTION_CALL": "stop"}
+FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "IMAGE_SAFETY": "content_filter",
+    "MALFORMED_FUNCTION_CALL": "stop",
+}
 
 
 def to_gemini_request(body: Mapping[str, Any], max_tokens: int) -> dict[str, Any]:
@@ -45,15 +53,22 @@ def to_gemini_request(body: Mapping[str, Any], max_tokens: int) -> dict[str, Any
             except ValueError:
                 parsed = None
             response = parsed if isinstance(parsed, dict) else {"content": result}
-            _append(contents, "user", [{"functionResponse": {"name": names.get(call_id, call_id), "response": response}}])
+            _append(
+                contents, "user", [{"functionResponse": {"name": names.get(call_id, call_id), "response": response}}]
+            )
         else:
             _append(contents, "user", _parts(content))
     out: dict[str, Any] = {"contents": contents}
     if system:
         out["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
     config: dict[str, Any] = {"maxOutputTokens": max_tokens}
-    for src, dst in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed"),
-                     ("presence_penalty", "presencePenalty"), ("frequency_penalty", "frequencyPenalty")):
+    for src, dst in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("seed", "seed"),
+        ("presence_penalty", "presencePenalty"),
+        ("frequency_penalty", "frequencyPenalty"),
+    ):
         if isinstance(body.get(src), (int, float)):
             config[dst] = body[src]
     if stop := stop_list(body.get("stop")):
@@ -67,14 +82,24 @@ def to_gemini_request(body: Mapping[str, Any], max_tokens: int) -> dict[str, Any
     out["generationConfig"] = config
     functions = [t.get("function") or {} for t in body.get("tools") or () if isinstance(t, Mapping)]
     if functions:
-        out["tools"] = [{"functionDeclarations": [{"name": f.get("name", ""), "description": f.get("description", ""),
-                                                   "parameters": f.get("parameters") or {"type": "object", "properties": {}}}
-                                                  for f in functions]}]
+        out["tools"] = [
+            {
+                "functionDeclarations": [
+                    {
+                        "name": f.get("name", ""),
+                        "description": f.get("description", ""),
+                        "parameters": f.get("parameters") or {"type": "object", "properties": {}},
+                    }
+                    for f in functions
+                ]
+            }
+        ]
         choice = body.get("tool_choice")
         mode = {"auto": "AUTO", "required": "ANY", "none": "NONE"}.get(choice if isinstance(choice, str) else "", "")
         if isinstance(choice, Mapping) and isinstance(choice.get("function"), Mapping):
-            out["toolConfig"] = {"functionCallingConfig": {"mode": "ANY",
-                                                           "allowedFunctionNames": [choice["function"].get("name", "")]}}
+            out["toolConfig"] = {
+                "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [choice["function"].get("name", "")]}
+            }
         elif mode:
             out["toolConfig"] = {"functionCallingConfig": {"mode": mode}}
     return out
@@ -92,10 +117,14 @@ def from_gemini_response(resp: Mapping[str, Any], model: str) -> dict[str, Any]:
     finish = "tool_calls" if calls else FINISH.get(candidate.get("finishReason", "STOP"), "stop")
     if not resp.get("candidates"):
         finish = "content_filter"  # the prompt itself was blocked (promptFeedback.blockReason)
-    return {"id": "chatcmpl-" + str(resp.get("responseId") or new_id("")), "object": "chat.completion",
-            "created": now(), "model": model,
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-            "usage": usage_from_gemini(resp.get("usageMetadata") or {})}
+    return {
+        "id": "chatcmpl-" + str(resp.get("responseId") or new_id("")),
+        "object": "chat.completion",
+        "created": now(),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": usage_from_gemini(resp.get("usageMetadata") or {}),
+    }
 
 
 def usage_from_gemini(u: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,8 +191,13 @@ def _split(candidate: Mapping[str, Any], first_index: int = 0) -> tuple[list[str
             (reasoning if part.get("thought") else texts).append(str(part["text"]))
         elif isinstance(part.get("functionCall"), Mapping):
             fc = part["functionCall"]
-            calls.append({"id": fc.get("id") or f"call_{first_index + len(calls)}", "type": "function",
-                          "function": {"name": fc.get("name", ""), "arguments": dumps(fc.get("args") or {})}})
+            calls.append(
+                {
+                    "id": fc.get("id") or f"call_{first_index + len(calls)}",
+                    "type": "function",
+                    "function": {"name": fc.get("name", ""), "arguments": dumps(fc.get("args") or {})},
+                }
+            )
     return texts, reasoning, calls
 
 
@@ -186,8 +220,9 @@ def _parts(content: Any) -> list[dict[str, Any]]:
         elif part.get("type") == "image_url":
             url = (part.get("image_url") or {}).get("url", "")
             inline = data_uri(url)
-            parts.append({"inlineData": {"mimeType": inline[0], "data": inline[1]}} if inline
-                         else {"fileData": {"fileUri": url}})
+            parts.append(
+                {"inlineData": {"mimeType": inline[0], "data": inline[1]}} if inline else {"fileData": {"fileUri": url}}
+            )
         elif part.get("type") == "file":
             inline = data_uri((part.get("file") or {}).get("file_data", ""))
             if inline:
