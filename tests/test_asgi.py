@@ -154,12 +154,15 @@ async def test_app_exception_is_not_settled_and_propagates() -> None:
     assert fac.settled == []
 
 
-async def test_paid_head_is_not_settled() -> None:
-    fac = FakeFacilitator()
-    async with client(protect(make_app(), fac)) as c:
+async def test_paid_head_runs_no_handler_and_leaves_the_payment_usable() -> None:
+    fac, seen = FakeFacilitator(), []
+    async with client(protect(make_app(seen=seen), fac)) as c:
         sig = pay_v2(await challenge_of(c))
-        r = await c.head("/paid", headers={"PAYMENT-SIGNATURE": sig})
-    assert r.status_code == 200 and fac.settled == []
+        head = await c.head("/paid", headers={"PAYMENT-SIGNATURE": sig})
+        assert head.status_code == 402 and head.content == b"" and "payment-required" in head.headers
+        assert seen == [] and fac.settled == []
+        r = await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
+    assert r.status_code == 200 and len(seen) == 1 and len(fac.settled) == 1
 
 
 async def test_settle_failure_replaces_response_and_drops_body() -> None:
@@ -181,25 +184,89 @@ async def test_settle_failure_replaces_response_and_drops_body() -> None:
     assert r.json()["error"] == "invalid_exact_evm_insufficient_balance"
 
 
-async def test_facilitator_error_gives_502_and_no_content() -> None:
-    fac = FakeFacilitator(raise_on_settle=True)
-    async with client(protect(make_app(chunks=(b"SECRET",)), fac)) as c:
+async def test_lost_settle_answer_gives_503_retry_and_the_retry_is_served_once() -> None:
+    fac, seen = FakeFacilitator(raise_on_settle=True), []
+    async with client(protect(make_app(chunks=(b"SECRET",), seen=seen), fac)) as c:
         sig = pay_v2(await challenge_of(c))
         r = await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
+        assert r.status_code == 503 and b"SECRET" not in r.content and r.headers["retry-after"] == "5"
+        assert r.json()["error"] == "settlement_unknown" and "Do not sign a new payment" in r.json()["message"]
+        fac.raise_on_settle = False  # the facilitator answers again
         again = await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
-    assert r.status_code == 502 and b"SECRET" not in r.content and r.json()["error"] == "facilitator_error"
-    assert again.status_code == 402  # outcome unknown: the payment stays reserved, never served twice
+        third = await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
+    assert again.status_code == 200 and again.content == b"SECRET" and "payment-response" in again.headers
+    assert third.status_code == 402 and third.json()["error"] == "invalid_exact_evm_nonce_already_used"
+    assert len(fac.settled) == 1 and len(seen) == 2
 
 
-async def test_settlement_pending_is_asked_once_more_then_refused() -> None:
+async def test_settlement_pending_gives_503_and_the_retry_is_served_once_confirmed() -> None:
     pending = SettleResult(False, NETWORK, "0xabc", PAYER, "settlement_pending")
     fac = FakeFacilitator(settle_result=pending)
     async with client(protect(make_app(chunks=(b"SECRET",)), fac)) as c:
         sig = pay_v2(await challenge_of(c))
         r = await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
-        again = await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
-    assert r.status_code == 402 and b"SECRET" not in r.content and len(fac.settled) == 2
-    assert decode(again.headers["payment-required"])["error"] == "payment_in_progress"
+        still = await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
+        fac.settle_result = SettleResult(True, NETWORK, "0xabc", PAYER)
+        done = await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
+        third = await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
+    for answer in (r, still):
+        assert (
+            answer.status_code == 503 and b"SECRET" not in answer.content and "payment-required" not in answer.headers
+        )
+        assert answer.json()["error"] == "settlement_pending" and answer.json()["transaction"] == "0xabc"
+    assert done.status_code == 200 and decode(done.headers["payment-response"])["transaction"] == "0xabc"
+    assert third.status_code == 402 and len(fac.settled) == 3  # one settle per request, never two in one
+
+
+async def test_follow_up_that_finds_the_nonce_used_serves_the_paid_request() -> None:
+    fac = FakeFacilitator(settle_result=SettleResult(False, NETWORK, "0xabc", PAYER, "settlement_pending"))
+    async with client(protect(make_app(chunks=(b"SECRET",)), fac)) as c:
+        sig = pay_v2(await challenge_of(c))
+        assert (await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})).status_code == 503
+        # A facilitator that does not remember its transaction reports the nonce as used once it is mined.
+        used = SettleResult(False, NETWORK, "", PAYER, "invalid_exact_evm_nonce_already_used")
+        fac.settle_result = used
+        r = await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
+    assert r.status_code == 200 and r.content == b"SECRET"
+    assert decode(r.headers["payment-response"])["transaction"] == "0xabc"
+
+
+async def test_a_refused_payment_is_burned_and_never_runs_the_app_again() -> None:
+    refused = SettleResult(False, NETWORK, "", PAYER, "invalid_exact_evm_insufficient_balance", "no funds")
+    fac, seen = FakeFacilitator(settle_result=refused), []
+    async with client(protect(make_app(chunks=(b"SECRET",), seen=seen), fac)) as c:
+        sig = pay_v2(await challenge_of(c))
+        answers = [await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig}) for _ in range(5)]
+    assert [a.status_code for a in answers] == [402] * 5 and all(b"SECRET" not in a.content for a in answers)
+    assert {a.json()["error"] for a in answers} == {"invalid_exact_evm_insufficient_balance"}
+    assert len(seen) == 1 and len(fac.settled) == 1
+
+
+async def test_check_funds_refuses_an_unfunded_payment_before_the_app_runs() -> None:
+    fac, seen = FakeFacilitator(verify_valid=False), []
+    async with client(protect(make_app(seen=seen), fac, check_funds=True)) as c:
+        sig = pay_v2(await challenge_of(c))
+        answers = [await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [402] * 3
+    assert {a.json()["error"] for a in answers} == {"invalid_exact_evm_payload_signature"}
+    assert seen == [] and fac.settled == [] and len(fac.verified) == 1  # burned: asked once
+
+
+async def test_check_funds_remembers_a_funded_payer_briefly() -> None:
+    fac = FakeFacilitator()
+    async with client(protect(make_app(), fac, check_funds=True)) as c:
+        challenge = await challenge_of(c)
+        for _ in range(3):
+            assert (await c.get("/paid", headers={"PAYMENT-SIGNATURE": pay_v2(challenge)})).status_code == 200
+    assert len(fac.verified) == 1 and len(fac.settled) == 3
+
+
+async def test_route_check_funds_overrides_the_middleware_default() -> None:
+    fac = FakeFacilitator(verify_valid=False)
+    routes = {"GET /paid": RouteConfig(price="$0.001", check_funds=False)}
+    async with client(protect(make_app(), fac, routes=routes, check_funds=True)) as c:
+        r = await c.get("/paid", headers={"PAYMENT-SIGNATURE": pay_v2(await challenge_of(c))})
+    assert r.status_code == 200 and fac.verified == []
 
 
 async def test_concurrent_requests_with_one_payment_serve_exactly_one() -> None:

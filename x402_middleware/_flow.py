@@ -3,12 +3,11 @@
 ASGI, WSGI and Django differ only in how they wait: the ASGI and async-Django
 shells ``await`` the facilitator and the store, the WSGI and sync-Django shells
 block. So the flow is a generator that *yields* what it needs done
-(:class:`Verify`, :class:`Settle`, :class:`Reserve`, :class:`Release`,
-:class:`MarkSettled`) and receives the results, like httpx's ``Auth.auth_flow``;
+(:class:`Verify`, :class:`Settle`, :class:`Reserve`, :class:`Swap`) and receives the results, like httpx's ``Auth.auth_flow``;
 :func:`run_sync` and :func:`run_async` perform the effects. One request::
 
     flow = PaidFlow(gate, requirements, resource, head=False)
-    answer = run_sync(flow.admit(payment_headers), facilitator, store)   # an Answer (402/400/502) or None
+    answer = run_sync(flow.admit(payment_headers), facilitator, store)   # an Answer (402/400/502/503) or None
     ...the app runs with flow.payment...
     decision = run_sync(flow.start(status), facilitator, store)        # None, extra headers, or an Answer
     run_sync(flow.finish(), facilitator, store)                          # always, when the response is done
@@ -17,6 +16,7 @@ block. So the flow is a generator that *yields* what it needs done
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
@@ -24,19 +24,31 @@ from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
+from cachetools import TTLCache
+
 from ._exceptions import FacilitatorError, InvalidPaymentError, UnpriceableRequestError, X402Error
-from ._gate import PAYMENT_ALREADY_USED, PAYMENT_IN_PROGRESS, Gate, Headers, _Route, logger
+from ._gate import PAYMENT_ALREADY_USED, PAYMENT_IN_PROGRESS, PAYMENT_REQUIRED_ERROR, Gate, Headers, _Route, logger
 from .facilitator._protocol import Facilitator, SyncFacilitator
-from .models import Payment, PaymentPayload, PaymentRequirements, ResourceInfo
+from .models import Payment, PaymentPayload, PaymentRequirements, ResourceInfo, SettleResult
 from .pricing import PaymentRequest
-from .stores import SETTLED, PaymentStore, SyncPaymentStore, payment_key
+from .stores import (
+    BURNED,
+    CLAIMED,
+    PENDING,
+    SETTLED,
+    SETTLING,
+    PaymentRecord,
+    PaymentStore,
+    SyncPaymentStore,
+    payment_key,
+)
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A complete response the middleware sends instead of the app's (402, 400, 500, 502)."""
+    """A complete response the middleware sends instead of the app's (402, 400, 500, 502, 503)."""
 
     status: int
     headers: Headers
@@ -58,17 +70,24 @@ class Reserve(NamedTuple):
     ttl: float
 
 
-class Release(NamedTuple):
+class Swap(NamedTuple):
     key: str
-
-
-class MarkSettled(NamedTuple):
-    key: str
+    expected: PaymentRecord
+    new: PaymentRecord | None
     ttl: float
 
 
-Effect = Verify | Settle | Reserve | Release | MarkSettled
+Effect = Verify | Settle | Reserve | Swap
 Flow = Generator[Effect, Any, T]
+
+#: ``Retry-After`` (seconds) of a 503 for a settlement whose outcome is not known yet.
+RETRY_AFTER = 5
+SETTLEMENT_PENDING = "settlement_pending"
+SETTLEMENT_UNKNOWN = "settlement_unknown"
+_DO_NOT_PAY_AGAIN = (
+    f"send the same request with the same payment header again in {RETRY_AFTER} s: it is served once the "
+    "settlement is confirmed, and never charged twice. Do not sign a new payment for it."
+)
 
 
 class SettleWhen(Protocol):
@@ -80,16 +99,60 @@ def settle_on_2xx(status: int) -> bool:
     return 200 <= status < 300
 
 
+class FundsCheck:
+    """Asks the facilitator's ``verify`` whether a payer can pay before a paid app runs (balance, nonce, signature).
+
+    Local verification proves a payment is well signed, not that the wallet holds the money; a route that
+    is expensive to run (an LLM call) checks first. Positive answers are remembered ``ttl`` seconds per
+    (network, asset, payer) and amount, so a busy payer costs one ``verify`` per ``ttl``. Thread-safe;
+    one per middleware::
+
+        PaymentMiddleware(app, routes=..., facilitator=..., check_funds=True)
+    """
+
+    def __init__(self, ttl: float = 5.0, maxsize: int = 100_000) -> None:
+        self._funded: TTLCache[tuple[str, str, str], int] = TTLCache(maxsize=maxsize, ttl=ttl)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(requirement: PaymentRequirements, payer: str) -> tuple[str, str, str]:
+        return requirement.network.caip2, requirement.asset.address.lower(), payer.lower()
+
+    def covers(self, requirement: PaymentRequirements, payer: str) -> bool:
+        """Whether ``payer`` was found able to pay at least this requirement's amount moments ago."""
+        with self._lock:
+            return self._funded.get(self._key(requirement, payer), -1) >= requirement.amount
+
+    def remember(self, requirement: PaymentRequirements, payer: str) -> None:
+        with self._lock:
+            key = self._key(requirement, payer)
+            self._funded[key] = max(self._funded.get(key, 0), requirement.amount)
+
+
 class PaidFlow:
     """One paid request from its payment header to settlement. Created per request, never shared.
 
-    ``outcome`` moves ``unsent`` -> ``settling`` -> ``settled`` | ``replaced``, or
-    ``unsent`` -> ``forwarded`` (not settled). The reservation is released only
-    from ``unsent``/``forwarded``: once a settlement was attempted and its
-    outcome is unknown, the payment stays reserved so it is never served twice.
+    ``outcome`` moves ``unsent`` -> ``settling`` -> ``settled`` | ``replaced`` (refused, or unknown: 402/503
+    sent instead of the app's response), or ``unsent`` -> ``forwarded`` (not settled). The store's record
+    follows (see :mod:`x402_middleware.stores`): released only when nothing was attempted, ``settling``
+    whenever an attempt's outcome is unknown, ``burned`` on a refusal, so a payment is never served twice,
+    never refused after its money moved, and an unfunded signature never runs the app again.
     """
 
-    __slots__ = ("_key", "_ttl", "gate", "head", "outcome", "payment", "requirements", "resource", "settle_when")
+    __slots__ = (
+        "_claim",
+        "_key",
+        "_resumed",
+        "_ttl",
+        "funds",
+        "gate",
+        "head",
+        "outcome",
+        "payment",
+        "requirements",
+        "resource",
+        "settle_when",
+    )
 
     def __init__(
         self,
@@ -99,30 +162,46 @@ class PaidFlow:
         *,
         head: bool,
         settle_when: SettleWhen = settle_on_2xx,
+        funds: FundsCheck | None = None,
     ) -> None:
         self.gate = gate
         self.requirements = requirements
         self.resource = resource
         self.head = head
         self.settle_when = settle_when
+        self.funds = funds
         self.outcome = "unsent"
         self.payment: Payment | None = None
         self._key = ""
         self._ttl = 0.0
+        self._claim = CLAIMED
+        self._resumed = False
 
     def _challenge(self, error: str, message: str | None, **kwargs: Any) -> Answer:
         return Answer(*self.gate.challenge(self.requirements, self.resource(), error=error, message=message, **kwargs))
+
+    def _retry_later(self, error: str, message: str, transaction: str) -> Answer:
+        extra = {"transaction": transaction} if transaction else {}
+        return Answer(*self.gate.error(503, error, message, extra=extra, retry_after=RETRY_AFTER))
 
     def admit(self, headers: Iterable[tuple[bytes, bytes]]) -> Flow[Answer | None]:
         """Read, match, verify and reserve the payment. ``None`` means: run the app (``self.payment`` is set)."""
         gate = self.gate
         try:
             payload = gate.read_payment(headers)
-            if payload is None:
+            if payload is None and not self.head:
                 return Answer(*gate.challenge(self.requirements, self.resource()))
+            if self.head:
+                # A HEAD response has no content to pay for: a paid handler never runs for it, and a payment
+                # sent with it is left untouched.
+                message = "HEAD is not served on a paid route; send GET with the payment (a payment sent was not used)"
+                challenge = self._challenge(PAYMENT_REQUIRED_ERROR, message)
+                return Answer(challenge.status, challenge.headers, b"")
+            assert payload is not None
             requirement, local = gate.check(payload, self.requirements)
         except InvalidPaymentError as exc:
             return self._challenge(exc.reason, exc.message, status=exc.status_code)
+        verified = False  # by the facilitator
         if local is None:  # contract-wallet signature: only the facilitator can tell
             try:
                 remote = yield Verify(payload, requirement)
@@ -131,62 +210,158 @@ class PaidFlow:
                 return Answer(*gate.error(502, "facilitator_error", f"the payment could not be verified: {exc}"))
             if not remote.is_valid:
                 return self._challenge(remote.invalid_reason or "invalid_payment", remote.invalid_message)
+            verified = True
 
         auth = payload.authorization
         key = payment_key(requirement.network.chain_id, requirement.asset.address, auth.from_address, auth.nonce)
         ttl = max(auth.valid_before - time.time(), 0) + 60
-        state = yield Reserve(key, ttl)
-        if state is not None:
-            if state == SETTLED:
+        record = yield Reserve(key, ttl)
+        claim = CLAIMED
+        if record is not None:
+            if record.state == SETTLING:  # an earlier attempt's outcome is unknown: this request follows it up
+                claim = PaymentRecord(PENDING, record.detail)
+                if not (yield Swap(key, record, claim, ttl)):
+                    return self._retry_later(
+                        SETTLEMENT_PENDING,
+                        "another request is following up this payment's settlement; " + _DO_NOT_PAY_AGAIN,
+                        record.detail,
+                    )
+                logger.info("x402: following up the settlement of %s (%s)", auth.from_address, record.detail or "?")
+            elif record.state == SETTLED:
                 return self._challenge(PAYMENT_ALREADY_USED, "this payment was already used; sign a new one")
-            return self._challenge(
-                PAYMENT_IN_PROGRESS, "this payment is being used by another request; sign a new one or retry later"
-            )
-        self._key, self._ttl = key, ttl
+            elif record.state == BURNED:
+                return self._challenge(
+                    record.detail or "invalid_payment",
+                    f"this payment was refused ({record.detail}) and is never accepted again; "
+                    "sign a new one (with enough funds)",
+                )
+            elif record.detail:
+                return self._retry_later(
+                    SETTLEMENT_PENDING,
+                    "another request is following up this payment's settlement; " + _DO_NOT_PAY_AGAIN,
+                    record.detail,
+                )
+            else:
+                return self._challenge(
+                    PAYMENT_IN_PROGRESS, "this payment is being used by another request; sign a new one or retry later"
+                )
+        elif self.funds is not None and not verified and not self.funds.covers(requirement, auth.from_address):
+            try:
+                remote = yield Verify(payload, requirement)
+            except FacilitatorError as exc:
+                logger.warning("x402: facilitator verify (funds check) failed: %s", exc)
+                yield Swap(key, CLAIMED, None, ttl)
+                return Answer(*gate.error(502, "facilitator_error", f"the payment could not be verified: {exc}"))
+            if not remote.is_valid:
+                reason = remote.invalid_reason or "invalid_payment"
+                logger.info("x402: payment of %s refused before the app ran: %s", auth.from_address, reason)
+                yield Swap(key, CLAIMED, PaymentRecord(BURNED, reason), ttl)
+                return self._challenge(reason, remote.invalid_message or "the facilitator refused this payment")
+            self.funds.remember(requirement, auth.from_address)
+        self._key, self._ttl, self._claim, self._resumed = key, ttl, claim, record is not None
         self.payment = Payment(auth.from_address, requirement.amount, requirement, payload)
         return None
 
-    def start(self, status: int) -> Flow[Answer | Headers | None]:
+    def start(self, status: int, *, client_gone: bool = False) -> Flow[Answer | Headers | None]:
         """The app starts its response with ``status``: settle if it is paid for.
 
-        Returns ``None`` (send the app's response untouched), the headers to add
-        to it (settled), or an :class:`Answer` to send instead (the app's body is dropped).
+        Returns ``None`` (send the app's response untouched), the headers to add to it (settled), or an
+        :class:`Answer` to send instead (the app's body is dropped). ``client_gone``: the client disconnected
+        before the response started, so nothing would be delivered and nothing is settled.
         """
         if self.head or not self.settle_when(status):
             self.outcome = "forwarded"
             return None
         assert self.payment is not None, "admit() must have returned None first"
         payload, requirement = self.payment.payload, self.payment.requirements
+        if client_gone:
+            self.outcome = "forwarded"
+            logger.info("x402: the client of %s left before the response started: not settled", payload.payer)
+            return None
         self.outcome = "settling"
+        key, claim, ttl = self._key, self._claim, self._ttl
         try:
             result = yield Settle(payload, requirement)
-            if not result.success and result.error_reason == "settlement_pending":
-                # The transaction was sent but not confirmed in time; ask once more, as the official server does.
-                result = yield Settle(payload, requirement)
         except FacilitatorError as exc:
-            # Unknown outcome: keep the reservation so this payment cannot be served twice.
             self.outcome = "replaced"
-            logger.error("x402: settlement failed for %s: %s", payload.payer, exc)
-            return Answer(*self.gate.error(502, "facilitator_error", f"the payment could not be settled: {exc}"))
+            logger.error("x402: settlement of %s has an unknown outcome: %s", payload.payer, exc)
+            yield Swap(key, claim, PaymentRecord(SETTLING, claim.detail), ttl)
+            return self._retry_later(
+                SETTLEMENT_UNKNOWN,
+                f"the facilitator did not say whether the payment was settled ({exc}); " + _DO_NOT_PAY_AGAIN,
+                claim.detail,
+            )
+        if not result.success and result.error_reason == SETTLEMENT_PENDING:
+            self.outcome = "replaced"
+            tx = result.transaction or claim.detail
+            logger.warning("x402: settlement of %s is pending (transaction %s)", payload.payer, tx or "?")
+            yield Swap(key, claim, PaymentRecord(SETTLING, tx), ttl)
+            return self._retry_later(
+                SETTLEMENT_PENDING,
+                f"the payment was sent for settlement (transaction "
+                f"{tx or 'unknown'}) but is not confirmed yet; " + _DO_NOT_PAY_AGAIN,
+                tx,
+            )
+        if not result.success and self._resumed and result.error_reason == PAYMENT_ALREADY_USED:
+            # Following up our own attempt: the authorization is consumed, and EIP-3009 fixes its recipient and
+            # value, so the earlier transaction paid this route (x402-protocol.md §3.2).
+            logger.warning("x402: the earlier settlement of %s went through (its nonce is used)", payload.payer)
+            result = SettleResult(
+                True, requirement.network.caip2, claim.detail, payload.payer, amount=requirement.amount
+            )
         if not result.success:
             self.outcome = "replaced"
-            logger.info("x402: settlement refused for %s: %s", payload.payer, result.error_reason)
-            if result.error_reason != "settlement_pending":
-                yield Release(self._key)
+            reason = result.error_reason or "settlement_failed"
+            logger.info("x402: settlement refused for %s: %s", payload.payer, reason)
+            yield Swap(key, claim, PaymentRecord(BURNED, reason), ttl)  # a refused signature is never run again
             return self._challenge(
-                result.error_reason or "settlement_failed",
+                reason,
                 result.error_message or "the payment could not be settled",
                 settlement=result,
                 x402_version=payload.x402_version,
             )
         self.outcome = "settled"
-        yield MarkSettled(self._key, self._ttl)
+        logger.info(
+            "x402: settled %s of %s from %s on %s in %s",
+            requirement.amount,
+            requirement.asset.address,
+            payload.payer,
+            requirement.network.caip2,
+            result.transaction,
+        )
+        yield Swap(key, claim, PaymentRecord(SETTLED, result.transaction), ttl)
         return self.gate.settlement_headers(result, requirement, payload.x402_version)
 
     def finish(self) -> Flow[None]:
-        """The request is over (served, failed or abandoned): free an unsettled reservation."""
-        if self.outcome in ("unsent", "forwarded") and self._key:
-            yield Release(self._key)
+        """The request is over (served, failed or abandoned): free a payment nothing was attempted with.
+
+        A follow-up that did not settle, or a settlement interrupted midway, leaves the payment ``settling``
+        for the next request to follow up: its money may have moved.
+        """
+        if not self._key or self.outcome not in ("unsent", "forwarded", "settling"):
+            return
+        unknown = self._resumed or self.outcome == "settling"
+        yield Swap(self._key, self._claim, PaymentRecord(SETTLING, self._claim.detail) if unknown else None, self._ttl)
+
+
+def _perform_sync(effect: Effect, facilitator: SyncFacilitator, store: SyncPaymentStore) -> Any:
+    if isinstance(effect, Reserve):
+        return store.reserve_sync(effect.key, effect.ttl)
+    if isinstance(effect, Swap):
+        return store.swap_sync(effect.key, effect.expected, effect.new, effect.ttl)
+    if isinstance(effect, Settle):
+        return facilitator.settle(effect.payload, effect.requirement)
+    return facilitator.verify(effect.payload, effect.requirement)
+
+
+async def _perform_async(effect: Effect, facilitator: Facilitator, store: PaymentStore) -> Any:
+    if isinstance(effect, Reserve):
+        return await store.reserve(effect.key, effect.ttl)
+    if isinstance(effect, Swap):
+        return await store.swap(effect.key, effect.expected, effect.new, effect.ttl)
+    if isinstance(effect, Settle):
+        return await facilitator.settle(effect.payload, effect.requirement)
+    return await facilitator.verify(effect.payload, effect.requirement)
 
 
 def run_sync(flow: Flow[T], facilitator: SyncFacilitator, store: SyncPaymentStore) -> T:
@@ -195,18 +370,7 @@ def run_sync(flow: Flow[T], facilitator: SyncFacilitator, store: SyncPaymentStor
         effect = next(flow)
         while True:
             try:
-                if isinstance(effect, Reserve):
-                    result: Any = store.reserve_sync(effect.key, effect.ttl)
-                elif isinstance(effect, Release):
-                    store.release_sync(effect.key)
-                    result = None
-                elif isinstance(effect, MarkSettled):
-                    store.mark_settled_sync(effect.key, effect.ttl)
-                    result = None
-                elif isinstance(effect, Settle):
-                    result = facilitator.settle(effect.payload, effect.requirement)
-                else:
-                    result = facilitator.verify(effect.payload, effect.requirement)
+                result = _perform_sync(effect, facilitator, store)
             except FacilitatorError as exc:
                 effect = flow.throw(exc)
             else:
@@ -221,18 +385,7 @@ async def run_async(flow: Flow[T], facilitator: Facilitator, store: PaymentStore
         effect = next(flow)
         while True:
             try:
-                if isinstance(effect, Reserve):
-                    result: Any = await store.reserve(effect.key, effect.ttl)
-                elif isinstance(effect, Release):
-                    await store.release(effect.key)
-                    result = None
-                elif isinstance(effect, MarkSettled):
-                    await store.mark_settled(effect.key, effect.ttl)
-                    result = None
-                elif isinstance(effect, Settle):
-                    result = await facilitator.settle(effect.payload, effect.requirement)
-                else:
-                    result = await facilitator.verify(effect.payload, effect.requirement)
+                result = await _perform_async(effect, facilitator, store)
             except FacilitatorError as exc:
                 effect = flow.throw(exc)
             else:

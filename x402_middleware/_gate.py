@@ -57,6 +57,9 @@ class RouteConfig:
     Pass it as a value of the middleware's ``routes`` mapping when a bare price is not enough::
 
         routes = {"POST /v1/chat": RouteConfig(price=quote, description="Chat completion", mime_type="application/json")}
+
+    ``check_funds`` asks the facilitator whether the payer can pay before the app runs (see
+    :class:`~x402_middleware._flow.FundsCheck`); ``None`` takes the middleware's ``check_funds``.
     """
 
     price: Any = None
@@ -66,6 +69,7 @@ class RouteConfig:
     pay_to: str | None = None
     max_timeout_seconds: int | None = None
     price_body: bool = False
+    check_funds: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,7 @@ class _Route:
     description: str
     mime_type: str
     price_body: bool
+    check_funds: bool
 
 
 class Gate:
@@ -90,7 +95,9 @@ class Gate:
         network: str | Sequence[str],
         max_timeout_seconds: int = 300,
         resource_url: str | None = None,
+        check_funds: bool = False,
     ) -> None:
+        self.check_funds = check_funds
         nets = [network] if isinstance(network, str) else list(network)
         if not nets:
             raise ConfigurationError("at least one network is required, e.g. network='eip155:8453'")
@@ -124,7 +131,14 @@ class Gate:
                 )
             options.append((net, net.asset, pay_to or "", timeout))
         route = _Route(
-            RoutePattern.parse(pattern), None, None, tuple(options), cfg.description, cfg.mime_type, cfg.price_body
+            RoutePattern.parse(pattern),
+            None,
+            None,
+            tuple(options),
+            cfg.description,
+            cfg.mime_type,
+            cfg.price_body,
+            self.check_funds if cfg.check_funds is None else cfg.check_funds,
         )
         price = cfg.price.price if isinstance(cfg.price, FixedPrice) else cfg.price  # static: priced once, here
         if callable(price):
@@ -308,9 +322,16 @@ class Gate:
         return status, _json_headers(headers, no_store=True), _dumps(body)
 
     @staticmethod
-    def error(status: int, error: str, message: str) -> tuple[int, Headers, bytes]:
-        """A plain JSON error answer (502 facilitator trouble, 500 pricing bug)."""
-        return status, _json_headers([], no_store=True), _dumps({"error": error, "message": message})
+    def error(
+        status: int, error: str, message: str, *, extra: Mapping[str, Any] | None = None, retry_after: int | None = None
+    ) -> tuple[int, Headers, bytes]:
+        """A plain JSON error answer (502 facilitator trouble, 500 pricing bug, 503 settlement not confirmed yet)."""
+        headers: Headers = [] if retry_after is None else [(H.RETRY_AFTER.encode(), str(retry_after).encode())]
+        return (
+            status,
+            _json_headers(headers, no_store=True),
+            _dumps({"error": error, "message": message, **(extra or {})}),
+        )
 
     @staticmethod
     def settlement_headers(result: SettleResult, requirement: PaymentRequirements, x402_version: int) -> Headers:

@@ -24,6 +24,7 @@ X_PAYMENT = "x-payment"
 X_PAYMENT_RESPONSE = "x-payment-response"
 ACCESS_CONTROL_EXPOSE_HEADERS = "access-control-expose-headers"
 CACHE_CONTROL = "cache-control"
+RETRY_AFTER = "retry-after"
 
 #: Largest encoded payment header accepted. A v2 EOA payload is ~1.2 KB; ERC-6492
 #: wrapped signatures can reach a few KB. Anything above is refused before decoding.

@@ -21,8 +21,10 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ._exceptions import PricingError, UnpriceableRequestError
+from ._disconnect import ClientWatch, has_body
 from ._flow import (
     Answer,
+    FundsCheck,
     PaidFlow,
     SettleWhen,
     parse_json_body,
@@ -75,6 +77,7 @@ class PaymentMiddleware:
         resource_url: str | None = None,
         settle_when: SettleWhen = settle_on_2xx,
         max_pricing_body: int = MAX_PRICING_BODY,
+        check_funds: bool = False,
     ) -> None:
         self.app = app
         self.gate = Gate(
@@ -83,7 +86,9 @@ class PaymentMiddleware:
             network=network,
             max_timeout_seconds=max_timeout_seconds,
             resource_url=resource_url,
+            check_funds=check_funds,
         )
+        self.funds = FundsCheck() if any(route.check_funds for route in self.gate.routes) else None
         self.facilitator = facilitator
         self.store: PaymentStore = store if store is not None else InMemoryStore()
         self.settle_when = settle_when
@@ -130,20 +135,30 @@ class PaymentMiddleware:
                 scope.get("query_string", b"").decode("latin-1"),
             )
 
-        flow = PaidFlow(self.gate, requirements, resource, head=scope["method"] == "HEAD", settle_when=self.settle_when)
+        flow = PaidFlow(
+            self.gate,
+            requirements,
+            resource,
+            head=scope["method"] == "HEAD",
+            settle_when=self.settle_when,
+            funds=self.funds if route.check_funds else None,
+        )
         answer = await run_async(flow.admit(scope["headers"]), self.facilitator, self.store)
         if answer is not None:
             await _respond(send, answer)
             return
         scope["x402.payment"] = flow.payment
+        watch = ClientWatch(receive)
 
         async def send_with_settlement(message: Message) -> None:
             if flow.outcome == "replaced":
-                return  # the app's output after we answered 402/502 in its place is dropped
+                return  # the app's output after we answered 402/502/503 in its place is dropped
             if flow.outcome != "unsent" or message["type"] != "http.response.start":
                 await send(message)
                 return
-            decision = await run_async(flow.start(message["status"]), self.facilitator, self.store)
+            decision = await run_async(
+                flow.start(message["status"], client_gone=watch.gone), self.facilitator, self.store
+            )
             if isinstance(decision, Answer):
                 await _respond(send, decision)
                 return
@@ -156,8 +171,10 @@ class PaymentMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_settlement)
+            await watch.start(has_body(scope))
+            await self.app(scope, watch.receive, send_with_settlement)
         finally:
+            watch.close()
             await run_async(flow.finish(), self.facilitator, self.store)
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ._exceptions import ConfigurationError, PricingError, UnpriceableRequestError
 from ._flow import (
     Answer,
+    FundsCheck,
     PaidFlow,
     SettleWhen,
     parse_json_body,
@@ -82,6 +83,7 @@ class PaymentWSGIMiddleware:
         resource_url: str | None = None,
         settle_when: SettleWhen = settle_on_2xx,
         max_pricing_body: int = MAX_PRICING_BODY,
+        check_funds: bool = False,
     ) -> None:
         self.app = app
         self.gate = Gate(
@@ -90,7 +92,9 @@ class PaymentWSGIMiddleware:
             network=network,
             max_timeout_seconds=max_timeout_seconds,
             resource_url=resource_url,
+            check_funds=check_funds,
         )
+        self.funds = FundsCheck() if any(route.check_funds for route in self.gate.routes) else None
         if inspect.iscoroutinefunction(getattr(facilitator, "settle", None)):
             raise ConfigurationError(
                 f"PaymentWSGIMiddleware needs a blocking facilitator such as SyncHTTPFacilitator; "
@@ -98,8 +102,7 @@ class PaymentWSGIMiddleware:
             )
         if store is not None and not callable(getattr(store, "reserve_sync", None)):
             raise ConfigurationError(
-                f"store must be a SyncPaymentStore (reserve_sync, release_sync, mark_settled_sync); "
-                f"got {type(store).__name__}"
+                f"store must be a SyncPaymentStore (reserve_sync, swap_sync); got {type(store).__name__}"
             )
         for route in self.gate.routes:
             if route.policy is not None and _is_async(route.policy):
@@ -154,6 +157,7 @@ class PaymentWSGIMiddleware:
             resource,
             head=environ.get("REQUEST_METHOD") == "HEAD",
             settle_when=self.settle_when,
+            funds=self.funds if route.check_funds else None,
         )
         answer = run_sync(flow.admit(payment_headers_from_environ(environ)), self.facilitator, self.store)
         if answer is not None:

@@ -39,6 +39,7 @@ from .config import GatewayConfig, emulator_pools
 from .emulator import EmulatorServer, bind_loopback
 from .paid import create_paid_app
 from .pools import resolve_endpoints
+from .serve import server_config
 
 DEFAULT_PORT = 8402
 CHAINS = {"base": "eip155:8453", "base-sepolia": "eip155:84532"}
@@ -104,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--payers", type=int, default=3, help="funded payer wallets (1,000 USDC each)")
     parser.add_argument("--signers", type=int, default=4, help="facilitator signer keys (parallel settlements)")
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="a reverse proxy whose X-Forwarded-For is believed (repeatable); none by default",
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(message)s")
@@ -151,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             "emulator_url": emulator.url if emulator else None,
             "models": len(app.state.gateway.available_models()),
         }
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5))
+        server = uvicorn.Server(server_config(app, trusted_proxies=args.trusted_proxy))
         _log(f"gateway on {url} (ready in {time.perf_counter() - started:.1f} s); Ctrl+C or SIGTERM stops everything")
         print(json.dumps(info), flush=True)
         serving = True

@@ -234,7 +234,8 @@ class GatewayMetrics:
         self.payments_failed = r.counter(
             "gateway_payments_failed_total",
             "Payments sent but not settled by the payment layer: refused or rejected (402/400 with the reason) or "
-            "the facilitator failed (502 facilitator_error).",
+            "the facilitator failed (502 facilitator_error) or the settlement is not confirmed yet (503 "
+            "settlement_unconfirmed: the client retries with the same payment and is charged at most once).",
             ("network", "reason"),
         )
         self.revenue_atomic = r.counter(

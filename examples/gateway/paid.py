@@ -39,8 +39,13 @@ def payment_layer(
     network: str | Sequence[str] = "eip155:8453",
     store: PaymentStore | None = None,
     max_timeout_seconds: int = 300,
+    check_funds: bool = True,
 ) -> Wrap:
-    """A ``wrap`` for :func:`~.app.create_app` that puts :class:`PaymentMiddleware` around the inference routes."""
+    """A ``wrap`` for :func:`~.app.create_app` that puts :class:`PaymentMiddleware` around the inference routes.
+
+    ``check_funds`` (on by default: an upstream call costs the operator money) asks the facilitator whether the
+    payer can pay before the upstream is called, so a well-signed payment from an empty wallet never reaches it.
+    """
 
     def wrap(app: ASGIApp, gateway: Gateway) -> ASGIApp:
         policy = x402_price_policy(gateway)
@@ -58,6 +63,7 @@ def payment_layer(
                 facilitator=facilitator,
                 store=store,
                 max_timeout_seconds=max_timeout_seconds,
+                check_funds=check_funds,
                 max_pricing_body=gateway.config.max_body_bytes,
             )
         )

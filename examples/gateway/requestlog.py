@@ -8,7 +8,7 @@ quote, atomic units), ``input_estimate``, ``max_tokens``, ``upstream`` (the endp
 when it is composed: ``payer``, ``paid``, ``network``, ``asset`` from the verified payment in
 ``scope["x402.payment"]``; ``tx`` and ``settled`` from the ``PAYMENT-RESPONSE`` (v1 ``X-PAYMENT-RESPONSE``)
 header it adds; ``payment_error`` when a payment was sent but not settled (the reason of its 402/400, or
-``facilitator_error`` for its 502).
+``facilitator_error`` for its 502, ``settlement_unconfirmed`` for its 503: pending or unknown, to be retried).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ _QUIET = ("/api/health", "/api/v1/health", "/metrics")
 _SETTLEMENT_HEADERS = (b"payment-response", b"x-payment-response")
 _CHALLENGE_HEADER = b"payment-required"
 _MAX_REASON = 64
+#: ``payment_error`` of the payment layer's 503 (settlement pending or its outcome unknown; the client retries).
+SETTLEMENT_UNCONFIRMED = "settlement_unconfirmed"
 _MAX_RESPONSE_HEADER = 64 * 1024  # PAYMENT-RESPONSE / PAYMENT-REQUIRED come from the payment layer, not the client
 _ROUTE_CACHE_SIZE = 1024
 #: ``json.dumps(line, default=str, separators=(",", ":"))`` without building the encoder per line.
@@ -146,7 +148,8 @@ def _line(
     elif any(name in PAYMENT_HEADERS for name, _ in scope["headers"]):
         # A payment was sent and nothing was settled. The payment layer's own answers tell it apart from the
         # app's errors (which are never settled by design): a challenge (402/400 with PAYMENT-REQUIRED) says
-        # why the payment was refused; its 502 means the facilitator failed. The app's 502s set trace["error"].
+        # why the payment was refused; its 502 means the facilitator failed, its 503 that a settlement's outcome is
+        # not known yet (the client retries with the same payment). The app's 502s and 503s set trace["error"].
         if "challenge" in seen:
             challenge = _decode(seen["challenge"])
             line["payment_error"] = _reason(challenge.get("error"), "payment_rejected")
@@ -154,6 +157,8 @@ def _line(
                 line["network"] = _claimed_network(scope, challenge)
         elif status == 502 and "error" not in trace:
             line["payment_error"] = "facilitator_error"
+        elif status == 503 and "error" not in trace:
+            line["payment_error"] = SETTLEMENT_UNCONFIRMED
     return line
 
 

@@ -146,9 +146,12 @@ def test_view_exception_is_a_500_and_not_settled(caller: Caller) -> None:
     assert r.status_code == 500 and caller.facilitator.settled == [] and urls.SEEN[-1] is not None
 
 
-def test_paid_head_is_not_settled(caller: Caller) -> None:
-    r = caller.request("head", "/paid", headers={"PAYMENT-SIGNATURE": pay_v2(caller.challenge())})
-    assert r.status_code == 200 and caller.facilitator.settled == []
+def test_paid_head_runs_no_view_and_leaves_the_payment_usable(caller: Caller) -> None:
+    sig = pay_v2(caller.challenge())
+    r = caller.request("head", "/paid", headers={"PAYMENT-SIGNATURE": sig})
+    assert r.status_code == 402 and urls.SEEN == [] and caller.facilitator.settled == []
+    assert caller.get("/paid", headers={"PAYMENT-SIGNATURE": sig}).status_code == 200
+    assert len(urls.SEEN) == 1 and len(caller.facilitator.settled) == 1
 
 
 def test_malformed_header_is_4xx_json(caller: Caller) -> None:
@@ -203,15 +206,18 @@ def test_failed_settlement_replaces_a_stream_without_reading_it(mode: str) -> No
     assert not any(isinstance(e, tuple) for e in urls.EVENTS)
 
 
-def test_facilitator_error_is_502_and_the_payment_stays_reserved(mode: str) -> None:
+def test_lost_settle_answer_is_503_and_the_retry_is_served_once(mode: str) -> None:
     c, override = configured(mode)
     c.facilitator.raise_on_settle = True
     with override:
         sig = pay_v2(c.challenge())
         r = c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
+        c.facilitator.raise_on_settle = False
         again = c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
-    assert r.status_code == 502 and r.json()["error"] == "facilitator_error" and b"ok" not in r.content
-    assert again.status_code == 402 and again.json()["error"] == "payment_in_progress"
+        third = c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
+    assert r.status_code == 503 and r.json()["error"] == "settlement_unknown" and b"ok" not in r.content
+    assert r["Retry-After"] == "5"
+    assert again.status_code == 200 and third.status_code == 402 and len(c.facilitator.settled) == 1
 
 
 def test_sync_concurrent_requests_with_one_payment_serve_exactly_one() -> None:

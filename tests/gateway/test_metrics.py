@@ -425,7 +425,7 @@ async def test_paid_calls_count_settlements_and_exact_revenue(
             402,
             "insufficient_funds",
         ),
-        (FakeFacilitator(raise_on_settle=True), 502, "facilitator_error"),
+        (FakeFacilitator(raise_on_settle=True), 503, "settlement_unconfirmed"),
     ],
     ids=["refused", "facilitator-down"],
 )

@@ -138,11 +138,14 @@ def test_app_exception_is_not_settled_propagates_and_releases(raise_at: str) -> 
     assert len(fac.settled) == 1
 
 
-def test_paid_head_is_not_settled() -> None:
-    fac = SyncFakeFacilitator()
-    with client(protect(RecordingApp(), fac)) as c:
-        r = c.head("/paid", headers={"PAYMENT-SIGNATURE": pay_v2(challenge_of(c))})
-    assert r.status_code == 200 and "payment-response" not in r.headers and fac.settled == []
+def test_paid_head_runs_no_handler_and_leaves_the_payment_usable() -> None:
+    fac, app = SyncFakeFacilitator(), RecordingApp()
+    with client(protect(app, fac)) as c:
+        sig = pay_v2(challenge_of(c))
+        r = c.head("/paid", headers={"PAYMENT-SIGNATURE": sig})
+        assert r.status_code == 402 and r.content == b"" and app.payments == [] and fac.settled == []
+        assert c.get("/paid", headers={"PAYMENT-SIGNATURE": sig}).status_code == 200
+    assert len(app.payments) == 1 and len(fac.settled) == 1
 
 
 def test_settle_failure_replaces_response_drops_body_and_closes_app() -> None:
@@ -166,24 +169,47 @@ def test_settle_failure_replaces_response_drops_body_and_closes_app() -> None:
     assert ("app", b"CONTENT") not in app.events
 
 
-def test_facilitator_error_gives_502_no_content_and_keeps_the_reservation() -> None:
-    fac = SyncFakeFacilitator(raise_on_settle=True)
-    with client(protect(RecordingApp(chunks=(b"SECRET",)), fac)) as c:
+def test_lost_settle_answer_gives_503_and_the_retry_is_served_once() -> None:
+    fac, app = SyncFakeFacilitator(raise_on_settle=True), RecordingApp(chunks=(b"SECRET",))
+    with client(protect(app, fac)) as c:
         sig = pay_v2(challenge_of(c))
         r = c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
+        fac.raise_on_settle = False
         again = c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
-    assert r.status_code == 502 and b"SECRET" not in r.content and r.json()["error"] == "facilitator_error"
-    assert again.status_code == 402 and again.json()["error"] == "payment_in_progress"
+        third = c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
+    assert r.status_code == 503 and b"SECRET" not in r.content and r.json()["error"] == "settlement_unknown"
+    assert r.headers["retry-after"] == "5"
+    assert again.status_code == 200 and again.content == b"SECRET" and len(fac.settled) == 1
+    assert third.status_code == 402 and third.json()["error"] == "invalid_exact_evm_nonce_already_used"
 
 
-def test_settlement_pending_is_asked_once_more_then_refused() -> None:
+def test_settlement_pending_gives_503_then_the_confirmed_retry_is_served() -> None:
     fac = SyncFakeFacilitator(settle_result=SettleResult(False, NETWORK, "0xabc", PAYER, "settlement_pending"))
     with client(protect(RecordingApp(chunks=(b"SECRET",)), fac)) as c:
         sig = pay_v2(challenge_of(c))
         r = c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
+        fac.settle_result = SettleResult(True, NETWORK, "0xabc", PAYER)
         again = c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
-    assert r.status_code == 402 and b"SECRET" not in r.content and len(fac.settled) == 2
-    assert again.json()["error"] == "payment_in_progress"
+    assert r.status_code == 503 and b"SECRET" not in r.content and r.json()["transaction"] == "0xabc"
+    assert again.status_code == 200 and again.content == b"SECRET" and len(fac.settled) == 2
+
+
+def test_a_refused_payment_is_burned_and_never_runs_the_app_again() -> None:
+    refused = SettleResult(False, NETWORK, "", PAYER, "invalid_exact_evm_insufficient_balance", "no funds")
+    fac, app = SyncFakeFacilitator(settle_result=refused), RecordingApp(chunks=(b"SECRET",))
+    with client(protect(app, fac)) as c:
+        sig = pay_v2(challenge_of(c))
+        answers = [c.get("/paid", headers={"PAYMENT-SIGNATURE": sig}) for _ in range(4)]
+    assert {(a.status_code, a.json()["error"]) for a in answers} == {(402, "invalid_exact_evm_insufficient_balance")}
+    assert len(app.payments) == 1 and len(fac.settled) == 1
+
+
+def test_check_funds_refuses_an_unfunded_payment_before_the_app_runs() -> None:
+    fac, app = SyncFakeFacilitator(verify_valid=False), RecordingApp()
+    with client(protect(app, fac, check_funds=True)) as c:
+        sig = pay_v2(challenge_of(c))
+        answers = [c.get("/paid", headers={"PAYMENT-SIGNATURE": sig}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [402] * 3 and app.payments == [] and len(fac.verified) == 1
 
 
 def test_concurrent_requests_with_one_payment_serve_exactly_one() -> None:

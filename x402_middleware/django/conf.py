@@ -11,6 +11,7 @@
         # "FACILITATOR": ...,       async facilitator, used when Django runs under ASGI
         # "SYNC_FACILITATOR": ...,  blocking facilitator, used when Django runs under WSGI
         # "STORE": ..., "SETTLE_WHEN": ..., "MAX_TIMEOUT_SECONDS": 300, "RESOURCE_URL": None, "MAX_PRICING_BODY": 1 MiB
+        # "CHECK_FUNDS": False,  # ask the facilitator whether the payer can pay before a view runs
     }
 
 :func:`problems` lists what is wrong (the system checks report it with stable ids);
@@ -29,7 +30,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .._exceptions import ConfigurationError
-from .._flow import SettleWhen, settle_on_2xx
+from .._flow import FundsCheck, SettleWhen, settle_on_2xx
 from .._gate import Gate, _check_address
 from ..networks import get_network
 from ..stores import InMemoryStore
@@ -49,6 +50,7 @@ KNOWN_KEYS = frozenset(
         "MAX_TIMEOUT_SECONDS",
         "RESOURCE_URL",
         "MAX_PRICING_BODY",
+        "CHECK_FUNDS",
     }
 )
 
@@ -81,6 +83,7 @@ class Config:
     store: Any
     settle_when: SettleWhen
     max_pricing_body: int
+    funds: FundsCheck | None
 
 
 def raw_setting() -> Any:
@@ -241,6 +244,12 @@ def _option_problems(conf: Mapping[str, Any]) -> list[Problem]:
                 "It is the public base URL of this site, e.g. 'https://api.example.com'.",
             )
         )
+    if conf.get("CHECK_FUNDS") is not None and not isinstance(conf.get("CHECK_FUNDS"), bool):
+        found.append(
+            Problem(
+                E_OPTION, f"X402['CHECK_FUNDS'] must be True or False, got {conf['CHECK_FUNDS']!r}", "Default False."
+            )
+        )
     settle_when = conf.get("SETTLE_WHEN")
     if settle_when is not None:
         try:
@@ -265,6 +274,7 @@ def _gate(conf: Mapping[str, Any], pay_to: Any, network: Any) -> Gate:
         network=network,
         max_timeout_seconds=conf.get("MAX_TIMEOUT_SECONDS") or 300,
         resource_url=conf.get("RESOURCE_URL"),
+        check_funds=conf.get("CHECK_FUNDS") is True,
     )
 
 
@@ -293,10 +303,12 @@ def build(*, async_mode: bool) -> Config:
             f"it must be a {'PaymentStore' if async_mode else 'SyncPaymentStore'}"
         )
     settle_when = conf.get("SETTLE_WHEN") or settle_on_2xx
+    gate = _gate(conf, conf.get("PAY_TO"), conf.get("NETWORK", "eip155:8453"))
     return Config(
-        gate=_gate(conf, conf.get("PAY_TO"), conf.get("NETWORK", "eip155:8453")),
+        gate=gate,
         facilitator=facilitator,
         store=store,
         settle_when=import_string(settle_when) if isinstance(settle_when, str) else settle_when,
         max_pricing_body=conf.get("MAX_PRICING_BODY") or MAX_PRICING_BODY,
+        funds=FundsCheck() if any(route.check_funds for route in gate.routes) else None,
     )

@@ -9,7 +9,10 @@ The view runs with ``request.x402_payment`` set. When it returns a 2xx response
 the payment is settled *before* the response is returned, so a
 ``StreamingHttpResponse`` then streams untouched; any other status, a HEAD
 request or a failed view is never settled. A failed settlement replaces the
-response with a 402 (or 502) and closes the view's response unread.
+response with a 402 (or 503 while its outcome is unknown) and closes the view's response unread.
+
+Under ASGI, Django 5+ cancels a view whose client disconnected, so nothing is settled for it; under
+WSGI the server does not say, and a finished view is settled (see the README's "Disconnects").
 """
 
 from __future__ import annotations
@@ -136,7 +139,12 @@ class PaymentMiddleware:
             )
 
         return PaidFlow(
-            self.gate, requirements, resource, head=request.method == "HEAD", settle_when=self.config.settle_when
+            self.gate,
+            requirements,
+            resource,
+            head=request.method == "HEAD",
+            settle_when=self.config.settle_when,
+            funds=self.config.funds if route.check_funds else None,
         )
 
 
