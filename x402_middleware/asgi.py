@@ -20,8 +20,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ._exceptions import PricingError, UnpriceableRequestError
 from ._disconnect import ClientWatch, has_body
+from ._exceptions import PricingError, UnpriceableRequestError
 from ._flow import (
     Answer,
     FundsCheck,
