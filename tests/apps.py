@@ -30,3 +30,37 @@ def streaming_app() -> PaymentMiddleware:
     return PaymentMiddleware(
         _stream, routes={"GET /stream": "$0.001"}, pay_to=PAY_TO, network="eip155:84532", facilitator=FakeFacilitator()
     )
+
+
+_RUNS: list[str] = []
+
+
+async def _slow(scope: Any, receive: Any, send: Any) -> None:
+    """``GET /runs`` (free): how often the paid handler ran; ``GET /slow`` (paid): waits ``APP_DELAY`` s, then 200."""
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/runs":
+        body = str(len(_RUNS)).encode()
+    else:
+        _RUNS.append(scope["path"])
+        await asyncio.sleep(float(os.environ.get("APP_DELAY", "0")))
+        body = b"CONTENT"
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def onchain_app() -> PaymentMiddleware:
+    """A paid app settling through the real :class:`OnChainFacilitator` on the dev chain named by the environment."""
+    from x402_middleware.facilitator import OnChainFacilitator
+
+    facilitator = OnChainFacilitator(
+        os.environ["RPC_URL"], [os.environ["FACILITATOR_KEY"]], network=os.environ["NETWORK"]
+    )
+    return PaymentMiddleware(
+        _slow,
+        routes={"GET /slow": "$0.01"},
+        pay_to=os.environ["PAY_TO"],
+        network=os.environ["NETWORK"],
+        facilitator=facilitator,
+        **({"check_funds": True} if os.environ.get("CHECK_FUNDS") == "1" else {}),
+    )
