@@ -490,3 +490,63 @@ def test_key_forms_agree_and_the_key_is_not_in_the_repr() -> None:
     ]
     assert {f().address for f in forms} == {PAYER}
     assert PAYER_KEY[2:] not in repr(X402Auth(PAYER_KEY)).lower()
+
+
+class _Sequence(FakeFacilitator):
+    """Settles with the given results in turn (the last one repeats)."""
+
+    def __init__(self, *results: SettleResult) -> None:
+        super().__init__()
+        self.results = list(results)
+
+    async def settle(self, payload: Any, requirements: Any) -> SettleResult:
+        self.settled.append((payload, requirements))
+        return self.results.pop(0) if len(self.results) > 1 else self.results[0]
+
+
+async def test_a_pending_settlement_is_followed_up_with_the_same_payment() -> None:
+    pending = SettleResult(False, NETWORK, "0xabc", PAYER, "settlement_pending")
+    fac = _Sequence(pending, pending, SettleResult(True, NETWORK, "0xabc", PAYER))
+    rec = Recorder(protected(fac))
+    auth = X402Auth(PAYER_KEY, max_retry_wait=0.01)
+    async with client(rec, auth) as c:
+        r = await c.get("/paid")
+    assert r.status_code == 200 and [h.status_code for h in r.history] == [402, 503, 503]
+    signatures = {h["payment-signature"] for h in rec.headers[1:]}
+    assert len(rec.headers) == 4 and len(signatures) == 1  # one payment, resent
+    assert auth.spent == 1000 and settlement_of(r) is not None
+
+
+async def test_settlement_retries_are_bounded() -> None:
+    fac = _Sequence(SettleResult(False, NETWORK, "0xabc", PAYER, "settlement_pending"))
+    rec = Recorder(protected(fac))
+    async with client(rec, X402Auth(PAYER_KEY, max_retry_wait=0.01, settlement_retries=2)) as c:
+        r = await c.get("/paid")
+    assert r.status_code == 503 and r.json()["error"] == "settlement_pending" and len(rec.headers) == 4
+
+
+def test_the_sync_client_follows_up_a_lost_settlement_answer() -> None:
+    from tests._sync_facilitator_double import SyncFakeFacilitator
+    from x402_middleware import PaymentWSGIMiddleware
+
+    def wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"paid"]
+
+    fac = SyncFakeFacilitator(raise_on_settle=True)
+    app = PaymentWSGIMiddleware(
+        wsgi_app, routes={"GET /paid": "$0.001"}, pay_to=PAY_TO, network=NETWORK, facilitator=fac
+    )
+    def hook(response: httpx.Response) -> None:
+        if response.status_code == 503:
+            fac.raise_on_settle = False  # the facilitator answers again after the first lost answer
+
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=app),
+        base_url="http://testserver",
+        auth=X402Auth(PAYER_KEY, max_retry_wait=0.01),
+        event_hooks={"response": [hook]},
+    ) as c:
+        r = c.get("/paid")
+    assert r.status_code == 200 and r.text == "paid" and [h.status_code for h in r.history] == [402, 503]
+    assert len(fac.settled) == 1

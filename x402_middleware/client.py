@@ -12,6 +12,7 @@ requests pay). See ``../shared/docs/x402-protocol.md`` §2.3, §3.1.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
@@ -87,7 +88,13 @@ class X402Auth(httpx.Auth):
         assets: Iterable[Asset | str] | None = None,
         max_amount_per_payment: int | str | Decimal | None = "$1",
         max_total_spend: int | str | Decimal | None = None,
+        settlement_retries: int = 3,
+        max_retry_wait: float = 10.0,
     ) -> None:
+        if settlement_retries < 0 or max_retry_wait < 0:
+            raise ConfigurationError("settlement_retries and max_retry_wait must not be negative")
+        self.settlement_retries = settlement_retries
+        self.max_retry_wait = max_retry_wait
         self._key = _private_key(account)
         self.address = address_of(self._key)
         self._networks = None if networks is None else frozenset(get_network(n).caip2 for n in networks)
@@ -110,43 +117,59 @@ class X402Auth(httpx.Auth):
         """Total signed so far, in atomic units of a 6-decimal dollar token (``1000`` is $0.001)."""
         return self._spent
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+    def _flow(self, request: httpx.Request) -> Generator[httpx.Request | float, httpx.Response | None, None]:
+        """The payment flow, for both drivers below: it yields requests, or a ``float``: seconds to pause."""
         if H.PAYMENT_SIGNATURE in request.headers or H.X_PAYMENT in request.headers:
             yield request  # the caller paid already; never add a second payment
             return
         response = yield request
-        if response.status_code != 402:
+        if response is None or response.status_code != 402:
             return
         header = self._pay(request, response)
         if header is None:
             return  # a 402 that is not an x402 challenge
         request.headers[header[0]] = header[1]
-        yield request  # once: whatever comes back is the caller's answer
+        response = yield request
+        for _ in range(self.settlement_retries):
+            wait = None if response is None else _settlement_wait(response)
+            if wait is None:
+                return  # whatever came back is the caller's answer
+            yield min(wait, self.max_retry_wait)
+            response = yield request  # the same payment: the server follows up its settlement
 
-    # Same drivers as httpx.Auth, except that only 402 bodies are read before the flow sees them.
+    # httpx.Auth's two drivers over _flow: only 402 and 503 bodies are read before the flow sees them (reading every
+    # response would buffer paid SSE streams), and a float from the flow is a pause.
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.read()
-        flow = self.auth_flow(request)
-        request = next(flow)
+        flow = self._flow(request)
+        step = next(flow)
         while True:
-            response = yield request
-            if response.status_code == 402:
+            if isinstance(step, float):
+                time.sleep(step)
+                step = flow.send(None)
+                continue
+            response = yield step
+            if response.status_code in (402, 503):
                 response.read()
             try:
-                request = flow.send(response)
+                step = flow.send(response)
             except StopIteration:
                 break
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         await request.aread()
-        flow = self.auth_flow(request)
-        request = next(flow)
+        flow = self._flow(request)
+        step = next(flow)
         while True:
-            response = yield request
-            if response.status_code == 402:
+            if isinstance(step, float):
+                await asyncio.sleep(step)
+                step = flow.send(None)
+                continue
+            response = yield step
+            if response.status_code in (402, 503):
                 await response.aread()
             try:
-                request = flow.send(response)
+                step = flow.send(response)
             except StopIteration:
                 break
 
@@ -282,6 +305,20 @@ class X402Auth(httpx.Auth):
                     "use an X402Auth with a larger max_total_spend (None lifts the cap)"
                 )
             self._spent = total
+
+
+def _settlement_wait(response: httpx.Response) -> float | None:
+    """Seconds to wait before resending the same payment, or ``None`` when ``response`` is not a pending settlement."""
+    if response.status_code != 503:
+        return None
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    if error not in ("settlement_pending", "settlement_unknown"):
+        return None
+    retry_after = response.headers.get("retry-after", "")
+    return float(retry_after) if retry_after.isdigit() else 1.0
 
 
 def settlement_of(response: httpx.Response) -> SettleResult | None:
