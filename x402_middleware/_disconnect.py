@@ -65,7 +65,10 @@ class ClientWatch:
         return message
 
     def _watch(self) -> None:
-        self._task = asyncio.ensure_future(self._wait())
+        try:
+            self._task = asyncio.ensure_future(self._wait())
+        except RuntimeError:  # not on an asyncio loop (trio): no watch, the request is served as it would be
+            self._task = None
 
     async def _wait(self) -> Message:
         message = await self._receive()
