@@ -2,9 +2,12 @@
 
     python -m x402_middleware.facilitator --rpc-url http://127.0.0.1:8545 --key 0x<gas key> --network eip155:84532
 
+It settles only the network's USDC (or ``--asset``) unless told otherwise: ``--allow-asset 0x<token>``
+(repeatable) adds a token, ``--allow-any-asset`` pays gas for any EIP-3009 contract a caller names.
+
 Keys may also come from ``X402_FACILITATOR_KEYS`` (comma-separated; keeps them out of ``ps``), the access
 token from ``X402_FACILITATOR_TOKEN``. Prints one JSON line
-(``url``, ``network``, ``signers``) once it listens; stops on SIGINT/SIGTERM.
+(``url``, ``network``, ``signers``, ``assets``) once it listens; stops on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -32,6 +35,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--asset-name", help="the token's EIP-712 name (with --asset)")
     parser.add_argument("--asset-version", default="2", help="the token's EIP-712 version (with --asset)")
     parser.add_argument("--asset-decimals", type=int, default=6)
+    parser.add_argument(
+        "--allow-asset",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="also settle payments in this token (repeatable; default: only the network's asset)",
+    )
+    parser.add_argument(
+        "--allow-any-asset",
+        action="store_true",
+        help="settle payments in any token contract a caller names (pays gas for anyone's contract)",
+    )
     parser.add_argument(
         "--token",
         default=os.environ.get("X402_FACILITATOR_TOKEN"),
@@ -65,7 +80,14 @@ def main(argv: list[str] | None = None) -> int:
                     network.testnet,
                 )
             )
-        facilitator = OnChainFacilitator(args.rpc_url, keys, network=network)
+        default_asset = [network.asset.address] if network.asset is not None else []
+        facilitator = OnChainFacilitator(
+            args.rpc_url,
+            keys,
+            network=network,
+            assets=default_asset + args.allow_asset,
+            any_asset=args.allow_any_asset,
+        )
     except ConfigurationError as exc:
         parser.error(str(exc))
     try:
@@ -94,7 +116,14 @@ def main(argv: list[str] | None = None) -> int:
             await asyncio.sleep(0.01)
         if server.started:
             print(
-                json.dumps({"url": url, "network": network.caip2, "signers": [s.address for s in facilitator.signers]}),
+                json.dumps(
+                    {
+                        "url": url,
+                        "network": network.caip2,
+                        "signers": [s.address for s in facilitator.signers],
+                        "assets": "any" if facilitator.any_asset else sorted(facilitator.assets),
+                    }
+                ),
                 flush=True,
             )
             print(f"x402 facilitator listening on {url}", file=sys.stderr, flush=True)

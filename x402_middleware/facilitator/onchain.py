@@ -7,6 +7,11 @@ ladder (``../shared/docs/x402-protocol.md`` §3.2). ``settle`` re-runs the local
 checks, sends the transfer from one of a pool of facilitator keys, waits for the
 receipt and checks the ``Transfer`` log.
 
+It settles only the tokens it is configured for (``assets``, default: the network's USDC), so nobody
+can make it pay gas for a contract of their choosing, and it sends at most one transaction per payment
+(chain, token, payer, EIP-3009 nonce): a second ``settle`` of the same payment, concurrent or later,
+follows the first one's transaction instead of paying gas for a transfer that can only revert.
+
     facilitator = OnChainFacilitator("http://127.0.0.1:8545", ["0x<gas-paying key>"], network="eip155:8453")
     app = PaymentMiddleware(app, routes=..., pay_to=..., network="eip155:8453", facilitator=facilitator)
 """
@@ -14,11 +19,13 @@ receipt and checks the ``Transfer`` log.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import httpx
+from cachetools import TLRUCache
 from coincurve import PrivateKey
 from eth_account import Account
 
@@ -33,6 +40,7 @@ from ._rpc import AsyncRPC
 
 TWA_VRS = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
 TWA_BYTES = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"
+logger = logging.getLogger("x402_middleware.facilitator")
 _TRANSFER_TOPIC = "0x" + keccak(b"Transfer(address,address,uint256)").hex()
 
 NONCE_ALREADY_USED = "invalid_exact_evm_nonce_already_used"
@@ -40,6 +48,11 @@ INSUFFICIENT_BALANCE = "invalid_exact_evm_insufficient_balance"
 TRANSACTION_FAILED = "invalid_exact_evm_transaction_failed"
 SIMULATION_FAILED = "invalid_exact_evm_transaction_simulation_failed"
 SETTLEMENT_PENDING = "settlement_pending"
+ASSET_NOT_ALLOWED = "asset_not_allowed"
+# How long a payment is remembered after its validBefore: the chain refuses it from validBefore on
+# (block.timestamp < validBefore), and block timestamps may trail the wall clock a little.
+_EXPIRY_MARGIN = 120.0
+_HEX = frozenset("0123456789abcdef")
 _GAS_HEADROOM = 25_000
 
 # FiatTokenV2 revert strings -> x402 reason codes (the official facilitators match the same substrings).
@@ -69,6 +82,36 @@ def transfer_calldata(payload: PaymentPayload) -> bytes:
     return encode_call(TWA_BYTES, *head, sig)
 
 
+class _MaybeSent(FacilitatorError):
+    """``eth_sendRawTransaction`` got no answer: the transaction ``tx_hash`` may or may not be on its way."""
+
+    def __init__(self, tx_hash: str, raw: bytes, message: str) -> None:
+        super().__init__(message)
+        self.tx_hash = tx_hash
+        self.raw = raw
+
+
+class _Payment:
+    """What was done for one payment: at most one transaction (``tx_hash``), and its final outcome once known.
+
+    ``lock`` is held only while deciding whether to send and sending; waiting for the receipt is not
+    under it, so duplicates follow the same transaction side by side.
+    """
+
+    __slots__ = ("expires", "lock", "outcome", "raw", "tx_hash")
+
+    def __init__(self, valid_before: int) -> None:
+        self.expires = float(valid_before) + _EXPIRY_MARGIN
+        self.lock = asyncio.Lock()
+        self.tx_hash: str | None = None
+        self.raw = b""  # the signed transaction, to broadcast again if the node lost it
+        self.outcome: SettleResult | None = None  # the success (reported once) or the mined failure
+
+
+def _payment_expiry(_key: object, payment: _Payment, _now: float) -> float:
+    return payment.expires
+
+
 class _Signer:
     """One gas-paying key with its own transaction-nonce counter (sends are serialised per key)."""
 
@@ -87,7 +130,24 @@ class OnChainFacilitator:
     Several keys let settlements proceed in parallel without colliding on
     transaction nonces; each key's nonce is tracked locally and resynchronised
     from the node after a failed send. A receipt that does not arrive within
-    ``receipt_timeout`` gives ``settlement_pending`` with the transaction hash.
+    ``receipt_timeout`` gives ``settlement_pending`` with the transaction hash; a transaction the
+    node has lost meanwhile is sent again (the same bytes) every ``rebroadcast_after`` seconds.
+
+    Only payments in ``assets`` (token addresses; default: the network's default asset) are verified
+    or settled, others are refused with ``asset_not_allowed`` before any RPC call; ``any_asset=True``
+    accepts any EIP-3009 token (a public facilitator then pays gas for whatever contract a caller names).
+
+    Each payment it broadcast is remembered until its ``validBefore`` has passed (at most
+    ``max_tracked_payments``, least recently used forgotten first), and no second transaction is ever
+    sent for it. Another ``settle`` of the same payment waits for that transaction (up to
+    ``receipt_timeout``): the first call to see it mined gets ``success`` with its hash, every other
+    one ``invalid_exact_evm_nonce_already_used`` (what the chain would say), one made while it is
+    still unmined ``settlement_pending`` with the same hash, and a reverted one
+    ``invalid_exact_evm_transaction_failed``::
+
+        facilitator = OnChainFacilitator(rpc_url, [key], network="eip155:8453", receipt_timeout=10)
+        first = await facilitator.settle(payload, requirements)   # settlement_pending, transaction=0xabc…
+        again = await facilitator.settle(payload, requirements)   # success, transaction=0xabc… (no new tx)
     """
 
     def __init__(
@@ -98,14 +158,34 @@ class OnChainFacilitator:
         network: str | Network,
         client: httpx.AsyncClient | None = None,
         receipt_timeout: float = 30.0,
+        rebroadcast_after: float = 2.0,
         gas_limit: int | None = None,
+        assets: Iterable[str] | None = None,
+        any_asset: bool = False,
+        max_tracked_payments: int = 100_000,
     ) -> None:
         if not signer_keys:
             raise ConfigurationError("OnChainFacilitator needs at least one signer key to pay gas with")
         self.network = network if isinstance(network, Network) else get_network(network)
+        if assets is None:
+            assets = [self.network.asset.address] if self.network.asset is not None else []
+        self.assets = frozenset(a.lower() for a in assets)
+        for address in self.assets:
+            if len(address) != 42 or not address.startswith("0x") or not all(c in _HEX for c in address[2:]):
+                raise ConfigurationError(f"asset {address!r} is not a 0x-prefixed 20-byte hex token address")
+        self.any_asset = any_asset
+        if not self.assets and not any_asset:
+            raise ConfigurationError(
+                f"{self.network.caip2} has no default asset: pass OnChainFacilitator(assets=['0x<token>']) "
+                "with the tokens it may settle, or any_asset=True"
+            )
+        self._payments: TLRUCache[tuple[int, str, str, bytes], _Payment] = TLRUCache(
+            maxsize=max_tracked_payments, ttu=_payment_expiry, timer=time.time
+        )
         self.rpc = AsyncRPC(rpc_url, client=client)
         self.signers = [_Signer(k) for k in signer_keys]
         self.receipt_timeout = receipt_timeout
+        self.rebroadcast_after = rebroadcast_after
         self.gas_limit = gas_limit
         self._next = 0
         self._checked_chain = False
@@ -134,11 +214,82 @@ class OnChainFacilitator:
         return VerifyResult(True, payer=payload.payer)
 
     async def settle(self, payload: PaymentPayload, requirements: PaymentRequirements) -> SettleResult:
-        """Send ``transferWithAuthorization``, wait for the receipt, check the ``Transfer`` log."""
+        """Send ``transferWithAuthorization`` (once per payment), wait for the receipt, check the ``Transfer`` log."""
         caip2 = requirements.network.caip2
         refusal = self._local(payload, requirements)
         if refusal is not None:
             return SettleResult(False, caip2, "", payload.payer, refusal.invalid_reason, refusal.invalid_message)
+        auth = payload.authorization
+        asset = requirements.asset.address
+        key = (self.network.chain_id, asset.lower(), auth.from_address.lower(), auth.nonce)
+        payment = self._payments.get(key)
+        if payment is None:
+            payment = self._payments[key] = _Payment(auth.valid_before)
+        deadline = time.monotonic() + self.receipt_timeout
+        async with payment.lock:  # concurrent duplicates wait here until the first has sent (or refused)
+            if payment.outcome is None and payment.tx_hash is None:
+                try:
+                    sent = await self._broadcast(payload, requirements)
+                except _MaybeSent as exc:
+                    sent = (exc.tx_hash, exc.raw)
+                if isinstance(sent, SettleResult):  # refused before sending: nothing to remember
+                    return sent
+                payment.tx_hash, payment.raw = sent
+        if payment.outcome is not None:
+            return self._again(payment.outcome, caip2, payload)
+        tx_hash = payment.tx_hash
+        assert tx_hash is not None
+        receipt = await self._receipt(tx_hash, deadline, payment.raw)
+        if payment.outcome is not None:  # a duplicate saw the receipt first and reported it
+            return self._again(payment.outcome, caip2, payload)
+        if receipt is None:
+            return SettleResult(
+                False,
+                caip2,
+                tx_hash,
+                payload.payer,
+                SETTLEMENT_PENDING,
+                f"transaction {tx_hash} was sent but not mined within {self.receipt_timeout} s; "
+                "settle the same payment again to follow it (no second transaction is sent)",
+            )
+        if int(receipt["status"], 16) != 1:
+            self._gas.pop(asset.lower(), None)  # in case the cached limit ran out of gas: estimate afresh
+            payment.outcome = SettleResult(
+                False, caip2, tx_hash, payload.payer, TRANSACTION_FAILED, f"the transfer {tx_hash} reverted"
+            )
+        elif not _has_transfer(receipt, asset, payload):
+            payment.outcome = SettleResult(
+                False,
+                caip2,
+                tx_hash,
+                payload.payer,
+                "invalid_exact_evm_transfer_event_mismatch",
+                "the transaction did not emit the expected Transfer event",
+            )
+        else:
+            payment.outcome = SettleResult(True, caip2, tx_hash, payload.payer, amount=auth.value)
+        return payment.outcome
+
+    @staticmethod
+    def _again(outcome: SettleResult, caip2: str, payload: PaymentPayload) -> SettleResult:
+        """The answer to a settle of a payment whose transaction's outcome was already reported."""
+        if not outcome.success:
+            return outcome  # a mined failure stays one; no second transaction is sent
+        # A success is reported once: any other settle of it is a replay, as the chain would say.
+        return SettleResult(
+            False,
+            caip2,
+            "",
+            payload.payer,
+            NONCE_ALREADY_USED,
+            f"this authorization was already settled in transaction {outcome.transaction}",
+        )
+
+    async def _broadcast(
+        self, payload: PaymentPayload, requirements: PaymentRequirements
+    ) -> tuple[str, bytes] | SettleResult:
+        """Simulate and send the transfer: its transaction hash and bytes, or the refusal when it would revert."""
+        caip2 = requirements.network.caip2
         await self._check_chain()
         data = transfer_calldata(payload)
         asset = requirements.asset.address
@@ -156,33 +307,9 @@ class OnChainFacilitator:
                     _reason_of(exc.revert_reason, TRANSACTION_FAILED),
                     exc.revert_reason or exc.message,
                 )
-            tx_hash = await self._send(signer, asset, data, gas)
+            return await self._send(signer, asset, data, gas)
         finally:
             signer.in_flight -= 1
-        receipt = await self._receipt(tx_hash)
-        if receipt is None:
-            signer.nonce = None  # a stuck transaction may mean a nonce gap: resynchronise before the next send
-            return SettleResult(
-                False,
-                caip2,
-                tx_hash,
-                payload.payer,
-                SETTLEMENT_PENDING,
-                f"transaction {tx_hash} was sent but not mined within {self.receipt_timeout} s",
-            )
-        if int(receipt["status"], 16) != 1:
-            self._gas.pop(asset.lower(), None)  # in case the cached limit ran out of gas: estimate afresh
-            return SettleResult(False, caip2, tx_hash, payload.payer, TRANSACTION_FAILED, "the transfer reverted")
-        if not _has_transfer(receipt, asset, payload):
-            return SettleResult(
-                False,
-                caip2,
-                tx_hash,
-                payload.payer,
-                "invalid_exact_evm_transfer_event_mismatch",
-                "the transaction did not emit the expected Transfer event",
-            )
-        return SettleResult(True, caip2, tx_hash, payload.payer, amount=payload.authorization.value)
 
     async def supported(self) -> dict[str, Any]:
         kinds: list[dict[str, Any]] = [{"x402Version": 2, "scheme": "exact", "network": self.network.caip2}]
@@ -200,6 +327,15 @@ class OnChainFacilitator:
                 False,
                 "network_mismatch",
                 f"this facilitator settles on {self.network.caip2}, not {requirements.network.caip2}",
+                payload.payer,
+            )
+        asset = requirements.asset.address
+        if not self.any_asset and asset.lower() not in self.assets:
+            return VerifyResult(
+                False,
+                ASSET_NOT_ALLOWED,
+                f"this facilitator settles only {', '.join(sorted(self.assets))} on {self.network.caip2}, not "
+                f"{asset}; add it with OnChainFacilitator(assets=[...]) (server: --allow-asset {asset})",
                 payload.payer,
             )
         result = verify_exact_evm(payload, requirements)
@@ -246,7 +382,7 @@ class OnChainFacilitator:
             self._gas[asset.lower()] = gas
         return gas
 
-    async def _send(self, signer: _Signer, to: str, data: bytes, gas: int) -> str:
+    async def _send(self, signer: _Signer, to: str, data: bytes, gas: int) -> tuple[str, bytes]:
         max_fee, priority = await self._fee()
         async with signer.lock:  # one nonce at a time per key; the receipt is awaited outside the lock
             for attempt in (1, 2):
@@ -261,32 +397,56 @@ class OnChainFacilitator:
                     max_fee_per_gas=max_fee,
                     max_priority_fee_per_gas=priority,
                 )
-                raw = "0x" + sign_transaction(signer.key, tx)[0].hex()
+                signed, local_hash = sign_transaction(signer.key, tx)
                 try:
-                    tx_hash = str(await self.rpc("eth_sendRawTransaction", raw))
+                    tx_hash = str(await self.rpc("eth_sendRawTransaction", "0x" + signed.hex()))
                 except RPCError as exc:
                     signer.nonce = None  # resynchronise from the node, then try once more
                     if attempt == 2 or "nonce" not in exc.message.lower():
                         raise FacilitatorError(f"sending the settlement transaction failed: {exc.message}") from exc
                     continue
-                except FacilitatorError:
+                except FacilitatorError as exc:
+                    # No answer: the node may have taken the transaction anyway. Following its hash
+                    # (known before sending) is safe; sending another one for the payment is not.
                     signer.nonce = None
-                    raise
+                    raise _MaybeSent(local_hash, signed, str(exc)) from exc
                 signer.nonce += 1
-                return tx_hash
+                return tx_hash, signed
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _receipt(self, tx_hash: str) -> dict[str, Any] | None:
-        deadline = time.monotonic() + self.receipt_timeout
+    async def _receipt(self, tx_hash: str, deadline: float, raw: bytes) -> dict[str, Any] | None:
+        """The receipt, or None when it is not there by ``deadline`` (``time.monotonic()``).
+
+        Every ``rebroadcast_after`` seconds without a receipt, a transaction the node no longer knows
+        (dropped from its pool, or an unanswered send that never arrived) is sent again, byte for byte:
+        the same hash and nonce, so it can still be mined at most once. Without that, a lost
+        transaction leaves a gap in its signer's nonces, and every later settlement from that key
+        waits behind it until ``receipt_timeout``.
+        """
         delay = 0.002
+        check_at = time.monotonic() + self.rebroadcast_after
         while True:
             receipt = await self.rpc("eth_getTransactionReceipt", tx_hash)
             if receipt is not None:
                 return dict(receipt)
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if raw and now >= check_at:
+                check_at = now + self.rebroadcast_after
+                await self._rebroadcast(tx_hash, raw)
+            left = deadline - now
+            if left <= 0:
                 return None
-            await asyncio.sleep(delay)
+            await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 0.25)
+
+    async def _rebroadcast(self, tx_hash: str, raw: bytes) -> None:
+        if await self.rpc("eth_getTransactionByHash", tx_hash) is not None:
+            return  # still pending at the node: only waiting helps
+        logger.warning("settlement transaction %s is unknown to the node: sending it again", tx_hash)
+        try:
+            await self.rpc("eth_sendRawTransaction", "0x" + raw.hex())
+        except RPCError:
+            pass  # "already known", or its nonce got used (mined meanwhile): the next receipt poll tells
 
     async def _diagnose(self, payload: PaymentPayload, requirements: PaymentRequirements, revert: str | None) -> str:
         """The official diagnostic ladder after a failed simulation (first failing check wins)."""
