@@ -65,9 +65,11 @@ class ClientWatch:
         return message
 
     def _watch(self) -> None:
+        waiting = self._wait()
         try:
-            self._task = asyncio.ensure_future(self._wait())
+            self._task = asyncio.ensure_future(waiting)
         except RuntimeError:  # not on an asyncio loop (trio): no watch, the request is served as it would be
+            waiting.close()
             self._task = None
 
     async def _wait(self) -> Message:
