@@ -10,8 +10,8 @@ optional path prefix, requests with ``Content-Length``; responses framed by ``Co
 ``Transfer-Encoding: chunked`` (trailers skipped) or the end of the connection; 1xx skipped;
 ``Connection: close`` and HTTP/1.0 honoured; a response size cap. Pool: LIFO idle connections, at most
 ``max_connections`` open (further requests wait), idle expiry below uvicorn's 5 s keep-alive, idle
-connections the server already closed are dropped before reuse. One total timeout per request. The
-connection, parser and pool are shared with the httpx transport (:mod:`x402_middleware._http1`).
+connections the server already closed are dropped before reuse. One total timeout per request, and
+optionally a shorter one for opening a connection (TCP + TLS handshake). The connection, parser and pool are shared with the httpx transport (:mod:`x402_middleware._http1`).
 
 What it does not do: proxies (:func:`uses_env_proxy` tells callers to keep httpx then), redirects,
 cookies, HTTP/2, request streaming. Failures raise :class:`HTTPTransportError`, which never leaves the
@@ -146,8 +146,9 @@ class AsyncHTTPClient:
     ``base_url`` may carry a path prefix (``https://x402.org/facilitator``) that every request path is
     appended to, a query kept on every request, and ``user:password@`` sent as Basic auth.
     ``verify`` is ``True`` (system CAs), ``False`` (no check; tests only) or an ``ssl.SSLContext``.
+    ``timeout`` bounds each whole request, ``connect_timeout`` (if set) each new connection within it.
 
-        client = AsyncHTTPClient("http://127.0.0.1:8545", max_connections=8)
+        client = AsyncHTTPClient("http://127.0.0.1:8545", max_connections=8, connect_timeout=5)
         response = await client.request("POST", "", body=b'{"jsonrpc":"2.0",...}', idempotent=True)
     """
 
@@ -156,6 +157,7 @@ class AsyncHTTPClient:
         base_url: str,
         *,
         timeout: float = 30.0,
+        connect_timeout: float | None = None,
         max_connections: int = 64,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
         max_response_size: int = MAX_RESPONSE_SIZE,
@@ -167,6 +169,7 @@ class AsyncHTTPClient:
             raise ValueError(f"url {base_url!r} must be http:// or https:// with a host")
         self.base_url = base_url
         self.timeout = timeout
+        self.connect_timeout = connect_timeout  # None: only the request's total timeout bounds connecting
         self.max_response_size = max_response_size
         tls = parts.scheme == "https"
         self._pool = Pool(max_connections=max_connections, keepalive_expiry=keepalive_expiry, verify=verify)
@@ -255,7 +258,7 @@ class AsyncHTTPClient:
         reused = conn is not None
         while True:
             if conn is None:
-                conn = await pool.connect(self._origin)
+                conn = await pool.connect(self._origin, self.connect_timeout)
             try:
                 try:
                     conn.write(data)
@@ -294,6 +297,7 @@ def json_client(
     client: httpx.AsyncClient | None = None,
     *,
     timeout: float,
+    connect_timeout: float | None = None,
     verify: ssl.SSLContext | bool = True,
     max_connections: int = 64,
 ) -> JSONClient:
@@ -302,11 +306,13 @@ def json_client(
         return client
     if uses_env_proxy(url):
         return httpx.AsyncClient(
-            timeout=timeout,
+            timeout=httpx.Timeout(timeout, connect=timeout if connect_timeout is None else connect_timeout),
             verify=verify,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )
-    return AsyncHTTPClient(url, timeout=timeout, verify=verify, max_connections=max_connections)
+    return AsyncHTTPClient(
+        url, timeout=timeout, connect_timeout=connect_timeout, verify=verify, max_connections=max_connections
+    )
 
 
 async def send_json(
@@ -319,9 +325,11 @@ async def send_json(
     headers: Mapping[str, str] | None = None,
     idempotent: bool = False,
     timeout: float | None = None,
+    connect_timeout: float | None = None,
 ) -> tuple[int, bytes]:
     """``(status, content)`` of one JSON call; ``url`` is the whole URL (httpx), ``path`` its part after the
-    client's base URL (ours). Raises one of :data:`TRANSPORT_ERRORS`."""
+    client's base URL (ours). Raises one of :data:`TRANSPORT_ERRORS`. ``timeout`` overrides the client's;
+    ``connect_timeout`` applies to an httpx client (ours takes it at construction)."""
     if isinstance(client, AsyncHTTPClient):
         response = await client.request(
             method,
@@ -332,7 +340,8 @@ async def send_json(
             timeout=timeout,
         )
         return response.status, response.content
-    reply = await client.request(
-        method, url, json=body, headers=headers, timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
-    )
+    limit: httpx.Timeout | Any = httpx.USE_CLIENT_DEFAULT
+    if timeout is not None:
+        limit = httpx.Timeout(timeout, connect=timeout if connect_timeout is None else connect_timeout)
+    reply = await client.request(method, url, json=body, headers=headers, timeout=limit)
     return reply.status_code, reply.content
