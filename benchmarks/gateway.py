@@ -43,8 +43,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
-import httpx  # noqa: E402
-from _common import (  # noqa: E402
+import httpx
+from _common import (
     PYTHON,
     Server,
     base_parser,
@@ -59,11 +59,11 @@ from _common import (  # noqa: E402
     uvicorn_command,
     verdict,
 )
-from _fixtures import PAY_TO, Payer  # noqa: E402
+from _fixtures import PAY_TO, Payer
 
-from examples.gateway.config import GatewayConfig, emulator_pools  # noqa: E402
-from x402_middleware._headers import PAYMENT_REQUIRED, decode_header  # noqa: E402
-from examples.gateway.service import CHAT, Gateway  # noqa: E402
+from examples.gateway.config import GatewayConfig, emulator_pools
+from examples.gateway.service import CHAT, Gateway
+from x402_middleware._headers import PAYMENT_REQUIRED, decode_header
 
 FREE_MODEL = "nvidia/nemotron-3.5-lightning"
 PAID_MODEL = "deepseek/deepseek-chat"
@@ -347,8 +347,9 @@ def onchain(
 
     signers = 4
     log("paid on-chain: starting anvil (DevChain('base'))")
-    with DevChain("base", payers=1, facilitators=signers) as chain:
-        with gateway_server(
+    with (
+        DevChain("base", payers=1, facilitators=signers) as chain,
+        gateway_server(
             emulator,
             "onchain",
             log_file,
@@ -356,38 +357,36 @@ def onchain(
             GATEWAY_BENCH_PAY_TO=chain.pay_to,
             GATEWAY_BENCH_RPC_URL=chain.rpc_url,
             GATEWAY_BENCH_SIGNERS=str(signers),
-        ) as gateway:
-            payer = chain.payer_addresses[0]
-            before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
-            reqs, price = paid_requests(
-                gateway.url, gateway.host_header, paid, PAID_WARMUP + per_paid * rounds, chain.payer_keys[0]
-            )
-            row = compare(
-                "paid on-chain",
-                emulator,
-                gateway,
-                direct_paid,
-                reqs,
-                concurrency=c,
-                rounds=rounds,
-                per_round=per_paid,
-                warmup=PAID_WARMUP,
-            )
-            after = chain.balance_of(payer), chain.balance_of(chain.pay_to)
-            expected = price * len(reqs)
-            check = {
-                "price_atomic": price,
-                "settled": len(reqs),
-                "payer_paid": before[0] - after[0],
-                "pay_to_received": after[1] - before[1],
-                "expected": expected,
-            }
-            check["ok"] = check["payer_paid"] == check["pay_to_received"] == expected
-            checks.append(check)
-            log(
-                f"  on-chain check: payer paid {check['payer_paid']} atomic, expected {expected}: "
-                f"{verdict(check['ok'])}"
-            )
+        ) as gateway,
+    ):
+        payer = chain.payer_addresses[0]
+        before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
+        reqs, price = paid_requests(
+            gateway.url, gateway.host_header, paid, PAID_WARMUP + per_paid * rounds, chain.payer_keys[0]
+        )
+        row = compare(
+            "paid on-chain",
+            emulator,
+            gateway,
+            direct_paid,
+            reqs,
+            concurrency=c,
+            rounds=rounds,
+            per_round=per_paid,
+            warmup=PAID_WARMUP,
+        )
+        after = chain.balance_of(payer), chain.balance_of(chain.pay_to)
+        expected = price * len(reqs)
+        check: dict[str, Any] = {
+            "price_atomic": price,
+            "settled": len(reqs),
+            "payer_paid": before[0] - after[0],
+            "pay_to_received": after[1] - before[1],
+            "expected": expected,
+        }
+        check["ok"] = check["payer_paid"] == check["pay_to_received"] == expected
+        checks.append(check)
+        log(f"  on-chain check: payer paid {check['payer_paid']} atomic, expected {expected}: {verdict(check['ok'])}")
     return row
 
 

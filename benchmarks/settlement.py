@@ -26,12 +26,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
-from _common import base_parser, cpu_seconds, emit_json, log, percentile, print_table, rss_kib, verdict  # noqa: E402
-from x402_middleware.devchain import DevChain  # noqa: E402
-from x402_middleware.eip3009 import Authorization, new_nonce, sign_digest, transfer_digest  # noqa: E402
-from x402_middleware.facilitator.onchain import OnChainFacilitator  # noqa: E402
-from x402_middleware.models import PaymentPayload, PaymentRequirements  # noqa: E402
-from x402_middleware.networks import get_network  # noqa: E402
+from _common import base_parser, cpu_seconds, emit_json, log, percentile, print_table, rss_kib, verdict
+
+from x402_middleware.devchain import DevChain
+from x402_middleware.eip3009 import Authorization, new_nonce, sign_digest, transfer_digest
+from x402_middleware.facilitator.onchain import OnChainFacilitator
+from x402_middleware.models import PaymentPayload, PaymentRequirements
+from x402_middleware.networks import get_network
 
 PRICE = 1_000  # $0.001 in USDC atomic units (6 decimals)
 TARGET_TPS = 200.0  # issue 3: >= 200 settlements/s with a signer pool
@@ -84,7 +85,7 @@ def presign(chain: DevChain, requirements: PaymentRequirements, count: int) -> l
             verifying_contract=chain.asset,
         )
         signature = sign_digest(keys[i % len(keys)], digest)
-        raw = {
+        raw: dict[str, Any] = {
             "x402Version": 2,
             "accepted": requirements.to_v2(),
             "payload": {"signature": "0x" + signature.hex(), "authorization": auth.to_wire()},
@@ -177,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"starting anvil ({args.network}) with {args.payers} payers and {max(pools)} facilitator keys ...")
     with DevChain(args.network, payers=args.payers, facilitators=max(pools)) as chain:
         network = get_network(chain.network)
+        assert network.asset is not None, f"{chain.network} has no USDC asset"
         requirements = PaymentRequirements(network, network.asset, PRICE, chain.pay_to, 300)
         watched = [chain.pay_to, *chain.payer_addresses]
         before = {a: chain.balance_of(a) for a in watched}

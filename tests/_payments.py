@@ -81,14 +81,14 @@ def pay_v2(challenge: dict[str, Any], key: str = PAYER_KEY, index: int = 0, **ov
     """Answer a decoded v2 PAYMENT-REQUIRED with a base64 PAYMENT-SIGNATURE, like a real client."""
     req = challenge["accepts"][index]
     chain_id = int(req["network"].split(":")[1])
-    kwargs: dict[str, Any] = dict(
-        to=req["payTo"],
-        value=int(req["amount"]),
-        asset=req["asset"],
-        chain_id=chain_id,
-        name=req["extra"]["name"],
-        version=req["extra"]["version"],
-    )
+    kwargs: dict[str, Any] = {
+        "to": req["payTo"],
+        "value": int(req["amount"]),
+        "asset": req["asset"],
+        "chain_id": chain_id,
+        "name": req["extra"]["name"],
+        "version": req["extra"]["version"],
+    }
     kwargs.update(overrides)
     payload = {
         "x402Version": 2,
@@ -102,14 +102,14 @@ def pay_v2(challenge: dict[str, Any], key: str = PAYER_KEY, index: int = 0, **ov
 def pay_v1(body: dict[str, Any], key: str = PAYER_KEY, chain_id: int = 84532, index: int = 0, **overrides: Any) -> str:
     """Answer a v1 402 body with a base64 X-PAYMENT."""
     req = body["accepts"][index]
-    kwargs: dict[str, Any] = dict(
-        to=req["payTo"],
-        value=int(req["maxAmountRequired"]),
-        asset=req["asset"],
-        chain_id=chain_id,
-        name=req["extra"]["name"],
-        version=req["extra"]["version"],
-    )
+    kwargs: dict[str, Any] = {
+        "to": req["payTo"],
+        "value": int(req["maxAmountRequired"]),
+        "asset": req["asset"],
+        "chain_id": chain_id,
+        "name": req["extra"]["name"],
+        "version": req["extra"]["version"],
+    }
     kwargs.update(overrides)
     payload = {
         "x402Version": 1,

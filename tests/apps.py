@@ -62,5 +62,5 @@ def onchain_app() -> PaymentMiddleware:
         pay_to=os.environ["PAY_TO"],
         network=os.environ["NETWORK"],
         facilitator=facilitator,
-        **({"check_funds": True} if os.environ.get("CHECK_FUNDS") == "1" else {}),
+        check_funds=os.environ.get("CHECK_FUNDS") == "1",  # False is the default
     )

@@ -96,7 +96,8 @@ async def test_unpaid_head_gets_the_same_402_headers() -> None:
 
 
 async def test_paid_v2_request_is_served_settled_and_exposes_payment() -> None:
-    fac, seen = FakeFacilitator(), []
+    fac = FakeFacilitator()
+    seen: list[Any] = []
     async with client(protect(make_app(seen=seen), fac)) as c:
         ch = await challenge_of(c)
         r = await c.get("/paid", headers={"PAYMENT-SIGNATURE": pay_v2(ch)})
@@ -155,7 +156,8 @@ async def test_app_exception_is_not_settled_and_propagates() -> None:
 
 
 async def test_paid_head_runs_no_handler_and_leaves_the_payment_usable() -> None:
-    fac, seen = FakeFacilitator(), []
+    fac = FakeFacilitator()
+    seen: list[Any] = []
     async with client(protect(make_app(seen=seen), fac)) as c:
         sig = pay_v2(await challenge_of(c))
         head = await c.head("/paid", headers={"PAYMENT-SIGNATURE": sig})
@@ -185,7 +187,8 @@ async def test_settle_failure_replaces_response_and_drops_body() -> None:
 
 
 async def test_lost_settle_answer_gives_503_retry_and_the_retry_is_served_once() -> None:
-    fac, seen = FakeFacilitator(raise_on_settle=True), []
+    fac = FakeFacilitator(raise_on_settle=True)
+    seen: list[Any] = []
     async with client(protect(make_app(chunks=(b"SECRET",), seen=seen), fac)) as c:
         sig = pay_v2(await challenge_of(c))
         r = await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig})
@@ -233,7 +236,8 @@ async def test_follow_up_that_finds_the_nonce_used_serves_the_paid_request() -> 
 
 async def test_a_refused_payment_is_burned_and_never_runs_the_app_again() -> None:
     refused = SettleResult(False, NETWORK, "", PAYER, "invalid_exact_evm_insufficient_balance", "no funds")
-    fac, seen = FakeFacilitator(settle_result=refused), []
+    fac = FakeFacilitator(settle_result=refused)
+    seen: list[Any] = []
     async with client(protect(make_app(chunks=(b"SECRET",), seen=seen), fac)) as c:
         sig = pay_v2(await challenge_of(c))
         answers = [await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig}) for _ in range(5)]
@@ -243,7 +247,8 @@ async def test_a_refused_payment_is_burned_and_never_runs_the_app_again() -> Non
 
 
 async def test_check_funds_refuses_an_unfunded_payment_before_the_app_runs() -> None:
-    fac, seen = FakeFacilitator(verify_valid=False), []
+    fac = FakeFacilitator(verify_valid=False)
+    seen: list[Any] = []
     async with client(protect(make_app(seen=seen), fac, check_funds=True)) as c:
         sig = pay_v2(await challenge_of(c))
         answers = [await c.get("/paid", headers={"PAYMENT-SIGNATURE": sig}) for _ in range(3)]

@@ -127,7 +127,7 @@ def recover_address(digest: bytes, signature: bytes) -> bytes | None:
         return None
     try:
         public = PublicKey.from_signature_and_message(signature[:64] + bytes((v,)), digest, hasher=None)
-    except Exception:  # coincurve raises plain Exception for points not on the curve
+    except ValueError:  # coincurve (>= 20) raises it for signatures that recover no point on the curve
         return None
     return keccak(public.format(compressed=False)[1:])[-20:]
 

@@ -64,7 +64,8 @@ def _is_address(value: str) -> bool:
     if not (isinstance(value, str) and len(value) == 42 and value[:2] in ("0x", "0X")):
         return False
     try:
-        int(value[2:], 16)
+        # not int(value, 0), which FURB166 suggests: it would accept 0x_12.. (a literal's underscore) and reject 0x-12..
+        int(value[2:], 16)  # noqa: FURB166
     except ValueError:
         return False
     return True

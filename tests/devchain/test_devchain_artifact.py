@@ -27,7 +27,12 @@ def _compile() -> dict[str, Any]:
     node = shutil.which("node")
     assert node, "node is required to check the contract artifact (install Node 20+, then `npm ci`)"
     result = subprocess.run(
-        [node, "scripts/build_contracts.mjs", "--stdout"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+        [node, "scripts/build_contracts.mjs", "--stdout"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,  # a failure is asserted below, with the script's stderr
     )
     assert result.returncode == 0, f"build_contracts.mjs failed (did you run `npm ci`?):\n{result.stderr}"
     return dict(json.loads(result.stdout))

@@ -98,7 +98,7 @@ def test_each_token_has_a_fresh_nonce_and_a_tampered_token_fails() -> None:
     forged = json.loads(unb64(body)) | {"uris": ["POST api.cdp.coinbase.com/platform/v2/x402/verify"]}
     with pytest.raises(InvalidSignature):
         verify_jwt(f"{head}.{base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip('=')}.{sig}", public)
-    other_secret, other_public = ec_key()
+    _, other_public = ec_key()
     with pytest.raises(InvalidSignature):
         verify_jwt(tokens[0], other_public)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -59,7 +60,7 @@ def test_supported_and_bad_requests(server: str, sepolia: DevChain) -> None:
 
 
 def test_unknown_network_is_a_refusal_not_an_error(server: str) -> None:
-    challenge = {
+    challenge: dict[str, Any] = {
         "x402Version": 2,
         "resource": {"url": "http://x/"},
         "accepts": [
@@ -140,7 +141,7 @@ async def test_token_and_pay_to_allowlist_guard_the_gas_tap() -> None:
     app = facilitator_app(fake, bearer_token="s3cret", pay_to=[allowed.upper().replace("0X", "0x")])
 
     def body(pay_to: str) -> dict[str, object]:
-        challenge = {
+        challenge: dict[str, Any] = {
             "x402Version": 2,
             "resource": {"url": "http://x/"},
             "accepts": [

@@ -79,6 +79,7 @@ def run(dev: DevGateway, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
             capture_output=True,
             text=True,
             timeout=60,
+            check=False,  # its exit code is asserted below, with its stderr
         )
         upstream = httpx.get(dev.info["emulator_url"] + "/_control").json()
     finally:

@@ -87,6 +87,7 @@ def test_paid_stream_is_sse_and_settled_before_the_first_byte(dev: DevGateway) -
         settled = settlement_of(r)  # in the response head: settled before any SSE byte was sent
         lines = [line for line in r.iter_lines() if line]
     assert settled is not None and settled.success and dev.receipt_status(settled.transaction) == 1
+    assert settled.amount is not None
     assert lines[-1] == "data: [DONE]" and all(line.startswith("data: ") for line in lines)
     assert dev.balance_of(payer) == before - settled.amount
 
@@ -112,7 +113,7 @@ def test_failed_upstream_is_not_charged_and_the_same_payment_can_retry(dev: DevG
         replayed = c.post("/v1/chat/completions", json=CHAT, headers={signed[0]: signed[1]})
         assert replayed.status_code == 402  # settled once, never twice
     settled = settlement_of(retried)
-    assert settled is not None and dev.balance_of(payer) == before - settled.amount
+    assert settled is not None and settled.amount is not None and dev.balance_of(payer) == before - settled.amount
 
 
 def test_free_model_never_asks_for_payment(dev: DevGateway) -> None:

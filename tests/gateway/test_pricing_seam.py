@@ -32,14 +32,12 @@ def test_price_of(make_app: Callable[..., Starlette]) -> None:
     # "What is 2+2?" = 12 bytes -> 3 tokens + 4 per message = 7 x $5; 820 x $30; + $0.001 fee (micro-USD)
     assert quote is not None and quote.amount == 7 * 5 + 820 * 30 + 1000 == 25635
     assert price_of(gw, "/v1/chat/completions", {**CHAT, "model": "nvidia/gemma-4-31b"}).amount is None  # type: ignore[union-attr]
-    assert (
-        price_of(
-            gw,
-            "/v1/messages",
-            {"model": "anthropic/claude-haiku-4.5", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]},
-        ).amount
-        == 2000
-    )  # type: ignore[union-attr]
+    messages = price_of(
+        gw,
+        "/v1/messages",
+        {"model": "anthropic/claude-haiku-4.5", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert messages is not None and messages.amount == 2000
     assert describe(gw, "/v1/chat/completions", CHAT) == "GPT-5.5 API call (~7 input, 8192 max output tokens)"
 
 

@@ -409,8 +409,12 @@ def test_async_price_function_is_refused_at_start_up_and_at_run_time() -> None:
 def test_async_facilitator_or_store_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="SyncHTTPFacilitator"):
         PaymentWSGIMiddleware(
-            RecordingApp(), routes={"/paid": "$0.01"}, pay_to=PAY_TO, network=NETWORK, facilitator=FakeFacilitator()
-        )  # type: ignore[arg-type]
+            RecordingApp(),
+            routes={"/paid": "$0.01"},
+            pay_to=PAY_TO,
+            network=NETWORK,
+            facilitator=FakeFacilitator(),  # type: ignore[arg-type]
+        )
     with pytest.raises(ConfigurationError, match="SyncPaymentStore"):
         protect(RecordingApp(), store=object())
 

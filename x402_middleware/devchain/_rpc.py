@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from coincurve import PrivateKey
 from eth_abi.abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
 from eth_account import Account
 
 from ..eip3009 import keccak  # pysha3 when installed: the settlement hot path signs with it
@@ -74,7 +75,9 @@ def decode_revert_reason(data: str | bytes | None) -> str | None:
         return None
     try:
         (reason,) = abi_decode(["string"], raw[4:])
-    except Exception:  # malformed payload: not an Error(string) after all
+    # malformed payload, not an Error(string) after all: truncated or bad offsets/padding (DecodingError), an offset
+    # or length too large to seek to (OverflowError), a string that is not UTF-8 (UnicodeDecodeError)
+    except (DecodingError, OverflowError, UnicodeDecodeError):
         return None
     return str(reason)
 

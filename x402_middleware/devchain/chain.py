@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
@@ -112,7 +112,7 @@ class DevChain:
 
     # ---- lifecycle ----
 
-    def start(self) -> DevChain:
+    def start(self) -> Self:
         """Start anvil and set everything up; returns ``self``. Stops anvil again if setup fails."""
         if self._anvil is not None:
             raise RuntimeError("DevChain already started")
@@ -159,7 +159,7 @@ class DevChain:
             self._anvil.stop()
             self._anvil = None
 
-    def __enter__(self) -> DevChain:
+    def __enter__(self) -> Self:
         return self.start() if self._anvil is None else self
 
     def __exit__(

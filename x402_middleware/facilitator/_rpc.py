@@ -129,7 +129,7 @@ class AsyncRPC:
     async def _resolve(future: asyncio.Future[Any], call: Any) -> None:
         try:
             result = await call
-        except Exception as exc:  # handed to the waiting caller
+        except Exception as exc:  # noqa: BLE001 - any failure is handed to the waiting caller, who re-raises it
             if not future.done():
                 future.set_exception(exc)
         else:

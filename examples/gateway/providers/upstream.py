@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
@@ -141,7 +141,9 @@ class Upstream:
                     # What aread() ends with for an identity body, without its per-chunk decoder and chunker
                     # generators (~35 µs a call): the raw pieces joined. The stream put the connection back
                     # once read to the end, so the response is closed as aread() would leave it.
-                    content = b"".join([piece async for piece in response.stream])
+                    # httpx types the stream as sync or async; an AsyncClient's response always has the async one
+                    pieces = cast(httpx.AsyncByteStream, response.stream)
+                    content = b"".join([piece async for piece in pieces])
                     response._content = content
                     response._num_bytes_downloaded = len(content)
                     response.is_stream_consumed = response.is_closed = True
