@@ -1,4 +1,4 @@
-# Two entry points (see README): `make dev` runs the gateway in dev mode, `make test` runs every test.
+# Two entry points (see README): `make dev` runs the gateway in dev mode, `make test` runs every check and test.
 # Both install what they need first (a .venv and node_modules in this folder).
 PYTHON ?= python3
 VENV := .venv
@@ -21,7 +21,12 @@ install: $(VENV)/.installed node_modules/.installed
 dev: install
 	$(PY) -m examples.gateway.dev
 
+# Lint, format and type checks first (each names the files that fail), then the tests. mypy's file list and
+# strictness are in pyproject.toml ([tool.mypy]); ruff skips .venv and node_modules.
 test: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -p no:cacheprovider
 
 bench: install
