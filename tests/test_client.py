@@ -537,6 +537,7 @@ def test_the_sync_client_follows_up_a_lost_settlement_answer() -> None:
     app = PaymentWSGIMiddleware(
         wsgi_app, routes={"GET /paid": "$0.001"}, pay_to=PAY_TO, network=NETWORK, facilitator=fac
     )
+
     def hook(response: httpx.Response) -> None:
         if response.status_code == 503:
             fac.raise_on_settle = False  # the facilitator answers again after the first lost answer
