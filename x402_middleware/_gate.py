@@ -34,7 +34,7 @@ from .models import (
     payment_required_v2,
 )
 from .money import parse_usd, to_atomic
-from .networks import Asset, Network, get_network
+from .networks import Asset, Network, _is_address, get_network
 from .pricing import FixedPrice, PaymentOption, PaymentRequest, PricingPolicy, TokenAmount
 from .routes import RoutePattern
 from .verify import NO_MATCHING_REQUIREMENTS, match_requirements, verify_exact_evm
@@ -371,12 +371,8 @@ def _network(name: str) -> Network:
 
 
 def _check_address(value: str | None, what: str) -> str:
-    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
-        raise ConfigurationError(f"{what} must be a 0x-prefixed 20-byte address, got {value!r}")
-    try:
-        int(value, 16)
-    except ValueError:
-        raise ConfigurationError(f"{what} must be a hex address, got {value!r}") from None
+    if not isinstance(value, str) or not _is_address(value):
+        raise ConfigurationError(f"{what} must be a 0x-prefixed 20-byte hex address, got {value!r}")
     return value
 
 
