@@ -7,6 +7,8 @@
     ├── FacilitatorError        a facilitator or chain could not be reached or answered nonsense -> 502
     ├── PricingError            the app's own price function failed -> 500 (its bug, logged)
     ├── UnpriceableRequestError the request cannot be priced (unknown model, bad max_tokens) -> 400 with ``reason``
+    │   └── PricingBodyTooLargeError    the body to price is over the pricing cap -> 413
+    ├── JSONTooDeepError        untrusted JSON nests too deeply to parse safely (also a ``ValueError``)
     └── PaymentClientError      the paying client cannot or will not pay a 402
         └── SpendLimitError     the price is over a configured cap
 
@@ -78,6 +80,28 @@ class UnpriceableRequestError(X402Error):
         super().__init__(message or reason)
         self.reason = reason
         self.message = message or reason
+
+
+class PricingBodyTooLargeError(UnpriceableRequestError):
+    """The body of a ``price_body`` route is larger than the middleware's ``max_pricing_body`` (HTTP 413)."""
+
+    status_code = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "request_body_too_large",
+            f"this route prices the request body, which must be at most {limit} bytes; send a smaller body "
+            f"(the server's operator can raise max_pricing_body)",
+        )
+
+
+class JSONTooDeepError(X402Error, ValueError):
+    """Untrusted JSON nests arrays/objects deeper than :data:`x402_middleware._json.MAX_DEPTH`.
+
+    Refused before parsing: the C JSON parser would otherwise overflow the C
+    stack (the interpreter's recursion limit does not protect it once a
+    dependency such as py_ecc has raised it).
+    """
 
 
 class PaymentClientError(X402Error):

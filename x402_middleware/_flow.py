@@ -15,7 +15,6 @@ block. So the flow is a generator that *yields* what it needs done
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
@@ -26,7 +25,8 @@ from urllib.parse import parse_qsl
 
 from cachetools import TTLCache
 
-from ._exceptions import FacilitatorError, InvalidPaymentError, UnpriceableRequestError, X402Error
+from . import _json
+from ._exceptions import FacilitatorError, InvalidPaymentError, JSONTooDeepError, UnpriceableRequestError, X402Error
 from ._gate import PAYMENT_ALREADY_USED, PAYMENT_IN_PROGRESS, PAYMENT_REQUIRED_ERROR, Gate, Headers, _Route, logger
 from .facilitator._protocol import Facilitator, SyncFacilitator
 from .models import Payment, PaymentPayload, PaymentRequirements, ResourceInfo, SettleResult
@@ -397,7 +397,7 @@ async def run_async(flow: Flow[T], facilitator: Facilitator, store: PaymentStore
 def pricing_failure(route: _Route, exc: X402Error) -> Answer:
     """The answer when a route cannot be priced: 400 for the client's input, 500 (logged) for a policy bug."""
     if isinstance(exc, UnpriceableRequestError):
-        return Answer(*Gate.error(400, exc.reason, exc.message))
+        return Answer(*Gate.error(exc.status_code, exc.reason, exc.message))
     logger.error("x402: the price function of %s failed: %s", route.pattern.path, exc, exc_info=exc)
     # The exception text stays in the log: it may describe the server's internals.
     return Answer(
@@ -419,12 +419,17 @@ def private_cache_control(value: str | None) -> str | None:
 
 
 def parse_json_body(raw: bytes) -> Any:
-    """The parsed JSON body a pricing policy sees, or ``None`` when it is empty or not JSON."""
+    """The parsed JSON body a pricing policy sees, or ``None`` when it is empty or not JSON.
+
+    Raises :class:`UnpriceableRequestError` (400) when the JSON nests too deeply to parse safely.
+    """
     if not raw:
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        return _json.loads(raw)
+    except JSONTooDeepError as exc:
+        raise UnpriceableRequestError("request_body_too_deep", str(exc)) from None
+    except ValueError:  # UnicodeDecodeError included
         return None
 
 

@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any
 
+from . import _json
 from ._exceptions import MalformedPaymentError
 
 # Lower-case: ASGI header names are lower-case bytes; HTTP names are case-insensitive.
@@ -68,7 +69,7 @@ def decode_header(
         raise MalformedPaymentError(f"{name} header is not standard base64 (RFC 4648, '+/' alphabet)")
     try:
         decoded = base64.b64decode(raw, validate=True)
-        obj = json.loads(
+        obj = _json.loads(
             decoded.decode("utf-8"),
             parse_float=None if allow_floats else _reject_float,
             parse_constant=_reject_constant,

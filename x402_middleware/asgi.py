@@ -15,13 +15,14 @@ Flow of a paid route (``../shared/docs/x402-protocol.md`` §2, §6.3-6.4):
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
 from ._disconnect import ClientWatch, has_body
-from ._exceptions import PricingError, UnpriceableRequestError
+from ._exceptions import ConfigurationError, PricingBodyTooLargeError, PricingError, UnpriceableRequestError
 from ._flow import (
     Answer,
     FundsCheck,
@@ -40,10 +41,20 @@ from .models import PaymentRequirements, ResourceInfo
 from .pricing import PaymentRequest
 from .stores import InMemoryStore, PaymentStore
 
-__all__ = ["MAX_PRICING_BODY", "PaymentMiddleware", "settle_on_2xx"]
+__all__ = ["MAX_PRICING_BODY", "MAX_PRICING_READS", "PaymentMiddleware", "settle_on_2xx"]
 
-#: Bodies larger than this are not parsed for pricing (the policy sees ``body=None``).
+#: A ``price_body`` route answers 413 to a larger body (``max_pricing_body=``), refused by its
+#: ``Content-Length`` before any byte is read, or as soon as a body without one passes the cap.
 MAX_PRICING_BODY = 1 << 20
+
+#: Bodies read for pricing at once (``max_pricing_reads=``), so that unpaid uploads hold at most
+#: ``MAX_PRICING_READS * max_pricing_body`` bytes. Further requests wait for a turn, up to
+#: :data:`PRICING_READ_WAIT` seconds, then get 503 ``pricing_busy`` with ``Retry-After``.
+MAX_PRICING_READS = 32
+
+#: Seconds a request waits for a pricing read slot before its 503: a burst queues, a sustained flood of slow uploads
+#: holding every slot is answered rather than piling up waiting requests.
+PRICING_READ_WAIT = 10.0
 
 
 class PaymentMiddleware:
@@ -78,6 +89,7 @@ class PaymentMiddleware:
         settle_when: SettleWhen = settle_on_2xx,
         max_pricing_body: int = MAX_PRICING_BODY,
         check_funds: bool = False,
+        max_pricing_reads: int = MAX_PRICING_READS,
     ) -> None:
         self.app = app
         self.gate = Gate(
@@ -93,6 +105,9 @@ class PaymentMiddleware:
         self.store: PaymentStore = store if store is not None else InMemoryStore()
         self.settle_when = settle_when
         self.max_pricing_body = max_pricing_body
+        if max_pricing_reads < 1:
+            raise ConfigurationError(f"max_pricing_reads must be at least 1, got {max_pricing_reads}")
+        self._pricing_reads = asyncio.Semaphore(max_pricing_reads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # pragma: no cover - lifespan and websockets pass through
@@ -108,7 +123,14 @@ class PaymentMiddleware:
         else:
             body: Any = None
             if route.price_body:
-                body, receive = await _peek_json_body(receive, self.max_pricing_body)
+                try:
+                    body, receive = await _peek_json_body(scope, receive, self.max_pricing_body, self._pricing_reads)
+                except UnpriceableRequestError as exc:  # too large or too deeply nested
+                    await _respond(send, pricing_failure(route, exc))
+                    return
+                except TimeoutError:
+                    await _respond(send, _PRICING_BUSY)
+                    return
             try:
                 priced = self.gate.price(route, _payment_request(scope, params, body))
                 requirements = priced if isinstance(priced, tuple) else await priced
@@ -218,21 +240,47 @@ async def _respond(send: Send, answer: Answer) -> None:
     await send({"type": "http.response.body", "body": answer.body})
 
 
-async def _peek_json_body(receive: Receive, limit: int) -> tuple[Any, Receive]:
-    """Read the request body for pricing without taking it from the app: the messages are replayed."""
+def _pricing_busy() -> Answer:
+    status, headers, body = Gate.error(
+        503, "pricing_busy", "too many request bodies are being read for pricing at once; retry in a second"
+    )
+    return Answer(status, [*headers, (b"retry-after", b"1")], body)
+
+
+_PRICING_BUSY = _pricing_busy()
+
+
+async def _peek_json_body(scope: Scope, receive: Receive, limit: int, slots: asyncio.Semaphore) -> tuple[Any, Receive]:
+    """Read the request body for pricing without taking it from the app: the messages are replayed.
+
+    Raises :class:`PricingBodyTooLargeError` over ``limit`` (before reading when ``Content-Length`` says so),
+    ``UnpriceableRequestError`` for JSON nested too deeply, and ``TimeoutError`` when no read slot frees up.
+    """
+    declared = _header(scope, b"content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise PricingBodyTooLargeError(limit)
+    if slots.locked():
+        await asyncio.wait_for(slots.acquire(), PRICING_READ_WAIT)
+    else:
+        await slots.acquire()
     messages: list[Message] = []
-    size = 0
-    more = True
-    while more and size <= limit:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request":
-            break
-        size += len(message.get("body", b""))
-        more = message.get("more_body", False)
-    parsed: Any = None
-    if not more and size <= limit:
-        parsed = parse_json_body(b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request"))
+    try:
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise PricingBodyTooLargeError(limit)  # the rest is never read
+            more = message.get("more_body", False)
+        parsed: Any = None
+        if not more:
+            parsed = parse_json_body(b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request"))
+    finally:
+        slots.release()
 
     async def replay() -> Message:
         if messages:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from . import _headers as H
+from . import _json
 from ._exceptions import ConfigurationError, MalformedPaymentError, PaymentClientError, SpendLimitError
 from .eip3009 import Authorization, address_of, new_nonce, sign_digest, to_checksum_address, transfer_digest
 from .models import _ADDRESS, _UINT, SettleResult
@@ -312,7 +313,7 @@ def _settlement_wait(response: httpx.Response) -> float | None:
     if response.status_code != 503:
         return None
     try:
-        error = response.json().get("error")
+        error = _json.loads(response.content).get("error")
     except (ValueError, AttributeError):
         return None
     if error not in ("settlement_pending", "settlement_unknown"):
@@ -360,7 +361,7 @@ def _read_challenge(response: httpx.Response, url: str) -> dict[str, Any] | None
             )
     else:
         try:
-            challenge = response.json()
+            challenge = _json.loads(response.content)
         except ValueError:
             return None
         if not isinstance(challenge, dict) or challenge.get("x402Version") != 1:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ConfigurationError, PricingError, UnpriceableRequestError
+from ._exceptions import ConfigurationError, PricingBodyTooLargeError, PricingError, UnpriceableRequestError
 from ._flow import (
     Answer,
     FundsCheck,
@@ -48,7 +48,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_PRICING_BODY", "PaymentWSGIMiddleware"]
 
-#: Bodies larger than this are not read for pricing (the policy sees ``body=None``).
+#: A ``price_body`` route answers 413 to a larger body (``max_pricing_body=``), refused by its ``Content-Length``
+#: before any byte is read (or, under ``wsgi.input_terminated``, once the cap is passed). No bound on concurrent
+#: reads is needed here: the WSGI server's worker threads already bound them.
 MAX_PRICING_BODY = 1 << 20
 
 
@@ -123,8 +125,8 @@ class PaymentWSGIMiddleware:
         if route.fixed is not None:
             requirements = route.fixed
         else:
-            body = _peek_json_body(environ, self.max_pricing_body) if route.price_body else None
             try:
+                body = _peek_json_body(environ, self.max_pricing_body) if route.price_body else None
                 priced = self.gate.price(route, request_from_environ(environ, path, params, body), allow_async=False)
             except (PricingError, UnpriceableRequestError) as exc:
                 return _respond(start_response, pricing_failure(route, exc))
@@ -311,14 +313,19 @@ def _respond(start_response: StartResponse, answer: Answer) -> list[bytes]:
 
 
 def _peek_json_body(environ: WSGIEnvironment, limit: int) -> Any:
-    """Read the body for pricing and put it back in front of ``wsgi.input`` (the app still reads all of it)."""
+    """Read the body for pricing and put it back in front of ``wsgi.input`` (the app still reads all of it).
+
+    Raises :class:`PricingBodyTooLargeError` over ``limit`` (413), reading at most ``limit + 1`` bytes.
+    """
     stream = environ.get("wsgi.input")
     try:
         length = int(environ.get("CONTENT_LENGTH") or -1)
     except ValueError:
         return None
-    if stream is None or length > limit or (length < 0 and not environ.get("wsgi.input_terminated")):
-        return None  # too big to price, or no length and no safe way to find the end (PEP 3333)
+    if length > limit:
+        raise PricingBodyTooLargeError(limit)
+    if stream is None or (length < 0 and not environ.get("wsgi.input_terminated")):
+        return None  # no length and no safe way to find the end (PEP 3333)
     want = length if length >= 0 else limit + 1
     chunks: list[bytes] = []
     got = 0
@@ -329,9 +336,11 @@ def _peek_json_body(environ: WSGIEnvironment, limit: int) -> Any:
         chunks.append(chunk)
         got += len(chunk)
     raw = b"".join(chunks)
+    if got > limit:
+        raise PricingBodyTooLargeError(limit)
     # Content-Length bytes were all read, so nothing is left behind; without a length, the rest is read on demand.
     environ["wsgi.input"] = _ReplayInput(raw, stream, 0 if length >= 0 else None)
-    return parse_json_body(raw) if got <= limit and (length < 0 or got == length) else None
+    return parse_json_body(raw) if length < 0 or got == length else None
 
 
 class _ReplayInput(io.RawIOBase):

@@ -16,7 +16,6 @@ upstream accepted the call: for streams, its 2xx and first chunk; any failure is
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,6 +28,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from x402_middleware._exceptions import JSONTooDeepError
+from x402_middleware._json import loads as loads_untrusted
 
 from .config import GatewayConfig
 from .errors import GatewayError, InvalidRequest
@@ -214,12 +216,19 @@ async def _read_json(request: Request, limit: int) -> Any:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413, code="PAYLOAD_TOO_LARGE")
-    raw = await request.body()
-    if len(raw) > limit:
-        raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413, code="PAYLOAD_TOO_LARGE")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():  # stop at the cap: a body without Content-Length is never read whole
+        size += len(chunk)
+        if size > limit:
+            raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413, code="PAYLOAD_TOO_LARGE")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return loads_untrusted(raw)
+    except JSONTooDeepError as exc:
+        raise InvalidRequest(f"the request body is refused: {exc}") from None
+    except ValueError:  # UnicodeDecodeError included
         raise InvalidRequest("the request body is not valid JSON") from None
 
 

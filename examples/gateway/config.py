@@ -42,7 +42,9 @@ class GatewayConfig:
     trust_forwarded_for: bool = False  # use X-Forwarded-For's first hop as the client IP (behind a proxy only)
     expose_upstream: bool = True  # X-Gateway-Upstream: the endpoint that served the call
     metrics: bool = True  # GET /metrics (Prometheus text); expose it to your scraper only
-    max_body_bytes: int = 16 * 1024 * 1024
+    # Largest request body, also the paid gateway's pricing cap (see README "Request size"): 2 MiB holds a long
+    # conversation plus three or four images in base64 at the resolution the vision models actually use.
+    max_body_bytes: int = 2 * 1024 * 1024
     http_client: httpx.AsyncClient | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:

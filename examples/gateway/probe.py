@@ -7,10 +7,11 @@ Placed outside the payment middleware; costs nothing while no model is throttled
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from x402_middleware._json import loads as loads_untrusted
 
 from .service import Gateway, api_of
 
@@ -68,8 +69,8 @@ async def _peek(receive: Receive) -> tuple[list[Message], bytes]:
 
 def _model_of(body: bytes) -> str | None:
     try:
-        data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data: Any = loads_untrusted(body)
+    except ValueError:  # UnicodeDecodeError included
         return None
     model = data.get("model") if isinstance(data, dict) else None
     return model if isinstance(model, str) else None

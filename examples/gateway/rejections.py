@@ -18,6 +18,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from x402_middleware._json import loads as loads_untrusted
+
 from .probe import PAYMENT_HEADERS
 
 #: x402 reasons (the middleware's and the official facilitator's strings) -> BlockRun's code; others: PAYMENT_INVALID.
@@ -71,8 +73,8 @@ class BlockRunRejectionCodes:
 
 def _with_code(body: bytes) -> bytes:
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = loads_untrusted(body)
+    except ValueError:  # UnicodeDecodeError included
         return body
     if not isinstance(data, dict) or "code" in data:
         return body

@@ -450,7 +450,7 @@ def test_body_without_content_length_on_a_terminated_stream_is_replayed() -> Non
     assert r.status == 200 and seen == [body]
 
 
-def test_body_over_the_cap_is_not_read_for_pricing_but_reaches_the_app() -> None:
+def test_body_over_the_cap_is_refused_with_413_and_never_priced_or_served() -> None:
     bodies: list[Any] = []
 
     def price(req: Any) -> Any:
@@ -461,9 +461,9 @@ def test_body_over_the_cap_is_not_read_for_pricing_but_reaches_the_app() -> None
     payload = json.dumps({"n": "x" * 200}).encode()
     mw = protect(app, routes={"POST /llm": RouteConfig(price=price, price_body=True)}, max_pricing_body=100)
     with client(mw) as c:
-        ch = decode(c.post("/llm", content=payload).headers["payment-required"])
-        assert c.post("/llm", content=payload, headers={"PAYMENT-SIGNATURE": pay_v2(ch)}).status_code == 200
-    assert bodies == [None, None] and app.bodies == [payload]
+        r = c.post("/llm", content=payload)
+    assert r.status_code == 413 and r.json()["error"] == "request_body_too_large"
+    assert bodies == [] and app.bodies == []
 
 
 def test_several_networks_are_offered() -> None:

@@ -25,7 +25,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.http.request import RawPostDataException
 
-from .._exceptions import PricingError, UnpriceableRequestError
+from .._exceptions import PricingBodyTooLargeError, PricingError, UnpriceableRequestError
 from .._flow import (
     Answer,
     PaidFlow,
@@ -154,7 +154,9 @@ def _body_for_pricing(request: HttpRequest, limit: int) -> Any:
         length = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return None
-    if not 0 < length <= limit:
+    if length > limit:
+        raise PricingBodyTooLargeError(limit)  # refused before Django reads (and caches) the body
+    if length <= 0:
         return None
     try:
         return parse_json_body(request.body)

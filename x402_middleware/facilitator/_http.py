@@ -36,6 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from .. import _json
 from .._http1 import (
     KEEPALIVE_EXPIRY,
     Body,
@@ -83,7 +84,7 @@ class Response:
 
     def json(self) -> Any:
         """The body parsed as JSON (raises ``ValueError`` if it is not)."""
-        return json.loads(self.content)
+        return _json.loads(self.content)
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {len(self.content)} bytes>"

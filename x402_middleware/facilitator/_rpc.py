@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from typing import Any
 
 import httpx
 
+from .. import _json
 from .._exceptions import FacilitatorError
 from ..devchain._rpc import RPCError, build_request, parse_response
 from ._http import TRANSPORT_ERRORS, JSONClient, json_client, send_json
@@ -148,7 +148,7 @@ class AsyncRPC:
         if status >= 500 or not content:
             raise FacilitatorError(f"the chain RPC at {self.url} answered HTTP {status} to {label}")
         try:
-            return json.loads(content)
+            return _json.loads(content)
         except ValueError:
             raise FacilitatorError(f"the chain RPC at {self.url} answered non-JSON to {label}") from None
 

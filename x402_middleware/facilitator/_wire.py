@@ -9,10 +9,10 @@ Shared by the async and sync HTTP clients (``../shared/docs/x402-protocol.md`` Â
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .._exceptions import FacilitatorError
+from .._json import loads as untrusted_loads
 from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyResult
 
 #: Largest facilitator reply read; anything bigger is an error, not a payment decision.
@@ -32,7 +32,7 @@ def _json(status: int, content: bytes, what: str) -> dict[str, Any]:
     if len(content) > MAX_RESPONSE_BYTES:
         raise FacilitatorError(f"facilitator {what} reply is larger than {MAX_RESPONSE_BYTES} bytes")
     try:
-        data = json.loads(content)
+        data = untrusted_loads(content)
     except (ValueError, UnicodeDecodeError):
         snippet = content[:200].decode("utf-8", "replace")
         raise FacilitatorError(f"facilitator {what} answered HTTP {status} with non-JSON: {snippet!r}") from None

@@ -18,7 +18,6 @@ it may settle to; other requests get 401 / a ``pay_to_not_allowed`` refusal.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -29,7 +28,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .._exceptions import FacilitatorError, InvalidPaymentError, MalformedPaymentError
+from .. import _json
+from .._exceptions import FacilitatorError, InvalidPaymentError, JSONTooDeepError, MalformedPaymentError
 from ..models import (
     PaymentPayload,
     PaymentRequirements,
@@ -56,8 +56,10 @@ async def _read(request: Request) -> tuple[PaymentPayload, PaymentRequirements, 
         if len(body) > MAX_BODY:
             raise MalformedPaymentError(f"request body is larger than {MAX_BODY} bytes")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        data = _json.loads(body)
+    except JSONTooDeepError as exc:
+        raise MalformedPaymentError(f"request body: {exc}") from None
+    except ValueError:  # UnicodeDecodeError included
         raise MalformedPaymentError(
             "request body must be JSON: {x402Version, paymentPayload, paymentRequirements}"
         ) from None

@@ -11,6 +11,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from x402_middleware._json import loads as loads_untrusted
+
 from ._faults import FAULT_HEADER, EmulatorState, Fault
 
 
@@ -29,7 +31,7 @@ class Ctx:
 
 async def read_json(request: Request) -> Any:
     try:
-        return json.loads(await request.body())
+        return loads_untrusted(await request.body())
     except ValueError:
         return None
 

@@ -10,13 +10,14 @@ always before the gateway has forwarded a byte, so the pool may fail over.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
+
+from x402_middleware._json import loads as loads_untrusted
 
 from ..catalog import ModelInfo
 from ..sse import aiter_events
@@ -163,7 +164,7 @@ class Provider:
         if response.status_code >= 300:
             raise failure_from_response(response.status_code, response.headers, response.content, endpoint.name)
         try:
-            return self.parse(response.json(), call)
+            return self.parse(loads_untrusted(response.content), call)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UpstreamFailure(
                 PROTOCOL,
@@ -210,7 +211,7 @@ class Provider:
             if not event.data.strip():
                 continue
             try:
-                data = json.loads(event.data)
+                data = loads_untrusted(event.data)
             except ValueError:
                 continue  # tolerate junk lines, as the SDKs do
             if isinstance(data, Mapping):

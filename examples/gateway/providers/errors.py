@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import email.utils
-import json
 import math
 import re
 import time
 from collections.abc import Mapping
 from typing import Any
+
+from x402_middleware._json import loads as loads_untrusted
 
 from .failure import AUTH, CLIENT, PROTOCOL, RATE_LIMITED, SERVER, TIMEOUT, UpstreamFailure
 
@@ -18,7 +19,7 @@ _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(
 def failure_from_response(status: int, headers: Mapping[str, str], content: bytes, endpoint: str) -> UpstreamFailure:
     """Classify an upstream error response; keeps its message and any retry delay it gave."""
     try:
-        body: Any = json.loads(content)
+        body: Any = loads_untrusted(content)
     except ValueError:
         body = None
     message = _error_message(body) or content[:200].decode("utf-8", "replace") or f"HTTP {status}"

@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from x402_middleware._json import loads as loads_untrusted
+
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?:;[^,]*)?;base64,(?P<data>.*)\Z", re.DOTALL)
 
 
@@ -24,7 +26,7 @@ def loads_object(text: Any) -> dict[str, Any]:
     if not isinstance(text, str) or not text.strip():
         return {}
     try:
-        value = json.loads(text)
+        value = loads_untrusted(text)
     except ValueError:
         return {"_raw_arguments": text}
     return value if isinstance(value, dict) else {"value": value}

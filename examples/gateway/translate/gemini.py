@@ -7,9 +7,10 @@ cumulative, so the last one seen is the call's usage.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
+
+from x402_middleware._json import loads as loads_untrusted
 
 from ._common import StreamError, chunk, data_uri, dumps, loads_object, new_id, now, stop_list, text_of, usage
 
@@ -49,7 +50,7 @@ def to_gemini_request(body: Mapping[str, Any], max_tokens: int) -> dict[str, Any
             call_id = str(m.get("tool_call_id", ""))
             result = text_of(content)
             try:
-                parsed = json.loads(result)
+                parsed = loads_untrusted(result)
             except ValueError:
                 parsed = None
             response = parsed if isinstance(parsed, dict) else {"content": result}
