@@ -160,7 +160,7 @@ class Payer:
     def sign(self, challenge: httpx.Response) -> tuple[str, str]:
         """One fresh payment (a new random nonce) for the 402 ``challenge``: ``(header name, value)``."""
         request = httpx.Request(challenge.request.method, challenge.request.url)
-        flow = self.auth.auth_flow(request)
+        flow = self.auth.sync_auth_flow(request)
         next(flow)
         paid = flow.send(challenge)
         for name in ("payment-signature", "x-payment"):
