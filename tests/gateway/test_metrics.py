@@ -362,7 +362,7 @@ def paying_client(app: Starlette) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 12345)),
         base_url="http://gateway.test",
-        auth=X402Auth(PAYER_KEY),
+        auth=X402Auth(PAYER_KEY, settlement_retries=0),  # one request per payment: each is counted here
     )
 
 
