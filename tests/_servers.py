@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,36 +43,60 @@ def uvicorn_server(
         yield url
 
 
+@dataclass
+class Live:
+    """A running server: its base ``url``, its process and its output so far."""
+
+    url: str
+    proc: subprocess.Popen[str]
+    output: list[str] = field(default_factory=list)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def rss_bytes(self) -> int:
+        """``VmRSS`` of the process, from ``/proc/PID/status``."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError(f"no VmRSS in /proc/{self.proc.pid}/status")
+
+    def describe(self) -> str:
+        return f"exit code {self.proc.poll()}, output:\n{''.join(self.output)[-3000:]}"
+
+
 @contextmanager
-def process_with_url(
-    args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 30.0, pattern: re.Pattern[str] = _URL
-) -> Iterator[str]:
-    """Start a process, wait until it prints a 127.0.0.1 URL, yield it, then SIGTERM the PID."""
+def live_process(
+    args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 60.0, pattern: re.Pattern[str] = _URL
+) -> Iterator[Live]:
+    """Start ``args``, wait for the first 127.0.0.1 URL it prints, yield it; SIGTERM (then SIGKILL) by PID after.
+
+    The PID stays in reach: to tell a crash from an answer, and to read its RSS."""
     proc = subprocess.Popen(
         args, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    lines: list[str] = []
-    found: list[str] = []
+    live = Live("", proc)
     ready = threading.Event()
 
     def pump() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            lines.append(line)
+            live.output.append(line)
             m = pattern.search(line)
-            if m and not found:
-                found.append(m.group(1))
+            if m and not live.url:
+                live.url = m.group(1)
                 ready.set()
         ready.set()
 
     threading.Thread(target=pump, daemon=True).start()
     try:
         deadline = time.monotonic() + timeout
-        while not found and proc.poll() is None and time.monotonic() < deadline:
+        while not live.url and proc.poll() is None and time.monotonic() < deadline:
             ready.wait(0.05)
-        if not found:
-            raise RuntimeError(f"server did not start: {' '.join(args)}\n{''.join(lines)[-3000:]}")
-        yield found[0]
+        if not live.url:
+            raise RuntimeError(f"server did not start: {' '.join(args)}\n{live.describe()}")
+        yield live
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)
@@ -80,3 +105,12 @@ def process_with_url(
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@contextmanager
+def process_with_url(
+    args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 30.0, pattern: re.Pattern[str] = _URL
+) -> Iterator[str]:
+    """Start a process, wait until it prints a 127.0.0.1 URL, yield it, then SIGTERM the PID."""
+    with live_process(args, env=env, timeout=timeout, pattern=pattern) as live:
+        yield live.url

@@ -15,7 +15,7 @@ import pytest
 
 from tests._chain import start_dev_chain
 from tests._dev_gateway import DevGateway, dev_gateway
-from tests._live import Live, live_process
+from tests._servers import Live, live_process
 from x402_middleware.devchain import DevChain
 
 DEPTHS = (10_000, 100_000, 1_000_000)
