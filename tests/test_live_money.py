@@ -19,7 +19,7 @@ from eth_account import Account
 from tests._chain import start_dev_chain
 from tests._payments import decode, pay_v2
 from tests._servers import uvicorn_server
-from x402_middleware import PaymentMiddleware
+from x402_middleware import FacilitatorError, PaymentMiddleware
 from x402_middleware.devchain import DevChain
 from x402_middleware.facilitator import OnChainFacilitator
 
@@ -126,3 +126,68 @@ async def test_a_slow_receipt_answers_503_and_the_retry_is_served_without_a_seco
     assert decode(served.headers["payment-response"])["transaction"] == tx
     assert replay.status_code == 402 and replay.json()["error"] == "invalid_exact_evm_nonce_already_used"
     assert chain.balance_of(payer) == before - PRICE  # charged exactly once
+
+
+class _LosesFirstAnswer:
+    """Test double around the real facilitator: the first settle happens on chain, then its answer is lost."""
+
+    def __init__(self, inner: OnChainFacilitator) -> None:
+        self.inner = inner
+        self.lost = False
+
+    async def verify(self, payload: Any, requirements: Any) -> Any:
+        return await self.inner.verify(payload, requirements)
+
+    async def supported(self) -> dict[str, Any]:
+        return await self.inner.supported()
+
+    async def settle(self, payload: Any, requirements: Any) -> Any:
+        result = await self.inner.settle(payload, requirements)
+        if not self.lost:
+            self.lost = True
+            raise FacilitatorError("the /settle answer was lost (test double)")
+        return result
+
+
+@pytest.mark.anyio
+async def test_a_lost_settle_answer_is_served_on_retry_without_a_second_charge(chain: DevChain) -> None:
+    key, payer = chain.payer_keys[0], chain.payer_addresses[0]
+    inner = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys, network=chain.network)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"CONTENT"})
+
+    paid = PaymentMiddleware(
+        app,
+        routes={"GET /slow": "$0.01"},
+        pay_to=chain.pay_to,
+        network=chain.network,
+        facilitator=_LosesFirstAnswer(inner),
+    )
+    before = chain.balance_of(payer)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=paid), base_url="http://t") as c:
+            sig = pay_v2(decode((await c.get("/slow")).headers["payment-required"]), key=key)
+            lost = await c.get("/slow", headers={"PAYMENT-SIGNATURE": sig})
+            assert chain.balance_of(payer) == before - PRICE  # the money moved; the answer did not arrive
+            assert lost.status_code == 503 and lost.json()["error"] == "settlement_unknown"
+            served = await c.get("/slow", headers={"PAYMENT-SIGNATURE": sig})
+            replay = await c.get("/slow", headers={"PAYMENT-SIGNATURE": sig})
+    finally:
+        await inner.aclose()
+    assert served.status_code == 200 and served.content == b"CONTENT"
+    tx = decode(served.headers["payment-response"])["transaction"]
+    assert chain.rpc("eth_getTransactionReceipt", tx)["status"] == "0x1"
+    assert replay.status_code == 402 and chain.balance_of(payer) == before - PRICE  # charged exactly once
+
+
+def test_head_with_a_valid_payment_runs_nothing_and_leaves_it_usable(chain: DevChain) -> None:
+    key, payer = chain.payer_keys[1], chain.payer_addresses[1]
+    with uvicorn_server("tests.apps:onchain_app", factory=True, env=_env(chain)) as url:
+        sig = pay_v2(_challenge(url), key=key)
+        before = chain.balance_of(payer)
+        head = httpx.head(url + "/slow", headers={"PAYMENT-SIGNATURE": sig})
+        assert head.status_code == 402 and _runs(url) == 0 and chain.balance_of(payer) == before
+        r = httpx.get(url + "/slow", headers={"PAYMENT-SIGNATURE": sig}, timeout=30)
+        assert r.status_code == 200 and _runs(url) == 1 and chain.balance_of(payer) == before - PRICE

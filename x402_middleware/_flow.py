@@ -306,9 +306,8 @@ class PaidFlow:
             # Following up our own attempt: the authorization is consumed, and EIP-3009 fixes its recipient and
             # value, so the earlier transaction paid this route (x402-protocol.md §3.2).
             logger.warning("x402: the earlier settlement of %s went through (its nonce is used)", payload.payer)
-            result = SettleResult(
-                True, requirement.network.caip2, claim.detail, payload.payer, amount=requirement.amount
-            )
+            tx = result.transaction or claim.detail
+            result = SettleResult(True, requirement.network.caip2, tx, payload.payer, amount=requirement.amount)
         if not result.success:
             self.outcome = "replaced"
             reason = result.error_reason or "settlement_failed"

@@ -34,7 +34,7 @@ from ..devchain._abi import decode_output, encode_call
 from ..devchain._rpc import RPCError, build_transaction, sign_transaction
 from ..eip3009 import keccak
 from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyResult
-from ..networks import Network, get_network
+from ..networks import Network, _is_address, get_network
 from ..verify import verify_exact_evm
 from ._rpc import AsyncRPC
 
@@ -52,7 +52,6 @@ ASSET_NOT_ALLOWED = "asset_not_allowed"
 # How long a payment is remembered after its validBefore: the chain refuses it from validBefore on
 # (block.timestamp < validBefore), and block timestamps may trail the wall clock a little.
 _EXPIRY_MARGIN = 120.0
-_HEX = frozenset("0123456789abcdef")
 _GAS_HEADROOM = 25_000
 
 # FiatTokenV2 revert strings -> x402 reason codes (the official facilitators match the same substrings).
@@ -171,7 +170,7 @@ class OnChainFacilitator:
             assets = [self.network.asset.address] if self.network.asset is not None else []
         self.assets = frozenset(a.lower() for a in assets)
         for address in self.assets:
-            if len(address) != 42 or not address.startswith("0x") or not all(c in _HEX for c in address[2:]):
+            if not _is_address(address):
                 raise ConfigurationError(f"asset {address!r} is not a 0x-prefixed 20-byte hex token address")
         self.any_asset = any_asset
         if not self.assets and not any_asset:
@@ -279,7 +278,7 @@ class OnChainFacilitator:
         return SettleResult(
             False,
             caip2,
-            "",
+            outcome.transaction,  # which transaction used it, for a resource server following up its own
             payload.payer,
             NONCE_ALREADY_USED,
             f"this authorization was already settled in transaction {outcome.transaction}",
