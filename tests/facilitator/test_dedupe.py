@@ -187,7 +187,9 @@ async def test_a_slow_receipt_is_followed_not_sent_again(chain: DevChain) -> Non
     finally:
         await fac.aclose()
     assert second.success is True and second.transaction == first.transaction and second.amount == PRICE
-    assert third.success is False and third.error_reason == NONCE_ALREADY_USED and third.transaction == first.transaction
+    assert (
+        third.success is False and third.error_reason == NONCE_ALREADY_USED and third.transaction == first.transaction
+    )
     receipts = _mined_since(chain, block)
     assert _sent(chain) - sent == 1 and [int(r["status"], 16) for r in receipts] == [1]
     assert _transfers(receipts, chain.asset, payer) == 1
