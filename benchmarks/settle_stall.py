@@ -30,7 +30,7 @@ from _common import percentile
 from settlement import PRICE, presign
 
 from x402_middleware.devchain import DevChain
-from x402_middleware.eip3009 import keccak
+from x402_middleware.evm.eip3009 import keccak
 from x402_middleware.facilitator.onchain import OnChainFacilitator
 from x402_middleware.models import PaymentRequirements
 from x402_middleware.networks import get_network

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a sourc
 from _common import base_parser, cpu_seconds, emit_json, log, percentile, print_table, rss_kib, verdict
 
 from x402_middleware.devchain import DevChain
-from x402_middleware.eip3009 import Authorization, new_nonce, sign_digest, transfer_digest
+from x402_middleware.evm.eip3009 import Authorization, new_nonce, sign_digest, transfer_digest
 from x402_middleware.facilitator.onchain import OnChainFacilitator
 from x402_middleware.models import PaymentPayload, PaymentRequirements
 from x402_middleware.networks import get_network

@@ -22,8 +22,8 @@ from typing import Any
 from _common import base_parser, emit_json, log, pin, print_table, summarize, verdict
 from _fixtures import NETWORK, PAY_TO, PAYER_KEY
 
-from x402_middleware import eip3009
-from x402_middleware.eip3009 import Authorization, address_of, new_nonce, sign_digest, transfer_digest
+from x402_middleware.evm import eip3009
+from x402_middleware.evm.eip3009 import Authorization, address_of, new_nonce, sign_digest, transfer_digest
 from x402_middleware.models import PaymentPayload, PaymentRequirements, parse_payment_payload
 from x402_middleware.networks import get_network
 from x402_middleware.verify import verify_exact_evm

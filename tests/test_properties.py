@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from x402_middleware import ConfigurationError, MalformedPaymentError
 from x402_middleware._headers import MAX_HEADER_BYTES, decode_header, encode_header
-from x402_middleware.eip3009 import (
+from x402_middleware.evm.eip3009 import (
     Authorization,
     address_of,
     recover_signer,

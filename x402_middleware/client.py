@@ -25,7 +25,7 @@ import httpx
 from . import _headers as H
 from . import _json
 from ._exceptions import ConfigurationError, MalformedPaymentError, PaymentClientError, SpendLimitError
-from .eip3009 import Authorization, address_of, new_nonce, sign_digest, to_checksum_address, transfer_digest
+from .evm.eip3009 import Authorization, address_of, new_nonce, sign_digest, to_checksum_address, transfer_digest
 from .models import _ADDRESS, _UINT, SettleResult
 from .money import format_usd, parse_usd, to_atomic
 from .networks import Asset, Network, find_network, get_network

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ._exceptions import InvalidPaymentError, MalformedPaymentError
-from .eip3009 import Authorization, to_checksum_address
+from .evm.eip3009 import Authorization, to_checksum_address
 from .networks import Asset, Network, find_network
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from .eip3009 import recover_address, transfer_digest
+from .evm.eip3009 import recover_address, transfer_digest
 from .models import PaymentPayload, PaymentRequirements, VerifyResult
 
 # Reason strings ([py] facilitator 2.25; treat as opaque on the wire).

@@ -17,7 +17,7 @@ from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_account import Account
 
-from ..eip3009 import keccak  # pysha3 when installed: the settlement hot path signs with it
+from ..evm.eip3009 import keccak  # pysha3 when installed: the settlement hot path signs with it
 
 _ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
 _EXECUTION_REVERTED = "execution reverted: "

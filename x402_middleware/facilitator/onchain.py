@@ -32,7 +32,7 @@ from eth_account import Account
 from .._exceptions import ConfigurationError, FacilitatorError
 from ..devchain._abi import decode_output, encode_call
 from ..devchain._rpc import RPCError, build_transaction, sign_transaction
-from ..eip3009 import keccak
+from ..evm.eip3009 import keccak
 from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyResult
 from ..networks import Network, _is_address, get_network
 from ..verify import verify_exact_evm
