@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests._servers import ROOT
-from x402_middleware.devchain._abi import decode_output, encode_call
 from x402_middleware.devchain._rpc import SyncRPC
+from x402_middleware.evm.abi import decode_output, encode_call
 
 # Provider keys would switch the dev gateway to real upstreams; BLOCKRUN_API_KEY would switch BlockRun's SDKs to
 # their API-key rail. Tests never touch the internet, so they are removed from the child's environment.

@@ -22,7 +22,7 @@ from tests._payments import decode, pay_v2
 from tests._servers import process_with_url
 from x402_middleware.devchain import DevChain, encode_call
 from x402_middleware.devchain import _abi as devchain_abi
-from x402_middleware.devchain._rpc import build_transaction, sign_transaction
+from x402_middleware.evm.transactions import build_transaction, sign_transaction
 from x402_middleware.facilitator.onchain import (
     ASSET_NOT_ALLOWED,
     NONCE_ALREADY_USED,

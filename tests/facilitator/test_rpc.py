@@ -11,7 +11,8 @@ from eth_account import Account
 from eth_utils.address import to_checksum_address
 
 from x402_middleware.devchain import DevChain
-from x402_middleware.devchain._rpc import RPCError, build_transaction, sign_transaction
+from x402_middleware.evm.jsonrpc import RPCError
+from x402_middleware.evm.transactions import build_transaction, sign_transaction
 from x402_middleware.facilitator._rpc import AsyncRPC
 
 

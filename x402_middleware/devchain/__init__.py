@@ -14,9 +14,10 @@ Example::
 
 from __future__ import annotations
 
-from ._abi import decode_output, encode_call, selector
+from ..evm.abi import decode_output, encode_call, selector
+from ..evm.jsonrpc import RPCError
 from ._anvil import AnvilNotFoundError, AnvilStartError, find_anvil
-from ._rpc import RPCError, TransactionFailed
+from ._rpc import TransactionFailed
 from .chain import (
     ANVIL_DEPLOYER_KEY,
     BASE_SEPOLIA_USDC,

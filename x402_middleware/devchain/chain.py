@@ -12,6 +12,7 @@ from eth_account import Account
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from ..evm.abi import decode_output, encode_call
 from . import _abi
 from ._anvil import AnvilProcess
 from ._rpc import SyncRPC
@@ -248,20 +249,20 @@ class DevChain:
 
     def balance_of(self, address: str) -> int:
         """The token balance of ``address`` in atomic units (6 decimals)."""
-        data = _abi.encode_call("balanceOf(address)", address)
-        (balance,) = _abi.decode_output("(uint256)", self.call(self.asset, data))
+        data = encode_call("balanceOf(address)", address)
+        (balance,) = decode_output("(uint256)", self.call(self.asset, data))
         return int(balance)
 
     def mint(self, address: str, amount: int) -> str:
         """Mint ``amount`` atomic units to ``address`` (sent by the deployer); returns the tx hash."""
-        receipt = self.send(self.deployer_key, self.asset, _abi.encode_call("mint(address,uint256)", address, amount))
+        receipt = self.send(self.deployer_key, self.asset, encode_call("mint(address,uint256)", address, amount))
         return str(receipt["transactionHash"])
 
     def authorization_state(self, authorizer: str, nonce: bytes | str) -> bool:
         """Whether an EIP-3009 ``nonce`` (32 bytes or 0x-hex) of ``authorizer`` is used or canceled."""
         raw = bytes.fromhex(nonce.removeprefix("0x")) if isinstance(nonce, str) else nonce
-        data = _abi.encode_call("authorizationState(address,bytes32)", authorizer, raw)
-        (used,) = _abi.decode_output("(bool)", self.call(self.asset, data))
+        data = encode_call("authorizationState(address,bytes32)", authorizer, raw)
+        (used,) = decode_output("(bool)", self.call(self.asset, data))
         return bool(used)
 
     def snapshot(self) -> str:

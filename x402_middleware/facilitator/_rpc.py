@@ -1,7 +1,7 @@
 """Async Ethereum JSON-RPC over kept-alive HTTP connections, batching concurrent calls.
 
-The request building and answer parsing are the dev chain's pure functions
-(:mod:`x402_middleware.devchain._rpc`); this is only the async shell.
+The request building and answer parsing are the pure functions of
+:mod:`x402_middleware.evm.jsonrpc`; this is only the async shell.
 
 Calls made in the same event-loop turn go out as one JSON-RPC batch (an array of requests, JSON-RPC 2.0
 §6): under load a facilitator settling many payments at once then pays one HTTP round trip and one
@@ -24,7 +24,7 @@ import httpx
 
 from .. import _json
 from .._exceptions import FacilitatorError
-from ..devchain._rpc import RPCError, build_request, parse_response
+from ..evm.jsonrpc import RPCError, build_request, parse_response
 from ._http import TRANSPORT_ERRORS, JSONClient, json_client, send_json
 
 __all__ = ["AsyncRPC", "RPCError"]

@@ -30,9 +30,10 @@ from coincurve import PrivateKey
 from eth_account import Account
 
 from .._exceptions import ConfigurationError, FacilitatorError
-from ..devchain._abi import decode_output, encode_call
-from ..devchain._rpc import RPCError, build_transaction, sign_transaction
+from ..evm.abi import decode_output, encode_call
 from ..evm.eip3009 import keccak
+from ..evm.jsonrpc import RPCError
+from ..evm.transactions import build_transaction, sign_transaction
 from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyResult
 from ..networks import Network, _is_address, get_network
 from ..verify import verify_exact_evm
