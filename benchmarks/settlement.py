@@ -152,7 +152,7 @@ def check_on_chain(chain: DevChain, run: Run) -> list[str]:
         problems.append(f"transactions sent from outside the pool: {senders - pool}")
     if len(senders) != min(run.pool, run.concurrency):  # the least busy key sends: one at a time uses one key
         problems.append(f"only {len(senders)} of {run.pool} pool keys sent transactions")
-    unused = [p for p in run.payloads if not chain.authorization_state(p.payer, p.authorization.nonce)]
+    unused = [p for p in run.payloads if not chain.authorization_state(p.payer, p.data.authorization.nonce)]
     if unused:
         problems.append(f"{len(unused)} authorizations are not marked used on chain")
     return problems

@@ -26,7 +26,7 @@ from x402_middleware.evm import eip3009
 from x402_middleware.evm.eip3009 import Authorization, address_of, new_nonce, sign_digest, transfer_digest
 from x402_middleware.models import PaymentPayload, PaymentRequirements, parse_payment_payload
 from x402_middleware.networks import get_network
-from x402_middleware.verify import verify_exact_evm
+from x402_middleware.schemes.evm.exact import verify_exact_evm
 
 TARGET_PER_S = 3000
 AMOUNT = 1000  # $0.001 of a 6-decimal token
@@ -154,7 +154,7 @@ def main() -> None:
     extra = req.wire_extra()
     digests = [
         transfer_digest(
-            p.authorization,
+            p.data.authorization,
             name=extra["name"],
             version=extra["version"],
             chain_id=req.network.chain_id,
@@ -167,7 +167,7 @@ def main() -> None:
         "  part: transfer_digest",
         *time_passes(
             lambda p: transfer_digest(
-                p.authorization,
+                p.data.authorization,
                 name=extra["name"],
                 version=extra["version"],
                 chain_id=req.network.chain_id,
@@ -177,7 +177,7 @@ def main() -> None:
             args.passes,
         ),
     )
-    pairs = list(zip(digests, (p.signature for p in distinct)))
+    pairs = list(zip(digests, (p.data.signature for p in distinct)))
     record(
         "  part: recover_address",
         *time_passes(
@@ -208,7 +208,7 @@ def main() -> None:
         }
 
         def eth_account_check(p: PaymentPayload) -> None:
-            a = p.authorization
+            a = p.data.authorization
             message = {
                 "from": a.from_address,
                 "to": a.to,
@@ -218,7 +218,7 @@ def main() -> None:
                 "nonce": a.nonce,
             }
             signable = encode_typed_data(domain_data=domain, message_types=typed_types, message_data=message)
-            if Account.recover_message(signable, signature=p.signature) != a.from_address:
+            if Account.recover_message(signable, signature=p.data.signature) != a.from_address:
                 raise AssertionError("eth-account recovered another signer")
 
         record(

@@ -41,7 +41,9 @@ class FakeFacilitator:
         self.settled.append((payload, requirements))
         if self.settle_result is not None:
             return self.settle_result
-        return SettleResult(True, requirements.network.caip2, "0x" + payload.authorization.nonce.hex(), payload.payer)
+        return SettleResult(
+            True, requirements.network.caip2, "0x" + payload.data.authorization.nonce.hex(), payload.payer
+        )
 
     async def supported(self) -> dict[str, Any]:
         return {

@@ -48,7 +48,9 @@ class SyncFakeFacilitator:
             self.settled.append((payload, requirements))
         if self.settle_result is not None:
             return self.settle_result
-        return SettleResult(True, requirements.network.caip2, "0x" + payload.authorization.nonce.hex(), payload.payer)
+        return SettleResult(
+            True, requirements.network.caip2, "0x" + payload.data.authorization.nonce.hex(), payload.payer
+        )
 
     def supported(self) -> dict[str, Any]:
         return {

@@ -101,7 +101,7 @@ async def test_pays_a_v2_challenge_once_and_exposes_the_settlement() -> None:
     assert before + 300 <= int(authz["validBefore"]) <= int(time.time()) + 300
     settled = settlement_of(r)
     assert settled is not None and settled.success and settled.payer == PAYER
-    assert settled.transaction == "0x" + fac.settled[0][0].authorization.nonce.hex()
+    assert settled.transaction == "0x" + fac.settled[0][0].data.authorization.nonce.hex()
     assert auth.spent == 1000
 
 
@@ -225,10 +225,10 @@ async def test_one_auth_pays_many_concurrent_requests() -> None:
     async with client(protected(fac), auth) as c:
         responses = await asyncio.gather(*(c.get(f"/paid?i={i}") for i in range(25)))
     assert [r.status_code for r in responses] == [200] * 25
-    assert len({p.authorization.nonce for p, _ in fac.settled}) == 25
+    assert len({p.data.authorization.nonce for p, _ in fac.settled}) == 25
     settlements = [settlement_of(r) for r in responses]
     assert {s.transaction for s in settlements if s is not None} == {
-        "0x" + p.authorization.nonce.hex() for p, _ in fac.settled
+        "0x" + p.data.authorization.nonce.hex() for p, _ in fac.settled
     }
     assert auth.spent == 25 * 1000
 

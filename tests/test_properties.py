@@ -121,8 +121,8 @@ def test_parse_payment_payload_raises_only_malformed_payment_error(obj: dict[str
         parsed = parse_payment_payload(obj)
     except MalformedPaymentError:
         return
-    assert parsed.x402_version in (1, 2) and len(parsed.authorization.nonce) == 32
-    assert 0 <= parsed.authorization.value < 2**256
+    assert parsed.x402_version in (1, 2) and len(parsed.data.authorization.nonce) == 32
+    assert 0 <= parsed.data.authorization.value < 2**256
 
 
 @SETTINGS

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -25,12 +25,14 @@ from urllib.parse import parse_qsl
 
 from cachetools import TTLCache
 
-from . import _json
+from . import _json, events
 from ._exceptions import FacilitatorError, InvalidPaymentError, JSONTooDeepError, UnpriceableRequestError, X402Error
-from ._gate import PAYMENT_ALREADY_USED, PAYMENT_IN_PROGRESS, PAYMENT_REQUIRED_ERROR, Gate, Headers, _Route, logger
+from ._gate import PAYMENT_IN_PROGRESS, PAYMENT_REQUIRED_ERROR, Gate, Headers, _Route, logger
+from .events import Listener, PaymentEvent
 from .facilitator._protocol import Facilitator, SyncFacilitator
 from .models import Payment, PaymentPayload, PaymentRequirements, ResourceInfo, SettleResult
 from .pricing import PaymentRequest
+from .schemes import find_scheme
 from .stores import (
     BURNED,
     CLAIMED,
@@ -40,7 +42,6 @@ from .stores import (
     PaymentRecord,
     PaymentStore,
     SyncPaymentStore,
-    payment_key,
 )
 
 T = TypeVar("T")
@@ -77,7 +78,11 @@ class Swap(NamedTuple):
     ttl: float
 
 
-Effect = Verify | Settle | Reserve | Swap
+class Emit(NamedTuple):
+    event: PaymentEvent
+
+
+Effect = Verify | Settle | Reserve | Swap | Emit
 Flow = Generator[Effect, Any, T]
 
 #: ``Retry-After`` (seconds) of a 503 for a settlement whose outcome is not known yet.
@@ -142,6 +147,7 @@ class PaidFlow:
     __slots__ = (
         "_claim",
         "_key",
+        "_replay_reason",
         "_resumed",
         "_ttl",
         "funds",
@@ -176,6 +182,7 @@ class PaidFlow:
         self._ttl = 0.0
         self._claim = CLAIMED
         self._resumed = False
+        self._replay_reason = ""
 
     def _challenge(self, error: str, message: str | None, **kwargs: Any) -> Answer:
         return Answer(*self.gate.challenge(self.requirements, self.resource(), error=error, message=message, **kwargs))
@@ -212,9 +219,11 @@ class PaidFlow:
                 return self._challenge(remote.invalid_reason or "invalid_payment", remote.invalid_message)
             verified = True
 
-        auth = payload.authorization
-        key = payment_key(requirement.network.chain_id, requirement.asset.address, auth.from_address, auth.nonce)
-        ttl = max(auth.valid_before - time.time(), 0) + 60
+        scheme = find_scheme(requirement.scheme, requirement.network.namespace)
+        assert scheme is not None, "a matched and verified payment has a scheme"
+        identity = scheme.payment_id(payload, requirement)
+        key, payer = identity.key, payload.payer
+        ttl = max(identity.expires_at - time.time(), 0) + 60
         record = yield Reserve(key, ttl)
         claim = CLAIMED
         if record is not None:
@@ -226,9 +235,9 @@ class PaidFlow:
                         "another request is following up this payment's settlement; " + _DO_NOT_PAY_AGAIN,
                         record.detail,
                     )
-                logger.info("x402: following up the settlement of %s (%s)", auth.from_address, record.detail or "?")
+                logger.info("x402: following up the settlement of %s (%s)", payer, record.detail or "?")
             elif record.state == SETTLED:
-                return self._challenge(PAYMENT_ALREADY_USED, "this payment was already used; sign a new one")
+                return self._challenge(scheme.replay_reason, "this payment was already used; sign a new one")
             elif record.state == BURNED:
                 return self._challenge(
                     record.detail or "invalid_payment",
@@ -245,7 +254,7 @@ class PaidFlow:
                 return self._challenge(
                     PAYMENT_IN_PROGRESS, "this payment is being used by another request; sign a new one or retry later"
                 )
-        elif self.funds is not None and not verified and not self.funds.covers(requirement, auth.from_address):
+        elif self.funds is not None and not verified and not self.funds.covers(requirement, payer):
             try:
                 remote = yield Verify(payload, requirement)
             except FacilitatorError as exc:
@@ -254,12 +263,14 @@ class PaidFlow:
                 return Answer(*gate.error(502, "facilitator_error", f"the payment could not be verified: {exc}"))
             if not remote.is_valid:
                 reason = remote.invalid_reason or "invalid_payment"
-                logger.info("x402: payment of %s refused before the app ran: %s", auth.from_address, reason)
+                logger.info("x402: payment of %s refused before the app ran: %s", payer, reason)
                 yield Swap(key, CLAIMED, PaymentRecord(BURNED, reason), ttl)
                 return self._challenge(reason, remote.invalid_message or "the facilitator refused this payment")
-            self.funds.remember(requirement, auth.from_address)
+            self.funds.remember(requirement, payer)
         self._key, self._ttl, self._claim, self._resumed = key, ttl, claim, record is not None
-        self.payment = Payment(auth.from_address, requirement.amount, requirement, payload)
+        self._replay_reason = scheme.replay_reason
+        self.payment = Payment(payer, requirement.amount, requirement, payload)
+        yield Emit(PaymentEvent(events.VERIFIED, self.payment))
         return None
 
     def start(self, status: int, *, client_gone: bool = False) -> Flow[Answer | Headers | None]:
@@ -269,23 +280,28 @@ class PaidFlow:
         :class:`Answer` to send instead (the app's body is dropped). ``client_gone``: the client disconnected
         before the response started, so nothing would be delivered and nothing is settled.
         """
+        assert self.payment is not None, "admit() must have returned None first"
+        payment = self.payment
         if self.head or not self.settle_when(status):
             self.outcome = "forwarded"
+            yield Emit(PaymentEvent(events.NOT_SETTLED, payment, reason="app_status", status=status))
             return None
-        assert self.payment is not None, "admit() must have returned None first"
-        payload, requirement = self.payment.payload, self.payment.requirements
+        payload, requirement = payment.payload, payment.requirements
         if client_gone:
             self.outcome = "forwarded"
             logger.info("x402: the client of %s left before the response started: not settled", payload.payer)
+            yield Emit(PaymentEvent(events.NOT_SETTLED, payment, reason="client_gone", status=status))
             return None
         self.outcome = "settling"
         key, claim, ttl = self._key, self._claim, self._ttl
+        yield Emit(PaymentEvent(events.SETTLING, payment))
         try:
             result = yield Settle(payload, requirement)
         except FacilitatorError as exc:
             self.outcome = "replaced"
             logger.error("x402: settlement of %s has an unknown outcome: %s", payload.payer, exc)
             yield Swap(key, claim, PaymentRecord(SETTLING, claim.detail), ttl)
+            yield Emit(PaymentEvent(events.SETTLEMENT_UNKNOWN, payment, claim.detail, reason=SETTLEMENT_UNKNOWN))
             return self._retry_later(
                 SETTLEMENT_UNKNOWN,
                 f"the facilitator did not say whether the payment was settled ({exc}); " + _DO_NOT_PAY_AGAIN,
@@ -296,16 +312,17 @@ class PaidFlow:
             tx = result.transaction or claim.detail
             logger.warning("x402: settlement of %s is pending (transaction %s)", payload.payer, tx or "?")
             yield Swap(key, claim, PaymentRecord(SETTLING, tx), ttl)
+            yield Emit(PaymentEvent(events.SETTLEMENT_UNKNOWN, payment, tx, reason=SETTLEMENT_PENDING))
             return self._retry_later(
                 SETTLEMENT_PENDING,
                 f"the payment was sent for settlement (transaction "
                 f"{tx or 'unknown'}) but is not confirmed yet; " + _DO_NOT_PAY_AGAIN,
                 tx,
             )
-        if not result.success and self._resumed and result.error_reason == PAYMENT_ALREADY_USED:
-            # Following up our own attempt: the authorization is consumed, and EIP-3009 fixes its recipient and
-            # value, so the earlier transaction paid this route (x402-protocol.md §3.2).
-            logger.warning("x402: the earlier settlement of %s went through (its nonce is used)", payload.payer)
+        if not result.success and self._resumed and result.error_reason == self._replay_reason:
+            # Following up our own attempt: the signed payment can be used once and fixes its recipient and value
+            # (EVM exact: x402-protocol.md §3.1), so the earlier attempt is what used it: it paid this route.
+            logger.warning("x402: the earlier settlement of %s went through (the payment is used)", payload.payer)
             tx = result.transaction or claim.detail
             result = SettleResult(True, requirement.network.caip2, tx, payload.payer, amount=requirement.amount)
         if not result.success:
@@ -313,6 +330,7 @@ class PaidFlow:
             reason = result.error_reason or "settlement_failed"
             logger.info("x402: settlement refused for %s: %s", payload.payer, reason)
             yield Swap(key, claim, PaymentRecord(BURNED, reason), ttl)  # a refused signature is never run again
+            yield Emit(PaymentEvent(events.SETTLE_FAILED, payment, result.transaction, reason=reason))
             return self._challenge(
                 reason,
                 result.error_message or "the payment could not be settled",
@@ -329,6 +347,8 @@ class PaidFlow:
             result.transaction,
         )
         yield Swap(key, claim, PaymentRecord(SETTLED, result.transaction), ttl)
+        amount = result.amount if result.amount is not None else requirement.amount
+        yield Emit(PaymentEvent(events.SETTLED, payment, result.transaction, amount))
         return self.gate.settlement_headers(result, requirement, payload.x402_version)
 
     def finish(self) -> Flow[None]:
@@ -341,9 +361,17 @@ class PaidFlow:
             return
         unknown = self._resumed or self.outcome == "settling"
         yield Swap(self._key, self._claim, PaymentRecord(SETTLING, self._claim.detail) if unknown else None, self._ttl)
+        if self.payment is not None and self.outcome != "forwarded":  # the app failed, or settling was cut short
+            kind = events.SETTLEMENT_UNKNOWN if self.outcome == "settling" else events.NOT_SETTLED
+            reason = "interrupted" if self.outcome == "settling" else "app_failed"
+            yield Emit(PaymentEvent(kind, self.payment, self._claim.detail, reason=reason))
 
 
-def _perform_sync(effect: Effect, facilitator: SyncFacilitator, store: SyncPaymentStore) -> Any:
+def _perform_sync(
+    effect: Effect, facilitator: SyncFacilitator, store: SyncPaymentStore, listeners: Sequence[Listener]
+) -> Any:
+    if isinstance(effect, Emit):
+        return events.notify(listeners, effect.event)
     if isinstance(effect, Reserve):
         return store.reserve_sync(effect.key, effect.ttl)
     if isinstance(effect, Swap):
@@ -353,7 +381,11 @@ def _perform_sync(effect: Effect, facilitator: SyncFacilitator, store: SyncPayme
     return facilitator.verify(effect.payload, effect.requirement)
 
 
-async def _perform_async(effect: Effect, facilitator: Facilitator, store: PaymentStore) -> Any:
+async def _perform_async(
+    effect: Effect, facilitator: Facilitator, store: PaymentStore, listeners: Sequence[Listener]
+) -> Any:
+    if isinstance(effect, Emit):
+        return await events.anotify(listeners, effect.event)
     if isinstance(effect, Reserve):
         return await store.reserve(effect.key, effect.ttl)
     if isinstance(effect, Swap):
@@ -363,13 +395,15 @@ async def _perform_async(effect: Effect, facilitator: Facilitator, store: Paymen
     return await facilitator.verify(effect.payload, effect.requirement)
 
 
-def run_sync(flow: Flow[T], facilitator: SyncFacilitator, store: SyncPaymentStore) -> T:
+def run_sync(
+    flow: Flow[T], facilitator: SyncFacilitator, store: SyncPaymentStore, listeners: Sequence[Listener] = ()
+) -> T:
     """Drive a flow with blocking calls (WSGI, sync Django)."""
     try:
         effect = next(flow)
         while True:
             try:
-                result = _perform_sync(effect, facilitator, store)
+                result = _perform_sync(effect, facilitator, store, listeners)
             except FacilitatorError as exc:
                 effect = flow.throw(exc)
             else:
@@ -378,13 +412,15 @@ def run_sync(flow: Flow[T], facilitator: SyncFacilitator, store: SyncPaymentStor
         return stop.value  # type: ignore[no-any-return]
 
 
-async def run_async(flow: Flow[T], facilitator: Facilitator, store: PaymentStore) -> T:
+async def run_async(
+    flow: Flow[T], facilitator: Facilitator, store: PaymentStore, listeners: Sequence[Listener] = ()
+) -> T:
     """Drive a flow with awaits (ASGI, async Django)."""
     try:
         effect = next(flow)
         while True:
             try:
-                result = await _perform_async(effect, facilitator, store)
+                result = await _perform_async(effect, facilitator, store, listeners)
             except FacilitatorError as exc:
                 effect = flow.throw(exc)
             else:

@@ -37,7 +37,8 @@ from .money import parse_usd, to_atomic
 from .networks import Asset, Network, _is_address, get_network
 from .pricing import FixedPrice, PaymentOption, PaymentRequest, PricingPolicy, TokenAmount
 from .routes import RoutePattern
-from .verify import NO_MATCHING_REQUIREMENTS, match_requirements, verify_exact_evm
+from .schemes import PaymentScheme, find_scheme, schemes
+from .verify import NO_MATCHING_REQUIREMENTS, match_requirements, verify_locally
 
 logger = logging.getLogger("x402_middleware")
 
@@ -46,7 +47,6 @@ Headers = list[tuple[bytes, bytes]]
 PAYMENT_REQUIRED_ERROR = "Payment required"
 V1_PAYMENT_REQUIRED_ERROR = "X-PAYMENT header is required"
 PAYMENT_IN_PROGRESS = "payment_in_progress"
-PAYMENT_ALREADY_USED = "invalid_exact_evm_nonce_already_used"
 _EXPOSE = b"PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"
 
 
@@ -60,6 +60,7 @@ class RouteConfig:
 
     ``check_funds`` asks the facilitator whether the payer can pay before the app runs (see
     :class:`~x402_middleware._flow.FundsCheck`); ``None`` takes the middleware's ``check_funds``.
+    ``scheme`` is the x402 scheme offered (``exact``; any registered in :mod:`x402_middleware.schemes`).
     """
 
     price: Any = None
@@ -70,6 +71,7 @@ class RouteConfig:
     max_timeout_seconds: int | None = None
     price_body: bool = False
     check_funds: bool | None = None
+    scheme: str = "exact"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,7 @@ class _Route:
     mime_type: str
     price_body: bool
     check_funds: bool
+    scheme: str
 
 
 class Gate:
@@ -129,6 +132,10 @@ class Gate:
                 raise ConfigurationError(
                     f"network {net.caip2} has no default asset; register one with register_network()"
                 )
+            try:
+                _scheme_for(cfg.scheme, net, pay_to)
+            except PricingError as exc:
+                raise ConfigurationError(f"route {pattern!r}: {exc}") from None
             options.append((net, net.asset, pay_to or "", timeout))
         route = _Route(
             RoutePattern.parse(pattern),
@@ -139,6 +146,7 @@ class Gate:
             cfg.mime_type,
             cfg.price_body,
             self.check_funds if cfg.check_funds is None else cfg.check_funds,
+            cfg.scheme,
         )
         price = cfg.price.price if isinstance(cfg.price, FixedPrice) else cfg.price  # static: priced once, here
         if callable(price):
@@ -217,7 +225,7 @@ class Gate:
             return tuple(
                 r
                 for r in (
-                    self._one(route, net, asset, pay_to, timeout, price, {})
+                    self._one(route.scheme, net, asset, pay_to, timeout, price, {})
                     for net, asset, pay_to, timeout in route.options
                 )
                 if r is not None
@@ -231,7 +239,8 @@ class Gate:
                     raise PricingError(f"network {net.caip2} has no default asset; give PaymentOption(asset=...)")
                 pay_to = opt.pay_to or (route.options[0][2] if route.options else "") or self.pay_to or ""
                 timeout = opt.max_timeout_seconds or self.max_timeout_seconds
-                req = self._one(route, net, asset, pay_to, timeout, opt.price, opt.extra)
+                _scheme_for(opt.scheme, net, pay_to or None)
+                req = self._one(opt.scheme, net, asset, pay_to, timeout, opt.price, opt.extra)
                 if req is not None:
                     out.append(req)
             return tuple(out)
@@ -240,7 +249,7 @@ class Gate:
         )
 
     def _one(
-        self, route: _Route, net: Network, asset: Asset, pay_to: str, timeout: int, price: Any, extra: Mapping[str, Any]
+        self, scheme: str, net: Network, asset: Asset, pay_to: str, timeout: int, price: Any, extra: Mapping[str, Any]
     ) -> PaymentRequirements | None:
         if not pay_to:
             raise PricingError("no pay_to address: set pay_to on the middleware, the route or the PaymentOption")
@@ -257,7 +266,7 @@ class Gate:
             raise PricingError(f"unsupported price {price!r}")
         if amount <= 0:
             return None
-        return PaymentRequirements(net, asset, amount, pay_to, timeout, extra=dict(extra) if extra else {})
+        return PaymentRequirements(net, asset, amount, pay_to, timeout, scheme, extra=dict(extra) if extra else {})
 
     def resource(self, route: _Route, scheme: str, host: str, path: str, query: str) -> ResourceInfo:
         base = self.resource_base or f"{scheme}://{host}"
@@ -284,7 +293,7 @@ class Gate:
         """Match and verify a payment locally. Raises :class:`InvalidPaymentError` with the reason.
 
         Returns the matched requirement and ``None`` when only a facilitator can
-        check the signature (contract wallets).
+        tell (e.g. a contract-wallet signature).
         """
         req = match_requirements(payload, requirements)
         if req is None:
@@ -293,7 +302,7 @@ class Gate:
                 "the payment does not match what this route asks for now (price, network, asset or payTo); "
                 "request the route again without payment to get the current requirements",
             )
-        result = verify_exact_evm(payload, req, now=now)
+        result = verify_locally(payload, req, now=now)
         if result is not None and not result.is_valid:
             raise InvalidPaymentError(result.invalid_reason or "invalid_payment", result.invalid_message)
         return req, result
@@ -371,9 +380,29 @@ def _network(name: str) -> Network:
 
 
 def _check_address(value: str | None, what: str) -> str:
-    if not isinstance(value, str) or not _is_address(value):
+    """A recipient given in configuration: a non-empty string, and 20 bytes of hex if it is a ``0x`` address.
+
+    Each network's scheme checks it fully when routes are built (:func:`_scheme_for`).
+    """
+    if not isinstance(value, str) or not value.strip() or value != value.strip():
+        raise ConfigurationError(f"{what} must be an address (a non-empty string without spaces), got {value!r}")
+    if value[:2] in ("0x", "0X") and not _is_address(value):
         raise ConfigurationError(f"{what} must be a 0x-prefixed 20-byte hex address, got {value!r}")
     return value
+
+
+def _scheme_for(name: str, net: Network, pay_to: str | None) -> PaymentScheme:
+    """The registered scheme ``name`` for ``net``, with ``pay_to`` checked as an address of its chain family."""
+    scheme = find_scheme(name, net.namespace)
+    if scheme is None:
+        offered = sorted({s.scheme for s in schemes() if s.namespace == net.namespace})
+        raise PricingError(
+            f"no {name!r} scheme is registered for {net.namespace} networks like {net.caip2} "
+            f"(registered: {', '.join(offered) or 'none'}; see x402_middleware.schemes.register_scheme)"
+        )
+    if pay_to is not None and not scheme.valid_address(pay_to):
+        raise PricingError(f"pay_to {pay_to!r} is not {scheme.address_format} (needed on {net.caip2})")
+    return scheme
 
 
 def _replace(route: _Route, **changes: Any) -> _Route:
@@ -383,7 +412,6 @@ def _replace(route: _Route, **changes: Any) -> _Route:
 
 
 __all__ = [
-    "PAYMENT_ALREADY_USED",
     "PAYMENT_IN_PROGRESS",
     "PAYMENT_REQUIRED_ERROR",
     "Gate",

@@ -16,7 +16,7 @@ Flow of a paid route (``../shared/docs/x402-protocol.md`` §2, §6.3-6.4):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
@@ -36,6 +36,7 @@ from ._flow import (
 )
 from ._gate import Gate, _Route
 from ._types import ASGIApp, Message, Receive, Scope, Send
+from .events import Listener, listener_tuple
 from .facilitator._protocol import Facilitator
 from .models import PaymentRequirements, ResourceInfo
 from .pricing import PaymentRequest
@@ -90,8 +91,10 @@ class PaymentMiddleware:
         max_pricing_body: int = MAX_PRICING_BODY,
         check_funds: bool = False,
         max_pricing_reads: int = MAX_PRICING_READS,
+        listeners: Listener | Iterable[Listener] | None = None,
     ) -> None:
         self.app = app
+        self.listeners = listener_tuple(listeners, blocking=False)
         self.gate = Gate(
             routes=routes,
             pay_to=pay_to,
@@ -165,7 +168,7 @@ class PaymentMiddleware:
             settle_when=self.settle_when,
             funds=self.funds if route.check_funds else None,
         )
-        answer = await run_async(flow.admit(scope["headers"]), self.facilitator, self.store)
+        answer = await run_async(flow.admit(scope["headers"]), self.facilitator, self.store, self.listeners)
         if answer is not None:
             await _respond(send, answer)
             return
@@ -179,7 +182,7 @@ class PaymentMiddleware:
                 await send(message)
                 return
             decision = await run_async(
-                flow.start(message["status"], client_gone=watch.gone), self.facilitator, self.store
+                flow.start(message["status"], client_gone=watch.gone), self.facilitator, self.store, self.listeners
             )
             if isinstance(decision, Answer):
                 await _respond(send, decision)
@@ -197,7 +200,7 @@ class PaymentMiddleware:
             await self.app(scope, watch.receive, send_with_settlement)
         finally:
             watch.close()
-            await run_async(flow.finish(), self.facilitator, self.store)
+            await run_async(flow.finish(), self.facilitator, self.store, self.listeners)
 
 
 def _payment_request(scope: Scope, params: dict[str, str], body: Any) -> PaymentRequest:

@@ -2,8 +2,8 @@
 
 An :class:`httpx.Auth` in the DigestAuth mould (style R18): send the request; on
 a 402 read the requirements (v2 ``PAYMENT-REQUIRED`` header, else a v1 JSON
-body), pick the first one this client may pay, sign an EIP-3009
-``TransferWithAuthorization`` and resend the request **once** with
+body), pick the first one this client may pay, sign it with its scheme
+(:mod:`x402_middleware.schemes`; EVM ``exact`` today) and resend the request **once** with
 ``PAYMENT-SIGNATURE`` (v2) or ``X-PAYMENT`` (v1). Signing does no I/O, so one
 auth flow serves ``httpx.Client`` and ``httpx.AsyncClient``; all per-request
 state lives in the flow (x402 #398: a shared retry flag let 1 of N concurrent
@@ -25,18 +25,17 @@ import httpx
 from . import _headers as H
 from . import _json
 from ._exceptions import ConfigurationError, MalformedPaymentError, PaymentClientError, SpendLimitError
-from .evm.eip3009 import Authorization, address_of, new_nonce, sign_digest, to_checksum_address, transfer_digest
-from .models import _ADDRESS, _UINT, SettleResult
+from .evm import address_of
+from .models import _ADDRESS, _UINT, PaymentRequirements, SettleResult
 from .money import format_usd, parse_usd, to_atomic
-from .networks import Asset, Network, find_network, get_network
+from .networks import Asset, find_network, get_network
+from .schemes import PaymentScheme, find_scheme
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
 __all__ = ["X402Auth", "settlement_of"]
 
-#: validAfter is backdated like the official TS and v1 clients, so a server whose clock lags still accepts it.
-VALID_AFTER_SLACK = 600
 #: Largest PAYMENT-REQUIRED header read (many ``accepts`` plus extensions can exceed the 16 KiB payment limit).
 MAX_CHALLENGE_BYTES = 64 * 1024
 # Spend caps are kept in atomic units of a 6-decimal dollar stablecoin (USDC, USDT0).
@@ -45,14 +44,10 @@ _CAP_DECIMALS = 6
 
 @dataclass(frozen=True, slots=True)
 class _Choice:
-    requirement: Mapping[str, Any]  # verbatim, echoed as v2 ``accepted``
-    network: Network
-    asset: str
-    domain: tuple[str, str]  # EIP-712 name, version
-    amount: int
+    wire: Mapping[str, Any]  # verbatim, echoed as v2 ``accepted``
+    requirement: PaymentRequirements  # what is signed
+    scheme: PaymentScheme
     cost: int  # in cap units
-    pay_to: str
-    timeout: int
 
 
 class X402Auth(httpx.Auth):
@@ -181,33 +176,22 @@ class X402Auth(httpx.Auth):
             return None
         version = challenge["x402Version"]
         choice = self._choose(version, challenge["accepts"], url)
-        now = int(time.time())
-        auth = Authorization(
-            self.address,
-            choice.pay_to,
-            choice.amount,
-            max(now - VALID_AFTER_SLACK, 0),
-            now + choice.timeout,
-            new_nonce(),
-        )
-        digest = transfer_digest(
-            auth,
-            name=choice.domain[0],
-            version=choice.domain[1],
-            chain_id=choice.network.chain_id,
-            verifying_contract=choice.asset,
-        )
-        inner = {"signature": "0x" + sign_digest(self._key, digest).hex(), "authorization": auth.to_wire()}
+        inner = choice.scheme.sign(choice.requirement, self._key, int(time.time()))
         payload: dict[str, Any]
         if version == 2:
             resource = challenge.get("resource")
             if not isinstance(resource, dict):
                 resource = {"url": url, "description": "", "mimeType": ""}
-            payload = {"x402Version": 2, "resource": resource, "accepted": choice.requirement, "payload": inner}
+            payload = {"x402Version": 2, "resource": resource, "accepted": choice.wire, "payload": inner}
             if isinstance(challenge.get("extensions"), dict):
                 payload["extensions"] = challenge["extensions"]  # clients must echo them (v2 §extensions)
         else:
-            payload = {"x402Version": 1, "scheme": "exact", "network": choice.requirement["network"], "payload": inner}
+            payload = {
+                "x402Version": 1,
+                "scheme": choice.requirement.scheme,
+                "network": choice.wire["network"],
+                "payload": inner,
+            }
         self._reserve(choice.cost, url)
         name = "PAYMENT-SIGNATURE" if version == 2 else "X-PAYMENT"
         return name, H.encode_header(payload)
@@ -220,7 +204,7 @@ class X402Auth(httpx.Auth):
             if isinstance(choice, str):
                 refused.append(choice)
                 continue
-            caip2 = choice.network.caip2
+            caip2 = choice.requirement.network.caip2
             usable.append((self._prefer.index(caip2) if caip2 in self._prefer else len(self._prefer), index, choice))
         if not usable:
             raise PaymentClientError(
@@ -242,16 +226,18 @@ class X402Auth(httpx.Auth):
         """The payment a requirement asks for, or why this client will not make it."""
         if not isinstance(req, dict):
             return "an option is not a JSON object"
-        if req.get("scheme") != "exact":
-            return f"scheme {req.get('scheme')!r} is not supported (only 'exact')"
         name = req.get("network")
         network = find_network(name) if isinstance(name, str) else None
         if network is None:
             return f"network {name!r} is unknown (add it with register_network())"
+        scheme_name = req.get("scheme")
+        scheme = find_scheme(scheme_name, network.namespace) if isinstance(scheme_name, str) else None
+        if scheme is None:
+            return f"scheme {scheme_name!r} is not supported on {network.caip2}"
         if self._networks is not None and network.caip2 not in self._networks:
             return f"network {network.caip2} is not in networks="
         asset = req.get("asset")
-        if not isinstance(asset, str) or not _ADDRESS.match(asset):
+        if not isinstance(asset, str) or not scheme.valid_address(asset):
             return f"asset {asset!r} is not a token address"
         known: Asset | None
         if self._assets is None:
@@ -264,35 +250,28 @@ class X402Auth(httpx.Auth):
                 known = network.asset
         else:
             return f"asset {asset} on {network.caip2} is not in assets="
-        raw_extra = req.get("extra")
-        extra: dict[str, Any] = raw_extra if isinstance(raw_extra, dict) else {}
-        if extra.get("assetTransferMethod", "eip3009") != "eip3009":
-            return f"transfer method {extra['assetTransferMethod']!r} is not supported (only EIP-3009)"
-        domain_name, domain_version = extra.get("name"), extra.get("version")
-        if not (isinstance(domain_name, str) and isinstance(domain_version, str)):
-            if known is None:
-                return f"asset {asset} has no EIP-712 name/version in extra"
-            domain_name, domain_version = known.name, known.version
         amount = req.get("amount" if version == 2 else "maxAmountRequired")
         if not isinstance(amount, str) or not _UINT.match(amount) or int(amount) >= 1 << 256:
             return f"amount {amount!r} is not an integer string"
         pay_to = req.get("payTo")
-        if not isinstance(pay_to, str) or not _ADDRESS.match(pay_to):
+        if not isinstance(pay_to, str) or not scheme.valid_address(pay_to):
             return f"payTo {pay_to!r} is not an address"
         timeout = req.get("maxTimeoutSeconds")
         if type(timeout) is not int or timeout <= 0:
             return f"maxTimeoutSeconds {timeout!r} is not a positive integer"
+        raw_extra = req.get("extra")
+        extra: dict[str, Any] = dict(raw_extra) if isinstance(raw_extra, dict) else {}
+        if known is not None:  # the token this client trusts: its own domain fills what the server left out
+            extra = {**scheme.requirement_extra(PaymentRequirements(network, known, 0, pay_to)), **extra}
+        try:
+            parsed, pay_to, rest = scheme.parse_requirement(network, asset, pay_to, extra)
+        except MalformedPaymentError as exc:
+            return exc.message
         decimals = known.decimals if known is not None else _CAP_DECIMALS
-        return _Choice(
-            req,
-            network,
-            to_checksum_address(asset),
-            (domain_name, domain_version),
-            int(amount),
-            _cap_units(int(amount), decimals),
-            to_checksum_address(pay_to),
-            timeout,
-        )
+        if parsed.decimals != decimals:
+            parsed = Asset(parsed.address, parsed.name, parsed.version, decimals, parsed.symbol)
+        requirement = PaymentRequirements(network, parsed, int(amount), pay_to, timeout, scheme.scheme, extra=rest)
+        return _Choice(req, requirement, scheme, _cap_units(int(amount), decimals))
 
     def _reserve(self, cost: int, url: str) -> None:
         # Check and add under one lock: concurrent requests (threads or tasks) can never overshoot the cap.

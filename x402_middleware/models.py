@@ -14,16 +14,12 @@ from types import MappingProxyType
 from typing import Any
 
 from ._exceptions import InvalidPaymentError, MalformedPaymentError
-from .evm.eip3009 import Authorization, to_checksum_address
 from .networks import Asset, Network, find_network
+from .schemes import find_scheme
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}\Z")
-_NONCE = re.compile(r"^0x[0-9a-fA-F]{64}\Z")
-_HEX = re.compile(r"^0x(?:[0-9a-fA-F]{2})+\Z")
 _UINT = re.compile(r"^[0-9]{1,78}\Z")
-#: Longest signature accepted (ERC-6492 wrapped contract-wallet signatures are long, but not this long).
-MAX_SIGNATURE_BYTES = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +37,10 @@ class ResourceInfo:
 
 @dataclass(frozen=True, slots=True)
 class PaymentRequirements:
-    """One way to pay for a request: scheme ``exact``, a network, an asset, an amount and a recipient.
+    """One way to pay for a request: a scheme (``exact``), a network, an asset, an amount and a recipient.
 
-    ``extra`` defaults to the asset's EIP-712 domain (``{"name", "version"}``).
+    On the wire, ``extra`` is the scheme's own fields (for EVM ``exact``, the token's EIP-712 domain
+    ``{"name", "version"}``) updated with this requirement's ``extra``.
     """
 
     network: Network
@@ -56,7 +53,9 @@ class PaymentRequirements:
     resource: ResourceInfo | None = field(default=None, compare=False)
 
     def wire_extra(self) -> dict[str, Any]:
-        return {**self.asset.extra, **self.extra}
+        scheme = find_scheme(self.scheme, self.network.namespace)
+        base = scheme.requirement_extra(self) if scheme is not None else {}
+        return {**base, **self.extra} if self.extra else base
 
     def to_v2(self) -> dict[str, Any]:
         return {
@@ -108,29 +107,37 @@ def payment_required_v2(
 
 
 def payment_required_v1(accepts: Sequence[PaymentRequirements], resource: ResourceInfo, error: str) -> dict[str, Any]:
-    """The v1 ``PaymentRequirementsResponse`` sent as the 402 JSON body (for v1 clients)."""
-    return {"x402Version": 1, "error": error, "accepts": [r.to_v1(resource) for r in accepts]}
+    """The v1 ``PaymentRequirementsResponse`` sent as the 402 JSON body (for v1 clients).
+
+    Shaped for the strict legacy clients: ``x402-fetch`` 1.x runs zod's ``PaymentRequirementsSchema.parse`` on every
+    entry, where ``outputSchema`` and ``extra`` may be absent or an object but never ``null`` (one ``null`` fails the
+    whole 402 with a ZodError), and ``description`` and ``mimeType`` must be strings; PyPI ``x402`` 1.0.0 needs a
+    string ``error``. So an entry without an output schema leaves ``outputSchema`` out.
+    """
+    entries = [{k: v for k, v in r.to_v1(resource).items() if v is not None or k != "outputSchema"} for r in accepts]
+    return {"x402Version": 1, "error": error, "accepts": entries}
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentPayload:
     """A decoded, shape-checked payment from ``PAYMENT-SIGNATURE`` (v2) or ``X-PAYMENT`` (v1).
 
-    ``raw`` is the JSON exactly as received, forwarded verbatim to facilitators.
-    Nothing here is verified yet: see :mod:`x402_middleware.verify`.
+    ``data`` is the scheme's parsed ``payload`` object (see :mod:`x402_middleware.schemes`), ``None`` when no
+    registered scheme handles this scheme on this network (such a payment matches no requirement).
+    ``raw`` is the JSON exactly as received, forwarded verbatim to facilitators. Nothing here is
+    verified yet: the scheme's ``verify`` does that.
     """
 
     x402_version: int
     scheme: str
     network: str
-    signature: bytes
-    authorization: Authorization
     accepted: Mapping[str, Any] | None
     raw: Mapping[str, Any]
+    data: Any = None
 
     @property
     def payer(self) -> str:
-        return self.authorization.from_address
+        return str(self.data.payer) if self.data is not None else ""
 
 
 def parse_payment_payload(obj: Mapping[str, Any]) -> PaymentPayload:
@@ -152,51 +159,11 @@ def parse_payment_payload(obj: Mapping[str, Any]) -> PaymentPayload:
     payload = obj.get("payload")
     if not isinstance(payload, dict):
         raise MalformedPaymentError("payment 'payload' must be an object")
-    sig = payload.get("signature")
-    if not isinstance(sig, str) or not _HEX.match(sig) or len(sig) > 2 + 2 * MAX_SIGNATURE_BYTES:
-        raise MalformedPaymentError("payload.signature must be 0x-prefixed hex of at most 4096 bytes")
-    auth = payload.get("authorization")
-    if not isinstance(auth, dict):
-        raise MalformedPaymentError(
-            "payload.authorization must be an object (only EIP-3009 'exact' payments are accepted)"
-        )
-    return PaymentPayload(
-        x402_version=version,
-        scheme=scheme,
-        network=network,
-        signature=bytes.fromhex(sig[2:]),
-        authorization=_parse_authorization(auth),
-        accepted=accepted,
-        raw=obj,
-    )
-
-
-def _parse_authorization(auth: Mapping[str, Any]) -> Authorization:
-    def address(key: str) -> str:
-        value = auth.get(key)
-        if not isinstance(value, str) or not _ADDRESS.match(value):
-            raise MalformedPaymentError(f"authorization.{key} must be a 0x-prefixed 20-byte hex address")
-        return to_checksum_address(value)
-
-    def uint(key: str) -> int:
-        value = auth.get(key)
-        if type(value) is int and value >= 0:
-            value = str(value)
-        if not isinstance(value, str) or not _UINT.match(value) or int(value) >= 1 << 256:
-            raise MalformedPaymentError(f"authorization.{key} must be a decimal integer string (uint256)")
-        return int(value)
-
-    nonce = auth.get("nonce")
-    if not isinstance(nonce, str) or not _NONCE.match(nonce):
-        raise MalformedPaymentError("authorization.nonce must be 0x-prefixed 32-byte hex")
-    return Authorization(
-        from_address=address("from"),
-        to=address("to"),
-        value=uint("value"),
-        valid_after=uint("validAfter"),
-        valid_before=uint("validBefore"),
-        nonce=bytes.fromhex(nonce[2:]),
-    )
+    known = find_network(network)
+    namespace = known.namespace if known is not None else network.partition(":")[0]
+    handler = find_scheme(scheme, namespace)
+    data = handler.parse_payload(payload) if handler is not None else None
+    return PaymentPayload(version, scheme, network, accepted, obj, data)
 
 
 def parse_requirements(obj: Any, x402_version: int) -> PaymentRequirements:
@@ -212,13 +179,8 @@ def parse_requirements(obj: Any, x402_version: int) -> PaymentRequirements:
     timeout, extra, scheme = obj.get("maxTimeoutSeconds"), obj.get("extra") or {}, obj.get("scheme")
     if not isinstance(amount, str) or not _UINT.match(amount):
         raise MalformedPaymentError("paymentRequirements amount must be a decimal integer string")
-    if (
-        not isinstance(asset, str)
-        or not _ADDRESS.match(asset)
-        or not isinstance(pay_to, str)
-        or not _ADDRESS.match(pay_to)
-    ):
-        raise MalformedPaymentError("paymentRequirements asset and payTo must be 0x-prefixed 20-byte addresses")
+    if not isinstance(asset, str) or not asset or not isinstance(pay_to, str) or not pay_to:
+        raise MalformedPaymentError("paymentRequirements asset and payTo must be non-empty strings")
     if type(timeout) is not int or timeout <= 0 or not isinstance(extra, Mapping) or not isinstance(scheme, str):
         raise MalformedPaymentError(
             "paymentRequirements needs scheme, a positive integer maxTimeoutSeconds and an object extra"
@@ -228,17 +190,11 @@ def parse_requirements(obj: Any, x402_version: int) -> PaymentRequirements:
     network = find_network(network_name)
     if network is None:
         raise InvalidPaymentError("invalid_network", f"network {network_name!r} is not supported here")
-    known = network.asset
-    decimals = known.decimals if known is not None and known.address.lower() == asset.lower() else 6
-    name, version = extra.get("name"), extra.get("version")
-    if not isinstance(name, str) or not isinstance(version, str):
-        if known is None or known.address.lower() != asset.lower():
-            raise MalformedPaymentError("paymentRequirements extra must carry the token's EIP-712 name and version")
-        name, version = known.name, known.version
-    rest = {k: v for k, v in extra.items() if k not in ("name", "version")}
-    return PaymentRequirements(
-        network, Asset(asset, name, version, decimals), int(amount), pay_to, timeout, scheme, extra=rest
-    )
+    handler = find_scheme(scheme, network.namespace)
+    if handler is None:
+        raise InvalidPaymentError("unsupported_scheme", f"scheme {scheme!r} is not supported on {network.caip2}")
+    parsed_asset, pay_to, rest = handler.parse_requirement(network, asset, pay_to, extra)
+    return PaymentRequirements(network, parsed_asset, int(amount), pay_to, timeout, scheme, extra=rest)
 
 
 def payload_network(payload: PaymentPayload) -> Network | None:

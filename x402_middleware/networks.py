@@ -1,7 +1,7 @@
-"""EVM networks and their default USDC-like assets.
+"""Networks and their default USDC-like assets.
 
 Each network has a CAIP-2 id (x402 v2, e.g. ``eip155:8453``), an optional v1
-name (``base``), a chain id and a default asset whose EIP-712 ``name``/``version``
+name (``base``), for EVM networks a chain id, and a default asset; an EVM asset's EIP-712 ``name``/``version``
 must equal the token's own ``name()``/``version()`` or every signature fails
 (x402 ``mechanisms/evm/default_assets.py``, 2.25.0). Register your own network
 or asset (a local chain, another token) with :func:`register_network`::
@@ -19,7 +19,10 @@ from ._exceptions import ConfigurationError
 
 @dataclass(frozen=True, slots=True)
 class Asset:
-    """An EIP-3009 token: address, EIP-712 domain ``name``/``version`` and decimals."""
+    """A token: its address on its chain, ``name``/``version`` (for EVM tokens, their EIP-712 domain) and decimals.
+
+    A ``0x`` address must be 20 bytes of hex; other chains' addresses (a Solana mint) are taken as given.
+    """
 
     address: str
     name: str
@@ -28,32 +31,45 @@ class Asset:
     symbol: str = "USDC"
 
     def __post_init__(self) -> None:
-        if not _is_address(self.address):
+        if not isinstance(self.address, str) or not self.address.strip() or self.address != self.address.strip():
+            raise ConfigurationError(f"asset address {self.address!r} must be a non-empty string without spaces")
+        if self.address[:2] in ("0x", "0X") and not _is_address(self.address):
             raise ConfigurationError(f"asset address {self.address!r} is not a 0x-prefixed 20-byte hex address")
         if not 0 <= self.decimals <= 36:
             raise ConfigurationError(f"asset decimals must be between 0 and 36, got {self.decimals}")
 
-    @property
-    def extra(self) -> dict[str, str]:
-        """The ``extra`` of a payment requirement: the token's EIP-712 domain."""
-        return {"name": self.name, "version": self.version}
-
 
 @dataclass(frozen=True, slots=True)
 class Network:
-    """An EVM network x402 can pay on."""
+    """A network x402 can pay on, named by its CAIP-2 id ``namespace:reference``.
+
+    ``chain_id`` is the EVM chain id of an ``eip155`` network (``eip155:<chain_id>``) and ``None`` for
+    other namespaces (``solana:<genesis hash>``), which schemes register networks for too.
+    """
 
     caip2: str
-    chain_id: int
+    chain_id: int | None = None
     asset: Asset | None = None
     v1_name: str | None = None
     testnet: bool = False
 
     def __post_init__(self) -> None:
-        if self.caip2 != f"eip155:{self.chain_id}":
-            raise ConfigurationError(
-                f"network id {self.caip2!r} must be 'eip155:{self.chain_id}' for chain id {self.chain_id}"
-            )
+        if not _CAIP2.match(self.caip2):
+            raise ConfigurationError(f"network id {self.caip2!r} is not a CAIP-2 id such as 'eip155:8453'")
+        if self.namespace == "eip155":
+            if self.caip2 != f"eip155:{self.chain_id}":
+                raise ConfigurationError(
+                    f"network id {self.caip2!r} must be 'eip155:{self.chain_id}' for chain id {self.chain_id}"
+                )
+            if self.asset is not None and not _is_address(self.asset.address):
+                raise ConfigurationError(f"an eip155 asset needs a 0x address, got {self.asset.address!r}")
+        elif self.chain_id is not None:
+            raise ConfigurationError(f"chain_id is for eip155 networks only, not {self.caip2!r}")
+
+    @property
+    def namespace(self) -> str:
+        """The CAIP-2 namespace: ``eip155``, ``solana``, ..."""
+        return self.caip2.partition(":")[0]
 
     @property
     def wire_v1(self) -> str:
@@ -61,6 +77,8 @@ class Network:
         return self.v1_name or self.caip2
 
 
+# CAIP-2: namespace [-a-z0-9]{3,8}, reference [-_a-zA-Z0-9]{1,32}
+_CAIP2 = re.compile(r"^[-a-z0-9]{3,8}:[-_a-zA-Z0-9]{1,32}\Z")
 _HEX_ADDRESS = re.compile(r"^0[xX][0-9a-fA-F]{40}\Z")
 
 

@@ -72,7 +72,7 @@ class TokenAmount:
 
 @dataclass(frozen=True, slots=True)
 class PaymentOption:
-    """One accepted way to pay: a network, optionally a non-default asset, payTo and its own price."""
+    """One accepted way to pay: a network, optionally a non-default asset, payTo, its own price and scheme."""
 
     network: str
     price: Price = None
@@ -80,6 +80,7 @@ class PaymentOption:
     pay_to: str | None = None
     max_timeout_seconds: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    scheme: str = "exact"
 
 
 Price: TypeAlias = "str | Decimal | TokenAmount | Sequence[PaymentOption] | None"

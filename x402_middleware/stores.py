@@ -1,6 +1,6 @@
 """At-most-once bookkeeping for payments.
 
-A payment is identified by ``(chain id, token, payer, nonce)`` (:func:`payment_key`). Its
+A payment is identified by a key its scheme gives (EVM ``exact``: chain id, token, payer, nonce). Its
 :class:`PaymentRecord` moves through these states::
 
     (none) --reserve--> pending --settled--> settled               paid: never accepted again
@@ -13,7 +13,7 @@ A payment is identified by ``(chain id, token, payer, nonce)`` (:func:`payment_k
 * ``settling``: a settlement was attempted but its outcome is not known (the receipt was slow, the
   facilitator's answer was lost). The next request with the same payment *claims* it back to ``pending``
   and settles it again, which a facilitator answers by following the transaction already sent (never a
-  second charge: the EIP-3009 nonce can be used once). Nobody is told to pay again meanwhile.
+  second charge: a signed payment can be used once). Nobody is told to pay again meanwhile.
 * ``settled`` / ``burned``: final; kept until the authorization expires (after that the signature is
   worthless anyway).
 
@@ -136,8 +136,3 @@ class InMemoryStore:
 
 def _expires_at(_key: str, value: tuple[PaymentRecord, float], _now: float) -> float:
     return value[1]
-
-
-def payment_key(chain_id: int, asset: str, payer: str, nonce: bytes) -> str:
-    """The identity of an EIP-3009 payment: one on-chain nonce of one payer on one token."""
-    return f"x402:{chain_id}:{asset.lower()}:{payer.lower()}:{nonce.hex()}"

@@ -1,9 +1,8 @@
-"""Local verification of EIP-3009 ``exact`` payments: no facilitator round trip.
+"""Match a payment to the requirement it pays, then verify it locally with its scheme: no facilitator round trip.
 
-Checks run in the official facilitator's order and fail with its reason strings
-(x402 2.25.0 ``mechanisms/evm/exact/facilitator.py``, ``../shared/docs/x402-protocol.md`` §3.2 (b)):
-scheme, network, EIP-712 domain, recipient, value, ``validBefore``, ``validAfter``,
-signature. Balance and nonce state are on-chain facts checked at settlement.
+Matching is the same for every scheme (x402 v2 ``accepted`` echo, v1 scheme + network); verification is
+the scheme's (:meth:`~x402_middleware.schemes.PaymentScheme.verify`), in the official facilitator's order
+with its reason strings, or ``None`` when only a facilitator can tell.
 """
 
 from __future__ import annotations
@@ -11,22 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from .evm.eip3009 import recover_address, transfer_digest
 from .models import PaymentPayload, PaymentRequirements, VerifyResult
+from .schemes import find_scheme
 
 # Reason strings ([py] facilitator 2.25; treat as opaque on the wire).
 UNSUPPORTED_SCHEME = "unsupported_scheme"
-NETWORK_MISMATCH = "network_mismatch"
-MISSING_EIP712_DOMAIN = "missing_eip712_domain"
-RECIPIENT_MISMATCH = "invalid_exact_evm_payload_recipient_mismatch"
-VALUE_MISMATCH = "invalid_exact_evm_payload_authorization_value_mismatch"
-VALID_BEFORE = "invalid_exact_evm_payload_authorization_valid_before"
-VALID_AFTER = "invalid_exact_evm_payload_authorization_valid_after"
-INVALID_SIGNATURE = "invalid_exact_evm_payload_signature"
 NO_MATCHING_REQUIREMENTS = "No matching payment requirements"
-
-#: A payment must stay valid this many seconds past now, so it can still be settled (facilitators use 6).
-VALID_BEFORE_MARGIN = 6
 
 
 def match_requirements(
@@ -58,8 +47,9 @@ def match_requirements(
     same_network = [
         r for r in candidates if r.scheme == payload.scheme and payload.network in (r.network.wire_v1, r.network.caip2)
     ]
+    signed = payload.data.amount if payload.data is not None else None
     for req in same_network:  # several assets on one network: prefer the one whose price the payer signed
-        if req.amount == payload.authorization.value:
+        if req.amount == signed:
             return req
     return same_network[0] if same_network else None
 
@@ -68,58 +58,13 @@ def _same_address(value: object, address: str) -> bool:
     return isinstance(value, str) and value.lower() == address.lower()
 
 
-def verify_exact_evm(
-    payload: PaymentPayload, requirements: PaymentRequirements, *, now: int | None = None
+def verify_locally(
+    payload: PaymentPayload, requirement: PaymentRequirements, *, now: int | None = None
 ) -> VerifyResult | None:
-    """Verify a payment against the requirement it claims to pay.
-
-    Returns a :class:`VerifyResult`, or ``None`` when the signature is not a
-    65-byte EOA signature (EIP-1271 / ERC-6492 contract wallets): only a
-    facilitator with chain access can check those.
-
-    >>> result = verify_exact_evm(payload, requirements)  # doctest: +SKIP
-    >>> result.is_valid, result.invalid_reason  # doctest: +SKIP
-    (False, 'invalid_exact_evm_payload_authorization_valid_before')
-    """
-    auth = payload.authorization
-    payer = auth.from_address
-
-    def fail(reason: str, message: str) -> VerifyResult:
-        return VerifyResult(False, reason, message, payer)
-
-    if payload.scheme != "exact" or requirements.scheme != "exact":
-        return fail(UNSUPPORTED_SCHEME, f"scheme {payload.scheme!r} is not supported; pay with 'exact'")
-    if payload.network not in (requirements.network.caip2, requirements.network.wire_v1):
-        return fail(
-            NETWORK_MISMATCH, f"payment is for network {payload.network!r}, expected {requirements.network.caip2!r}"
+    """Verify a matched payment with its scheme; ``None`` when only a facilitator can tell (e.g. a contract wallet)."""
+    scheme = find_scheme(requirement.scheme, requirement.network.namespace)
+    if scheme is None or payload.data is None:
+        return VerifyResult(
+            False, UNSUPPORTED_SCHEME, f"scheme {payload.scheme!r} is not supported here", payload.payer
         )
-    extra = requirements.wire_extra()
-    name, version = extra.get("name"), extra.get("version")
-    if not isinstance(name, str) or not isinstance(version, str):
-        return fail(MISSING_EIP712_DOMAIN, "the requirement's extra must carry the token's EIP-712 name and version")
-    if auth.to.lower() != requirements.pay_to.lower():
-        return fail(RECIPIENT_MISMATCH, f"authorization pays {auth.to}, expected {requirements.pay_to}")
-    if auth.value != requirements.amount:
-        return fail(VALUE_MISMATCH, f"authorization value {auth.value} != required amount {requirements.amount}")
-    now = int(time.time()) if now is None else now
-    if auth.valid_before < now + VALID_BEFORE_MARGIN:
-        return fail(
-            VALID_BEFORE, "authorization has expired (validBefore is in the past or too close); sign a new payment"
-        )
-    if auth.valid_after > now:
-        return fail(VALID_AFTER, "authorization is not valid yet (validAfter is in the future)")
-    if len(payload.signature) != 65:
-        return None
-    digest = transfer_digest(
-        auth,
-        name=name,
-        version=version,
-        chain_id=requirements.network.chain_id,
-        verifying_contract=requirements.asset.address,
-    )
-    signer = recover_address(digest, payload.signature)  # compared as lower-case hex: no checksum to compute
-    if signer is None or "0x" + signer.hex() != payer.lower():
-        return fail(
-            INVALID_SIGNATURE, "signature does not recover to authorization.from for this token's EIP-712 domain"
-        )
-    return VerifyResult(True, payer=payer)
+    return scheme.verify(payload, requirement, int(time.time()) if now is None else now)

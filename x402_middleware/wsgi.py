@@ -38,6 +38,7 @@ from ._flow import (
     settle_on_2xx,
 )
 from ._gate import Gate, _Route
+from .events import Listener, listener_tuple
 from .facilitator._protocol import SyncFacilitator
 from .models import PaymentRequirements, ResourceInfo
 from .stores import InMemoryStore, SyncPaymentStore
@@ -86,8 +87,10 @@ class PaymentWSGIMiddleware:
         settle_when: SettleWhen = settle_on_2xx,
         max_pricing_body: int = MAX_PRICING_BODY,
         check_funds: bool = False,
+        listeners: Listener | Iterable[Listener] | None = None,
     ) -> None:
         self.app = app
+        self.listeners = listener_tuple(listeners, blocking=True)
         self.gate = Gate(
             routes=routes,
             pay_to=pay_to,
@@ -161,7 +164,9 @@ class PaymentWSGIMiddleware:
             settle_when=self.settle_when,
             funds=self.funds if route.check_funds else None,
         )
-        answer = run_sync(flow.admit(payment_headers_from_environ(environ)), self.facilitator, self.store)
+        answer = run_sync(
+            flow.admit(payment_headers_from_environ(environ)), self.facilitator, self.store, self.listeners
+        )
         if answer is not None:
             return _respond(start_response, answer)
         environ["x402.payment"] = flow.payment
@@ -249,7 +254,9 @@ class _PaidResponse:
         if self._held is None:
             raise RuntimeError("the WSGI app produced a body before calling start_response()")
         status, headers = self._held
-        decision = run_sync(self._flow.start(_status_code(status)), self._mw.facilitator, self._mw.store)
+        decision = run_sync(
+            self._flow.start(_status_code(status)), self._mw.facilitator, self._mw.store, self._mw.listeners
+        )
         if isinstance(decision, Answer):
             self._replacement = decision.body
             _start(self._start_response, decision)
@@ -268,7 +275,7 @@ class _PaidResponse:
             if close is not None:
                 close()
         finally:
-            run_sync(self._flow.finish(), self._mw.facilitator, self._mw.store)
+            run_sync(self._flow.finish(), self._mw.facilitator, self._mw.store, self._mw.listeners)
 
 
 def _is_async(policy: Any) -> bool:

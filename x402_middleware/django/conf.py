@@ -12,6 +12,7 @@
         # "SYNC_FACILITATOR": ...,  blocking facilitator, used when Django runs under WSGI
         # "STORE": ..., "SETTLE_WHEN": ..., "MAX_TIMEOUT_SECONDS": 300, "RESOURCE_URL": None, "MAX_PRICING_BODY": 1 MiB
         # "CHECK_FUNDS": False,  # ask the facilitator whether the payer can pay before a view runs
+        # "LISTENERS": [...],     # callables or dotted paths given each x402_middleware.events.PaymentEvent
     }
 
 :func:`problems` lists what is wrong (the system checks report it with stable ids);
@@ -32,6 +33,7 @@ from django.utils.module_loading import import_string
 from .._exceptions import ConfigurationError
 from .._flow import FundsCheck, SettleWhen, settle_on_2xx
 from .._gate import Gate, _check_address
+from ..events import Listener, listener_tuple
 from ..networks import get_network
 from ..stores import InMemoryStore
 
@@ -51,6 +53,7 @@ KNOWN_KEYS = frozenset(
         "RESOURCE_URL",
         "MAX_PRICING_BODY",
         "CHECK_FUNDS",
+        "LISTENERS",
     }
 )
 
@@ -84,6 +87,7 @@ class Config:
     settle_when: SettleWhen
     max_pricing_body: int
     funds: FundsCheck | None
+    listeners: tuple[Listener, ...] = ()
 
 
 def raw_setting() -> Any:
@@ -311,4 +315,13 @@ def build(*, async_mode: bool) -> Config:
         settle_when=import_string(settle_when) if isinstance(settle_when, str) else settle_when,
         max_pricing_body=conf.get("MAX_PRICING_BODY") or MAX_PRICING_BODY,
         funds=FundsCheck() if any(route.check_funds for route in gate.routes) else None,
+        listeners=_listeners(conf, async_mode=async_mode),
     )
+
+
+def _listeners(conf: Mapping[str, Any], *, async_mode: bool) -> tuple[Listener, ...]:
+    loaded = [import_string(v) if isinstance(v, str) else v for v in conf.get("LISTENERS") or ()]
+    try:
+        return listener_tuple(loaded, blocking=not async_mode)
+    except ConfigurationError as exc:
+        raise ImproperlyConfigured(f"X402['LISTENERS']: {exc}") from None

@@ -86,17 +86,17 @@ class PaymentMiddleware:
         assert isinstance(requirements, tuple)
         if not requirements:
             return self.get_response(request)
-        fac, store = self.config.facilitator, self.config.store
+        fac, store, listeners = self.config.facilitator, self.config.store, self.config.listeners
         flow = self._flow(request, route, requirements)
-        answer = run_sync(flow.admit(payment_headers_from_environ(request.META)), fac, store)
+        answer = run_sync(flow.admit(payment_headers_from_environ(request.META)), fac, store, listeners)
         if answer is not None:
             return _response(answer)
         request.x402_payment = flow.payment  # type: ignore[attr-defined]
         try:
             response = self.get_response(request)
-            decision = run_sync(flow.start(response.status_code), fac, store)
+            decision = run_sync(flow.start(response.status_code), fac, store, listeners)
         finally:
-            run_sync(flow.finish(), fac, store)
+            run_sync(flow.finish(), fac, store, listeners)
         return _apply(response, decision)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -115,17 +115,17 @@ class PaymentMiddleware:
             return _response(pricing_failure(route, exc))
         if not requirements:
             return await get_response(request)
-        fac, store = self.config.facilitator, self.config.store
+        fac, store, listeners = self.config.facilitator, self.config.store, self.config.listeners
         flow = self._flow(request, route, requirements)
-        answer = await run_async(flow.admit(payment_headers_from_environ(request.META)), fac, store)
+        answer = await run_async(flow.admit(payment_headers_from_environ(request.META)), fac, store, listeners)
         if answer is not None:
             return _response(answer)
         request.x402_payment = flow.payment  # type: ignore[attr-defined]
         try:
             response = await get_response(request)
-            decision = await run_async(flow.start(response.status_code), fac, store)
+            decision = await run_async(flow.start(response.status_code), fac, store, listeners)
         finally:
-            await run_async(flow.finish(), fac, store)
+            await run_async(flow.finish(), fac, store, listeners)
         return _apply(response, decision)
 
     def _pricing_view(self, request: HttpRequest, route: _Route, params: dict[str, str]) -> PaymentRequest:

@@ -6,3 +6,7 @@ ABI calldata: function selectors, call encoding, return and ``Error(string)`` re
 JSON-RPC 2.0 requests and answers, :class:`~.jsonrpc.RPCError` (:mod:`.jsonrpc`; no I/O, any transport).
 EIP-1559 transactions: building, fast signing over coincurve, receipt status (:mod:`.transactions`).
 """
+
+from .eip3009 import address_of, keccak, to_checksum_address
+
+__all__ = ["address_of", "keccak", "to_checksum_address"]

@@ -36,7 +36,7 @@ from ..evm.jsonrpc import RPCError
 from ..evm.transactions import build_transaction, sign_transaction
 from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyResult
 from ..networks import Network, _is_address, get_network
-from ..verify import verify_exact_evm
+from ..schemes.evm.exact import evm_payload, verify_exact_evm
 from ._rpc import AsyncRPC
 
 TWA_VRS = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
@@ -74,7 +74,8 @@ def _reason_of(revert: str | None, default: str) -> str:
 
 def transfer_calldata(payload: PaymentPayload) -> bytes:
     """``transferWithAuthorization`` calldata: the (v, r, s) overload for 65-byte signatures, else ``bytes``."""
-    a, sig = payload.authorization, payload.signature
+    data = evm_payload(payload)
+    a, sig = data.authorization, data.signature
     head = (a.from_address, a.to, a.value, a.valid_after, a.valid_before, a.nonce)
     if len(sig) == 65:
         v = sig[64] + 27 if sig[64] < 27 else sig[64]
@@ -167,6 +168,9 @@ class OnChainFacilitator:
         if not signer_keys:
             raise ConfigurationError("OnChainFacilitator needs at least one signer key to pay gas with")
         self.network = network if isinstance(network, Network) else get_network(network)
+        if self.network.chain_id is None:
+            raise ConfigurationError(f"OnChainFacilitator settles on EVM (eip155) networks, not {self.network.caip2}")
+        self.chain_id: int = self.network.chain_id
         if assets is None:
             assets = [self.network.asset.address] if self.network.asset is not None else []
         self.assets = frozenset(a.lower() for a in assets)
@@ -219,9 +223,9 @@ class OnChainFacilitator:
         refusal = self._local(payload, requirements)
         if refusal is not None:
             return SettleResult(False, caip2, "", payload.payer, refusal.invalid_reason, refusal.invalid_message)
-        auth = payload.authorization
+        auth = evm_payload(payload).authorization
         asset = requirements.asset.address
-        key = (self.network.chain_id, asset.lower(), auth.from_address.lower(), auth.nonce)
+        key = (self.chain_id, asset.lower(), auth.from_address.lower(), auth.nonce)
         payment = self._payments.get(key)
         if payment is None:
             payment = self._payments[key] = _Payment(auth.valid_before)
@@ -297,7 +301,7 @@ class OnChainFacilitator:
         signer.in_flight += 1
         try:
             try:
-                gas = await self._preflight(signer, asset, data, cacheable=len(payload.signature) == 65)
+                gas = await self._preflight(signer, asset, data, cacheable=len(evm_payload(payload).signature) == 65)
             except RPCError as exc:  # the transfer would revert: nothing is sent
                 return SettleResult(
                     False,
@@ -322,7 +326,7 @@ class OnChainFacilitator:
 
     # -- internals -------------------------------------------------------------------------------
     def _local(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResult | None:
-        if requirements.network.chain_id != self.network.chain_id:
+        if requirements.network.chain_id != self.chain_id:
             return VerifyResult(
                 False,
                 "network_mismatch",
@@ -347,7 +351,7 @@ class OnChainFacilitator:
         if self._checked_chain:
             return
         chain_id = int(await self.rpc("eth_chainId"), 16)
-        if chain_id != self.network.chain_id:
+        if chain_id != self.chain_id:
             raise FacilitatorError(
                 f"the RPC node is on chain {chain_id} but this facilitator is configured for "
                 f"{self.network.caip2}; point rpc_url at the right chain"
@@ -389,7 +393,7 @@ class OnChainFacilitator:
                 if signer.nonce is None:
                     signer.nonce = int(await self.rpc("eth_getTransactionCount", signer.address, "pending"), 16)
                 tx = build_transaction(
-                    chain_id=self.network.chain_id,
+                    chain_id=self.chain_id,
                     nonce=signer.nonce,
                     to=to,
                     data=data,
@@ -450,7 +454,7 @@ class OnChainFacilitator:
 
     async def _diagnose(self, payload: PaymentPayload, requirements: PaymentRequirements, revert: str | None) -> str:
         """The official diagnostic ladder after a failed simulation (first failing check wins)."""
-        asset, auth = requirements.asset.address, payload.authorization
+        asset, auth = requirements.asset.address, evm_payload(payload).authorization
 
         async def call(signature: str, types: str, *args: Any) -> Any:
             try:
@@ -482,7 +486,7 @@ class OnChainFacilitator:
 
 
 def _has_transfer(receipt: dict[str, Any], asset: str, payload: PaymentPayload) -> bool:
-    auth = payload.authorization
+    auth = evm_payload(payload).authorization
     want = (
         _TRANSFER_TOPIC,
         "0x" + auth.from_address[2:].lower().rjust(64, "0"),
