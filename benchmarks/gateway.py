@@ -63,7 +63,7 @@ from _fixtures import PAY_TO, Payer
 
 from examples.gateway.config import GatewayConfig, emulator_pools
 from examples.gateway.service import CHAT, Gateway
-from x402_middleware._headers import PAYMENT_REQUIRED, decode_header
+from x402_middleware.wire import PAYMENT_REQUIRED, decode_header
 
 FREE_MODEL = "nvidia/nemotron-3.5-lightning"
 PAID_MODEL = "deepseek/deepseek-chat"

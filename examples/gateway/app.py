@@ -29,8 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from x402_middleware._exceptions import JSONTooDeepError
-from x402_middleware._json import loads as loads_untrusted
+from x402_middleware.wire import JSONTooDeepError, loads_untrusted
 
 from .config import GatewayConfig
 from .errors import GatewayError, InvalidRequest

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from x402_middleware._json import loads as loads_untrusted
+from x402_middleware.wire import loads_untrusted
 
 from .service import Gateway, api_of
 

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from x402_middleware import MalformedPaymentError
-from x402_middleware._headers import MAX_HEADER_BYTES, decode_header
+from x402_middleware.wire import MAX_HEADER_BYTES, decode_header
 
 from .metrics import GatewayMetrics
 from .probe import PAYMENT_HEADERS

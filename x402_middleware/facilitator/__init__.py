@@ -6,16 +6,20 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from ._protocol import Facilitator, SyncFacilitator
-from .remote import DEFAULT_FACILITATOR_URL, HTTPFacilitator, SyncHTTPFacilitator
 
 if TYPE_CHECKING:
     from .cdp import CDP_FACILITATOR_URL, cdp_auth_headers, cdp_facilitator, sync_cdp_facilitator
     from .onchain import OnChainFacilitator
+    from .remote import DEFAULT_FACILITATOR_URL, HTTPFacilitator, SyncHTTPFacilitator
     from .server import facilitator_app
 
-# Imported on first use: the on-chain facilitator pulls in eth-account, the server Starlette routing,
+# Imported on first use: the HTTP facilitator pulls in httpx and the HTTP/1.1 client (the middleware imports
+# the protocols above and needs neither), the on-chain facilitator eth-account, the server Starlette routing,
 # CDP auth the optional ``cryptography``.
 _LAZY = {
+    "DEFAULT_FACILITATOR_URL": ".remote",
+    "HTTPFacilitator": ".remote",
+    "SyncHTTPFacilitator": ".remote",
     "OnChainFacilitator": ".onchain",
     "facilitator_app": ".server",
     "CDP_FACILITATOR_URL": ".cdp",
@@ -25,10 +29,19 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Hidden from type checkers: they read the TYPE_CHECKING imports, and a visible module __getattr__ would make
+# mypy accept any name imported from here.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name in _LAZY:
+            value = getattr(import_module(_LAZY[name], __name__), name)
+            globals()[name] = value  # later lookups skip __getattr__
+            return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [

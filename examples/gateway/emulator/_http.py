@@ -11,7 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from x402_middleware._json import loads as loads_untrusted
+from x402_middleware.wire import loads_untrusted
 
 from ._faults import FAULT_HEADER, EmulatorState, Fault
 

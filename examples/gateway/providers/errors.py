@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from x402_middleware._json import loads as loads_untrusted
+from x402_middleware.wire import loads_untrusted
 
 from .failure import AUTH, CLIENT, PROTOCOL, RATE_LIMITED, SERVER, TIMEOUT, UpstreamFailure
 

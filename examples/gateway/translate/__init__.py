@@ -4,3 +4,7 @@ No I/O here: the providers and the app feed parsed JSON in and get JSON (or SSE 
 """
 
 from __future__ import annotations
+
+from ._common import StreamError
+
+__all__ = ["StreamError"]

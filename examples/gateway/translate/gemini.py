@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from x402_middleware._json import loads as loads_untrusted
+from x402_middleware.wire import loads_untrusted
 
 from ._common import StreamError, chunk, data_uri, dumps, loads_object, new_id, now, stop_list, text_of, usage
 
