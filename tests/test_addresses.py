@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests._facilitator_double import FakeFacilitator
 from x402_middleware import ConfigurationError, PaymentMiddleware
 from x402_middleware.networks import Asset
 
@@ -26,5 +27,5 @@ def test_malformed_addresses_are_refused(bad: str) -> None:
 
 
 def test_a_well_formed_address_is_accepted() -> None:
-    PaymentMiddleware(_app, routes={"GET /x": "$0.01"}, pay_to=GOOD, facilitator=object())  # type: ignore[arg-type]
+    PaymentMiddleware(_app, routes={"GET /x": "$0.01"}, pay_to=GOOD, facilitator=FakeFacilitator())
     assert Asset(GOOD.lower(), "USD Coin", "2", 6).address == GOOD.lower()

@@ -21,11 +21,11 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ._config import MAX_PRICING_BODY, build_config
 from ._disconnect import ClientWatch, has_body
 from ._exceptions import ConfigurationError, PricingBodyTooLargeError, PricingError, UnpriceableRequestError
 from ._flow import (
     Answer,
-    FundsCheck,
     PaidFlow,
     SettleWhen,
     parse_json_body,
@@ -36,17 +36,16 @@ from ._flow import (
 )
 from ._gate import Gate, _Route
 from ._types import ASGIApp, Message, Receive, Scope, Send
-from .events import Listener, listener_tuple
+from .events import Listener
 from .facilitator._protocol import Facilitator
 from .models import PaymentRequirements, ResourceInfo
 from .pricing import PaymentRequest
-from .stores import InMemoryStore, PaymentStore
+from .stores import PaymentStore
 
 __all__ = ["MAX_PRICING_BODY", "MAX_PRICING_READS", "PaymentMiddleware", "settle_on_2xx"]
 
-#: A ``price_body`` route answers 413 to a larger body (``max_pricing_body=``), refused by its
-#: ``Content-Length`` before any byte is read, or as soon as a body without one passes the cap.
-MAX_PRICING_BODY = 1 << 20
+# A ``price_body`` route answers 413 to a body over MAX_PRICING_BODY (``max_pricing_body=``), refused by its
+# ``Content-Length`` before any byte is read, or as soon as a body without one passes the cap.
 
 #: Bodies read for pricing at once (``max_pricing_reads=``), so that unpaid uploads hold at most
 #: ``MAX_PRICING_READS * max_pricing_body`` bytes. Further requests wait for a turn, up to
@@ -94,20 +93,24 @@ class PaymentMiddleware:
         listeners: Listener | Iterable[Listener] | None = None,
     ) -> None:
         self.app = app
-        self.listeners = listener_tuple(listeners, blocking=False)
-        self.gate = Gate(
+        self.config = config = build_config(
             routes=routes,
+            facilitator=facilitator,
+            blocking=False,
             pay_to=pay_to,
             network=network,
+            store=store,
             max_timeout_seconds=max_timeout_seconds,
             resource_url=resource_url,
+            settle_when=settle_when,
+            max_pricing_body=max_pricing_body,
             check_funds=check_funds,
+            listeners=listeners,
         )
-        self.funds = FundsCheck() if any(route.check_funds for route in self.gate.routes) else None
-        self.facilitator = facilitator
-        self.store: PaymentStore = store if store is not None else InMemoryStore()
-        self.settle_when = settle_when
-        self.max_pricing_body = max_pricing_body
+        # Copied to attributes: read on every request.
+        self.gate, self.facilitator, self.store = config.gate, config.facilitator, config.store
+        self.settle_when, self.max_pricing_body = config.settle_when, config.max_pricing_body
+        self.funds, self.listeners = config.funds, config.listeners
         if max_pricing_reads < 1:
             raise ConfigurationError(f"max_pricing_reads must be at least 1, got {max_pricing_reads}")
         self._pricing_reads = asyncio.Semaphore(max_pricing_reads)

@@ -17,16 +17,15 @@ with blocking calls to a :class:`~x402_middleware.SyncFacilitator` and a
 
 from __future__ import annotations
 
-import inspect
 import io
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ConfigurationError, PricingBodyTooLargeError, PricingError, UnpriceableRequestError
+from ._config import MAX_PRICING_BODY, build_config
+from ._exceptions import PricingBodyTooLargeError, PricingError, UnpriceableRequestError
 from ._flow import (
     Answer,
-    FundsCheck,
     PaidFlow,
     SettleWhen,
     parse_json_body,
@@ -37,11 +36,11 @@ from ._flow import (
     run_sync,
     settle_on_2xx,
 )
-from ._gate import Gate, _Route
-from .events import Listener, listener_tuple
+from ._gate import _Route
+from .events import Listener
 from .facilitator._protocol import SyncFacilitator
 from .models import PaymentRequirements, ResourceInfo
-from .stores import InMemoryStore, SyncPaymentStore
+from .stores import SyncPaymentStore
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -49,10 +48,9 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_PRICING_BODY", "PaymentWSGIMiddleware"]
 
-#: A ``price_body`` route answers 413 to a larger body (``max_pricing_body=``), refused by its ``Content-Length``
-#: before any byte is read (or, under ``wsgi.input_terminated``, once the cap is passed). No bound on concurrent
-#: reads is needed here: the WSGI server's worker threads already bound them.
-MAX_PRICING_BODY = 1 << 20
+# A ``price_body`` route answers 413 to a body over MAX_PRICING_BODY (``max_pricing_body=``), refused by its ``Content-Length``
+# before any byte is read (or, under ``wsgi.input_terminated``, once the cap is passed). No bound on concurrent
+# reads is needed here: the WSGI server's worker threads already bound them.
 
 
 class PaymentWSGIMiddleware:
@@ -90,34 +88,24 @@ class PaymentWSGIMiddleware:
         listeners: Listener | Iterable[Listener] | None = None,
     ) -> None:
         self.app = app
-        self.listeners = listener_tuple(listeners, blocking=True)
-        self.gate = Gate(
+        self.config = config = build_config(
             routes=routes,
+            facilitator=facilitator,
+            blocking=True,
             pay_to=pay_to,
             network=network,
+            store=store,
             max_timeout_seconds=max_timeout_seconds,
             resource_url=resource_url,
+            settle_when=settle_when,
+            max_pricing_body=max_pricing_body,
             check_funds=check_funds,
+            listeners=listeners,
         )
-        self.funds = FundsCheck() if any(route.check_funds for route in self.gate.routes) else None
-        if inspect.iscoroutinefunction(getattr(facilitator, "settle", None)):
-            raise ConfigurationError(
-                f"PaymentWSGIMiddleware needs a blocking facilitator such as SyncHTTPFacilitator; "
-                f"{type(facilitator).__name__}.settle is async"
-            )
-        if store is not None and not callable(getattr(store, "reserve_sync", None)):
-            raise ConfigurationError(
-                f"store must be a SyncPaymentStore (reserve_sync, swap_sync); got {type(store).__name__}"
-            )
-        for route in self.gate.routes:
-            if route.policy is not None and _is_async(route.policy):
-                raise ConfigurationError(
-                    f"route {route.pattern.path!r}: an async price function cannot run under WSGI; make it a plain def"
-                )
-        self.facilitator = facilitator
-        self.store: SyncPaymentStore = store if store is not None else InMemoryStore()
-        self.settle_when = settle_when
-        self.max_pricing_body = max_pricing_body
+        # Copied to attributes: read on every request.
+        self.gate, self.facilitator, self.store = config.gate, config.facilitator, config.store
+        self.settle_when, self.max_pricing_body = config.settle_when, config.max_pricing_body
+        self.funds, self.listeners = config.funds, config.listeners
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = _decode_path(environ.get("PATH_INFO", ""))
@@ -276,11 +264,6 @@ class _PaidResponse:
                 close()
         finally:
             run_sync(self._flow.finish(), self._mw.facilitator, self._mw.store, self._mw.listeners)
-
-
-def _is_async(policy: Any) -> bool:
-    call = type(policy).__call__ if not inspect.isfunction(policy) else policy
-    return inspect.iscoroutinefunction(policy) or inspect.iscoroutinefunction(call)
 
 
 def _decode_path(raw: str) -> str:

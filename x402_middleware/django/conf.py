@@ -30,15 +30,13 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from .._config import MAX_PRICING_BODY, PaymentConfig, build_config
 from .._exceptions import ConfigurationError
-from .._flow import FundsCheck, SettleWhen, settle_on_2xx
+from .._flow import settle_on_2xx
 from .._gate import Gate, _check_address
-from ..events import Listener, listener_tuple
 from ..networks import get_network
-from ..stores import InMemoryStore
 
 SETTING = "X402"
-MAX_PRICING_BODY = 1 << 20
 KNOWN_KEYS = frozenset(
     {
         "ROUTES",
@@ -75,19 +73,6 @@ class Problem:
     id: str
     message: str
     hint: str
-
-
-@dataclass(frozen=True)
-class Config:
-    """What one middleware instance uses, built once when Django loads it."""
-
-    gate: Gate
-    facilitator: Any
-    store: Any
-    settle_when: SettleWhen
-    max_pricing_body: int
-    funds: FundsCheck | None
-    listeners: tuple[Listener, ...] = ()
 
 
 def raw_setting() -> Any:
@@ -282,7 +267,7 @@ def _gate(conf: Mapping[str, Any], pay_to: Any, network: Any) -> Gate:
     )
 
 
-def build(*, async_mode: bool) -> Config:
+def build(*, async_mode: bool) -> PaymentConfig:
     """The middleware's configuration for one mode; :class:`ImproperlyConfigured` lists every problem."""
     conf = raw_setting()
     found = problems(conf)
@@ -299,29 +284,23 @@ def build(*, async_mode: bool) -> Config:
         raise ImproperlyConfigured(
             f"Django runs the x402 middleware under {mode}; set X402['{key}'] or X402['FACILITATOR_URL']"
         )
-    store = _load(conf["STORE"]) if conf.get("STORE") is not None else InMemoryStore()
-    needed = "reserve" if async_mode else "reserve_sync"
-    if not callable(getattr(store, needed, None)):
-        raise ImproperlyConfigured(
-            f"X402['STORE'] has no {needed}(); under {'ASGI' if async_mode else 'WSGI'} "
-            f"it must be a {'PaymentStore' if async_mode else 'SyncPaymentStore'}"
-        )
+    store = _load(conf["STORE"]) if conf.get("STORE") is not None else None
     settle_when = conf.get("SETTLE_WHEN") or settle_on_2xx
-    gate = _gate(conf, conf.get("PAY_TO"), conf.get("NETWORK", "eip155:8453"))
-    return Config(
-        gate=gate,
-        facilitator=facilitator,
-        store=store,
-        settle_when=import_string(settle_when) if isinstance(settle_when, str) else settle_when,
-        max_pricing_body=conf.get("MAX_PRICING_BODY") or MAX_PRICING_BODY,
-        funds=FundsCheck() if any(route.check_funds for route in gate.routes) else None,
-        listeners=_listeners(conf, async_mode=async_mode),
-    )
-
-
-def _listeners(conf: Mapping[str, Any], *, async_mode: bool) -> tuple[Listener, ...]:
-    loaded = [import_string(v) if isinstance(v, str) else v for v in conf.get("LISTENERS") or ()]
     try:
-        return listener_tuple(loaded, blocking=not async_mode)
+        return build_config(
+            routes=conf.get("ROUTES") or {},
+            facilitator=facilitator,
+            blocking=not async_mode,
+            pay_to=conf.get("PAY_TO"),
+            network=conf.get("NETWORK", "eip155:8453"),
+            store=store,
+            max_timeout_seconds=conf.get("MAX_TIMEOUT_SECONDS") or 300,
+            resource_url=conf.get("RESOURCE_URL"),
+            settle_when=import_string(settle_when) if isinstance(settle_when, str) else settle_when,
+            max_pricing_body=conf.get("MAX_PRICING_BODY") or MAX_PRICING_BODY,
+            check_funds=conf.get("CHECK_FUNDS") is True,
+            listeners=[import_string(v) if isinstance(v, str) else v for v in conf.get("LISTENERS") or ()],
+        )
     except ConfigurationError as exc:
-        raise ImproperlyConfigured(f"X402['LISTENERS']: {exc}") from None
+        mode = "ASGI" if async_mode else "WSGI"
+        raise ImproperlyConfigured(f"X402 under {mode}: {exc}") from None
