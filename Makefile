@@ -33,4 +33,5 @@ bench: install
 	$(PY) benchmarks/verify.py
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/http_compare.py
+	$(PY) benchmarks/http_clients.py
 	$(PY) benchmarks/gateway.py
