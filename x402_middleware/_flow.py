@@ -155,6 +155,7 @@ class PaidFlow:
         "head",
         "outcome",
         "payment",
+        "request",
         "requirements",
         "resource",
         "settle_when",
@@ -169,8 +170,10 @@ class PaidFlow:
         head: bool,
         settle_when: SettleWhen = settle_on_2xx,
         funds: FundsCheck | None = None,
+        request: Any = None,
     ) -> None:
         self.gate = gate
+        self.request = request  # the framework's request (ASGI scope, WSGI environ, Django request) for events
         self.requirements = requirements
         self.resource = resource
         self.head = head
@@ -183,6 +186,10 @@ class PaidFlow:
         self._claim = CLAIMED
         self._resumed = False
         self._replay_reason = ""
+
+    def _event(self, kind: str, transaction: str = "", amount: int | None = None, **kwargs: Any) -> PaymentEvent:
+        assert self.payment is not None
+        return PaymentEvent(kind, self.payment, transaction, amount, request=self.request, **kwargs)
 
     def _challenge(self, error: str, message: str | None, **kwargs: Any) -> Answer:
         return Answer(*self.gate.challenge(self.requirements, self.resource(), error=error, message=message, **kwargs))
@@ -270,7 +277,7 @@ class PaidFlow:
         self._key, self._ttl, self._claim, self._resumed = key, ttl, claim, record is not None
         self._replay_reason = scheme.replay_reason
         self.payment = Payment(payer, requirement.amount, requirement, payload)
-        yield Emit(PaymentEvent(events.VERIFIED, self.payment))
+        yield Emit(self._event(events.VERIFIED))
         return None
 
     def start(self, status: int, *, client_gone: bool = False) -> Flow[Answer | Headers | None]:
@@ -284,24 +291,24 @@ class PaidFlow:
         payment = self.payment
         if self.head or not self.settle_when(status):
             self.outcome = "forwarded"
-            yield Emit(PaymentEvent(events.NOT_SETTLED, payment, reason="app_status", status=status))
+            yield Emit(self._event(events.NOT_SETTLED, reason="app_status", status=status))
             return None
         payload, requirement = payment.payload, payment.requirements
         if client_gone:
             self.outcome = "forwarded"
             logger.info("x402: the client of %s left before the response started: not settled", payload.payer)
-            yield Emit(PaymentEvent(events.NOT_SETTLED, payment, reason="client_gone", status=status))
+            yield Emit(self._event(events.NOT_SETTLED, reason="client_gone", status=status))
             return None
         self.outcome = "settling"
         key, claim, ttl = self._key, self._claim, self._ttl
-        yield Emit(PaymentEvent(events.SETTLING, payment))
+        yield Emit(self._event(events.SETTLING))
         try:
             result = yield Settle(payload, requirement)
         except FacilitatorError as exc:
             self.outcome = "replaced"
             logger.error("x402: settlement of %s has an unknown outcome: %s", payload.payer, exc)
             yield Swap(key, claim, PaymentRecord(SETTLING, claim.detail), ttl)
-            yield Emit(PaymentEvent(events.SETTLEMENT_UNKNOWN, payment, claim.detail, reason=SETTLEMENT_UNKNOWN))
+            yield Emit(self._event(events.SETTLEMENT_UNKNOWN, claim.detail, reason=SETTLEMENT_UNKNOWN))
             return self._retry_later(
                 SETTLEMENT_UNKNOWN,
                 f"the facilitator did not say whether the payment was settled ({exc}); " + _DO_NOT_PAY_AGAIN,
@@ -312,7 +319,7 @@ class PaidFlow:
             tx = result.transaction or claim.detail
             logger.warning("x402: settlement of %s is pending (transaction %s)", payload.payer, tx or "?")
             yield Swap(key, claim, PaymentRecord(SETTLING, tx), ttl)
-            yield Emit(PaymentEvent(events.SETTLEMENT_UNKNOWN, payment, tx, reason=SETTLEMENT_PENDING))
+            yield Emit(self._event(events.SETTLEMENT_UNKNOWN, tx, reason=SETTLEMENT_PENDING))
             return self._retry_later(
                 SETTLEMENT_PENDING,
                 f"the payment was sent for settlement (transaction "
@@ -330,7 +337,7 @@ class PaidFlow:
             reason = result.error_reason or "settlement_failed"
             logger.info("x402: settlement refused for %s: %s", payload.payer, reason)
             yield Swap(key, claim, PaymentRecord(BURNED, reason), ttl)  # a refused signature is never run again
-            yield Emit(PaymentEvent(events.SETTLE_FAILED, payment, result.transaction, reason=reason))
+            yield Emit(self._event(events.SETTLE_FAILED, result.transaction, reason=reason))
             return self._challenge(
                 reason,
                 result.error_message or "the payment could not be settled",
@@ -348,7 +355,7 @@ class PaidFlow:
         )
         yield Swap(key, claim, PaymentRecord(SETTLED, result.transaction), ttl)
         amount = result.amount if result.amount is not None else requirement.amount
-        yield Emit(PaymentEvent(events.SETTLED, payment, result.transaction, amount))
+        yield Emit(self._event(events.SETTLED, result.transaction, amount))
         return self.gate.settlement_headers(result, requirement, payload.x402_version)
 
     def finish(self) -> Flow[None]:
@@ -364,7 +371,7 @@ class PaidFlow:
         if self.payment is not None and self.outcome != "forwarded":  # the app failed, or settling was cut short
             kind = events.SETTLEMENT_UNKNOWN if self.outcome == "settling" else events.NOT_SETTLED
             reason = "interrupted" if self.outcome == "settling" else "app_failed"
-            yield Emit(PaymentEvent(kind, self.payment, self._claim.detail, reason=reason))
+            yield Emit(self._event(kind, self._claim.detail, reason=reason))
 
 
 def _perform_sync(

@@ -170,6 +170,7 @@ class PaymentMiddleware:
             head=scope["method"] == "HEAD",
             settle_when=self.settle_when,
             funds=self.funds if route.check_funds else None,
+            request=scope,
         )
         answer = await run_async(flow.admit(scope["headers"]), self.facilitator, self.store, self.listeners)
         if answer is not None:

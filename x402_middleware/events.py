@@ -27,7 +27,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ConfigurationError
 
@@ -65,6 +65,7 @@ class PaymentEvent:
     amount: int | None = None
     reason: str = ""
     status: int | None = None  # the app's status, for ``not_settled`` because of it
+    request: Any = None  # the request it belongs to: the ASGI scope, the WSGI environ or the Django request
 
 
 Listener = Callable[[PaymentEvent], "None | Awaitable[None]"]

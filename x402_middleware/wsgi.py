@@ -151,6 +151,7 @@ class PaymentWSGIMiddleware:
             head=environ.get("REQUEST_METHOD") == "HEAD",
             settle_when=self.settle_when,
             funds=self.funds if route.check_funds else None,
+            request=environ,
         )
         answer = run_sync(
             flow.admit(payment_headers_from_environ(environ)), self.facilitator, self.store, self.listeners
