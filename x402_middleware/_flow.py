@@ -18,7 +18,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import parse_qsl
@@ -27,7 +26,7 @@ from cachetools import TTLCache
 
 from . import _json, events
 from ._exceptions import FacilitatorError, InvalidPaymentError, JSONTooDeepError, UnpriceableRequestError, X402Error
-from ._gate import PAYMENT_IN_PROGRESS, PAYMENT_REQUIRED_ERROR, Gate, Headers, _Route, logger
+from ._gate import PAYMENT_IN_PROGRESS, PAYMENT_REQUIRED_ERROR, Answer, Gate, Headers, _Route, logger
 from .events import Listener, PaymentEvent
 from .facilitator._protocol import Facilitator, SyncFacilitator
 from .models import Payment, PaymentPayload, PaymentRequirements, ResourceInfo, SettleResult
@@ -45,15 +44,6 @@ from .stores import (
 )
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A complete response the middleware sends instead of the app's (402, 400, 500, 502, 503)."""
-
-    status: int
-    headers: Headers
-    body: bytes
 
 
 class Verify(NamedTuple):
@@ -192,11 +182,11 @@ class PaidFlow:
         return PaymentEvent(kind, self.payment, transaction, amount, request=self.request, **kwargs)
 
     def _challenge(self, error: str, message: str | None, **kwargs: Any) -> Answer:
-        return Answer(*self.gate.challenge(self.requirements, self.resource(), error=error, message=message, **kwargs))
+        return self.gate.challenge(self.requirements, self.resource(), error=error, message=message, **kwargs)
 
     def _retry_later(self, error: str, message: str, transaction: str) -> Answer:
         extra = {"transaction": transaction} if transaction else {}
-        return Answer(*self.gate.error(503, error, message, extra=extra, retry_after=RETRY_AFTER))
+        return self.gate.error(503, error, message, extra=extra, retry_after=RETRY_AFTER)
 
     def admit(self, headers: Iterable[tuple[bytes, bytes]]) -> Flow[Answer | None]:
         """Read, match, verify and reserve the payment. ``None`` means: run the app (``self.payment`` is set)."""
@@ -204,7 +194,7 @@ class PaidFlow:
         try:
             payload = gate.read_payment(headers)
             if payload is None and not self.head:
-                return Answer(*gate.challenge(self.requirements, self.resource()))
+                return gate.challenge(self.requirements, self.resource())
             if self.head:
                 # A HEAD response has no content to pay for: a paid handler never runs for it, and a payment
                 # sent with it is left untouched.
@@ -221,7 +211,7 @@ class PaidFlow:
                 remote = yield Verify(payload, requirement)
             except FacilitatorError as exc:
                 logger.warning("x402: facilitator verify failed: %s", exc)
-                return Answer(*gate.error(502, "facilitator_error", f"the payment could not be verified: {exc}"))
+                return gate.error(502, "facilitator_error", f"the payment could not be verified: {exc}")
             if not remote.is_valid:
                 return self._challenge(remote.invalid_reason or "invalid_payment", remote.invalid_message)
             verified = True
@@ -267,7 +257,7 @@ class PaidFlow:
             except FacilitatorError as exc:
                 logger.warning("x402: facilitator verify (funds check) failed: %s", exc)
                 yield Swap(key, CLAIMED, None, ttl)
-                return Answer(*gate.error(502, "facilitator_error", f"the payment could not be verified: {exc}"))
+                return gate.error(502, "facilitator_error", f"the payment could not be verified: {exc}")
             if not remote.is_valid:
                 reason = remote.invalid_reason or "invalid_payment"
                 logger.info("x402: payment of %s refused before the app ran: %s", payer, reason)
@@ -439,15 +429,11 @@ async def run_async(
 def pricing_failure(route: _Route, exc: X402Error) -> Answer:
     """The answer when a route cannot be priced: 400 for the client's input, 500 (logged) for a policy bug."""
     if isinstance(exc, UnpriceableRequestError):
-        return Answer(*Gate.error(exc.status_code, exc.reason, exc.message))
+        return Gate.error(exc.status_code, exc.reason, exc.message)
     logger.error("x402: the price function of %s failed: %s", route.pattern.path, exc, exc_info=exc)
     # The exception text stays in the log: it may describe the server's internals.
-    return Answer(
-        *Gate.error(
-            500,
-            "pricing_error",
-            "the price of this request could not be computed (a server-side pricing bug; see its log)",
-        )
+    return Gate.error(
+        500, "pricing_error", "the price of this request could not be computed (a server-side pricing bug; see its log)"
     )
 
 

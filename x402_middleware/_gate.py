@@ -44,6 +44,15 @@ logger = logging.getLogger("x402_middleware")
 
 Headers = list[tuple[bytes, bytes]]
 
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A complete response the middleware sends instead of the app's (402, 400, 413, 500, 502, 503)."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
 PAYMENT_REQUIRED_ERROR = "Payment required"
 V1_PAYMENT_REQUIRED_ERROR = "X-PAYMENT header is required"
 PAYMENT_IN_PROGRESS = "payment_in_progress"
@@ -318,7 +327,7 @@ class Gate:
         status: int = 402,
         settlement: SettleResult | None = None,
         x402_version: int = 2,
-    ) -> tuple[int, Headers, bytes]:
+    ) -> Answer:
         """A 402 (or 400) answer: v2 ``PAYMENT-REQUIRED`` header plus the v1 JSON body, never cached."""
         v2 = payment_required_v2(requirements, resource, error)
         v1_error = V1_PAYMENT_REQUIRED_ERROR if error == PAYMENT_REQUIRED_ERROR else error
@@ -328,15 +337,15 @@ class Gate:
         headers: Headers = [(b"payment-required", H.encode_header(v2).encode())]
         if settlement is not None:
             headers.append(_settlement_header(settlement, requirements, x402_version))
-        return status, _json_headers(headers, no_store=True), _dumps(body)
+        return Answer(status, _json_headers(headers, no_store=True), _dumps(body))
 
     @staticmethod
     def error(
         status: int, error: str, message: str, *, extra: Mapping[str, Any] | None = None, retry_after: int | None = None
-    ) -> tuple[int, Headers, bytes]:
+    ) -> Answer:
         """A plain JSON error answer (502 facilitator trouble, 500 pricing bug, 503 settlement not confirmed yet)."""
         headers: Headers = [] if retry_after is None else [(H.RETRY_AFTER.encode(), str(retry_after).encode())]
-        return (
+        return Answer(
             status,
             _json_headers(headers, no_store=True),
             _dumps({"error": error, "message": message, **(extra or {})}),

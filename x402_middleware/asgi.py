@@ -25,7 +25,6 @@ from ._config import MAX_PRICING_BODY, build_config
 from ._disconnect import ClientWatch, has_body
 from ._exceptions import ConfigurationError, PricingBodyTooLargeError, PricingError, UnpriceableRequestError
 from ._flow import (
-    Answer,
     PaidFlow,
     SettleWhen,
     parse_json_body,
@@ -34,7 +33,7 @@ from ._flow import (
     run_async,
     settle_on_2xx,
 )
-from ._gate import Gate, _Route
+from ._gate import Answer, Gate, _Route
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .events import Listener
 from .facilitator._protocol import Facilitator
@@ -248,10 +247,9 @@ async def _respond(send: Send, answer: Answer) -> None:
 
 
 def _pricing_busy() -> Answer:
-    status, headers, body = Gate.error(
-        503, "pricing_busy", "too many request bodies are being read for pricing at once; retry in a second"
+    return Gate.error(
+        503, "pricing_busy", "too many request bodies are being read for pricing at once; retry in a second", retry_after=1
     )
-    return Answer(status, [*headers, (b"retry-after", b"1")], body)
 
 
 _PRICING_BUSY = _pricing_busy()

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from ._config import MAX_PRICING_BODY, build_config
 from ._exceptions import PricingBodyTooLargeError, PricingError, UnpriceableRequestError
 from ._flow import (
-    Answer,
     PaidFlow,
     SettleWhen,
     parse_json_body,
@@ -36,7 +35,7 @@ from ._flow import (
     run_sync,
     settle_on_2xx,
 )
-from ._gate import _Route
+from ._gate import Answer, _Route
 from .events import Listener
 from .facilitator._protocol import SyncFacilitator
 from .models import PaymentRequirements, ResourceInfo

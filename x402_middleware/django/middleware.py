@@ -27,7 +27,6 @@ from django.http.request import RawPostDataException
 
 from .._exceptions import PricingBodyTooLargeError, PricingError, UnpriceableRequestError
 from .._flow import (
-    Answer,
     PaidFlow,
     parse_json_body,
     payment_headers_from_environ,
@@ -37,7 +36,7 @@ from .._flow import (
     run_async,
     run_sync,
 )
-from .._gate import _Route
+from .._gate import Answer, _Route
 from ..models import PaymentRequirements, ResourceInfo
 from ..pricing import PaymentRequest
 from . import conf
