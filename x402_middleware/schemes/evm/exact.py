@@ -182,9 +182,16 @@ def verify_exact_evm(
     65-byte EOA signature (EIP-1271 / ERC-6492 contract wallets): only a
     facilitator with chain access can check those.
 
-    >>> result = verify_exact_evm(payload, requirements)  # doctest: +SKIP
-    >>> result.is_valid, result.invalid_reason  # doctest: +SKIP
-    (False, 'invalid_exact_evm_payload_authorization_valid_before')
+    >>> from x402_middleware.models import PaymentRequirements, parse_payment_payload
+    >>> from x402_middleware.networks import get_network
+    >>> base = get_network("eip155:8453")
+    >>> requirement = PaymentRequirements(base, base.asset, 1000, pay_to="0x" + "22" * 20)
+    >>> signed = ExactEvmScheme().sign(requirement, bytes.fromhex("11" * 32), now=1_700_000_000)
+    >>> payment = parse_payment_payload({"x402Version": 2, "accepted": requirement.to_v2(), "payload": signed})
+    >>> verify_exact_evm(payment, requirement, now=1_700_000_000).is_valid
+    True
+    >>> verify_exact_evm(payment, requirement, now=1_700_000_000 + 3600).invalid_reason
+    'invalid_exact_evm_payload_authorization_valid_before'
     """
     data = evm_payload(payload)
     auth = data.authorization
