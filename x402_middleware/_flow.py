@@ -26,9 +26,9 @@ from cachetools import TTLCache
 
 from . import _json, events
 from ._exceptions import FacilitatorError, InvalidPaymentError, JSONTooDeepError, UnpriceableRequestError, X402Error
-from ._gate import PAYMENT_IN_PROGRESS, PAYMENT_REQUIRED_ERROR, Answer, Gate, Headers, _Route, logger
+from ._gate import PAYMENT_IN_PROGRESS, PAYMENT_REQUIRED_ERROR, Answer, Gate, Headers, PaidRoute, logger
 from .events import Listener, PaymentEvent
-from .facilitator._protocol import Facilitator, SyncFacilitator
+from .facilitator import Facilitator, SyncFacilitator
 from .models import Payment, PaymentPayload, PaymentRequirements, ResourceInfo, SettleResult
 from .pricing import PaymentRequest
 from .schemes import find_scheme
@@ -426,7 +426,7 @@ async def run_async(
         return stop.value  # type: ignore[no-any-return]
 
 
-def pricing_failure(route: _Route, exc: X402Error) -> Answer:
+def pricing_failure(route: PaidRoute, exc: X402Error) -> Answer:
     """The answer when a route cannot be priced: 400 for the client's input, 500 (logged) for a policy bug."""
     if isinstance(exc, UnpriceableRequestError):
         return Gate.error(exc.status_code, exc.reason, exc.message)

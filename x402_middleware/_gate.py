@@ -34,7 +34,7 @@ from .models import (
     payment_required_v2,
 )
 from .money import parse_usd, to_atomic
-from .networks import Asset, Network, _is_address, get_network
+from .networks import Asset, Network, get_network, is_hex_address
 from .pricing import FixedPrice, PaymentOption, PaymentRequest, PricingPolicy, TokenAmount
 from .routes import RoutePattern
 from .schemes import PaymentScheme, find_scheme, schemes
@@ -52,6 +52,7 @@ class Answer:
     status: int
     headers: Headers
     body: bytes
+
 
 PAYMENT_REQUIRED_ERROR = "Payment required"
 V1_PAYMENT_REQUIRED_ERROR = "X-PAYMENT header is required"
@@ -84,7 +85,7 @@ class RouteConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class _Route:
+class PaidRoute:
     pattern: RoutePattern
     policy: PricingPolicy | None
     fixed: tuple[PaymentRequirements, ...] | None
@@ -114,7 +115,7 @@ class Gate:
         if not nets:
             raise ConfigurationError("at least one network is required, e.g. network='eip155:8453'")
         self.default_networks = tuple(get_network(n) for n in nets)
-        self.pay_to = _check_address(pay_to, "pay_to") if pay_to is not None else None
+        self.pay_to = check_address(pay_to, "pay_to") if pay_to is not None else None
         if max_timeout_seconds <= 0:
             raise ConfigurationError("max_timeout_seconds must be positive")
         self.max_timeout_seconds = max_timeout_seconds
@@ -122,17 +123,17 @@ class Gate:
         if not isinstance(routes, Mapping) or not routes:
             raise ConfigurationError("routes must be a non-empty mapping such as {'GET /weather': '$0.001'}")
         self.routes = tuple(self._build_route(k, v) for k, v in routes.items())
-        self._exact: dict[str, list[_Route]] = {}
-        self._patterns: list[_Route] = []
+        self._exact: dict[str, list[PaidRoute]] = {}
+        self._patterns: list[PaidRoute] = []
         for route in self.routes:
             if route.pattern._exact is not None:
                 self._exact.setdefault(route.pattern._exact.rstrip("/") or "/", []).append(route)
             else:
                 self._patterns.append(route)
 
-    def _build_route(self, pattern: str, value: Any) -> _Route:
+    def _build_route(self, pattern: str, value: Any) -> PaidRoute:
         cfg = value if isinstance(value, RouteConfig) else RouteConfig(price=value)
-        pay_to = _check_address(cfg.pay_to, "pay_to") if cfg.pay_to else self.pay_to
+        pay_to = check_address(cfg.pay_to, "pay_to") if cfg.pay_to else self.pay_to
         nets = tuple(get_network(n) for n in cfg.networks) if cfg.networks else self.default_networks
         timeout = cfg.max_timeout_seconds or self.max_timeout_seconds
         options = []
@@ -146,7 +147,7 @@ class Gate:
             except PricingError as exc:
                 raise ConfigurationError(f"route {pattern!r}: {exc}") from None
             options.append((net, net.asset, pay_to or "", timeout))
-        route = _Route(
+        route = PaidRoute(
             RoutePattern.parse(pattern),
             None,
             None,
@@ -174,7 +175,7 @@ class Gate:
         return _replace(route, fixed=fixed)
 
     # -- matching --------------------------------------------------------------------------
-    def find(self, method: str, path: str) -> tuple[_Route, dict[str, str]] | None:
+    def find(self, method: str, path: str) -> tuple[PaidRoute, dict[str, str]] | None:
         """The paid route for a request and its path parameters, or ``None`` (free)."""
         candidates = self._exact.get(path.rstrip("/") or "/")
         if candidates:
@@ -193,7 +194,7 @@ class Gate:
 
     # -- pricing ---------------------------------------------------------------------------
     def price(
-        self, route: _Route, request: PaymentRequest, *, allow_async: bool = True
+        self, route: PaidRoute, request: PaymentRequest, *, allow_async: bool = True
     ) -> tuple[PaymentRequirements, ...] | Awaitable[tuple[PaymentRequirements, ...]]:
         """Run a dynamic route's policy and build its requirements (an awaitable for an async policy).
 
@@ -217,7 +218,7 @@ class Gate:
             return self._price_later(route, price)
         return self.requirements(route, price)
 
-    async def _price_later(self, route: _Route, price: Awaitable[Any]) -> tuple[PaymentRequirements, ...]:
+    async def _price_later(self, route: PaidRoute, price: Awaitable[Any]) -> tuple[PaymentRequirements, ...]:
         try:
             value = await price
         except (PricingError, UnpriceableRequestError):
@@ -226,7 +227,7 @@ class Gate:
             raise PricingError(f"{type(exc).__name__}: {exc}") from exc
         return self.requirements(route, value)
 
-    def requirements(self, route: _Route, price: Any) -> tuple[PaymentRequirements, ...]:
+    def requirements(self, route: PaidRoute, price: Any) -> tuple[PaymentRequirements, ...]:
         """Turn a policy's result into payment requirements; ``()`` means free. Raises :class:`PricingError`."""
         if price is None:
             return ()
@@ -277,7 +278,7 @@ class Gate:
             return None
         return PaymentRequirements(net, asset, amount, pay_to, timeout, scheme, extra=dict(extra) if extra else {})
 
-    def resource(self, route: _Route, scheme: str, host: str, path: str, query: str) -> ResourceInfo:
+    def resource(self, route: PaidRoute, scheme: str, host: str, path: str, query: str) -> ResourceInfo:
         base = self.resource_base or f"{scheme}://{host}"
         url = f"{base}{path}" + (f"?{query}" if query else "")
         return ResourceInfo(url, route.description, route.mime_type)
@@ -388,14 +389,14 @@ def _network(name: str) -> Network:
         raise PricingError(str(exc)) from None
 
 
-def _check_address(value: str | None, what: str) -> str:
+def check_address(value: str | None, what: str) -> str:
     """A recipient given in configuration: a non-empty string, and 20 bytes of hex if it is a ``0x`` address.
 
     Each network's scheme checks it fully when routes are built (:func:`_scheme_for`).
     """
     if not isinstance(value, str) or not value.strip() or value != value.strip():
         raise ConfigurationError(f"{what} must be an address (a non-empty string without spaces), got {value!r}")
-    if value[:2] in ("0x", "0X") and not _is_address(value):
+    if value[:2] in ("0x", "0X") and not is_hex_address(value):
         raise ConfigurationError(f"{what} must be a 0x-prefixed 20-byte hex address, got {value!r}")
     return value
 
@@ -414,7 +415,7 @@ def _scheme_for(name: str, net: Network, pay_to: str | None) -> PaymentScheme:
     return scheme
 
 
-def _replace(route: _Route, **changes: Any) -> _Route:
+def _replace(route: PaidRoute, **changes: Any) -> PaidRoute:
     from dataclasses import replace
 
     return replace(route, **changes)

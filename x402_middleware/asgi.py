@@ -33,10 +33,10 @@ from ._flow import (
     run_async,
     settle_on_2xx,
 )
-from ._gate import Answer, Gate, _Route
+from ._gate import Answer, Gate, PaidRoute
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .events import Listener
-from .facilitator._protocol import Facilitator
+from .facilitator import Facilitator
 from .models import PaymentRequirements, ResourceInfo
 from .pricing import PaymentRequest
 from .stores import PaymentStore
@@ -148,7 +148,7 @@ class PaymentMiddleware:
         await self._paid(scope, receive, send, route, requirements)
 
     async def _paid(
-        self, scope: Scope, receive: Receive, send: Send, route: _Route, requirements: tuple[PaymentRequirements, ...]
+        self, scope: Scope, receive: Receive, send: Send, route: PaidRoute, requirements: tuple[PaymentRequirements, ...]
     ) -> None:
         def resource() -> ResourceInfo:
             host = _header(scope, b"host") or (

@@ -13,6 +13,7 @@ requests pay). See ``../shared/docs/x402-protocol.md`` §2.3, §3.1.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
@@ -26,15 +27,17 @@ from . import _headers as H
 from . import _json
 from ._exceptions import ConfigurationError, MalformedPaymentError, PaymentClientError, SpendLimitError
 from .evm import address_of
-from .models import _ADDRESS, _UINT, PaymentRequirements, SettleResult
+from .models import PaymentRequirements, SettleResult
 from .money import format_usd, parse_usd, to_atomic
-from .networks import Asset, find_network, get_network
+from .networks import Asset, find_network, get_network, is_hex_address
 from .schemes import PaymentScheme, find_scheme
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
 __all__ = ["X402Auth", "settlement_of"]
+
+_UINT = re.compile(r"^[0-9]{1,78}\Z")
 
 #: Largest PAYMENT-REQUIRED header read (many ``accepts`` plus extensions can exceed the 16 KiB payment limit).
 MAX_CHALLENGE_BYTES = 64 * 1024
@@ -100,7 +103,9 @@ class X402Auth(httpx.Auth):
             self._assets = {}
             for asset in assets:
                 address = asset.address if isinstance(asset, Asset) else asset
-                if not isinstance(address, str) or not _ADDRESS.match(address):
+                if not isinstance(address, str) or not address.strip() or address != address.strip():
+                    raise ConfigurationError(f"assets must hold Asset objects or token addresses, got {asset!r}")
+                if address[:2] in ("0x", "0X") and not is_hex_address(address):
                     raise ConfigurationError(f"assets must hold Asset objects or 0x token addresses, got {asset!r}")
                 self._assets[address.lower()] = asset if isinstance(asset, Asset) else None
         self.max_amount_per_payment = _cap(max_amount_per_payment, "max_amount_per_payment")

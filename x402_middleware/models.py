@@ -18,7 +18,6 @@ from .networks import Asset, Network, find_network
 from .schemes import find_scheme
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}\Z")
 _UINT = re.compile(r"^[0-9]{1,78}\Z")
 
 

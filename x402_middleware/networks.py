@@ -33,7 +33,7 @@ class Asset:
     def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not self.address.strip() or self.address != self.address.strip():
             raise ConfigurationError(f"asset address {self.address!r} must be a non-empty string without spaces")
-        if self.address[:2] in ("0x", "0X") and not _is_address(self.address):
+        if self.address[:2] in ("0x", "0X") and not is_hex_address(self.address):
             raise ConfigurationError(f"asset address {self.address!r} is not a 0x-prefixed 20-byte hex address")
         if not 0 <= self.decimals <= 36:
             raise ConfigurationError(f"asset decimals must be between 0 and 36, got {self.decimals}")
@@ -61,7 +61,7 @@ class Network:
                 raise ConfigurationError(
                     f"network id {self.caip2!r} must be 'eip155:{self.chain_id}' for chain id {self.chain_id}"
                 )
-            if self.asset is not None and not _is_address(self.asset.address):
+            if self.asset is not None and not is_hex_address(self.asset.address):
                 raise ConfigurationError(f"an eip155 asset needs a 0x address, got {self.asset.address!r}")
         elif self.chain_id is not None:
             raise ConfigurationError(f"chain_id is for eip155 networks only, not {self.caip2!r}")
@@ -82,7 +82,7 @@ _CAIP2 = re.compile(r"^[-a-z0-9]{3,8}:[-_a-zA-Z0-9]{1,32}\Z")
 _HEX_ADDRESS = re.compile(r"^0[xX][0-9a-fA-F]{40}\Z")
 
 
-def _is_address(value: str) -> bool:
+def is_hex_address(value: str) -> bool:
     # A regex, not int(value, 16): int() also takes a sign, underscores and surrounding spaces.
     return isinstance(value, str) and _HEX_ADDRESS.match(value) is not None
 

@@ -35,9 +35,9 @@ from ._flow import (
     run_sync,
     settle_on_2xx,
 )
-from ._gate import Answer, _Route
+from ._gate import Answer, PaidRoute
 from .events import Listener
-from .facilitator._protocol import SyncFacilitator
+from .facilitator import SyncFacilitator
 from .models import PaymentRequirements, ResourceInfo
 from .stores import SyncPaymentStore
 
@@ -130,7 +130,7 @@ class PaymentWSGIMiddleware:
         self,
         environ: WSGIEnvironment,
         start_response: StartResponse,
-        route: _Route,
+        route: PaidRoute,
         requirements: tuple[PaymentRequirements, ...],
     ) -> Iterable[bytes]:
         def resource() -> ResourceInfo:

@@ -33,7 +33,7 @@ from django.utils.module_loading import import_string
 from .._config import MAX_PRICING_BODY, PaymentConfig, build_config
 from .._exceptions import ConfigurationError
 from .._flow import settle_on_2xx
-from .._gate import Gate, _check_address
+from .._gate import Gate, check_address
 from ..networks import get_network
 
 SETTING = "X402"
@@ -167,7 +167,7 @@ def problems(conf: Any = None) -> list[Problem]:
     pay_to = conf.get("PAY_TO")
     if pay_to is not None:
         try:
-            _check_address(pay_to, "X402['PAY_TO']")
+            check_address(pay_to, "X402['PAY_TO']")
         except ConfigurationError as exc:
             found.append(Problem(E_PAY_TO, str(exc), "Use the 0x address that receives the USDC."))
             pay_to = None

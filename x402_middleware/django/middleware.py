@@ -36,7 +36,7 @@ from .._flow import (
     run_async,
     run_sync,
 )
-from .._gate import Answer, _Route
+from .._gate import Answer, PaidRoute
 from ..models import PaymentRequirements, ResourceInfo
 from ..pricing import PaymentRequest
 from . import conf
@@ -127,11 +127,11 @@ class PaymentMiddleware:
             await run_async(flow.finish(), fac, store, listeners)
         return _apply(response, decision)
 
-    def _pricing_view(self, request: HttpRequest, route: _Route, params: dict[str, str]) -> PaymentRequest:
+    def _pricing_view(self, request: HttpRequest, route: PaidRoute, params: dict[str, str]) -> PaymentRequest:
         body = _body_for_pricing(request, self.config.max_pricing_body) if route.price_body else None
         return request_from_environ(request.META, request.path_info, params, body)
 
-    def _flow(self, request: HttpRequest, route: _Route, requirements: tuple[PaymentRequirements, ...]) -> PaidFlow:
+    def _flow(self, request: HttpRequest, route: PaidRoute, requirements: tuple[PaymentRequirements, ...]) -> PaidFlow:
         def resource() -> ResourceInfo:
             return self.gate.resource(
                 route, request.scheme or "http", request.get_host(), request.path, request.META.get("QUERY_STRING", "")

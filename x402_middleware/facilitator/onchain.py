@@ -35,7 +35,7 @@ from ..evm.eip3009 import keccak
 from ..evm.jsonrpc import RPCError
 from ..evm.transactions import build_transaction, sign_transaction
 from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyResult
-from ..networks import Network, _is_address, get_network
+from ..networks import Network, get_network, is_hex_address
 from ..schemes.evm.exact import evm_payload, verify_exact_evm
 from ._rpc import AsyncRPC
 
@@ -175,7 +175,7 @@ class OnChainFacilitator:
             assets = [self.network.asset.address] if self.network.asset is not None else []
         self.assets = frozenset(a.lower() for a in assets)
         for address in self.assets:
-            if not _is_address(address):
+            if not is_hex_address(address):
                 raise ConfigurationError(f"asset {address!r} is not a 0x-prefixed 20-byte hex token address")
         self.any_asset = any_asset
         if not self.assets and not any_asset:
