@@ -44,12 +44,11 @@ if TYPE_CHECKING:
         TokenQuote,
     )
     from .stores import InMemoryStore, PaymentStore, SyncPaymentStore
-    from .transport import AsyncHTTP1Transport
     from .wsgi import PaymentWSGIMiddleware
 
 # Every other public name is imported from its module on first use (PEP 562), so that
 # ``from x402_middleware import PaymentMiddleware`` loads the ASGI path only: not httpx (the client, the HTTP
-# facilitator and the transport), not the WSGI shell. Keep this map and the imports above in step with __all__
+# facilitator), not the WSGI shell. Keep this map and the imports above in step with __all__
 # (tests/test_public_api.py checks all three).
 _LAZY = {
     "RouteConfig": "._gate",
@@ -82,7 +81,6 @@ _LAZY = {
     "InMemoryStore": ".stores",
     "PaymentStore": ".stores",
     "SyncPaymentStore": ".stores",
-    "AsyncHTTP1Transport": ".transport",
     "PaymentWSGIMiddleware": ".wsgi",
 }
 
@@ -109,7 +107,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Asset",
-    "AsyncHTTP1Transport",
     "ConfigurationError",
     "Facilitator",
     "FacilitatorError",

@@ -1,9 +1,10 @@
-"""HTTP/1.1 client connections on asyncio: the parts shared by the facilitator's JSON client and the httpx transport.
+"""HTTP/1.1 client connections on asyncio, under the facilitator's JSON client.
 
-Two users: :class:`~x402_middleware.facilitator._http.AsyncHTTPClient` (whole responses, one origin, one total
-timeout) and :class:`~x402_middleware.transport.AsyncHTTP1Transport` (streamed responses for ``httpx``, any origin,
-per-phase timeouts). Why our own code instead of httpcore: httpcore's pool costs 1.7–4 ms of CPU per request under
-concurrency (it re-scans every connection for every queued request, encode/httpx#3215), this ~0.2 ms.
+One user: :class:`~x402_middleware.facilitator._http.AsyncHTTPClient` (whole responses, one origin, one total
+timeout), for ``/settle`` and the settlement's JSON-RPC calls. Why our own code there: ``benchmarks/http_clients.py``
+measured it at 1.6–2.3x less client CPU per call than the best library (aiohttp) and 7–38x less than httpx on
+httpcore, whose pool re-scans every connection for every queued request (encode/httpx#3215); see
+benchmarks/README.md. The example gateway's upstream calls, where it was not 1.3x better, use aiohttp.
 
 What is here (RFC 9112):
 
@@ -16,8 +17,8 @@ What is here (RFC 9112):
   holds a slot from before it is sent until its body is read or dropped), idle expiry, connections the server
   closed while idle dropped before reuse.
 
-Failures are :class:`HTTPTransportError`; its subclasses name the phase, so the httpx transport can raise the
-exception httpcore would (connect, pool, read, write; malformed answers and closes are protocol errors).
+Failures are :class:`HTTPTransportError`; its subclasses name the phase (connect, pool, read, write; malformed
+answers and closes are the base class).
 """
 
 from __future__ import annotations

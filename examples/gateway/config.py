@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 
 from .catalog import DEFAULT_CATALOG, Catalog, EndpointSpec, load_catalog
 from .providers.base import Timeouts
@@ -45,7 +45,7 @@ class GatewayConfig:
     # Largest request body, also the paid gateway's pricing cap (see README "Request size"): 2 MiB holds a long
     # conversation plus three or four images in base64 at the resolution the vision models actually use.
     max_body_bytes: int = 2 * 1024 * 1024
-    http_client: httpx.AsyncClient | None = field(default=None, compare=False)
+    http_client: aiohttp.ClientSession | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.default_retry_after < 1:

@@ -18,9 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any, TypeVar
 
-import httpx
-
-from x402_middleware.transport import AsyncHTTP1Transport
+import aiohttp
 
 from .catalog import Catalog, EndpointSpec, ModelInfo
 from .errors import InvalidRequest, RateLimited, UpstreamError
@@ -80,12 +78,12 @@ def resolve_endpoints(family: str, specs: tuple[EndpointSpec, ...], env: Mapping
 
 
 class Pools:
-    """Failover over the endpoints of each family, sharing one ``httpx.AsyncClient``."""
+    """Failover over the endpoints of each family, sharing one ``aiohttp.ClientSession``."""
 
     def __init__(
         self,
         catalog: Catalog,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession | None = None,
         *,
         overrides: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
@@ -94,7 +92,6 @@ class Pools:
         endpoint_cooldown: float = 5.0,
         throttle: Throttle | None = None,
         providers: Mapping[str, Provider] = PROVIDERS,
-        transport: AsyncHTTP1Transport | None = None,
     ) -> None:
         env = os.environ if env is None else env
         specs = {**catalog.pools, **{k: tuple(v) for k, v in (overrides or {}).items()}}
@@ -103,7 +100,7 @@ class Pools:
             family: sorted({e for spec in s for e in (spec.api_key_env, spec.base_url_env) if e})
             for family, s in specs.items()
         }
-        self.upstream = Upstream(client, transport)  # transport: the client's own, only if the gateway built both
+        self.upstream = Upstream(client)
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         self.default_retry_after = default_retry_after
         self.endpoint_cooldown = endpoint_cooldown

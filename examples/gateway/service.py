@@ -7,21 +7,14 @@ before any upstream call, and a body it prices is the body the app serves.
 
 from __future__ import annotations
 
-import functools
-import os
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from x402_middleware.transport import AsyncHTTP1Transport, uses_env_proxy
-
 from .catalog import Catalog, ModelInfo
 from .config import GatewayConfig
 from .errors import InvalidRequest, RateLimited, UnknownModel
-from .pools import Pools, Throttle, resolve_endpoints
+from .pools import Pools, Throttle
 from .providers import Call
 from .quote import Quote, chat_quote, messages_quote
 from .translate.anthropic import from_anthropic_request
@@ -56,25 +49,17 @@ class Gateway:
     def __init__(self, config: GatewayConfig | None = None) -> None:
         self.config = config = config if config is not None else GatewayConfig()
         self.catalog: Catalog = config.load_catalog()
-        self._own_client = config.http_client is None
-        transport: AsyncHTTP1Transport | None = None
-        if config.http_client is not None:
-            self.client = config.http_client
-        else:
-            self.client, transport = _default_client(self.catalog, config)
         self.throttle = Throttle()
-        # Our own transport is handed to the pools so upstream calls can skip the client layer; an injected
-        # client (or httpx's proxy-capable transport) is always called through client.send.
+        # one aiohttp session for every upstream (config.http_client, else made on first use; benchmarks/README.md)
         self.pools = Pools(
             self.catalog,
-            self.client,
+            config.http_client,
             overrides=config.pools,
             env=config.env,
             timeouts=config.timeouts,
             default_retry_after=config.default_retry_after,
             endpoint_cooldown=config.endpoint_cooldown,
             throttle=self.throttle,
-            transport=transport,
         )
         self.known_ids = [m.id for m in self.catalog if self.pools.available(m)] or list(self.catalog.models)
 
@@ -126,33 +111,7 @@ class Gateway:
         return self.throttle.get(model_id)
 
     async def aclose(self) -> None:
-        if self._own_client:
-            await self.client.aclose()
-
-
-def _default_client(catalog: Catalog, config: GatewayConfig) -> tuple[httpx.AsyncClient, AsyncHTTP1Transport | None]:
-    """The shared upstream client: httpx's API on our HTTP/1.1 transport, httpx's own when a proxy is configured.
-
-    ``AsyncHTTP1Transport`` costs a fraction of httpcore's CPU per call (the gateway's main cost, see the README's
-    Gateway figures) but speaks no proxy; any upstream that ``HTTP(S)_PROXY``/``ALL_PROXY`` applies to keeps httpx's.
-    Returns ``(client, our transport or None)``.
-    """
-    env = os.environ if config.env is None else config.env
-    specs = {**catalog.pools, **{k: tuple(v) for k, v in (config.pools or {}).items()}}
-    urls = [e.base_url for family, s in specs.items() for e in resolve_endpoints(family, s, env)]
-    if any(uses_env_proxy(url) for url in urls):
-        return httpx.AsyncClient(
-            verify=_ssl_context(),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30),
-        ), None
-    transport = AsyncHTTP1Transport(verify=_ssl_context(), max_connections=512, keepalive_expiry=30)
-    return httpx.AsyncClient(transport=transport), transport
-
-
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    # Loading the CA bundle costs ~25 ms; one context per process serves every client.
-    return httpx.create_ssl_context()
+        await self.pools.upstream.aclose()
 
 
 def _check_chat(body: Mapping[str, Any]) -> None:

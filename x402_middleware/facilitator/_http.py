@@ -11,7 +11,8 @@ optional path prefix, requests with ``Content-Length``; responses framed by ``Co
 ``Connection: close`` and HTTP/1.0 honoured; a response size cap. Pool: LIFO idle connections, at most
 ``max_connections`` open (further requests wait), idle expiry below uvicorn's 5 s keep-alive, idle
 connections the server already closed are dropped before reuse. One total timeout per request, and
-optionally a shorter one for opening a connection (TCP + TLS handshake). The connection, parser and pool are shared with the httpx transport (:mod:`x402_middleware._http1`).
+optionally a shorter one for opening a connection (TCP + TLS handshake). The connection, parser and pool are in
+:mod:`x402_middleware._http1`; why our own code: benchmarks/README.md (HTTP clients).
 
 What it does not do: proxies (:func:`uses_env_proxy` tells callers to keep httpx then), redirects,
 cookies, HTTP/2, request streaming. Failures raise :class:`HTTPTransportError`, which never leaves the

@@ -1,4 +1,4 @@
-"""Async upstream clients over one shared ``httpx.AsyncClient``: OpenAI(-compatible), Anthropic, Gemini."""
+"""Async upstream clients over one shared ``aiohttp.ClientSession``: OpenAI(-compatible), Anthropic, Gemini."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What every upstream client shares: the call, the resolved endpoint, failures, and the accepted stream.
 
 A provider turns a canonical (OpenAI chat) :class:`Call` into one HTTP request
-to one :class:`Endpoint`, over the gateway's single shared ``httpx.AsyncClient`` (:class:`~.upstream.Upstream`).
+to one :class:`Endpoint`, over the gateway's single shared ``aiohttp.ClientSession`` (:class:`~.upstream.Upstream`).
 It either returns a canonical completion / an :class:`UpstreamStream` whose 2xx
 and first chunk have already arrived, or raises :class:`UpstreamFailure` --
 always before the gateway has forwarded a byte, so the pool may fail over.
@@ -15,8 +15,6 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
-
 from x402_middleware._json import loads as loads_untrusted
 
 from ..catalog import ModelInfo
@@ -24,7 +22,7 @@ from ..sse import aiter_events
 from ..translate._common import StreamError
 from .errors import failure_from_response
 from .failure import CONNECT, PROTOCOL, TIMEOUT, UpstreamFailure
-from .upstream import Upstream
+from .upstream import STREAM_ERRORS, Upstream, UpstreamResponse, is_connect_timeout
 
 MAX_ERROR_BODY = 64 * 1024
 logger = logging.getLogger("examples.gateway.upstream")
@@ -82,7 +80,7 @@ class UpstreamStream:
     """
 
     def __init__(
-        self, response: httpx.Response, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any], endpoint: str
+        self, response: UpstreamResponse, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any], endpoint: str
     ) -> None:
         self._response = response
         self._chunks = chunks
@@ -103,9 +101,9 @@ class UpstreamStream:
                 raise
             except StreamError as exc:
                 raise UpstreamFailure(exc.kind, exc.message, endpoint=self.endpoint) from exc
-            except httpx.TimeoutException as exc:
+            except TimeoutError as exc:
                 raise UpstreamFailure(TIMEOUT, "the upstream stream stalled", endpoint=self.endpoint) from exc
-            except httpx.HTTPError as exc:
+            except STREAM_ERRORS as exc:
                 raise UpstreamFailure(
                     PROTOCOL, f"the upstream stream broke: {type(exc).__name__}", endpoint=self.endpoint
                 ) from exc
@@ -157,9 +155,7 @@ class Provider:
                 response = await upstream.post(
                     self, endpoint, url, payload, timeouts.total, timeouts.connect, stream=False
                 )
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            raise _transport_failure(exc, endpoint) from exc
-        except httpx.HTTPError as exc:
+        except (TimeoutError, *STREAM_ERRORS) as exc:
             raise _transport_failure(exc, endpoint) from exc
         if response.status_code >= 300:
             raise failure_from_response(response.status_code, response.headers, response.content, endpoint.name)
@@ -176,7 +172,7 @@ class Provider:
     async def stream(self, upstream: Upstream, endpoint: Endpoint, call: Call, timeouts: Timeouts) -> UpstreamStream:
         """Open a streaming call and wait for its 2xx and first chunk (bounded by ``timeouts.first_byte``)."""
         url, payload = self.build(endpoint, call)
-        response: httpx.Response | None = None
+        response: UpstreamResponse | None = None
         chunks: AsyncIterator[dict[str, Any]] | None = None
         try:
             async with asyncio.timeout(timeouts.first_byte):
@@ -200,11 +196,11 @@ class Provider:
                 raise UpstreamFailure(PROTOCOL, "the upstream stream was empty", endpoint=endpoint.name) from None
             if isinstance(exc, StreamError):
                 raise UpstreamFailure(exc.kind, exc.message, endpoint=endpoint.name) from exc
-            if isinstance(exc, (TimeoutError, httpx.HTTPError)):
+            if isinstance(exc, (TimeoutError, *STREAM_ERRORS)):
                 raise _transport_failure(exc, endpoint) from exc
             raise
 
-    async def _chunks(self, response: httpx.Response, decoder: Decoder) -> AsyncIterator[dict[str, Any]]:
+    async def _chunks(self, response: UpstreamResponse, decoder: Decoder) -> AsyncIterator[dict[str, Any]]:
         async for event in aiter_events(response.aiter_lines()):
             if event.data.strip() == "[DONE]":
                 break
@@ -224,12 +220,12 @@ class Provider:
 
 
 def _transport_failure(exc: BaseException, endpoint: Endpoint) -> UpstreamFailure:
-    if isinstance(exc, (TimeoutError, httpx.TimeoutException)) and not isinstance(exc, httpx.ConnectTimeout):
+    if isinstance(exc, TimeoutError) and not is_connect_timeout(exc):
         return UpstreamFailure(TIMEOUT, "the upstream did not answer in time", endpoint=endpoint.name)
     return UpstreamFailure(CONNECT, f"cannot reach the upstream ({type(exc).__name__})", endpoint=endpoint.name)
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
+async def _read_capped(response: UpstreamResponse) -> bytes:
     data = bytearray()
     async for part in response.aiter_bytes():
         data += part

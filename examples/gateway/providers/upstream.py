@@ -1,77 +1,174 @@
-"""How the providers send a request upstream: httpx's client, with what never changes per endpoint built once.
+"""How the providers send a request upstream: one shared ``aiohttp.ClientSession``, public API only.
 
-Each upstream call used to parse its URL string, build and encode its header dict and a new ``httpx.Timeout``;
-those depend only on the endpoint, the URL and the pool's timeouts, so :class:`Upstream` keeps them (the catalog
-bounds how many). The JSON body is encoded exactly as httpx's ``json=`` would (compact, ``ensure_ascii=False``,
-``allow_nan=False``), so the bytes on the wire do not change.
+Why aiohttp: ``benchmarks/http_clients.py`` measured the gateway's upstream calls (non-streamed JSON and a ~40-event
+SSE stream from the emulator) with httpx (httpcore), httpx over ``httpx-aiohttp``, httpx2, aiohttp and the package's
+own HTTP/1.1 stack in one run; aiohttp's session cost 1.05-1.08x the own stack's client CPU per JSON call and the
+least per stream, httpx's default transport 4.8-17x (benchmarks/README.md). So the gateway uses the library, with
+its C parser and pool, instead of a hand-written HTTP client. One code path with and without proxies: the session
+is made with ``trust_env=True``, so ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY`` apply per request.
 
-When the gateway built the client itself around an :class:`~x402_middleware.transport.AsyncHTTP1Transport`
-(``transport=``), a request goes straight to that transport: the client adds nothing such a request needs (no
-auth, hooks, base URL, params or redirects; its default headers are merged in once per endpoint), and its
-request/response plumbing was half of the CPU an upstream call cost (README, Gateway). What ``client.send``
-does per response is kept: ``response.request``, cookies into the client's jar, the ``httpx`` INFO log line,
-and with ``stream=False`` the body read (the connection closed if that fails). A client with cookies in its jar,
-a closed client, or one given by the user (no ``transport=``) goes through ``client.build_request`` +
-``client.send`` as before::
+:class:`Upstream` keeps what never changes per endpoint (the provider's headers, the URL, the timeouts) and hands
+back an :class:`UpstreamResponse`: ``status_code``, ``headers``, ``content`` (after a non-streamed call),
+``elapsed``, ``aiter_lines()``/``aiter_bytes()`` for a stream and ``aclose()``. Content codings (gzip, deflate,
+and br/zstd when their decoders are installed) are undone by aiohttp. Failures are ``aiohttp.ClientError`` or
+``TimeoutError`` (aiohttp's timeouts subclass it; :func:`is_connect_timeout` tells a connect timeout apart)::
 
-    upstream = Upstream(client, transport)   # transport: the client's own AsyncHTTP1Transport, or None
+    upstream = Upstream(session)
     response = await upstream.post(provider, endpoint, url, payload, timeouts.total, timeouts.connect, stream=False)
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
-import logging
-from typing import TYPE_CHECKING, Any, cast
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import httpx
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import CIMultiDictProxy
 
 if TYPE_CHECKING:
-    from x402_middleware.transport import AsyncHTTP1Transport
-
     from .base import Endpoint, Provider
 
 #: Bounds the per-(endpoint, URL) cache; the catalog keeps it far smaller (endpoints x Gemini model URLs).
 _MAX_CACHED = 4096
-_httpx_logger = logging.getLogger("httpx")  # the logger httpx's client writes "HTTP Request: ..." to
-
+#: How long and how much :meth:`UpstreamResponse.aclose` reads to finish a stream its reader left early: an SSE
+#: reader stops at ``data: [DONE]`` while the chunked terminator may still be in flight, and closing there would
+#: cost a new connection (and TLS handshake) per stream.
+_DRAIN_SECONDS = 0.05
+_DRAIN_BYTES = 64 * 1024
+#: Read buffer per connection; a line (one SSE ``data:`` field) may be up to twice this long.
+_READ_BUFSIZE = 256 * 1024
+#: What a broken or malformed upstream answer raises while it is read (line too long: ``HttpProcessingError``).
+STREAM_ERRORS = (aiohttp.ClientError, HttpProcessingError)
 
 #: ``json.dumps(..., ensure_ascii=False, separators=(",", ":"), allow_nan=False)`` builds this encoder per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def encode_json(payload: Any) -> bytes:
-    """The body httpx's ``json=`` sends (httpx 0.28 ``encode_json``): a non-finite float raises ``ValueError``.
+    """Compact UTF-8 JSON (``ensure_ascii=False``, ``allow_nan=False``): a non-finite float raises ``ValueError``.
 
     Also the bytes Starlette's ``JSONResponse`` renders (same options), so the gateway's answers use it too.
     """
     return _ENCODER.encode(payload).encode("utf-8")
 
 
+def is_connect_timeout(exc: BaseException) -> bool:
+    """True for a timeout while connecting (TCP + TLS), as opposed to one waiting for the answer."""
+    return isinstance(exc, aiohttp.ConnectionTimeoutError)
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # httpx's default trust (certifi's CA bundle); loading it costs ~25 ms, so one context per process.
+    return httpx.create_ssl_context()
+
+
+def session(ssl_context: ssl.SSLContext | bool | None = None, *, max_connections: int = 512) -> aiohttp.ClientSession:
+    """A gateway session: ``max_connections`` in flight, idle connections kept 30 s, env proxies; call on a loop."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=max_connections, keepalive_timeout=30, ssl=_ssl_context() if ssl_context is None else ssl_context
+        ),
+        trust_env=True,
+        read_bufsize=_READ_BUFSIZE,
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
+
+
+class UpstreamResponse:
+    """An upstream answer over aiohttp's public API; ``content`` is the body once a non-streamed call read it."""
+
+    __slots__ = ("_response", "content", "elapsed", "headers", "status_code")
+
+    def __init__(self, response: aiohttp.ClientResponse, started: float) -> None:
+        self._response = response
+        self.status_code = response.status
+        self.headers: CIMultiDictProxy[str] = response.headers
+        self.content = b""
+        self.elapsed = time.perf_counter() - started  # seconds until the response head; the body adds to it
+
+    async def read(self) -> bytes:
+        self.content = await self._response.read()
+        return self.content
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The (decoded) body in pieces as they arrive."""
+        async for piece in self._response.content.iter_any():
+            yield piece
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        """The body's lines, decoded as UTF-8, each with its line break (``\\n`` or ``\\r\\n``)."""
+        async for line in self._response.content:
+            yield line.decode("utf-8", "replace")
+
+    async def aclose(self) -> None:
+        """Give the connection back: after a short bounded drain when the body was not read to its end."""
+        response = self._response
+        content = response.content
+        if not response.closed and not content.at_eof():
+            try:
+                async with asyncio.timeout(_DRAIN_SECONDS):
+                    left = _DRAIN_BYTES
+                    while left > 0 and not content.at_eof():
+                        left -= len(await content.readany())
+            except (TimeoutError, *STREAM_ERRORS):
+                pass
+            if not content.at_eof():  # not finished: the connection's state is unknown, so it is not reused
+                response.close()
+        response.release()
+
+
 class _Target:
-    """One (provider, endpoint, URL): the parsed URL, the provider's headers, and the full headers of a direct send."""
+    """One (provider, endpoint, URL): the URL and the provider's headers, built once."""
 
-    __slots__ = ("direct_headers", "endpoint", "headers", "provider", "url")
+    __slots__ = ("endpoint", "headers", "provider", "url")
 
-    def __init__(self, provider: Provider, endpoint: Endpoint, url: str, client: httpx.AsyncClient) -> None:
+    def __init__(self, provider: Provider, endpoint: Endpoint, url: str) -> None:
         self.provider = provider  # kept so the ids in the cache key cannot be reused while the entry exists
         self.endpoint = endpoint
-        self.url = httpx.URL(url)
-        self.headers = httpx.Headers(provider.headers(endpoint))
-        # What client.build_request + httpx.Request would send: Host first, the client's defaults, ours over them.
-        merged = httpx.Headers(client.headers)
-        merged.update(self.headers)
-        self.direct_headers = httpx.Headers([(b"Host", self.url.netloc), *merged.raw])
+        self.url = url
+        self.headers: Mapping[str, str] = dict(provider.headers(endpoint))
 
 
 class Upstream:
-    """The shared ``httpx.AsyncClient`` (and, when the gateway built it, its transport) plus what requests reuse."""
+    """The shared ``aiohttp.ClientSession`` plus what requests reuse (URL and headers per endpoint, timeouts).
 
-    def __init__(self, client: httpx.AsyncClient, transport: AsyncHTTP1Transport | None = None) -> None:
-        self.client = client
-        self._transport = transport
+    ``client``: a session to use (the caller closes it); else one is made on first use, on the running loop, and
+    made anew on another loop (``asyncio.run`` per call, a test per loop: the old loop's connections are unusable).
+    """
+
+    def __init__(self, client: aiohttp.ClientSession | None = None, *, max_connections: int = 512) -> None:
+        self._given = client
+        self._session = client
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._max_connections = max_connections
         self._targets: dict[tuple[int, int, str], _Target] = {}
-        self._timeouts: dict[tuple[float, float], httpx.Timeout] = {}
+        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
+
+    @property
+    def client(self) -> aiohttp.ClientSession:
+        """The session requests go through (the running loop's)."""
+        current = self._session
+        if self._given is None:
+            loop = asyncio.get_running_loop()
+            if current is None or self._loop is not loop or current.closed:
+                current = self._session = session(max_connections=self._max_connections)
+                self._loop = loop
+        assert current is not None
+        return current
+
+    async def aclose(self) -> None:
+        """Close the session this made (an injected one is its owner's to close)."""
+        current, self._session = self._session, self._given
+        if self._given is None and current is not None and self._loop is asyncio.get_running_loop():
+            await current.close()
 
     def _target(self, provider: Provider, endpoint: Endpoint, url: str) -> _Target:
         key = (id(provider), id(endpoint), url)
@@ -79,13 +176,15 @@ class Upstream:
         if target is None:
             if len(self._targets) >= _MAX_CACHED:
                 self._targets.clear()
-            target = self._targets[key] = _Target(provider, endpoint, url, self.client)
+            target = self._targets[key] = _Target(provider, endpoint, url)
         return target
 
-    def _timeout(self, seconds: float, connect: float) -> httpx.Timeout:
+    def _timeout(self, seconds: float, connect: float) -> aiohttp.ClientTimeout:
+        """``connect`` for TCP + TLS, ``seconds`` for a free connection (and connecting) and for each read."""
         timeout = self._timeouts.get((seconds, connect))
         if timeout is None:
-            timeout = self._timeouts[(seconds, connect)] = httpx.Timeout(seconds, connect=connect)
+            timeout = aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=connect, sock_read=seconds)
+            self._timeouts[(seconds, connect)] = timeout
         return timeout
 
     async def post(
@@ -98,56 +197,22 @@ class Upstream:
         connect: float,
         *,
         stream: bool,
-    ) -> httpx.Response:
-        """``POST url`` with ``payload`` as JSON and the provider's headers, ``httpx.Timeout(seconds, connect=...)``.
+    ) -> UpstreamResponse:
+        """``POST url`` with ``payload`` as JSON and the provider's headers; with ``stream=False`` the body is read.
 
-        As ``client.send(request, stream=stream)``: with ``stream=False`` the body has been read.
+        A streamed response must be closed (:meth:`UpstreamResponse.aclose`). Never re-sent: a POST to an
+        upstream that dropped a kept-alive connection fails, and the pool moves on to its next endpoint.
         """
         target = self._target(provider, endpoint, url)
-        body = encode_json(payload)
-        timeout = self._timeout(seconds, connect)
-        client, transport = self.client, self._transport
-        if transport is None or client.is_closed or client.cookies:
-            request = client.build_request("POST", target.url, content=body, headers=target.headers, timeout=timeout)
-            return await client.send(request, stream=stream)
-        headers = httpx.Headers(target.direct_headers)
-        headers["Content-Length"] = str(len(body))
-        request = httpx.Request(
-            "POST",
-            target.url,
-            headers=headers,
-            stream=httpx.ByteStream(body),
-            extensions={"timeout": timeout.as_dict()},
+        started = time.perf_counter()
+        raw = await self.client.post(
+            target.url, data=encode_json(payload), headers=target.headers, timeout=self._timeout(seconds, connect)
         )
-        request.read()  # request.content is the body, so the transport sends it in one write, as httpx's would
-        response = await transport.handle_async_request(request)
-        response.request = request
-        if "set-cookie" in response.headers:
-            client.cookies.extract_cookies(response)
-        if _httpx_logger.isEnabledFor(logging.INFO):
-            _httpx_logger.info(
-                'HTTP Request: %s %s "%s %d %s"',
-                request.method,
-                request.url,
-                response.http_version,
-                response.status_code,
-                response.reason_phrase,
-            )
+        response = UpstreamResponse(raw, started)
         if not stream:
             try:
-                if "content-encoding" in response.headers:
-                    await response.aread()  # httpx decodes gzip, br, ...
-                else:
-                    # What aread() ends with for an identity body, without its per-chunk decoder and chunker
-                    # generators (~35 µs a call): the raw pieces joined. The stream put the connection back
-                    # once read to the end, so the response is closed as aread() would leave it.
-                    # httpx types the stream as sync or async; an AsyncClient's response always has the async one
-                    pieces = cast(httpx.AsyncByteStream, response.stream)
-                    content = b"".join([piece async for piece in pieces])
-                    response._content = content
-                    response._num_bytes_downloaded = len(content)
-                    response.is_stream_consumed = response.is_closed = True
-            except BaseException:
-                await response.aclose()
-                raise
+                await response.read()
+            finally:
+                raw.release()
+            response.elapsed = time.perf_counter() - started
         return response
