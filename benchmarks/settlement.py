@@ -31,7 +31,7 @@ from _common import base_parser, cpu_seconds, emit_json, log, percentile, print_
 from x402_middleware.devchain import DevChain
 from x402_middleware.evm.eip3009 import Authorization, new_nonce, sign_digest, transfer_digest
 from x402_middleware.facilitator.onchain import OnChainFacilitator
-from x402_middleware.models import PaymentPayload, PaymentRequirements
+from x402_middleware.models import PaymentPayload, PaymentRequirements, parse_payment_payload
 from x402_middleware.networks import get_network
 
 PRICE = 1_000  # $0.001 in USDC atomic units (6 decimals)
@@ -90,7 +90,7 @@ def presign(chain: DevChain, requirements: PaymentRequirements, count: int) -> l
             "accepted": requirements.to_v2(),
             "payload": {"signature": "0x" + signature.hex(), "authorization": auth.to_wire()},
         }
-        payloads.append(PaymentPayload(2, "exact", requirements.network.caip2, signature, auth, raw["accepted"], raw))
+        payloads.append(parse_payment_payload(raw))
     return payloads
 
 

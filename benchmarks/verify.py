@@ -32,6 +32,9 @@ TARGET_PER_S = 3000
 AMOUNT = 1000  # $0.001 of a 6-decimal token
 
 
+CHAIN_ID = int(NETWORK.split(":")[1])  # the requirement network's EVM chain id
+
+
 def requirement() -> PaymentRequirements:
     net = get_network(NETWORK)
     assert net.asset is not None
@@ -50,7 +53,7 @@ def make_payments(req: PaymentRequirements, count: int, *, distinct_payers: bool
             auth,
             name=extra["name"],
             version=extra["version"],
-            chain_id=req.network.chain_id,
+            chain_id=CHAIN_ID,
             verifying_contract=req.asset.address,
         )
         wire = {
@@ -157,7 +160,7 @@ def main() -> None:
             p.data.authorization,
             name=extra["name"],
             version=extra["version"],
-            chain_id=req.network.chain_id,
+            chain_id=CHAIN_ID,
             verifying_contract=req.asset.address,
         )
         for p in distinct
@@ -170,7 +173,7 @@ def main() -> None:
                 p.data.authorization,
                 name=extra["name"],
                 version=extra["version"],
-                chain_id=req.network.chain_id,
+                chain_id=CHAIN_ID,
                 verifying_contract=req.asset.address,
             ),
             distinct,

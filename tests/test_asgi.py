@@ -424,3 +424,14 @@ async def test_several_networks_are_offered() -> None:
         assert ch["accepts"][0]["extra"]["name"] == "USD Coin" and ch["accepts"][0]["amount"] == "500000"
         r = await c.get("/paid", headers={"PAYMENT-SIGNATURE": pay_v2(ch, index=1)})
     assert r.status_code == 200
+
+
+async def test_the_v1_body_lists_only_legacy_named_networks_and_never_a_null_output_schema() -> None:
+    routes = {"GET /paid": RouteConfig(price="$0.001", networks=["eip155:84532", "eip155:42161"])}
+    async with client(protect(make_app(), routes=routes)) as c:
+        r = await c.get("/paid")
+    v2 = decode(r.headers["payment-required"])["accepts"]
+    v1 = r.json()["accepts"]
+    assert [a["network"] for a in v2] == ["eip155:84532", "eip155:42161"]  # v2 clients see every option
+    assert [a["network"] for a in v1] == ["base-sepolia"]  # legacy clients reject a CAIP-2 name they do not know
+    assert all("outputSchema" not in a for a in v1)  # x402-fetch 1.x's zod refuses null

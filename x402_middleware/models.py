@@ -79,7 +79,7 @@ class PaymentRequirements:
             "payTo": self.pay_to,
             "maxTimeoutSeconds": self.max_timeout_seconds,
             "asset": self.asset.address,
-            "outputSchema": None,
+            # No "outputSchema": null: x402-fetch 1.x's zod schema takes it absent or an object, never null.
             "extra": self.wire_extra(),
         }
 
@@ -111,9 +111,11 @@ def payment_required_v1(accepts: Sequence[PaymentRequirements], resource: Resour
     Shaped for the strict legacy clients: ``x402-fetch`` 1.x runs zod's ``PaymentRequirementsSchema.parse`` on every
     entry, where ``outputSchema`` and ``extra`` may be absent or an object but never ``null`` (one ``null`` fails the
     whole 402 with a ZodError), and ``description`` and ``mimeType`` must be strings; PyPI ``x402`` 1.0.0 needs a
-    string ``error``. So an entry without an output schema leaves ``outputSchema`` out.
+    string ``error``. So no entry carries ``"outputSchema": null``, and only networks with a legacy v1 name
+    (``base``, ``base-sepolia``, ...) are listed: both clients reject the whole 402 over one CAIP-2 network name
+    they do not know. v2 clients read the ``PAYMENT-REQUIRED`` header, which lists every option.
     """
-    entries = [{k: v for k, v in r.to_v1(resource).items() if v is not None or k != "outputSchema"} for r in accepts]
+    entries = [r.to_v1(resource) for r in accepts if r.network.v1_name]
     return {"x402Version": 1, "error": error, "accepts": entries}
 
 
