@@ -4,8 +4,9 @@ Why aiohttp: ``benchmarks/http_clients.py`` measured the gateway's upstream call
 SSE stream from the emulator) with httpx (httpcore), httpx over ``httpx-aiohttp``, httpx2, aiohttp and the package's
 own HTTP/1.1 stack in one run; aiohttp's session cost 1.05-1.08x the own stack's client CPU per JSON call and the
 least per stream, httpx's default transport 4.8-17x (benchmarks/README.md). So the gateway uses the library, with
-its C parser and pool, instead of a hand-written HTTP client. One code path with and without proxies: the session
-is made with ``trust_env=True``, so ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY`` apply per request.
+its C parser and pool, instead of a hand-written HTTP client. One code path with and without proxies:
+``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY`` are read once per endpoint URL and passed as ``proxy=`` (``None``: direct).
+Not ``trust_env=True``: aiohttp then reads ``~/.netrc`` and the environment on every request, ~0.25 ms each.
 
 :class:`Upstream` keeps what never changes per endpoint (the provider's headers, the URL, the timeouts) and hands
 back an :class:`UpstreamResponse`: ``status_code``, ``headers``, ``content`` (after a non-streamed call),
@@ -24,8 +25,10 @@ import functools
 import json
 import ssl
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -76,7 +79,6 @@ def session(ssl_context: ssl.SSLContext | bool | None = None, *, max_connections
         connector=aiohttp.TCPConnector(
             limit=max_connections, keepalive_timeout=30, ssl=_ssl_context() if ssl_context is None else ssl_context
         ),
-        trust_env=True,
         read_bufsize=_READ_BUFSIZE,
         timeout=aiohttp.ClientTimeout(total=None),
     )
@@ -125,15 +127,27 @@ class UpstreamResponse:
         response.release()
 
 
-class _Target:
-    """One (provider, endpoint, URL): the URL and the provider's headers, built once."""
+def env_proxy(url: str) -> str | None:
+    """The proxy ``HTTP(S)_PROXY``/``ALL_PROXY`` (any case) name for ``url``, unless ``NO_PROXY`` excludes it."""
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    # the stdlib's own NO_PROXY matching (in CPython since 2.7, missing from typeshed)
+    if not proxy or urllib.request.proxy_bypass_environment(parts.hostname or "", proxies):  # type: ignore[attr-defined]
+        return None
+    return proxy
 
-    __slots__ = ("endpoint", "headers", "provider", "url")
+
+class _Target:
+    """One (provider, endpoint, URL): the URL, its proxy and the provider's headers, built once."""
+
+    __slots__ = ("endpoint", "headers", "provider", "proxy", "url")
 
     def __init__(self, provider: Provider, endpoint: Endpoint, url: str) -> None:
         self.provider = provider  # kept so the ids in the cache key cannot be reused while the entry exists
         self.endpoint = endpoint
         self.url = url
+        self.proxy = env_proxy(url)
         self.headers: Mapping[str, str] = dict(provider.headers(endpoint))
 
 
@@ -206,7 +220,11 @@ class Upstream:
         target = self._target(provider, endpoint, url)
         started = time.perf_counter()
         raw = await self.client.post(
-            target.url, data=encode_json(payload), headers=target.headers, timeout=self._timeout(seconds, connect)
+            target.url,
+            data=encode_json(payload),
+            headers=target.headers,
+            timeout=self._timeout(seconds, connect),
+            proxy=target.proxy,
         )
         response = UpstreamResponse(raw, started)
         if not stream:
