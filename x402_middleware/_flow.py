@@ -140,6 +140,7 @@ class PaidFlow:
         "_replay_reason",
         "_resumed",
         "_ttl",
+        "emit",
         "funds",
         "gate",
         "head",
@@ -161,8 +162,10 @@ class PaidFlow:
         settle_when: SettleWhen = settle_on_2xx,
         funds: FundsCheck | None = None,
         request: Any = None,
+        emit: bool = True,
     ) -> None:
         self.gate = gate
+        self.emit = emit  # lifecycle events are built only for someone listening
         self.request = request  # the framework's request (ASGI scope, WSGI environ, Django request) for events
         self.requirements = requirements
         self.resource = resource
@@ -267,7 +270,8 @@ class PaidFlow:
         self._key, self._ttl, self._claim, self._resumed = key, ttl, claim, record is not None
         self._replay_reason = scheme.replay_reason
         self.payment = Payment(payer, requirement.amount, requirement, payload)
-        yield Emit(self._event(events.VERIFIED))
+        if self.emit:
+            yield Emit(self._event(events.VERIFIED))
         return None
 
     def start(self, status: int, *, client_gone: bool = False) -> Flow[Answer | Headers | None]:
@@ -281,24 +285,28 @@ class PaidFlow:
         payment = self.payment
         if self.head or not self.settle_when(status):
             self.outcome = "forwarded"
-            yield Emit(self._event(events.NOT_SETTLED, reason="app_status", status=status))
+            if self.emit:
+                yield Emit(self._event(events.NOT_SETTLED, reason="app_status", status=status))
             return None
         payload, requirement = payment.payload, payment.requirements
         if client_gone:
             self.outcome = "forwarded"
             logger.info("x402: the client of %s left before the response started: not settled", payload.payer)
-            yield Emit(self._event(events.NOT_SETTLED, reason="client_gone", status=status))
+            if self.emit:
+                yield Emit(self._event(events.NOT_SETTLED, reason="client_gone", status=status))
             return None
         self.outcome = "settling"
         key, claim, ttl = self._key, self._claim, self._ttl
-        yield Emit(self._event(events.SETTLING))
+        if self.emit:
+            yield Emit(self._event(events.SETTLING))
         try:
             result = yield Settle(payload, requirement)
         except FacilitatorError as exc:
             self.outcome = "replaced"
             logger.error("x402: settlement of %s has an unknown outcome: %s", payload.payer, exc)
             yield Swap(key, claim, PaymentRecord(SETTLING, claim.detail), ttl)
-            yield Emit(self._event(events.SETTLEMENT_UNKNOWN, claim.detail, reason=SETTLEMENT_UNKNOWN))
+            if self.emit:
+                yield Emit(self._event(events.SETTLEMENT_UNKNOWN, claim.detail, reason=SETTLEMENT_UNKNOWN))
             return self._retry_later(
                 SETTLEMENT_UNKNOWN,
                 f"the facilitator did not say whether the payment was settled ({exc}); " + _DO_NOT_PAY_AGAIN,
@@ -309,7 +317,8 @@ class PaidFlow:
             tx = result.transaction or claim.detail
             logger.warning("x402: settlement of %s is pending (transaction %s)", payload.payer, tx or "?")
             yield Swap(key, claim, PaymentRecord(SETTLING, tx), ttl)
-            yield Emit(self._event(events.SETTLEMENT_UNKNOWN, tx, reason=SETTLEMENT_PENDING))
+            if self.emit:
+                yield Emit(self._event(events.SETTLEMENT_UNKNOWN, tx, reason=SETTLEMENT_PENDING))
             return self._retry_later(
                 SETTLEMENT_PENDING,
                 f"the payment was sent for settlement (transaction "
@@ -327,7 +336,8 @@ class PaidFlow:
             reason = result.error_reason or "settlement_failed"
             logger.info("x402: settlement refused for %s: %s", payload.payer, reason)
             yield Swap(key, claim, PaymentRecord(BURNED, reason), ttl)  # a refused signature is never run again
-            yield Emit(self._event(events.SETTLE_FAILED, result.transaction, reason=reason))
+            if self.emit:
+                yield Emit(self._event(events.SETTLE_FAILED, result.transaction, reason=reason))
             return self._challenge(
                 reason,
                 result.error_message or "the payment could not be settled",
@@ -345,7 +355,8 @@ class PaidFlow:
         )
         yield Swap(key, claim, PaymentRecord(SETTLED, result.transaction), ttl)
         amount = result.amount if result.amount is not None else requirement.amount
-        yield Emit(self._event(events.SETTLED, result.transaction, amount))
+        if self.emit:
+            yield Emit(self._event(events.SETTLED, result.transaction, amount))
         return self.gate.settlement_headers(result, requirement, payload.x402_version)
 
     def finish(self) -> Flow[None]:
@@ -361,7 +372,8 @@ class PaidFlow:
         if self.payment is not None and self.outcome != "forwarded":  # the app failed, or settling was cut short
             kind = events.SETTLEMENT_UNKNOWN if self.outcome == "settling" else events.NOT_SETTLED
             reason = "interrupted" if self.outcome == "settling" else "app_failed"
-            yield Emit(self._event(kind, self._claim.detail, reason=reason))
+            if self.emit:
+                yield Emit(self._event(kind, self._claim.detail, reason=reason))
 
 
 def _perform_sync(

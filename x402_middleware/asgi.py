@@ -148,7 +148,12 @@ class PaymentMiddleware:
         await self._paid(scope, receive, send, route, requirements)
 
     async def _paid(
-        self, scope: Scope, receive: Receive, send: Send, route: PaidRoute, requirements: tuple[PaymentRequirements, ...]
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: PaidRoute,
+        requirements: tuple[PaymentRequirements, ...],
     ) -> None:
         def resource() -> ResourceInfo:
             host = _header(scope, b"host") or (
@@ -170,6 +175,7 @@ class PaymentMiddleware:
             settle_when=self.settle_when,
             funds=self.funds if route.check_funds else None,
             request=scope,
+            emit=bool(self.listeners),
         )
         answer = await run_async(flow.admit(scope["headers"]), self.facilitator, self.store, self.listeners)
         if answer is not None:
@@ -248,7 +254,10 @@ async def _respond(send: Send, answer: Answer) -> None:
 
 def _pricing_busy() -> Answer:
     return Gate.error(
-        503, "pricing_busy", "too many request bodies are being read for pricing at once; retry in a second", retry_after=1
+        503,
+        "pricing_busy",
+        "too many request bodies are being read for pricing at once; retry in a second",
+        retry_after=1,
     )
 
 

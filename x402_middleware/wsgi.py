@@ -151,6 +151,7 @@ class PaymentWSGIMiddleware:
             settle_when=self.settle_when,
             funds=self.funds if route.check_funds else None,
             request=environ,
+            emit=bool(self.listeners),
         )
         answer = run_sync(
             flow.admit(payment_headers_from_environ(environ)), self.facilitator, self.store, self.listeners

@@ -145,6 +145,7 @@ class PaymentMiddleware:
             settle_when=self.config.settle_when,
             funds=self.config.funds if route.check_funds else None,
             request=request,
+            emit=bool(self.config.listeners),
         )
 
 
