@@ -1,7 +1,7 @@
 """A self-hosted facilitator that verifies and settles EIP-3009 payments on an EVM chain.
 
-No web3.py: JSON-RPC over httpx, calldata with eth-abi, transactions signed by
-eth-account. ``verify`` runs the local checks plus an ``eth_call`` simulation of
+No web3.py: batched JSON-RPC over the package's keep-alive HTTP client (:mod:`._rpc`), calldata with eth-abi,
+EIP-1559 transactions signed over coincurve (:mod:`x402_middleware.evm`). ``verify`` runs the local checks plus an ``eth_call`` simulation of
 ``transferWithAuthorization`` and, when that reverts, the official diagnostic
 ladder (``../shared/docs/x402-protocol.md`` §3.2). ``settle`` re-runs the local
 checks, sends the transfer from one of a pool of facilitator keys, waits for the
