@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 
 from examples.gateway import INFERENCE_PATHS, Gateway, describe, price_of, x402_price_policy
 from examples.gateway.emulator import EmulatorServer
+from tests._facilitator_double import FakeFacilitator
 from x402_middleware import PaymentMiddleware, PaymentRequest, RouteConfig, TokenAmount, UnpriceableRequestError
 
 from .conftest import client_for, emulator_requests, set_fault
@@ -76,7 +77,7 @@ def _with_payment(app: ASGIApp, gateway: Gateway) -> ASGIApp:
     routes = {
         f"POST {p}": RouteConfig(price=policy, price_body=True, description="AI API call") for p in INFERENCE_PATHS
     }
-    return PaymentMiddleware(app, routes=routes, pay_to=PAY_TO, network="eip155:84532", facilitator=object())  # type: ignore[arg-type]
+    return PaymentMiddleware(app, routes=routes, pay_to=PAY_TO, network="eip155:84532", facilitator=FakeFacilitator())
 
 
 @pytest.mark.anyio
