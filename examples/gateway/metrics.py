@@ -229,12 +229,12 @@ class GatewayMetrics:
             "gateway_upstream_rate_limited_total", "Upstream answers 429 (rate limited).", ("upstream",)
         )
         self.payments_settled = r.counter(
-            "gateway_payments_settled_total", "Payments settled (PAYMENT-RESPONSE success).", ("network",)
+            "gateway_payments_settled_total", "Payments settled (settled events).", ("network",)
         )
         self.payments_failed = r.counter(
             "gateway_payments_failed_total",
             "Payments sent but not settled by the payment layer: refused or rejected (402/400 with the reason) or "
-            "the facilitator failed (502 facilitator_error) or the settlement is not confirmed yet (503 "
+            "the facilitator's verify failed (502 facilitator_error) or the settlement is not confirmed yet (503 "
             "settlement_unconfirmed: the client retries with the same payment and is charged at most once).",
             ("network", "reason"),
         )

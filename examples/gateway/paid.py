@@ -26,6 +26,7 @@ from .app import Wrap, create_app
 from .config import GatewayConfig
 from .pricing import INFERENCE_PATHS, x402_price_policy
 from .rejections import BlockRunRejectionCodes
+from .requestlog import record_payment
 from .service import Gateway
 
 #: ``resource.description`` of the 402 (ASCII: the TypeScript SDK signs with ``btoa``, which rejects > U+00FF).
@@ -45,6 +46,8 @@ def payment_layer(
 
     ``check_funds`` (on by default: an upstream call costs the operator money) asks the facilitator whether the
     payer can pay before the upstream is called, so a well-signed payment from an empty wallet never reaches it.
+    The middleware's lifecycle events go to :func:`~.requestlog.record_payment`: the request log line and the
+    payment metrics are built from them.
     """
 
     def wrap(app: ASGIApp, gateway: Gateway) -> ASGIApp:
@@ -65,6 +68,7 @@ def payment_layer(
                 max_timeout_seconds=max_timeout_seconds,
                 check_funds=check_funds,
                 max_pricing_body=gateway.config.max_body_bytes,
+                listeners=[record_payment],
             )
         )
 

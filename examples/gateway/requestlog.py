@@ -4,11 +4,19 @@ Handlers add what they know to ``scope["gateway.trace"]``: ``api``, ``model``, `
 quote, atomic units), ``input_estimate``, ``max_tokens``, ``upstream`` (the endpoint that served),
 ``upstream_ms``, ``first_chunk_ms``, ``attempts``, ``usage``, ``error``. This layer adds ``method``, ``path``,
 ``route`` (the template), ``status``, ``client`` and three latencies: ``ms`` (total, to the end of the body),
-``start_ms`` (response start) and ``ttfb_ms`` (first body byte). Payment fields come from the payment layer
-when it is composed: ``payer``, ``paid``, ``network``, ``asset`` from the verified payment in
-``scope["x402.payment"]``; ``tx`` and ``settled`` from the ``PAYMENT-RESPONSE`` (v1 ``X-PAYMENT-RESPONSE``)
-header it adds; ``payment_error`` when a payment was sent but not settled (the reason of its 402/400, or
-``facilitator_error`` for its 502, ``settlement_unconfirmed`` for its 503: pending or unknown, to be retried).
+``start_ms`` (response start) and ``ttfb_ms`` (first body byte).
+
+Payment fields come from the payment layer's lifecycle events (:mod:`x402_middleware.events`), which
+:func:`record_payment`, a listener of its :class:`~x402_middleware.PaymentMiddleware`, keeps in the trace:
+``payer``, ``network``, ``asset`` from the event's payment; ``tx``, ``settled`` and ``paid`` (the settled
+amount) from ``settled``; ``settled: false``, ``tx`` and ``payment_error`` (the facilitator's reason) from
+``settle_failed``; ``tx`` when known and ``payment_error: settlement_unconfirmed`` from
+``settlement_unknown`` (pending, or its outcome unknown: the client resends the same payment, charged at most
+once). ``not_settled`` (the app failed or answered a status that is not paid for, or the client left) is no
+payment error: such calls are never settled by design. A payment refused before it was verified has no
+event; its ``payment_error`` is the ``error`` of the payment layer's 402/400 challenge (``PAYMENT-REQUIRED``),
+or ``facilitator_error`` for its 502 (the facilitator's ``verify`` failed). The 503 a payment gets while
+another request follows the same payment up is no payment error: nothing was attempted with it here.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from x402_middleware import MalformedPaymentError
+from x402_middleware.events import SETTLE_FAILED, SETTLED, SETTLEMENT_UNKNOWN, SETTLING, PaymentEvent
 from x402_middleware.wire import MAX_HEADER_BYTES, decode_header
 
 from .metrics import GatewayMetrics
@@ -30,15 +39,31 @@ from .probe import PAYMENT_HEADERS
 
 logger = logging.getLogger("examples.gateway")
 _QUIET = ("/api/health", "/api/v1/health", "/metrics")
-_SETTLEMENT_HEADERS = (b"payment-response", b"x-payment-response")
 _CHALLENGE_HEADER = b"payment-required"
 _MAX_REASON = 64
-#: ``payment_error`` of the payment layer's 503 (settlement pending or its outcome unknown; the client retries).
+#: ``payment_error`` of a ``settlement_unknown`` event, whatever its reason (``settlement_pending``,
+#: ``settlement_unknown``, ``interrupted``): the payment layer answered 503 (or the request was cut short) and
+#: the client resends the same payment. One stable label for "the outcome is not known yet".
 SETTLEMENT_UNCONFIRMED = "settlement_unconfirmed"
-_MAX_RESPONSE_HEADER = 64 * 1024  # PAYMENT-RESPONSE / PAYMENT-REQUIRED come from the payment layer, not the client
+#: ``payment_error`` of the payment layer's 502 to a payment it could not verify (no event: it never got that far).
+FACILITATOR_ERROR = "facilitator_error"
+#: The trace key :func:`record_payment` keeps a request's payment events under (private: not a log field).
+PAYMENT_EVENTS = "_payment_events"
+_MAX_RESPONSE_HEADER = 64 * 1024  # PAYMENT-REQUIRED comes from the payment layer, not the client
 _ROUTE_CACHE_SIZE = 1024
 #: ``json.dumps(line, default=str, separators=(",", ":"))`` without building the encoder per line.
 _LINE_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+
+
+def record_payment(event: PaymentEvent) -> None:
+    """A payment layer listener: keep each payment event in its request's ``scope["gateway.trace"]``.
+
+    ``PaymentMiddleware(app, ..., listeners=[record_payment])``, as :func:`~.paid.payment_layer` composes it;
+    :class:`RequestLog` builds the payment fields of the log line (and so the payment metrics) from them.
+    """
+    scope = event.request
+    if scope is not None:
+        scope.setdefault("gateway.trace", {}).setdefault(PAYMENT_EVENTS, []).append(event)
 
 
 class RequestLog:
@@ -72,14 +97,12 @@ class RequestLog:
 
         async def send_and_watch(message: Message) -> None:
             if message["type"] == "http.response.start":
-                seen["status"] = message["status"]
+                status = seen["status"] = message["status"]
                 seen["start_ms"] = _ms(started)
-                for name, value in message.get("headers", ()):
-                    name = name.lower()
-                    if name in _SETTLEMENT_HEADERS:
-                        seen["settlement"] = value
-                    elif name == _CHALLENGE_HEADER:
-                        seen["challenge"] = value
+                if 400 <= status < 500:  # a challenge is a 402 or 400; what became of a payment comes as events
+                    for name, value in message.get("headers", ()):
+                        if name.lower() == _CHALLENGE_HEADER:
+                            seen["challenge"] = value
             elif message["type"] == "http.response.body" and "ttfb_ms" not in seen and message.get("body"):
                 seen["ttfb_ms"] = _ms(started)
             await send(message)
@@ -131,35 +154,41 @@ def _line(
     if scope.get("client"):
         line["client"] = scope["client"][0]
     line.update({k: v for k, v in trace.items() if not k.startswith("_")})
-    payment = scope.get("x402.payment")
-    if payment is not None:
-        line["payer"] = getattr(payment, "payer", None)
-        line["paid"] = getattr(payment, "amount", None)
-        network = getattr(payment, "network", None)
-        line["network"] = getattr(network, "caip2", None) or getattr(network, "name", None) or network
-        line["asset"] = getattr(getattr(payment, "asset", None), "address", None)
-    if "settlement" in seen:
-        settlement = _decode(seen["settlement"])
-        line["tx"] = settlement.get("transaction") or None
-        line["settled"] = settlement.get("success") is True
-        if not line["settled"]:
-            line["payment_error"] = _reason(settlement.get("errorReason"), "settlement_failed")
-            line.setdefault("network", _text(settlement.get("network")))
+    events: list[PaymentEvent] | None = trace.get(PAYMENT_EVENTS)
+    if events:
+        _payment_fields(line, events)
     elif any(name in PAYMENT_HEADERS for name, _ in scope["headers"]):
-        # A payment was sent and nothing was settled. The payment layer's own answers tell it apart from the
-        # app's errors (which are never settled by design): a challenge (402/400 with PAYMENT-REQUIRED) says
-        # why the payment was refused; its 502 means the facilitator failed, its 503 that a settlement's outcome is
-        # not known yet (the client retries with the same payment). The app's 502s and 503s set trace["error"].
+        # A payment was sent and never verified (no event): the payment layer answered in the app's place. Its
+        # challenge (402/400 with PAYMENT-REQUIRED) says why it refused it; its 502, that the facilitator's verify
+        # failed. The app never ran, except where nothing was priced (a free model): its 502s set trace["error"].
         if "challenge" in seen:
             challenge = _decode(seen["challenge"])
             line["payment_error"] = _reason(challenge.get("error"), "payment_rejected")
-            if "network" not in line:
-                line["network"] = _claimed_network(scope, challenge)
+            line["network"] = _claimed_network(scope, challenge)
         elif status == 502 and "error" not in trace:
-            line["payment_error"] = "facilitator_error"
-        elif status == 503 and "error" not in trace:
-            line["payment_error"] = SETTLEMENT_UNCONFIRMED
+            line["payment_error"] = FACILITATOR_ERROR
     return line
+
+
+def _payment_fields(line: dict[str, Any], events: list[PaymentEvent]) -> None:
+    """The payment fields from a request's events: who paid on which network, then what became of it."""
+    payment = events[0].payment
+    requirements = payment.requirements
+    line["payer"] = payment.payer
+    line["network"] = requirements.network.caip2
+    line["asset"] = requirements.asset.address
+    outcome = events[-1]  # verified, settling, then at most one of the others
+    if outcome.kind == SETTLED:
+        line["tx"] = outcome.transaction or None
+        line["settled"] = True
+        line["paid"] = outcome.amount
+    elif outcome.kind == SETTLE_FAILED:
+        line["tx"] = outcome.transaction or None
+        line["settled"] = False
+        line["payment_error"] = _reason(outcome.reason, "settlement_failed")
+    elif outcome.kind == SETTLEMENT_UNKNOWN or outcome.kind == SETTLING:  # settling last: the request was cut short
+        line["tx"] = outcome.transaction or None  # pending: the transaction sent, not confirmed yet
+        line["payment_error"] = SETTLEMENT_UNCONFIRMED
 
 
 def _claimed_network(scope: Scope, challenge: dict[str, Any]) -> str | None:
@@ -174,10 +203,6 @@ def _claimed_network(scope: Scope, challenge: dict[str, Any]) -> str | None:
 
 def _reason(value: Any, default: str) -> str:
     return value[:_MAX_REASON] if isinstance(value, str) and value else default
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _decode(value: bytes, max_bytes: int = _MAX_RESPONSE_HEADER) -> dict[str, Any]:

@@ -23,8 +23,10 @@ from starlette.types import ASGIApp
 from examples.gateway import INFERENCE_PATHS, Gateway, Quote, RateLimit, price_of, x402_price_policy
 from examples.gateway.emulator import EmulatorServer
 from examples.gateway.metrics import CONTENT_TYPE, Histogram, Registry
-from x402_middleware import PaymentMiddleware, RouteConfig, SettleResult, X402Auth
+from examples.gateway.requestlog import record_payment
+from x402_middleware import FacilitatorError, PaymentMiddleware, RouteConfig, SettleResult, VerifyResult, X402Auth
 from x402_middleware.client import settlement_of
+from x402_middleware.models import PaymentPayload, PaymentRequirements
 
 from .._facilitator_double import FakeFacilitator
 from .._payments import PAY_TO, PAYER, PAYER_KEY
@@ -38,6 +40,8 @@ CHAT_ROUTE = "/v1/chat/completions"
 FREE = {"model": "nvidia/gemma-4-31b", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 32}
 PAID = {"model": "openai/gpt-5.2", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 64}
 TWO = ("a", "b")
+SETTLED_TX = "0x" + "5e" * 32
+PENDING_TX = "0x" + "9d" * 32
 
 
 # -- a strict parser of the text exposition format -----------------------------------------------------------------
@@ -347,15 +351,48 @@ async def test_metrics_can_be_turned_off(make_app: Callable[..., Starlette]) -> 
 
 
 # -- paid calls: PaymentMiddleware + the in-process facilitator double + X402Auth ---------------------------------
-def paid_wrap(facilitator: FakeFacilitator) -> Callable[[ASGIApp, Gateway], ASGIApp]:
+def paid_wrap(
+    facilitator: FakeFacilitator, *, check_funds: bool = False, outer: Callable[[ASGIApp], ASGIApp] | None = None
+) -> Callable[[ASGIApp, Gateway], ASGIApp]:
+    """The payment layer as ``paid.payment_layer`` composes it for the log: its events go to ``record_payment``."""
+
     def wrap(app: ASGIApp, gateway: Gateway) -> ASGIApp:
         policy = x402_price_policy(gateway)
         routes = {
             f"POST {p}": RouteConfig(price=policy, price_body=True, description="AI API call") for p in INFERENCE_PATHS
         }
-        return PaymentMiddleware(app, routes=routes, pay_to=PAY_TO, network=NETWORK, facilitator=facilitator)
+        paid = PaymentMiddleware(
+            app,
+            routes=routes,
+            pay_to=PAY_TO,
+            network=NETWORK,
+            facilitator=facilitator,
+            check_funds=check_funds,
+            listeners=[record_payment],
+        )
+        return paid if outer is None else outer(paid)
 
     return wrap
+
+
+def without_x402_headers(app: ASGIApp) -> ASGIApp:
+    """Pure ASGI: drop the payment layer's headers from its answers to paid attempts (the first 402 keeps its
+    challenge, for the client to pay), so the log line of a paid attempt can only learn from its events."""
+    drop = {b"payment-response", b"x-payment-response", b"payment-required"}
+
+    async def strip(scope: Any, receive: Any, send: Any) -> None:
+        if not any(k == b"payment-signature" for k, _ in scope["headers"]):
+            await app(scope, receive, send)
+            return
+
+        async def send_stripped(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [(k, v) for k, v in message["headers"] if k.lower() not in drop]}
+            await send(message)
+
+        await app(scope, receive, send_stripped)
+
+    return strip
 
 
 def paying_client(app: Starlette) -> httpx.AsyncClient:
@@ -426,8 +463,13 @@ async def test_paid_calls_count_settlements_and_exact_revenue(
             "insufficient_funds",
         ),
         (FakeFacilitator(raise_on_settle=True), 503, "settlement_unconfirmed"),
+        (
+            FakeFacilitator(settle_result=SettleResult(False, NETWORK, PENDING_TX, PAYER, "settlement_pending")),
+            503,
+            "settlement_unconfirmed",
+        ),
     ],
-    ids=["refused", "facilitator-down"],
+    ids=["refused", "facilitator-down", "pending"],
 )
 async def test_settle_failure_counts_a_failed_payment(
     make_app: Callable[..., Starlette],
@@ -454,6 +496,91 @@ async def test_settle_failure_counts_a_failed_payment(
     }
     line = log_lines(caplog)[-1]
     assert line["payment_error"] == reason and line["payer"] == PAYER and line.get("settled") is not True
+
+
+@pytest.mark.parametrize(
+    ("settle", "status", "outcome", "counted"),
+    [
+        (
+            SettleResult(True, NETWORK, SETTLED_TX, PAYER),
+            200,
+            {"settled": True, "tx": SETTLED_TX, "paid": "quote"},
+            {series("gateway_payments_settled_total", network=NETWORK): 1},
+        ),
+        (
+            SettleResult(False, NETWORK, error_reason="insufficient_funds"),
+            402,
+            {"settled": False, "tx": None, "payment_error": "insufficient_funds"},
+            {series("gateway_payments_failed_total", network=NETWORK, reason="insufficient_funds"): 1},
+        ),
+        (
+            SettleResult(False, NETWORK, PENDING_TX, PAYER, "settlement_pending"),
+            503,
+            {"tx": PENDING_TX, "payment_error": "settlement_unconfirmed"},
+            {series("gateway_payments_failed_total", network=NETWORK, reason="settlement_unconfirmed"): 1},
+        ),
+    ],
+    ids=["settled", "refused", "pending"],
+)
+async def test_the_payment_fields_come_from_the_lifecycle_events(
+    make_app: Callable[..., Starlette],
+    caplog: pytest.LogCaptureFixture,
+    settle: SettleResult,
+    status: int,
+    outcome: dict[str, Any],
+    counted: dict[tuple[str, frozenset[tuple[str, str]]], float],
+) -> None:
+    # The paid attempt's answer reaches the request log without PAYMENT-RESPONSE or PAYMENT-REQUIRED: nothing to
+    # decode, so the line and the metrics can only come from the events given to record_payment.
+    app = make_app(TWO, wrap=paid_wrap(FakeFacilitator(settle_result=settle), outer=without_x402_headers))
+    quote = _amount(price_of(app.state.gateway, CHAT_ROUTE, PAID))
+    async with paying_client(app) as c:
+        before = await scrape(c)
+        caplog.set_level(logging.INFO, logger="examples.gateway")
+        r = await c.post(CHAT_ROUTE, json=PAID)
+        caplog.set_level(logging.WARNING, logger="examples.gateway")
+        after = await scrape(c)
+    assert r.status_code == status and r.request.headers.get("payment-signature")
+    assert not {"payment-response", "payment-required"} & set(r.headers)
+    line = log_lines(caplog)[-1]
+    fields = ("payer", "network", "asset", "paid", "tx", "settled", "payment_error")
+    expected = {"payer": PAYER, "network": NETWORK, "asset": USDC, **outcome}
+    if expected.get("paid") == "quote":
+        expected["paid"] = quote
+    assert {k: line[k] for k in fields if k in line} == expected
+    assert line["status"] == status and line["upstream"] == "a"  # the app served it before settlement
+    payments = {k: v for k, v in _delta(after, before).items() if k[0].startswith(("gateway_payments", "gateway_rev"))}
+    revenue = {series("gateway_revenue_atomic_total", network=NETWORK, asset=USDC): quote} if status == 200 else {}
+    assert payments == {**counted, **revenue}
+
+
+class VerifyDown(FakeFacilitator):
+    """The facilitator's verify is unreachable: with check_funds the payment layer answers 502 before any event."""
+
+    async def verify(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResult:
+        raise FacilitatorError("facilitator unreachable (test double)")
+
+
+async def test_a_payment_refused_before_verification_is_told_by_its_answer(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(TWO, wrap=paid_wrap(VerifyDown(), check_funds=True))
+    async with paying_client(app) as c:
+        before = await scrape(c)
+        caplog.set_level(logging.INFO, logger="examples.gateway")
+        r = await c.post(CHAT_ROUTE, json=PAID)
+        caplog.set_level(logging.WARNING, logger="examples.gateway")
+        after = await scrape(c)
+    assert r.status_code == 502 and r.json()["error"] == "facilitator_error"
+    assert _delta(after, before) == {
+        requests(CHAT_ROUTE, 402): 1,
+        requests(CHAT_ROUTE, 502): 1,
+        duration(CHAT_ROUTE): 2,
+        series("gateway_payments_failed_total", network="unknown", reason="facilitator_error"): 1,
+    }
+    line = log_lines(caplog)[-1]
+    assert line["payment_error"] == "facilitator_error" and "payer" not in line and "settled" not in line
+    assert emulator_requests(emulator) == 0  # never verified: the app did not run
 
 
 async def test_rejected_payment_and_unsettled_app_failure(
