@@ -15,11 +15,11 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from x402_middleware._json import loads as loads_untrusted
+from x402_middleware.wire import loads_untrusted
 
 from ..catalog import ModelInfo
 from ..sse import aiter_events
-from ..translate._common import StreamError
+from ..translate import StreamError
 from .errors import failure_from_response
 from .failure import CONNECT, PROTOCOL, TIMEOUT, UpstreamFailure
 from .upstream import STREAM_ERRORS, Upstream, UpstreamResponse, is_connect_timeout
