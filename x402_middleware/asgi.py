@@ -4,8 +4,8 @@ Flow of a paid route (``../shared/docs/x402-protocol.md`` §2, §6.3-6.4):
 
 1. no payment header -> 402 with ``PAYMENT-REQUIRED`` (v2) and a v1 JSON body;
 2. payment -> matched against the route's current requirements and verified
-   locally (EIP-712 digest + ecrecover, no facilitator round trip), then
-   reserved so it is served at most once;
+   locally by its scheme (EVM ``exact``: the EIP-712 signature, no facilitator
+   round trip), then reserved so it is served at most once;
 3. the app runs with the payment in ``scope["x402.payment"]``;
 4. when the app starts a 2xx response, the payment is settled *before* that
    start message is forwarded; the body then streams untouched (SSE stays SSE).
@@ -17,43 +17,35 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qsl
 
+from ._asgi_io import (
+    MAX_PRICING_READS,
+    PRICING_BUSY,
+    add_private,
+    header,
+    payment_request,
+    peek_json_body,
+    respond,
+)
 from ._config import MAX_PRICING_BODY, build_config
 from ._disconnect import ClientWatch, has_body
-from ._exceptions import ConfigurationError, PricingBodyTooLargeError, PricingError, UnpriceableRequestError
+from ._exceptions import ConfigurationError, PricingError, UnpriceableRequestError
 from ._flow import (
     PaidFlow,
     SettleWhen,
-    parse_json_body,
     pricing_failure,
-    private_cache_control,
     run_async,
     settle_on_2xx,
 )
-from ._gate import Answer, Gate, PaidRoute
+from ._gate import Answer, PaidRoute
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .events import Listener
 from .facilitator import Facilitator
 from .models import PaymentRequirements, ResourceInfo
-from .pricing import PaymentRequest
 from .stores import PaymentStore
 
 __all__ = ["MAX_PRICING_BODY", "MAX_PRICING_READS", "PaymentMiddleware", "settle_on_2xx"]
-
-# A ``price_body`` route answers 413 to a body over MAX_PRICING_BODY (``max_pricing_body=``), refused by its
-# ``Content-Length`` before any byte is read, or as soon as a body without one passes the cap.
-
-#: Bodies read for pricing at once (``max_pricing_reads=``), so that unpaid uploads hold at most
-#: ``MAX_PRICING_READS * max_pricing_body`` bytes. Further requests wait for a turn, up to
-#: :data:`PRICING_READ_WAIT` seconds, then get 503 ``pricing_busy`` with ``Retry-After``.
-MAX_PRICING_READS = 32
-
-#: Seconds a request waits for a pricing read slot before its 503: a burst queues, a sustained flood of slow uploads
-#: holding every slot is answered rather than piling up waiting requests.
-PRICING_READ_WAIT = 10.0
 
 
 class PaymentMiddleware:
@@ -129,18 +121,18 @@ class PaymentMiddleware:
             body: Any = None
             if route.price_body:
                 try:
-                    body, receive = await _peek_json_body(scope, receive, self.max_pricing_body, self._pricing_reads)
+                    body, receive = await peek_json_body(scope, receive, self.max_pricing_body, self._pricing_reads)
                 except UnpriceableRequestError as exc:  # too large or too deeply nested
-                    await _respond(send, pricing_failure(route, exc))
+                    await respond(send, pricing_failure(route, exc))
                     return
                 except TimeoutError:
-                    await _respond(send, _PRICING_BUSY)
+                    await respond(send, PRICING_BUSY)
                     return
             try:
-                priced = self.gate.price(route, _payment_request(scope, params, body))
+                priced = self.gate.price(route, payment_request(scope, params, body))
                 requirements = priced if isinstance(priced, tuple) else await priced
             except (PricingError, UnpriceableRequestError) as exc:
-                await _respond(send, pricing_failure(route, exc))
+                await respond(send, pricing_failure(route, exc))
                 return
         if not requirements:
             await self.app(scope, receive, send)
@@ -156,7 +148,7 @@ class PaymentMiddleware:
         requirements: tuple[PaymentRequirements, ...],
     ) -> None:
         def resource() -> ResourceInfo:
-            host = _header(scope, b"host") or (
+            host = header(scope, b"host") or (
                 f"{scope['server'][0]}:{scope['server'][1]}" if scope.get("server") else "localhost"
             )
             return self.gate.resource(
@@ -179,7 +171,7 @@ class PaymentMiddleware:
         )
         answer = await run_async(flow.admit(scope["headers"]), self.facilitator, self.store, self.listeners)
         if answer is not None:
-            await _respond(send, answer)
+            await respond(send, answer)
             return
         scope["x402.payment"] = flow.payment
         watch = ClientWatch(receive)
@@ -194,13 +186,13 @@ class PaymentMiddleware:
                 flow.start(message["status"], client_gone=watch.gone), self.facilitator, self.store, self.listeners
             )
             if isinstance(decision, Answer):
-                await _respond(send, decision)
+                await respond(send, decision)
                 return
             if decision is not None:
                 headers = message.setdefault("headers", [])
                 if not isinstance(headers, list):
                     headers = message["headers"] = list(headers)
-                _add_private(headers)
+                add_private(headers)
                 headers.extend(decision)
             await send(message)
 
@@ -210,95 +202,3 @@ class PaymentMiddleware:
         finally:
             watch.close()
             await run_async(flow.finish(), self.facilitator, self.store, self.listeners)
-
-
-def _payment_request(scope: Scope, params: dict[str, str], body: Any) -> PaymentRequest:
-    headers: dict[str, str] = {}
-    for k, v in scope["headers"]:
-        name, value = k.decode("latin-1").lower(), v.decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return PaymentRequest(
-        method=scope["method"],
-        path=scope["path"],
-        path_params=MappingProxyType(params),
-        query=MappingProxyType(
-            dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-        ),
-        headers=MappingProxyType(headers),
-        body=body,
-    )
-
-
-def _add_private(headers: list[tuple[bytes, bytes]]) -> None:
-    for i, (name, value) in enumerate(headers):
-        if name.lower() == b"cache-control":
-            new = private_cache_control(value.decode("latin-1"))
-            if new is not None:
-                headers[i] = (name, new.encode("latin-1"))
-            return
-    headers.append((b"cache-control", b"private"))
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
-async def _respond(send: Send, answer: Answer) -> None:
-    headers = [*answer.headers, (b"content-length", str(len(answer.body)).encode())]
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": answer.body})
-
-
-def _pricing_busy() -> Answer:
-    return Gate.error(
-        503,
-        "pricing_busy",
-        "too many request bodies are being read for pricing at once; retry in a second",
-        retry_after=1,
-    )
-
-
-_PRICING_BUSY = _pricing_busy()
-
-
-async def _peek_json_body(scope: Scope, receive: Receive, limit: int, slots: asyncio.Semaphore) -> tuple[Any, Receive]:
-    """Read the request body for pricing without taking it from the app: the messages are replayed.
-
-    Raises :class:`PricingBodyTooLargeError` over ``limit`` (before reading when ``Content-Length`` says so),
-    ``UnpriceableRequestError`` for JSON nested too deeply, and ``TimeoutError`` when no read slot frees up.
-    """
-    declared = _header(scope, b"content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise PricingBodyTooLargeError(limit)
-    if slots.locked():
-        await asyncio.wait_for(slots.acquire(), PRICING_READ_WAIT)
-    else:
-        await slots.acquire()
-    messages: list[Message] = []
-    try:
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if size > limit:
-                raise PricingBodyTooLargeError(limit)  # the rest is never read
-            more = message.get("more_body", False)
-        parsed: Any = None
-        if not more:
-            parsed = parse_json_body(b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request"))
-    finally:
-        slots.release()
-
-    async def replay() -> Message:
-        if messages:
-            return messages.pop(0)
-        return await receive()
-
-    return parsed, replay

@@ -102,7 +102,7 @@ def _n(
 
 
 # The EVM rows of the x402 2.25.0 default-asset table (../shared/docs/x402-protocol.md §4)
-# whose transfer method is EIP-3009. Permit2-only tokens are left out: `exact` here is EIP-3009.
+# that EVM `exact` pays by signed authorization (FiatTokenV2 style); Permit2-only tokens are left out.
 _BUILTIN: tuple[Network, ...] = (
     _n(8453, "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "USD Coin", "2", "base"),
     _n(84532, "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "USDC", "2", "base-sepolia", testnet=True),

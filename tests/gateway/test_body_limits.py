@@ -19,7 +19,7 @@ from tests._dev_gateway import DevGateway, dev_gateway
 from tests._facilitator_double import FakeFacilitator
 from tests._payments import PAY_TO
 from x402_middleware import PaymentMiddleware, RouteConfig
-from x402_middleware import asgi as asgi_module
+from x402_middleware import _asgi_io as asgi_io
 
 UPLOAD = 16 * 1024 * 1024
 CHUNK = 64 * 1024
@@ -167,7 +167,7 @@ async def test_asgi_stops_reading_a_body_without_length_once_past_the_cap() -> N
 
 
 async def test_asgi_bounds_concurrent_pricing_reads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(asgi_module, "PRICING_READ_WAIT", 0.3)
+    monkeypatch.setattr(asgi_io, "PRICING_READ_WAIT", 0.3)
     mw = _middleware(max_pricing_reads=2)
     slow = [CountingReceive(10 * CHUNK, delay=0.1) for _ in range(2)]  # ~1 s each, holding both slots
     holders = [asyncio.ensure_future(_call(mw, r, [])) for r in slow]
