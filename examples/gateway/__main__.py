@@ -17,7 +17,7 @@ import uvicorn
 from .app import create_app
 from .config import GatewayConfig, emulator_pools
 from .emulator import EmulatorServer, bind_loopback
-from .serve import server_config
+from .serve import add_trusted_proxy_argument, server_config
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,13 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 = a free port chosen by the kernel")
     parser.add_argument("--upstream", choices=("emulator", "env"), default="emulator")
     parser.add_argument("--catalog", help="a catalog.json to use instead of the bundled one")
-    parser.add_argument(
-        "--trusted-proxy",
-        action="append",
-        default=[],
-        metavar="IP",
-        help="a reverse proxy whose X-Forwarded-For is believed (repeatable); none by default",
-    )
+    add_trusted_proxy_argument(parser)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(message)s")

@@ -39,7 +39,7 @@ from .config import GatewayConfig, emulator_pools
 from .emulator import EmulatorServer, bind_loopback
 from .paid import create_paid_app
 from .pools import resolve_endpoints
-from .serve import server_config
+from .serve import add_trusted_proxy_argument, server_config
 
 DEFAULT_PORT = 8402
 CHAINS = {"base": "eip155:8453", "base-sepolia": "eip155:84532"}
@@ -105,13 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--payers", type=int, default=3, help="funded payer wallets (1,000 USDC each)")
     parser.add_argument("--signers", type=int, default=4, help="facilitator signer keys (parallel settlements)")
-    parser.add_argument(
-        "--trusted-proxy",
-        action="append",
-        default=[],
-        metavar="IP",
-        help="a reverse proxy whose X-Forwarded-For is believed (repeatable); none by default",
-    )
+    add_trusted_proxy_argument(parser)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(message)s")

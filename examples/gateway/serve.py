@@ -15,6 +15,7 @@ With ``uvicorn examples.gateway...:app`` run by hand, pass ``--no-proxy-headers`
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 import uvicorn
@@ -31,4 +32,15 @@ def server_config(app: ASGIApp, *, trusted_proxies: Sequence[str] = (), log_leve
         timeout_graceful_shutdown=5,
         proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=",".join(trusted_proxies) if trusted_proxies else None,
+    )
+
+
+def add_trusted_proxy_argument(parser: argparse.ArgumentParser) -> None:
+    """``--trusted-proxy IP`` (repeatable) for the commands that serve the gateway; read it as ``args.trusted_proxy``."""
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="a reverse proxy whose X-Forwarded-For is believed (repeatable); none by default",
     )
