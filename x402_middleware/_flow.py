@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import parse_qsl
@@ -25,7 +26,14 @@ from urllib.parse import parse_qsl
 from cachetools import TTLCache
 
 from . import _json, events
-from ._exceptions import FacilitatorError, InvalidPaymentError, JSONTooDeepError, UnpriceableRequestError, X402Error
+from ._exceptions import (
+    FacilitatorError,
+    InvalidPaymentError,
+    JSONTooDeepError,
+    PricingError,
+    UnpriceableRequestError,
+    X402Error,
+)
 from ._gate import PAYMENT_IN_PROGRESS, PAYMENT_REQUIRED_ERROR, Answer, Gate, Headers, PaidRoute, logger
 from .events import Listener, PaymentEvent
 from .facilitator import Facilitator, SyncFacilitator
@@ -434,6 +442,79 @@ async def run_async(
                 effect = flow.throw(exc)
             else:
                 effect = flow.send(result)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+class ReadBody(NamedTuple):
+    """Decision effect: read the request body for pricing and send back the parsed JSON (or ``None``).
+
+    The shell throws :class:`UnpriceableRequestError` back in for a body it refuses (too large, too deep).
+    """
+
+
+class AwaitPrice(NamedTuple):
+    """Decision effect: await an async price function's requirements and send them back (exceptions thrown in)."""
+
+    price: Awaitable[tuple[PaymentRequirements, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Paid:
+    """The decision for a paid request: the route and what it costs now."""
+
+    route: PaidRoute
+    requirements: tuple[PaymentRequirements, ...]
+
+
+Decision = Generator[ReadBody | AwaitPrice, Any, "Answer | Paid | None"]
+
+
+def decide(
+    gate: Gate,
+    method: str,
+    path: str,
+    view: Callable[[dict[str, str], Any], PaymentRequest],
+    *,
+    allow_async: bool = True,
+) -> Decision:
+    """The one decision every shell makes for a request: pass it through (``None``), answer it instead of the
+    app (an :class:`Answer`: the request cannot be priced), or make it pay (:class:`Paid`).
+
+    ``view(path_params, body)`` builds the pricing view of the request. The shell performs the effects: it
+    reads the body (:class:`ReadBody`) and awaits async prices (:class:`AwaitPrice`)::
+
+        decision = decide(gate, "POST", "/v1/chat", view)
+        outcome = drive_sync(decision, read_body)   # or the async shell's loop
+    """
+    found = gate.find(method, path)
+    if found is None:
+        return None
+    route, params = found
+    if route.fixed is not None:
+        return Paid(route, route.fixed)
+    try:
+        body = (yield ReadBody()) if route.price_body else None
+        priced = gate.price(route, view(params, body), allow_async=allow_async)
+        requirements = priced if isinstance(priced, tuple) else (yield AwaitPrice(priced))
+    except (PricingError, UnpriceableRequestError) as exc:
+        return pricing_failure(route, exc)
+    return Paid(route, requirements) if requirements else None
+
+
+def decide_sync(decision: Decision, read_body: Callable[[], Any]) -> Answer | Paid | None:
+    """Drive :func:`decide` where nothing is awaited (WSGI, sync Django): ``read_body()`` may raise
+    :class:`UnpriceableRequestError` for a body it refuses."""
+    try:
+        step = next(decision)
+        while True:
+            assert isinstance(step, ReadBody), "a blocking shell prices synchronously (allow_async=False)"
+            try:
+                body = read_body()
+            except UnpriceableRequestError as exc:
+                step = decision.throw(exc)
+            else:
+                step = decision.send(body)
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 

@@ -32,9 +32,11 @@ from ._config import MAX_PRICING_BODY, build_config
 from ._disconnect import ClientWatch, has_body
 from ._exceptions import ConfigurationError, PricingError, UnpriceableRequestError
 from ._flow import (
+    Paid,
     PaidFlow,
+    ReadBody,
     SettleWhen,
-    pricing_failure,
+    decide,
     run_async,
     settle_on_2xx,
 )
@@ -110,34 +112,32 @@ class PaymentMiddleware:
         if scope["type"] != "http":  # pragma: no cover - lifespan and websockets pass through
             await self.app(scope, receive, send)
             return
-        found = self.gate.find(scope["method"], scope["path"])
-        if found is None:
-            await self.app(scope, receive, send)
-            return
-        route, params = found
-        if route.fixed is not None:
-            requirements = route.fixed
-        else:
-            body: Any = None
-            if route.price_body:
+        decision = decide(
+            self.gate, scope["method"], scope["path"], lambda params, body: payment_request(scope, params, body)
+        )
+        try:
+            step = next(decision)
+            while True:
                 try:
-                    body, receive = await peek_json_body(scope, receive, self.max_pricing_body, self._pricing_reads)
-                except UnpriceableRequestError as exc:  # too large or too deeply nested
-                    await respond(send, pricing_failure(route, exc))
-                    return
-                except TimeoutError:
+                    if isinstance(step, ReadBody):
+                        body, receive = await peek_json_body(scope, receive, self.max_pricing_body, self._pricing_reads)
+                        step = decision.send(body)
+                    else:
+                        step = decision.send(await step.price)
+                except (PricingError, UnpriceableRequestError) as exc:  # too large, too deep, or the policy's
+                    step = decision.throw(exc)
+                except TimeoutError:  # no pricing read slot freed up in time
+                    decision.close()
                     await respond(send, PRICING_BUSY)
                     return
-            try:
-                priced = self.gate.price(route, payment_request(scope, params, body))
-                requirements = priced if isinstance(priced, tuple) else await priced
-            except (PricingError, UnpriceableRequestError) as exc:
-                await respond(send, pricing_failure(route, exc))
-                return
-        if not requirements:
+        except StopIteration as stop:
+            outcome: Answer | Paid | None = stop.value
+        if outcome is None:
             await self.app(scope, receive, send)
-            return
-        await self._paid(scope, receive, send, route, requirements)
+        elif isinstance(outcome, Answer):
+            await respond(send, outcome)
+        else:
+            await self._paid(scope, receive, send, outcome.route, outcome.requirements)
 
     async def _paid(
         self,

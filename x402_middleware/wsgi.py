@@ -23,13 +23,14 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from ._config import MAX_PRICING_BODY, build_config
-from ._exceptions import PricingBodyTooLargeError, PricingError, UnpriceableRequestError
+from ._exceptions import PricingBodyTooLargeError
 from ._flow import (
     PaidFlow,
     SettleWhen,
+    decide,
+    decide_sync,
     parse_json_body,
     payment_headers_from_environ,
-    pricing_failure,
     private_cache_control,
     request_from_environ,
     run_sync,
@@ -108,23 +109,19 @@ class PaymentWSGIMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = _decode_path(environ.get("PATH_INFO", ""))
-        found = self.gate.find(environ.get("REQUEST_METHOD", "GET").upper(), path)
-        if found is None:
+        decision = decide(
+            self.gate,
+            environ.get("REQUEST_METHOD", "GET").upper(),
+            path,
+            lambda params, body: request_from_environ(environ, path, params, body),
+            allow_async=False,
+        )
+        outcome = decide_sync(decision, lambda: _peek_json_body(environ, self.max_pricing_body))
+        if outcome is None:
             return self.app(environ, start_response)
-        route, params = found
-        if route.fixed is not None:
-            requirements = route.fixed
-        else:
-            try:
-                body = _peek_json_body(environ, self.max_pricing_body) if route.price_body else None
-                priced = self.gate.price(route, request_from_environ(environ, path, params, body), allow_async=False)
-            except (PricingError, UnpriceableRequestError) as exc:
-                return _respond(start_response, pricing_failure(route, exc))
-            assert isinstance(priced, tuple)
-            requirements = priced
-        if not requirements:
-            return self.app(environ, start_response)
-        return self._paid(environ, start_response, route, requirements)
+        if isinstance(outcome, Answer):
+            return _respond(start_response, outcome)
+        return self._paid(environ, start_response, outcome.route, outcome.requirements)
 
     def _paid(
         self,

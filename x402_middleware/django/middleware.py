@@ -27,10 +27,14 @@ from django.http.request import RawPostDataException
 
 from .._exceptions import PricingBodyTooLargeError, PricingError, UnpriceableRequestError
 from .._flow import (
+    Decision,
+    Paid,
     PaidFlow,
+    ReadBody,
+    decide,
+    decide_sync,
     parse_json_body,
     payment_headers_from_environ,
-    pricing_failure,
     private_cache_control,
     request_from_environ,
     run_async,
@@ -38,7 +42,6 @@ from .._flow import (
 )
 from .._gate import Answer, PaidRoute
 from ..models import PaymentRequirements, ResourceInfo
-from ..pricing import PaymentRequest
 from . import conf
 
 __all__ = ["PaymentMiddleware"]
@@ -70,21 +73,13 @@ class PaymentMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        found = self.gate.find(request.method or "GET", request.path_info)
-        if found is None:
+        pricing = self._decide(request, allow_async=False)
+        outcome = decide_sync(pricing, lambda: _body_for_pricing(request, self.config.max_pricing_body))
+        if outcome is None:
             return self.get_response(request)
-        route, params = found
-        try:
-            requirements = (
-                route.fixed
-                if route.fixed is not None
-                else self.gate.price(route, self._pricing_view(request, route, params), allow_async=False)
-            )
-        except (PricingError, UnpriceableRequestError) as exc:
-            return _response(pricing_failure(route, exc))
-        assert isinstance(requirements, tuple)
-        if not requirements:
-            return self.get_response(request)
+        if isinstance(outcome, Answer):
+            return _response(outcome)
+        route, requirements = outcome.route, outcome.requirements
         fac, store, listeners = self.config.facilitator, self.config.store, self.config.listeners
         flow = self._flow(request, route, requirements)
         answer = run_sync(flow.admit(payment_headers_from_environ(request.META)), fac, store, listeners)
@@ -100,20 +95,24 @@ class PaymentMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
-        found = self.gate.find(request.method or "GET", request.path_info)
-        if found is None:
-            return await get_response(request)
-        route, params = found
+        pricing = self._decide(request, allow_async=True)
         try:
-            if route.fixed is not None:
-                requirements = route.fixed
-            else:
-                priced = self.gate.price(route, self._pricing_view(request, route, params))
-                requirements = priced if isinstance(priced, tuple) else await priced
-        except (PricingError, UnpriceableRequestError) as exc:
-            return _response(pricing_failure(route, exc))
-        if not requirements:
+            step = next(pricing)
+            while True:
+                try:
+                    if isinstance(step, ReadBody):
+                        step = pricing.send(_body_for_pricing(request, self.config.max_pricing_body))
+                    else:
+                        step = pricing.send(await step.price)
+                except (PricingError, UnpriceableRequestError) as exc:
+                    step = pricing.throw(exc)
+        except StopIteration as stop:
+            outcome: Answer | Paid | None = stop.value
+        if outcome is None:
             return await get_response(request)
+        if isinstance(outcome, Answer):
+            return _response(outcome)
+        route, requirements = outcome.route, outcome.requirements
         fac, store, listeners = self.config.facilitator, self.config.store, self.config.listeners
         flow = self._flow(request, route, requirements)
         answer = await run_async(flow.admit(payment_headers_from_environ(request.META)), fac, store, listeners)
@@ -127,9 +126,14 @@ class PaymentMiddleware:
             await run_async(flow.finish(), fac, store, listeners)
         return _apply(response, decision)
 
-    def _pricing_view(self, request: HttpRequest, route: PaidRoute, params: dict[str, str]) -> PaymentRequest:
-        body = _body_for_pricing(request, self.config.max_pricing_body) if route.price_body else None
-        return request_from_environ(request.META, request.path_info, params, body)
+    def _decide(self, request: HttpRequest, *, allow_async: bool) -> Decision:
+        return decide(
+            self.gate,
+            request.method or "GET",
+            request.path_info,
+            lambda params, body: request_from_environ(request.META, request.path_info, params, body),
+            allow_async=allow_async,
+        )
 
     def _flow(self, request: HttpRequest, route: PaidRoute, requirements: tuple[PaymentRequirements, ...]) -> PaidFlow:
         def resource() -> ResourceInfo:
