@@ -1,0 +1,53 @@
+"""Settlement journal: a durable record per payment, written from the lifecycle events, reconciled on chain.
+
+    from x402_middleware.journal import SQLiteJournal, journal_listener, reconcile
+
+    journal = SQLiteJournal("x402-journal.db")
+    app = PaymentMiddleware(app, ..., listeners=[journal_listener(journal)])
+    reconcile(journal, rpc_url)  # at start-up and periodically: rows a crash left in settling/unknown
+
+States: ``claimed`` (verified, the app runs) → ``settling`` (the settle call starts) → ``settled``
+(transaction, amount) | ``failed`` (reason) | ``unknown`` (transaction when known) | ``not_settled``
+(the app failed, the client left). A ``settled`` row is never downgraded. The operator view is
+``python -m x402_middleware.journal --db PATH``.
+"""
+
+from __future__ import annotations
+
+from ._entry import (
+    CLAIMED,
+    FAILED,
+    NOT_SETTLED,
+    PENDING,
+    SETTLED,
+    SETTLING,
+    STATES,
+    UNKNOWN,
+    Journal,
+    JournalEntry,
+    Recorded,
+    journal_listener,
+    recorded,
+)
+from .reconcile import EXPIRED_UNSETTLED, Reconciled, reconcile
+from .sqlite import SQLiteJournal
+
+__all__ = [
+    "CLAIMED",
+    "EXPIRED_UNSETTLED",
+    "FAILED",
+    "NOT_SETTLED",
+    "PENDING",
+    "SETTLED",
+    "SETTLING",
+    "STATES",
+    "UNKNOWN",
+    "Journal",
+    "JournalEntry",
+    "Reconciled",
+    "Recorded",
+    "SQLiteJournal",
+    "journal_listener",
+    "reconcile",
+    "recorded",
+]

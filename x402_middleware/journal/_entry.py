@@ -1,0 +1,158 @@
+"""The journal's states, its rows, the :class:`Journal` protocol and the listener that feeds one from events."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..events import NOT_SETTLED, SETTLE_FAILED, SETTLED, SETTLEMENT_UNKNOWN, SETTLING, VERIFIED, PaymentEvent
+from ..schemes import find_scheme
+from ..schemes.evm.exact import ExactEvmPayload
+
+__all__ = [
+    "CLAIMED",
+    "FAILED",
+    "NOT_SETTLED",
+    "PENDING",
+    "SETTLED",
+    "SETTLING",
+    "STATES",
+    "UNKNOWN",
+    "Journal",
+    "JournalEntry",
+    "Recorded",
+    "journal_listener",
+    "recorded",
+]
+
+logger = logging.getLogger("x402_middleware.journal")
+
+CLAIMED = "claimed"  # verified and reserved; the app runs
+# SETTLING = "settling"  the settle call is about to be made (same string as the event kind)
+# SETTLED = "settled"    on chain: transaction and amount are set (same string as the event kind)
+FAILED = "failed"  # the facilitator refused (reason), or reconciliation found it expired unsettled
+UNKNOWN = "unknown"  # sent but not confirmed, or the answer was lost (transaction when known)
+# NOT_SETTLED = "not_settled"  the app failed, the client left, or nothing was attempted
+STATES = (CLAIMED, SETTLING, SETTLED, FAILED, UNKNOWN, NOT_SETTLED)
+#: States a crash or a lost answer can leave behind: what reconciliation looks at.
+PENDING = (CLAIMED, SETTLING, UNKNOWN)
+
+_STATE_OF = {
+    VERIFIED: CLAIMED,
+    SETTLING: SETTLING,
+    SETTLED: SETTLED,
+    SETTLE_FAILED: FAILED,
+    SETTLEMENT_UNKNOWN: UNKNOWN,
+    NOT_SETTLED: NOT_SETTLED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What one event says about one payment: the columns a journal writes (see :func:`recorded`)."""
+
+    key: str
+    state: str
+    scheme: str
+    network: str
+    asset: str
+    pay_to: str
+    payer: str
+    amount: int
+    nonce: str  # 0x-hex EIP-3009 nonce, "" for other schemes
+    valid_before: int
+    transaction: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One payment's row."""
+
+    key: str
+    state: str
+    scheme: str
+    network: str
+    asset: str
+    pay_to: str
+    payer: str
+    amount: int
+    nonce: str
+    valid_before: int
+    transaction: str
+    reason: str
+    created_at: float
+    updated_at: float
+    settled_at: float | None
+    reconciled_at: float | None
+
+
+def recorded(event: PaymentEvent) -> Recorded | None:
+    """The row update an event stands for, or ``None`` for an event kind the journal does not know."""
+    state = _STATE_OF.get(event.kind)
+    if state is None:
+        return None
+    payment = event.payment
+    req = payment.requirements
+    scheme = find_scheme(req.scheme, req.network.namespace)
+    if scheme is None:  # the middleware only emits events for payments a registered scheme parsed
+        return None
+    pid = scheme.payment_id(payment.payload, req)
+    data = payment.payload.data
+    nonce = "0x" + data.authorization.nonce.hex() if isinstance(data, ExactEvmPayload) else ""
+    amount = event.amount if state == SETTLED and event.amount is not None else payment.amount
+    reason = event.reason
+    if state == NOT_SETTLED and not reason and event.status is not None:
+        reason = f"the app answered {event.status}"
+    return Recorded(
+        key=pid.key,
+        state=state,
+        scheme=req.scheme,
+        network=req.network.caip2,
+        asset=req.asset.address,
+        pay_to=req.pay_to,
+        payer=payment.payer,
+        amount=amount,
+        nonce=nonce,
+        valid_before=int(pid.expires_at),
+        transaction=event.transaction,
+        reason=reason,
+    )
+
+
+class Journal(Protocol):
+    """A durable record per payment, written from the lifecycle events (``claimed`` → ``settling`` →
+    ``settled`` | ``failed`` | ``unknown`` | ``not_settled``). A ``settled`` row is never downgraded."""
+
+    def record(self, event: PaymentEvent) -> None:
+        """Write what ``event`` says about its payment (synchronously: it is on disk when this returns)."""
+        ...
+
+    def entries(self, *states: str) -> list[JournalEntry]:
+        """The rows in any of ``states`` (all rows when none is given), oldest first."""
+        ...
+
+    def get(self, key: str) -> JournalEntry | None:
+        """The row of one payment (its scheme payment id key)."""
+        ...
+
+    def mark_reconciled(self, key: str, state: str, *, transaction: str = "", reason: str = "") -> None:
+        """Record the outcome reconciliation found on chain (``settled`` or ``failed``)."""
+        ...
+
+
+def journal_listener(journal: Journal) -> Callable[[PaymentEvent], None]:
+    """A plain (sync) listener for ``listeners=[...]`` that writes each event to ``journal``.
+
+    It writes synchronously, also under ASGI: a local SQLite commit takes tens of microseconds (see the
+    README), so the row is durable before the middleware takes its next step. A failed write is logged
+    by the middleware and never changes the response.
+    """
+
+    def listen(event: PaymentEvent) -> None:
+        journal.record(event)
+
+    listen.__qualname__ = f"journal_listener({type(journal).__name__})"
+    return listen

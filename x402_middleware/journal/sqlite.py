@@ -1,0 +1,201 @@
+"""The settlement journal in one local SQLite file (WAL mode, ``synchronous=FULL``).
+
+    journal = SQLiteJournal("/var/lib/app/x402-journal.db")
+    app = PaymentMiddleware(app, ..., listeners=[journal_listener(journal)])
+
+Durability: in WAL mode ``synchronous=NORMAL`` only syncs the log at checkpoints, so a power loss or an
+OS crash may roll back the last committed transactions; those are exactly the ``settling`` and ``settled``
+rows written just before the money moved or just after. ``FULL`` syncs the WAL at every commit, so a row is
+on stable storage when :meth:`SQLiteJournal.record` returns. One connection serves all threads behind a
+lock; several processes may share the file (SQLite's own locking, ``busy_timeout``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Self
+
+from ..events import PaymentEvent
+from ._entry import CLAIMED, FAILED, NOT_SETTLED, SETTLED, JournalEntry, recorded
+
+__all__ = ["SQLiteJournal"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS payments (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    scheme TEXT NOT NULL,
+    network TEXT NOT NULL,
+    asset TEXT NOT NULL,
+    pay_to TEXT NOT NULL,
+    payer TEXT NOT NULL,
+    amount TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    valid_before INTEGER NOT NULL,
+    tx TEXT NOT NULL DEFAULT '',
+    reason TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    settled_at REAL,
+    reconciled_at REAL
+);
+CREATE INDEX IF NOT EXISTS payments_state ON payments (state);
+"""
+_COLUMNS = (
+    "key, state, scheme, network, asset, pay_to, payer, amount, nonce, valid_before, tx, reason, "
+    "created_at, updated_at, settled_at, reconciled_at"
+)
+
+
+class SQLiteJournal:
+    """One row per payment, keyed by the scheme's payment id; see :class:`x402_middleware.journal.Journal`.
+
+    ``synchronous`` is ``"FULL"`` (default: a committed row survives a power loss) or ``"NORMAL"``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL", timeout: float = 5.0) -> None:
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("synchronous must be FULL, EXTRA or NORMAL")
+        self.path = os.fspath(path)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        self._db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise RuntimeError(f"SQLite would not use WAL mode for {self.path} (got {mode!r})")
+        self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        self._db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")  # take the write lock first: read-then-write is atomic across processes
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def record(self, event: PaymentEvent) -> None:
+        update = recorded(event)
+        if update is None:
+            return
+        now = time.time()
+        with self._transaction() as db:
+            row = db.execute("SELECT state FROM payments WHERE key = ?", (update.key,)).fetchone()
+            if row is None:
+                db.execute(
+                    f"INSERT INTO payments ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                    (
+                        update.key,
+                        update.state,
+                        update.scheme,
+                        update.network,
+                        update.asset,
+                        update.pay_to,
+                        update.payer,
+                        str(update.amount),
+                        update.nonce,
+                        update.valid_before,
+                        update.transaction,
+                        update.reason,
+                        now,
+                        now,
+                        now if update.state == SETTLED else None,
+                    ),
+                )
+                return
+            current = row[0]
+            if current == SETTLED:
+                return  # never downgraded
+            if update.state == CLAIMED and current not in (NOT_SETTLED, CLAIMED):
+                return  # a retry of a payment in flight: keep its settling/unknown/failed row and its tx
+            self._update(db, update.key, update.state, update.transaction, update.reason, now, update.amount)
+
+    @staticmethod
+    def _update(
+        db: sqlite3.Connection,
+        key: str,
+        state: str,
+        transaction: str,
+        reason: str,
+        now: float,
+        amount: int | None = None,
+        reconciled: bool = False,
+    ) -> None:
+        db.execute(
+            "UPDATE payments SET state = ?, tx = CASE WHEN ? != '' THEN ? ELSE tx END, reason = ?,"
+            " amount = COALESCE(?, amount), updated_at = ?,"
+            " settled_at = CASE WHEN ? = 'settled' THEN ? ELSE settled_at END,"
+            " reconciled_at = CASE WHEN ? THEN ? ELSE reconciled_at END WHERE key = ?",
+            (
+                state,
+                transaction,
+                transaction,
+                reason,
+                None if amount is None else str(amount),
+                now,
+                state,
+                now,
+                reconciled,
+                now,
+                key,
+            ),
+        )
+
+    def mark_reconciled(self, key: str, state: str, *, transaction: str = "", reason: str = "") -> None:
+        if state not in (SETTLED, FAILED):
+            raise ValueError(f"reconciliation settles a row as settled or failed, not {state!r}")
+        with self._transaction() as db:
+            row = db.execute("SELECT state FROM payments WHERE key = ?", (key,)).fetchone()
+            if row is None or row[0] == SETTLED:
+                return
+            self._update(db, key, state, transaction, reason, time.time(), reconciled=True)
+
+    def entries(self, *states: str) -> list[JournalEntry]:
+        query = f"SELECT {_COLUMNS} FROM payments"
+        if states:
+            query += f" WHERE state IN ({', '.join('?' * len(states))})"
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY created_at, key", states).fetchall()
+        return [_entry(row) for row in rows]
+
+    def get(self, key: str) -> JournalEntry | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM payments WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _entry(row)
+
+    def settled_totals(self) -> list[tuple[str, str, str, int, int]]:
+        """``(day UTC, network, asset, count, sum of amounts)`` of settled rows, by day."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT date(settled_at, 'unixepoch'), network, asset, amount FROM payments WHERE state = 'settled'"
+            ).fetchall()
+        totals: dict[tuple[str, str, str], list[int]] = {}
+        for day, network, asset, amount in rows:  # amounts are uint256 text: summed in Python, not as SQLite int64
+            slot = totals.setdefault((day, network, asset), [0, 0])
+            slot[0] += 1
+            slot[1] += int(amount)
+        return [(*k, v[0], v[1]) for k, v in sorted(totals.items())]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _entry(row: Any) -> JournalEntry:
+    values = list(row)
+    values[7] = int(values[7])
+    return JournalEntry(*values)
