@@ -6,6 +6,7 @@ at once so that what is timed is the middleware, not a chain. Served apps are uv
     .venv/bin/python -m uvicorn benchmarks._fixtures:bare --factory
     X402_FACILITATOR_URL=http://127.0.0.1:PORT .venv/bin/python -m uvicorn benchmarks._fixtures:ours --factory
     .venv/bin/python -m uvicorn benchmarks._fixtures:ours_instant --factory
+    X402_REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python -m uvicorn benchmarks._fixtures:ours_instant_redis --factory
     X402_FACILITATOR_URL=http://127.0.0.1:PORT .venv/bin/python -m uvicorn benchmarks._fixtures:official --factory
     .venv/bin/python -m uvicorn benchmarks._fixtures:facilitator_double --factory
 
@@ -66,6 +67,22 @@ def ours(facilitator: Any = None) -> Any:
 def ours_instant() -> Any:
     """:func:`ours` with the in-process :class:`InstantFacilitator`: the middleware's own cost over HTTP, no hop."""
     return ours(InstantFacilitator())
+
+
+def ours_instant_redis() -> Any:
+    """:func:`ours_instant` on a :class:`RedisStore` at ``X402_REDIS_URL``: what a shared store adds per request."""
+    from x402_middleware import PaymentMiddleware
+    from x402_middleware.stores.redis import RedisStore
+
+    store = RedisStore.from_url(os.environ["X402_REDIS_URL"], prefix=f"bench-{os.getpid()}:")
+    return PaymentMiddleware(
+        bare(),
+        routes={f"GET {PAID_PATH}": PRICE},
+        pay_to=PAY_TO,
+        network=NETWORK,
+        facilitator=InstantFacilitator(),
+        store=store,
+    )
 
 
 def official() -> Any:

@@ -8,7 +8,8 @@ same ``GET /paid`` handler: (a) bare, (b) behind our ``PaymentMiddleware``, (c) 
 facilitator to CPU 0) sends pre-signed, distinct ``PAYMENT-SIGNATURE`` payments answering each server's own 402.
 Servers are measured in interleaved rounds (a b c a b c ...) and started and stopped by PID. An extra row, (d)
 ours with the in-process zero-latency facilitator, shows the middleware's own cost over HTTP without the
-facilitator hop (``--no-instant`` skips it).
+facilitator hop (``--no-instant`` skips it), and (e) the same on a ``RedisStore`` (a local ``redis-server``
+on CPU 0, started and stopped by PID; skipped with ``--no-redis`` or when redis-server is not installed).
 
     .venv/bin/python benchmarks/http_compare.py                 # ~60 s
     .venv/bin/python benchmarks/http_compare.py --duration 10 --rounds 3 --concurrency 64 --json
@@ -21,7 +22,11 @@ a facilitator that did real ECDSA recovery; here the facilitator does none, whic
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import statistics
+import subprocess
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -115,6 +120,28 @@ def check(target: Target, result: LoadResult) -> None:
         raise RuntimeError(f"{target.name}: a paid 200 came without PAYMENT-RESPONSE: {result.sample_headers}")
 
 
+def start_redis() -> tuple[subprocess.Popen[bytes], str] | None:
+    """A throw-away ``redis-server`` on a free port pinned to CPU 0 (no persistence), or ``None`` if not installed."""
+    if shutil.which("redis-server") is None:
+        log("redis-server not installed: skipping the RedisStore row")
+        return None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    proc = subprocess.Popen(["taskset", "-c", "0", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(500):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("redis-server did not answer PING")
+
+
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measured run (default 4)")
@@ -132,6 +159,11 @@ def main() -> None:
         action="store_true",
         help="skip the extra row: ours with an in-process facilitator (no HTTP hop to settle)",
     )
+    parser.add_argument(
+        "--no-redis",
+        action="store_true",
+        help="skip the extra row: ours with an in-process facilitator on RedisStore (a local redis-server)",
+    )
     args = parser.parse_args()
 
     targets = [
@@ -141,6 +173,9 @@ def main() -> None:
     ]
     if not args.no_instant:
         targets.append(Target("ours, in-process facilitator", "benchmarks._fixtures:ours_instant", paid=True))
+    redis = None if args.no_instant or args.no_redis else start_redis()
+    if redis is not None:
+        targets.append(Target("ours, in-process, RedisStore", "benchmarks._fixtures:ours_instant_redis", paid=True))
     payer = Payer()
     log("starting the facilitator double (CPU 0) ...")
     facilitator = Server(
@@ -148,6 +183,8 @@ def main() -> None:
     ).start()
     try:
         env = {"X402_FACILITATOR_URL": facilitator.url}
+        if redis is not None:
+            env["X402_REDIS_URL"] = redis[1]
         for t in targets:
             log(f"starting {t.name} (CPU {LAST_CPU}) ...")
             t.server = Server(
@@ -175,6 +212,9 @@ def main() -> None:
             if t.server is not None:
                 t.server.stop()
         facilitator.stop()
+        if redis is not None:
+            redis[0].kill()
+            redis[0].wait()
 
     rows: list[list[Any]] = []
     report: dict[str, Any] = {
@@ -247,6 +287,11 @@ def main() -> None:
         f"(baseline in shared/docs/performance.md: official 188 paid req/s with an ECDSA-checking facilitator; "
         f"median run here {statistics.median(report['targets'][targets[2].name]['run_rates']):,.0f} req/s)"
     )
+    if redis is not None:
+        memory, shared = (report["targets"][t.name] for t in targets[-2:])
+        ratios["redis / in-memory"] = shared["req_per_s"] / memory["req_per_s"]
+        added = shared["latency_ms"]["p50"] - memory["latency_ms"]["p50"]
+        print(f"redis / in-memory (in-process facilitator): {ratios['redis / in-memory']:.2f}x, p50 {added:+.2f} ms")
     report["ratios"] = ratios
     report["official_over_ours_cpu"] = cpu_ratio
     if args.json:

@@ -8,6 +8,7 @@ from typing import Any
 
 from tests._facilitator_double import FakeFacilitator
 from x402_middleware import PaymentMiddleware
+from x402_middleware.stores import PaymentStore
 
 PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
 
@@ -49,7 +50,7 @@ async def _slow(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def onchain_app() -> PaymentMiddleware:
+def onchain_app(store: PaymentStore | None = None) -> PaymentMiddleware:
     """A paid app settling through the real :class:`OnChainFacilitator` on the dev chain named by the environment."""
     from x402_middleware.facilitator import OnChainFacilitator
 
@@ -63,4 +64,16 @@ def onchain_app() -> PaymentMiddleware:
         network=os.environ["NETWORK"],
         facilitator=facilitator,
         check_funds=os.environ.get("CHECK_FUNDS") == "1",  # False is the default
+        store=store,
     )
+
+
+def replica_app() -> PaymentMiddleware:
+    """:func:`onchain_app` as one of several replicas: on the Redis store at ``REDIS_URL`` when set, else on its
+    own process memory (which replicas do not share)."""
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        return onchain_app()
+    from x402_middleware.stores.redis import RedisStore
+
+    return onchain_app(RedisStore.from_url(url, prefix=os.environ.get("REDIS_PREFIX", "x402:")))

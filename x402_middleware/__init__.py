@@ -22,6 +22,7 @@ from ._exceptions import (
     PricingBodyTooLargeError,
     PricingError,
     SpendLimitError,
+    StoreUnavailableError,
     UnpriceableRequestError,
     X402Error,
 )
@@ -135,6 +136,7 @@ __all__ = [
     "RouteTable",
     "SettleResult",
     "SpendLimitError",
+    "StoreUnavailableError",
     "SyncFacilitator",
     "SyncHTTPFacilitator",
     "SyncPaymentStore",

@@ -5,6 +5,7 @@
     ├── InvalidPaymentError     the client's payment is unusable -> 400/402 with ``reason``
     │   └── MalformedPaymentError   the header itself cannot be decoded -> 400
     ├── FacilitatorError        a facilitator or chain could not be reached or answered nonsense -> 502
+    ├── StoreUnavailableError   the payment store (Redis) could not be reached in time -> 503, nothing served
     ├── PricingError            the app's own price function failed -> 500 (its bug, logged)
     ├── UnpriceableRequestError the request cannot be priced (unknown model, bad max_tokens) -> 400 with ``reason``
     │   └── PricingBodyTooLargeError    the body to price is over the pricing cap -> 413
@@ -56,6 +57,14 @@ class MalformedPaymentError(InvalidPaymentError):
 
 class FacilitatorError(X402Error):
     """A facilitator (remote or on-chain) failed to answer usefully; the request is never served."""
+
+
+class StoreUnavailableError(X402Error):
+    """The payment store could not be reached or did not answer in time (a shared store such as Redis).
+
+    The middleware fails closed: a payment it cannot claim is answered 503 ``store_unavailable`` with
+    ``Retry-After`` and the app does not run.
+    """
 
 
 class PricingError(X402Error):

@@ -31,6 +31,7 @@ from ._exceptions import (
     InvalidPaymentError,
     JSONTooDeepError,
     PricingError,
+    StoreUnavailableError,
     UnpriceableRequestError,
     X402Error,
 )
@@ -87,6 +88,7 @@ Flow = Generator[Effect, Any, T]
 RETRY_AFTER = 5
 SETTLEMENT_PENDING = "settlement_pending"
 SETTLEMENT_UNKNOWN = "settlement_unknown"
+STORE_UNAVAILABLE = "store_unavailable"
 _DO_NOT_PAY_AGAIN = (
     f"send the same request with the same payment header again in {RETRY_AFTER} s: it is served once the "
     "settlement is confirmed, and never charged twice. Do not sign a new payment for it."
@@ -232,7 +234,14 @@ class PaidFlow:
         identity = scheme.payment_id(payload, requirement)
         key, payer = identity.key, payload.payer
         ttl = max(identity.expires_at - time.time(), 0) + 60
-        record = yield Reserve(key, ttl)
+        try:
+            record = yield Reserve(key, ttl)
+        except StoreUnavailableError as exc:  # fail closed: a payment that cannot be claimed is not served
+            logger.error("x402: payment store unavailable, answering 503: %s", exc)
+            message = (
+                f"the payment could not be recorded ({exc}); nothing was charged, send it again in {RETRY_AFTER} s"
+            )
+            return gate.error(503, STORE_UNAVAILABLE, message, retry_after=RETRY_AFTER)
         claim = CLAIMED
         if record is not None:
             if record.state == SETTLING:  # an earlier attempt's outcome is unknown: this request follows it up
@@ -384,6 +393,14 @@ class PaidFlow:
                 yield Emit(self._event(kind, self._claim.detail, reason=reason))
 
 
+def _swap_failed(effect: Swap, exc: StoreUnavailableError) -> bool:
+    # The answer stands (a settled payment is never turned into "pay again"); the record stays as it was
+    # (pending until its TTL: copies of the payment get 402 payment_in_progress meanwhile, never served).
+    new = effect.new.state if effect.new is not None else "released"
+    logger.error("x402: payment store unavailable, %s -> %s not recorded: %s", effect.expected.state, new, exc)
+    return False
+
+
 def _perform_sync(
     effect: Effect, facilitator: SyncFacilitator, store: SyncPaymentStore, listeners: Sequence[Listener]
 ) -> Any:
@@ -392,7 +409,10 @@ def _perform_sync(
     if isinstance(effect, Reserve):
         return store.reserve_sync(effect.key, effect.ttl)
     if isinstance(effect, Swap):
-        return store.swap_sync(effect.key, effect.expected, effect.new, effect.ttl)
+        try:
+            return store.swap_sync(effect.key, effect.expected, effect.new, effect.ttl)
+        except StoreUnavailableError as exc:
+            return _swap_failed(effect, exc)
     if isinstance(effect, Settle):
         return facilitator.settle(effect.payload, effect.requirement)
     return facilitator.verify(effect.payload, effect.requirement)
@@ -406,7 +426,10 @@ async def _perform_async(
     if isinstance(effect, Reserve):
         return await store.reserve(effect.key, effect.ttl)
     if isinstance(effect, Swap):
-        return await store.swap(effect.key, effect.expected, effect.new, effect.ttl)
+        try:
+            return await store.swap(effect.key, effect.expected, effect.new, effect.ttl)
+        except StoreUnavailableError as exc:
+            return _swap_failed(effect, exc)
     if isinstance(effect, Settle):
         return await facilitator.settle(effect.payload, effect.requirement)
     return await facilitator.verify(effect.payload, effect.requirement)
@@ -421,7 +444,7 @@ def run_sync(
         while True:
             try:
                 result = _perform_sync(effect, facilitator, store, listeners)
-            except FacilitatorError as exc:
+            except (FacilitatorError, StoreUnavailableError) as exc:
                 effect = flow.throw(exc)
             else:
                 effect = flow.send(result)
@@ -438,7 +461,7 @@ async def run_async(
         while True:
             try:
                 result = await _perform_async(effect, facilitator, store, listeners)
-            except FacilitatorError as exc:
+            except (FacilitatorError, StoreUnavailableError) as exc:
                 effect = flow.throw(exc)
             else:
                 effect = flow.send(result)

@@ -34,6 +34,7 @@ import uvicorn
 
 from x402_middleware.devchain import DevChain
 from x402_middleware.facilitator import OnChainFacilitator
+from x402_middleware.stores import PaymentStore
 
 from .config import GatewayConfig, emulator_pools
 from .emulator import EmulatorServer, bind_loopback
@@ -43,6 +44,7 @@ from .serve import add_trusted_proxy_argument, server_config
 
 DEFAULT_PORT = 8402
 CHAINS = {"base": "eip155:8453", "base-sepolia": "eip155:84532"}
+logger = logging.getLogger(__name__)
 
 
 def _log(message: str) -> None:
@@ -58,6 +60,20 @@ def _bind(host: str, port: int, *, strict: bool) -> socket.socket:
             raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror}; pass --port 0 for a free port") from None
         _log(f"port {port} is taken ({exc.strerror}); using a free port instead")
         return bind_loopback(0, host)
+
+
+def payment_store(redis_url: str | None) -> PaymentStore | None:
+    """The shared :class:`RedisStore` at ``redis_url``, or ``None`` (the middleware's per-process memory), said so."""
+    if redis_url is None:
+        logger.warning(
+            "[dev] warning: payments are remembered per process (no shared store): run one worker, or pass "
+            "--redis-url redis://... so that replicas never serve one payment twice"
+        )
+        return None
+    from x402_middleware.stores.redis import RedisStore
+
+    _log(f"payment store: Redis at {redis_url} (fails closed: 503 store_unavailable while it is unreachable)")
+    return RedisStore.from_url(redis_url)
 
 
 def upstream_config(mode: str, env: Mapping[str, str] | None = None) -> tuple[GatewayConfig, EmulatorServer | None]:
@@ -105,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--payers", type=int, default=3, help="funded payer wallets (1,000 USDC each)")
     parser.add_argument("--signers", type=int, default=4, help="facilitator signer keys (parallel settlements)")
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        help="remember payments in this Redis (redis://host:6379/0), shared by every replica (default: process memory)",
+    )
     add_trusted_proxy_argument(parser)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
@@ -136,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         facilitator = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys, network=chain.network)
         config, emulator = upstream_config(args.upstream)
         _log(f"upstream: {'emulator at ' + emulator.url if emulator else 'real providers from environment keys'}")
-        app = create_paid_app(config, pay_to=chain.pay_to, network=chain.network, facilitator=facilitator)
+        store = payment_store(args.redis_url)
+        app = create_paid_app(config, pay_to=chain.pay_to, network=chain.network, facilitator=facilitator, store=store)
         url = f"http://{args.host}:{sock.getsockname()[1]}"
         info: dict[str, Any] = {
             "url": url,

@@ -18,7 +18,7 @@ A payment is identified by a key its scheme gives (EVM ``exact``: chain id, toke
   worthless anyway).
 
 The store is a :class:`typing.Protocol` with two atomic operations; :class:`InMemoryStore` serves one
-process. Several replicas need a shared store (Redis).
+process. Several replicas need a shared store: :class:`x402_middleware.stores.redis.RedisStore`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,90 @@
+"""Two uvicorn replicas of a paid app settling on the dev chain, sharing one Redis (issue 15): many concurrent
+copies of one payment spread over both run the app once and move the money once. The same replicas on their
+own process memory (the default store) run it on both, which is what the shared store is for."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from typing import Any
+
+import httpx
+import pytest
+
+from tests._chain import start_dev_chain
+from tests._payments import decode, pay_v2
+from tests._servers import uvicorn_server
+from x402_middleware.devchain import DevChain
+
+PRICE = 10_000  # $0.01
+COPIES = 40
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[DevChain]:
+    chain = start_dev_chain("base-sepolia", payers=2, facilitators=1)
+    try:
+        yield chain
+    finally:
+        chain.stop()
+
+
+def _transactions(chain: DevChain, first: int) -> list[dict[str, Any]]:
+    """Receipts of every transaction mined from block ``first`` on."""
+    last = int(chain.rpc("eth_blockNumber"), 16)
+    hashes = [
+        tx for n in range(first, last + 1) for tx in chain.rpc("eth_getBlockByNumber", hex(n), False)["transactions"]
+    ]
+    return [chain.rpc("eth_getTransactionReceipt", h) for h in hashes]
+
+
+def _storm(
+    chain: DevChain, payer: int, redis_url: str | None
+) -> tuple[list[httpx.Response], int, list[dict[str, Any]]]:
+    env = {
+        "RPC_URL": chain.rpc_url,
+        "FACILITATOR_KEY": chain.facilitator_keys[0],
+        "NETWORK": chain.network,
+        "PAY_TO": chain.pay_to,
+        "APP_DELAY": "1.0",  # every copy arrives while the first is still being served
+        **({"REDIS_URL": redis_url, "REDIS_PREFIX": f"t-{uuid.uuid4().hex}:"} if redis_url else {}),
+    }
+    with ExitStack() as stack:
+        urls = [stack.enter_context(uvicorn_server("tests.apps:replica_app", factory=True, env=env)) for _ in range(2)]
+        sig = pay_v2(decode(httpx.get(urls[0] + "/slow").headers["payment-required"]), key=chain.payer_keys[payer])
+        first = int(chain.rpc("eth_blockNumber"), 16) + 1
+        with ThreadPoolExecutor(COPIES) as pool:
+            answers = list(
+                pool.map(
+                    lambda i: httpx.get(urls[i % 2] + "/slow", headers={"PAYMENT-SIGNATURE": sig}, timeout=60),
+                    range(COPIES),
+                )
+            )
+        runs = sum(int(httpx.get(url + "/runs").text) for url in urls)
+    return answers, runs, _transactions(chain, first)
+
+
+def test_two_replicas_sharing_redis_serve_a_payment_once_with_one_transfer(chain: DevChain, redis_url: str) -> None:
+    payer = chain.payer_addresses[0]
+    before = chain.balance_of(payer)
+    answers, runs, receipts = _storm(chain, 0, redis_url)
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [200] + [402] * (COPIES - 1)
+    assert [a.content for a in answers if a.status_code == 200] == [b"CONTENT"]
+    refused = {a.json()["error"] for a in answers if a.status_code == 402}
+    assert refused <= {"payment_in_progress", "invalid_exact_evm_nonce_already_used"}
+    assert all(b"CONTENT" not in a.content for a in answers if a.status_code == 402)
+    assert runs == 1
+    assert [r["status"] for r in receipts] == ["0x1"]  # one transfer, no reverted transaction
+    assert chain.balance_of(payer) == before - PRICE
+
+
+def test_two_replicas_on_process_memory_run_the_app_on_both(chain: DevChain) -> None:
+    payer = chain.payer_addresses[1]
+    before = chain.balance_of(payer)
+    answers, runs, _ = _storm(chain, 1, None)
+    assert runs == 2  # each replica claimed the payment in its own memory
+    assert chain.balance_of(payer) == before - PRICE  # the chain still charges once
+    assert sum(a.status_code == 200 for a in answers) == 1
