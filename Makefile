@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: dev test install bench
+.PHONY: dev test install bench redis-server
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The Redis store's tests run a real redis-server (Debian's package).
+redis-server:
+	@command -v redis-server >/dev/null || { apt-get update && apt-get install -y redis-server; }
+
 install: $(VENV)/.installed node_modules/.installed
 
 dev: install
@@ -23,7 +27,7 @@ dev: install
 
 # Lint, format and type checks first (each names the files that fail), then the tests. mypy's file list and
 # strictness are in pyproject.toml ([tool.mypy]); ruff skips .venv and node_modules.
-test: install
+test: install redis-server
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

@@ -32,7 +32,7 @@ class RedisServer:
     def __init__(self, *, persist: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.skip("redis-server is not installed (.ci/run installs it: apt-get install redis-server)")
+            pytest.fail("redis-server is not installed: make test installs it (apt-get install redis-server, as root)")
         self.binary, self.persist, self.port = binary, persist, free_port()
         self.dir = tempfile.mkdtemp(prefix="x402-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
