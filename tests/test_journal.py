@@ -26,7 +26,7 @@ from x402_middleware.journal import (
     FAILED,
     UNKNOWN,
     SQLiteJournal,
-    journal_listener,
+    async_journal_listener,
     reconcile,
 )
 from x402_middleware.models import Payment, PaymentRequirements, parse_payment_payload, parse_requirements
@@ -59,7 +59,7 @@ class _Paid:
             pay_to=chain.pay_to,
             network=chain.network,
             facilitator=self.facilitator,
-            listeners=[journal_listener(journal)],
+            listeners=[async_journal_listener(journal)],
         )
 
 

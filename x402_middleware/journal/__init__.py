@@ -1,9 +1,9 @@
 """Settlement journal: a durable record per payment, written from the lifecycle events, reconciled on chain.
 
-    from x402_middleware.journal import SQLiteJournal, journal_listener, reconcile
+    from x402_middleware.journal import SQLiteJournal, async_journal_listener, reconcile
 
     journal = SQLiteJournal("x402-journal.db")
-    app = PaymentMiddleware(app, ..., listeners=[journal_listener(journal)])
+    app = PaymentMiddleware(app, ..., listeners=[async_journal_listener(journal)])  # WSGI: journal_listener
     reconcile(journal, rpc_url)  # at start-up and periodically: rows a crash left in settling/unknown
 
 States: ``claimed`` (verified, the app runs) → ``settling`` (the settle call starts) → ``settled``
@@ -26,6 +26,7 @@ from ._entry import (
     Journal,
     JournalEntry,
     Recorded,
+    async_journal_listener,
     journal_listener,
     recorded,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Reconciled",
     "Recorded",
     "SQLiteJournal",
+    "async_journal_listener",
     "journal_listener",
     "reconcile",
     "recorded",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,6 +24,7 @@ __all__ = [
     "Journal",
     "JournalEntry",
     "Recorded",
+    "async_journal_listener",
     "journal_listener",
     "recorded",
 ]
@@ -146,13 +148,28 @@ class Journal(Protocol):
 def journal_listener(journal: Journal) -> Callable[[PaymentEvent], None]:
     """A plain (sync) listener for ``listeners=[...]`` that writes each event to ``journal``.
 
-    It writes synchronously, also under ASGI: a local SQLite commit takes tens of microseconds (see the
-    README), so the row is durable before the middleware takes its next step. A failed write is logged
-    by the middleware and never changes the response.
+    The row is durable before the middleware takes its next step. For WSGI and sync Django; under ASGI use
+    :func:`async_journal_listener`, which keeps the event loop free during the commit (with ``FULL`` sync an
+    fsync: about 0.55 ms per paid request here). A failed write is logged by the middleware and never
+    changes the response.
     """
 
     def listen(event: PaymentEvent) -> None:
         journal.record(event)
 
     listen.__qualname__ = f"journal_listener({type(journal).__name__})"
+    return listen
+
+
+def async_journal_listener(journal: Journal) -> Callable[[PaymentEvent], Awaitable[None]]:
+    """Like :func:`journal_listener` for ASGI: each write runs in a worker thread and is awaited, so the row is
+    still durable before the next step while other requests keep being served::
+
+        app = PaymentMiddleware(app, ..., listeners=[async_journal_listener(SQLiteJournal("x402-journal.db"))])
+    """
+
+    async def listen(event: PaymentEvent) -> None:
+        await asyncio.to_thread(journal.record, event)
+
+    listen.__qualname__ = f"async_journal_listener({type(journal).__name__})"
     return listen
