@@ -18,7 +18,7 @@ from typing import Any
 from ._exceptions import ConfigurationError
 from ._flow import FundsCheck, SettleWhen, settle_on_2xx
 from ._gate import Gate
-from .events import Listener, listener_tuple
+from .events import Listener, is_async_callable, listener_tuple
 from .stores import InMemoryStore
 
 #: Bodies larger than this are not read for pricing: a ``price_body`` route answers 413.
@@ -67,7 +67,7 @@ def build_config(
     _check_store(store, blocking=blocking)
     if blocking:
         for route in gate.routes:
-            if route.policy is not None and _is_async(route.policy):
+            if route.policy is not None and is_async_callable(route.policy):
                 raise ConfigurationError(
                     f"route {route.pattern.path!r}: an async price function cannot run under WSGI or sync Django; "
                     "make it a plain def"
@@ -112,8 +112,3 @@ def _check_store(store: Any, *, blocking: bool) -> None:
     if not all(callable(getattr(store, name, None)) for name in names):
         kind = "SyncPaymentStore" if blocking else "PaymentStore"
         raise ConfigurationError(f"store must be a {kind} ({', '.join(names)}); got {type(store).__name__}")
-
-
-def _is_async(policy: Any) -> bool:
-    call = type(policy).__call__ if not inspect.isfunction(policy) else policy
-    return inspect.iscoroutinefunction(policy) or inspect.iscoroutinefunction(call)

@@ -34,7 +34,7 @@ from .models import (
     payment_required_v2,
 )
 from .money import parse_usd, to_atomic
-from .networks import Asset, Network, get_network, is_hex_address
+from .networks import Asset, Network, check_address, get_network
 from .pricing import FixedPrice, PaymentOption, PaymentRequest, PricingPolicy, TokenAmount
 from .routes import RoutePattern
 from .schemes import PaymentScheme, find_scheme, schemes
@@ -387,18 +387,6 @@ def _network(name: str) -> Network:
         return get_network(name)
     except ConfigurationError as exc:
         raise PricingError(str(exc)) from None
-
-
-def check_address(value: str | None, what: str) -> str:
-    """A recipient given in configuration: a non-empty string, and 20 bytes of hex if it is a ``0x`` address.
-
-    Each network's scheme checks it fully when routes are built (:func:`_scheme_for`).
-    """
-    if not isinstance(value, str) or not value.strip() or value != value.strip():
-        raise ConfigurationError(f"{what} must be an address (a non-empty string without spaces), got {value!r}")
-    if value[:2] in ("0x", "0X") and not is_hex_address(value):
-        raise ConfigurationError(f"{what} must be a 0x-prefixed 20-byte hex address, got {value!r}")
-    return value
 
 
 def _scheme_for(name: str, net: Network, pay_to: str | None) -> PaymentScheme:

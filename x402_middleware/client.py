@@ -29,7 +29,7 @@ from ._exceptions import ConfigurationError, MalformedPaymentError, PaymentClien
 from .evm import address_of
 from .models import PaymentRequirements, SettleResult
 from .money import format_usd, parse_usd, to_atomic
-from .networks import Asset, find_network, get_network, is_hex_address
+from .networks import Asset, check_address, find_network, get_network
 from .schemes import PaymentScheme, find_scheme
 
 if TYPE_CHECKING:
@@ -103,10 +103,7 @@ class X402Auth(httpx.Auth):
             self._assets = {}
             for asset in assets:
                 address = asset.address if isinstance(asset, Asset) else asset
-                if not isinstance(address, str) or not address.strip() or address != address.strip():
-                    raise ConfigurationError(f"assets must hold Asset objects or token addresses, got {asset!r}")
-                if address[:2] in ("0x", "0X") and not is_hex_address(address):
-                    raise ConfigurationError(f"assets must hold Asset objects or 0x token addresses, got {asset!r}")
+                check_address(address, "each of assets= (an Asset or a token address)")
                 self._assets[address.lower()] = asset if isinstance(asset, Asset) else None
         self.max_amount_per_payment = _cap(max_amount_per_payment, "max_amount_per_payment")
         self.max_total_spend = _cap(max_total_spend, "max_total_spend")

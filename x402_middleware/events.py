@@ -79,7 +79,7 @@ def listener_tuple(listeners: Listener | Iterable[Listener] | None, *, blocking:
     for listener in found:
         if not callable(listener):
             raise ConfigurationError(f"a listener must be a callable taking a PaymentEvent, got {listener!r}")
-        if blocking and _is_async(listener):
+        if blocking and is_async_callable(listener):
             raise ConfigurationError(
                 f"listener {listener!r} is async, but a WSGI or sync Django app cannot await it; make it a plain def"
             )
@@ -106,6 +106,7 @@ async def anotify(listeners: Sequence[Listener], event: PaymentEvent) -> None:
             logger.exception("x402: listener %r failed on a %s event", listener, event.kind)
 
 
-def _is_async(listener: object) -> bool:
-    call = getattr(type(listener), "__call__", None)  # noqa: B004 - an async __call__ on a class instance
-    return inspect.iscoroutinefunction(listener) or inspect.iscoroutinefunction(call)
+def is_async_callable(obj: object) -> bool:
+    """An ``async def`` function, or an object whose ``__call__`` is one (a listener, a price function)."""
+    call = getattr(type(obj), "__call__", None)  # noqa: B004 - an async __call__ on a class instance
+    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(call)

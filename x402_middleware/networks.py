@@ -31,10 +31,7 @@ class Asset:
     symbol: str = "USDC"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.address, str) or not self.address.strip() or self.address != self.address.strip():
-            raise ConfigurationError(f"asset address {self.address!r} must be a non-empty string without spaces")
-        if self.address[:2] in ("0x", "0X") and not is_hex_address(self.address):
-            raise ConfigurationError(f"asset address {self.address!r} is not a 0x-prefixed 20-byte hex address")
+        check_address(self.address, "asset address")
         if not 0 <= self.decimals <= 36:
             raise ConfigurationError(f"asset decimals must be between 0 and 36, got {self.decimals}")
 
@@ -80,6 +77,16 @@ class Network:
 # CAIP-2: namespace [-a-z0-9]{3,8}, reference [-_a-zA-Z0-9]{1,32}
 _CAIP2 = re.compile(r"^[-a-z0-9]{3,8}:[-_a-zA-Z0-9]{1,32}\Z")
 _HEX_ADDRESS = re.compile(r"^0[xX][0-9a-fA-F]{40}\Z")
+
+
+def check_address(value: object, what: str) -> str:
+    """An address given in configuration: a non-empty string without spaces, and 20 bytes of hex if it is a ``0x``
+    address (other chains' addresses are checked by their scheme). Raises :class:`ConfigurationError`."""
+    if not isinstance(value, str) or not value.strip() or value != value.strip():
+        raise ConfigurationError(f"{what} must be an address (a non-empty string without spaces), got {value!r}")
+    if value[:2] in ("0x", "0X") and not is_hex_address(value):
+        raise ConfigurationError(f"{what} must be a 0x-prefixed 20-byte hex address, got {value!r}")
+    return value
 
 
 def is_hex_address(value: str) -> bool:

@@ -33,8 +33,8 @@ from django.utils.module_loading import import_string
 from .._config import MAX_PRICING_BODY, PaymentConfig, build_config
 from .._exceptions import ConfigurationError
 from .._flow import settle_on_2xx
-from .._gate import Gate, check_address
-from ..networks import get_network
+from .._gate import Gate
+from ..networks import check_address, get_network
 
 SETTING = "X402"
 KNOWN_KEYS = frozenset(

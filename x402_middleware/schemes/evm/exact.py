@@ -30,6 +30,7 @@ from ...evm.eip3009 import (
 )
 from ...models import PaymentPayload, PaymentRequirements, VerifyResult
 from ...networks import Asset, Network
+from ...verify import UNSUPPORTED_SCHEME
 from .. import PaymentId, register_scheme
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
 ]
 
 # Reason strings ([py] facilitator 2.25; treat as opaque on the wire).
-UNSUPPORTED_SCHEME = "unsupported_scheme"
 NETWORK_MISMATCH = "network_mismatch"
 MISSING_EIP712_DOMAIN = "missing_eip712_domain"
 RECIPIENT_MISMATCH = "invalid_exact_evm_payload_recipient_mismatch"
