@@ -201,6 +201,10 @@ class PaidFlow:
         extra = {"transaction": transaction} if transaction else {}
         return self.gate.error(503, error, message, extra=extra, retry_after=RETRY_AFTER)
 
+    def _followed_elsewhere(self, transaction: str) -> Answer:
+        message = "another request is following up this payment's settlement; " + _DO_NOT_PAY_AGAIN
+        return self._retry_later(SETTLEMENT_PENDING, message, transaction)
+
     def admit(self, headers: Iterable[tuple[bytes, bytes]]) -> Flow[Answer | None]:
         """Read, match, verify and reserve the payment. ``None`` means: run the app (``self.payment`` is set)."""
         gate = self.gate
@@ -247,11 +251,7 @@ class PaidFlow:
             if record.state == SETTLING:  # an earlier attempt's outcome is unknown: this request follows it up
                 claim = PaymentRecord(PENDING, record.detail)
                 if not (yield Swap(key, record, claim, ttl)):
-                    return self._retry_later(
-                        SETTLEMENT_PENDING,
-                        "another request is following up this payment's settlement; " + _DO_NOT_PAY_AGAIN,
-                        record.detail,
-                    )
+                    return self._followed_elsewhere(record.detail)
                 logger.info("x402: following up the settlement of %s (%s)", payer, record.detail or "?")
             elif record.state == SETTLED:
                 return self._challenge(scheme.replay_reason, "this payment was already used; sign a new one")
@@ -261,12 +261,8 @@ class PaidFlow:
                     f"this payment was refused ({record.detail}) and is never accepted again; "
                     "sign a new one (with enough funds)",
                 )
-            elif record.detail:
-                return self._retry_later(
-                    SETTLEMENT_PENDING,
-                    "another request is following up this payment's settlement; " + _DO_NOT_PAY_AGAIN,
-                    record.detail,
-                )
+            elif record.detail:  # pending with a transaction: another request follows it up
+                return self._followed_elsewhere(record.detail)
             else:
                 return self._challenge(
                     PAYMENT_IN_PROGRESS, "this payment is being used by another request; sign a new one or retry later"
@@ -495,25 +491,23 @@ Decision = Generator[ReadBody | AwaitPrice, Any, "Answer | Paid | None"]
 
 def decide(
     gate: Gate,
-    method: str,
-    path: str,
+    route: PaidRoute,
+    params: dict[str, str],
     view: Callable[[dict[str, str], Any], PaymentRequest],
     *,
     allow_async: bool = True,
 ) -> Decision:
-    """The one decision every shell makes for a request: pass it through (``None``), answer it instead of the
-    app (an :class:`Answer`: the request cannot be priced), or make it pay (:class:`Paid`).
+    """The one decision every shell makes for a request to a paid route (``gate.find`` matched it; a request it
+    does not match passes through without building anything): pass it through anyway (``None``, free this
+    time), answer it instead of the app (an :class:`Answer`: it cannot be priced), or make it pay (:class:`Paid`).
 
     ``view(path_params, body)`` builds the pricing view of the request. The shell performs the effects: it
-    reads the body (:class:`ReadBody`) and awaits async prices (:class:`AwaitPrice`)::
+    reads the body (:class:`ReadBody`) and awaits async prices (:class:`AwaitPrice`), e.g. with
+    :func:`decide_sync` or :func:`decide_async`::
 
-        decision = decide(gate, "POST", "/v1/chat", view)
-        outcome = drive_sync(decision, read_body)   # or the async shell's loop
+        route, params = gate.find("POST", "/v1/chat")
+        outcome = decide_sync(decide(gate, route, params, view, allow_async=False), read_body)
     """
-    found = gate.find(method, path)
-    if found is None:
-        return None
-    route, params = found
     if route.fixed is not None:
         return Paid(route, route.fixed)
     try:
@@ -523,6 +517,22 @@ def decide(
     except (PricingError, UnpriceableRequestError) as exc:
         return pricing_failure(route, exc)
     return Paid(route, requirements) if requirements else None
+
+
+async def decide_async(decision: Decision, read_body: Callable[[], Awaitable[Any]]) -> Answer | Paid | None:
+    """Drive :func:`decide` in an awaiting shell (ASGI, async Django): ``await read_body()`` may raise
+    :class:`UnpriceableRequestError` for a body it refuses; anything else it raises propagates."""
+    try:
+        step = next(decision)
+        while True:
+            try:
+                value = await read_body() if isinstance(step, ReadBody) else await step.price
+            except (PricingError, UnpriceableRequestError) as exc:  # a refused body, or the policy's error
+                step = decision.throw(exc)
+            else:
+                step = decision.send(value)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 def decide_sync(decision: Decision, read_body: Callable[[], Any]) -> Answer | Paid | None:

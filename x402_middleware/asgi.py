@@ -30,13 +30,12 @@ from ._asgi_io import (
 )
 from ._config import MAX_PRICING_BODY, build_config
 from ._disconnect import ClientWatch, has_body
-from ._exceptions import ConfigurationError, PricingError, UnpriceableRequestError
+from ._exceptions import ConfigurationError
 from ._flow import (
-    Paid,
     PaidFlow,
-    ReadBody,
     SettleWhen,
     decide,
+    decide_async,
     run_async,
     settle_on_2xx,
 )
@@ -112,26 +111,22 @@ class PaymentMiddleware:
         if scope["type"] != "http":  # pragma: no cover - lifespan and websockets pass through
             await self.app(scope, receive, send)
             return
-        decision = decide(
-            self.gate, scope["method"], scope["path"], lambda params, body: payment_request(scope, params, body)
-        )
+        found = self.gate.find(scope["method"], scope["path"])
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        decision = decide(self.gate, *found, lambda params, body: payment_request(scope, params, body))
+
+        async def read_body() -> Any:
+            nonlocal receive
+            body, receive = await peek_json_body(scope, receive, self.max_pricing_body, self._pricing_reads)
+            return body
+
         try:
-            step = next(decision)
-            while True:
-                try:
-                    if isinstance(step, ReadBody):
-                        body, receive = await peek_json_body(scope, receive, self.max_pricing_body, self._pricing_reads)
-                        step = decision.send(body)
-                    else:
-                        step = decision.send(await step.price)
-                except (PricingError, UnpriceableRequestError) as exc:  # too large, too deep, or the policy's
-                    step = decision.throw(exc)
-                except TimeoutError:  # no pricing read slot freed up in time
-                    decision.close()
-                    await respond(send, PRICING_BUSY)
-                    return
-        except StopIteration as stop:
-            outcome: Answer | Paid | None = stop.value
+            outcome = await decide_async(decision, read_body)
+        except TimeoutError:  # no pricing read slot freed up in time
+            await respond(send, PRICING_BUSY)
+            return
         if outcome is None:
             await self.app(scope, receive, send)
         elif isinstance(outcome, Answer):

@@ -109,12 +109,11 @@ class PaymentWSGIMiddleware:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = _decode_path(environ.get("PATH_INFO", ""))
+        found = self.gate.find(environ.get("REQUEST_METHOD", "GET").upper(), path)
+        if found is None:
+            return self.app(environ, start_response)
         decision = decide(
-            self.gate,
-            environ.get("REQUEST_METHOD", "GET").upper(),
-            path,
-            lambda params, body: request_from_environ(environ, path, params, body),
-            allow_async=False,
+            self.gate, *found, lambda params, body: request_from_environ(environ, path, params, body), allow_async=False
         )
         outcome = decide_sync(decision, lambda: _peek_json_body(environ, self.max_pricing_body))
         if outcome is None:

@@ -25,13 +25,12 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.http.request import RawPostDataException
 
-from .._exceptions import PricingBodyTooLargeError, PricingError, UnpriceableRequestError
+from .._exceptions import PricingBodyTooLargeError
 from .._flow import (
     Decision,
-    Paid,
     PaidFlow,
-    ReadBody,
     decide,
+    decide_async,
     decide_sync,
     parse_json_body,
     payment_headers_from_environ,
@@ -74,6 +73,8 @@ class PaymentMiddleware:
         if self.async_mode:
             return self.__acall__(request)
         pricing = self._decide(request, allow_async=False)
+        if pricing is None:
+            return self.get_response(request)
         outcome = decide_sync(pricing, lambda: _body_for_pricing(request, self.config.max_pricing_body))
         if outcome is None:
             return self.get_response(request)
@@ -96,18 +97,13 @@ class PaymentMiddleware:
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]] = self.get_response
         pricing = self._decide(request, allow_async=True)
-        try:
-            step = next(pricing)
-            while True:
-                try:
-                    if isinstance(step, ReadBody):
-                        step = pricing.send(_body_for_pricing(request, self.config.max_pricing_body))
-                    else:
-                        step = pricing.send(await step.price)
-                except (PricingError, UnpriceableRequestError) as exc:
-                    step = pricing.throw(exc)
-        except StopIteration as stop:
-            outcome: Answer | Paid | None = stop.value
+        if pricing is None:
+            return await get_response(request)
+
+        async def read_body() -> Any:
+            return _body_for_pricing(request, self.config.max_pricing_body)
+
+        outcome = await decide_async(pricing, read_body)
         if outcome is None:
             return await get_response(request)
         if isinstance(outcome, Answer):
@@ -126,11 +122,14 @@ class PaymentMiddleware:
             await run_async(flow.finish(), fac, store, listeners)
         return _apply(response, decision)
 
-    def _decide(self, request: HttpRequest, *, allow_async: bool) -> Decision:
+    def _decide(self, request: HttpRequest, *, allow_async: bool) -> Decision | None:
+        """The pricing decision of a request to a paid route, ``None`` for any other (it passes through)."""
+        found = self.gate.find(request.method or "GET", request.path_info)
+        if found is None:
+            return None
         return decide(
             self.gate,
-            request.method or "GET",
-            request.path_info,
+            *found,
             lambda params, body: request_from_environ(request.META, request.path_info, params, body),
             allow_async=allow_async,
         )
