@@ -191,7 +191,6 @@ class OnChainFacilitator:
         self.receipt_timeout = receipt_timeout
         self.rebroadcast_after = rebroadcast_after
         self.gas_limit = gas_limit
-        self._next = 0
         self._checked_chain = False
         self._fees: tuple[float, int, int] | None = None
         self._deployed: set[str] = set()
