@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from typing import Any
 
 from tests._facilitator_double import FakeFacilitator
@@ -77,3 +78,75 @@ def replica_app() -> PaymentMiddleware:
     from x402_middleware.stores.redis import RedisStore
 
     return onchain_app(RedisStore.from_url(url, prefix=os.environ.get("REDIS_PREFIX", "x402:")))
+
+
+async def _echo_paid(scope: Any, receive: Any, send: Any) -> None:
+    """``POST /paid`` (paid): reads the body, answers ``CONTENT:<body>`` in two chunks. ``KILL_AT=body`` SIGKILLs
+    the process after the first chunk (the client has ``PAYMENT-RESPONSE`` and half a body)."""
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            break
+    _RUNS.append(scope["path"])
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"CONTENT:", "more_body": True})
+    if os.environ.get("KILL_AT") == "body":
+        os.kill(os.getpid(), signal.SIGKILL)
+    await send({"type": "http.response.body", "body": body})
+
+
+def journal_app() -> Any:
+    """A paid app on the dev chain with a settlement journal (``JOURNAL``: a SQLite path, or ``postgresql://``).
+
+    ``KILL_AT=settled``: SIGKILL right after the journal recorded the settlement (mined, response not sent);
+    ``KILL_AT=before-journal``: SIGKILL on the ``settled`` event *before* the journal wrote it (its row stays
+    ``settling``); ``KILL_AT=body``: mid-body (see :func:`_echo_paid`). ``RECONCILE=1`` reconciles the journal
+    on chain at start-up. ``REDIS_URL``: the shared Redis store. ``GET /runs`` counts paid runs."""
+    from x402_middleware.facilitator import OnChainFacilitator
+    from x402_middleware.journal import SQLiteJournal, journal_listener, reconcile
+
+    target = os.environ["JOURNAL"]
+    if target.startswith("postgresql://"):
+        from x402_middleware.journal.postgres import PostgresJournal
+
+        journal: Any = PostgresJournal(target)
+    else:
+        journal = SQLiteJournal(target)
+    if os.environ.get("RECONCILE") == "1":
+        reconcile(journal, os.environ["RPC_URL"])
+    kill_at = os.environ.get("KILL_AT", "")
+
+    def killer(event: Any) -> None:
+        if event.kind == "settled" and kill_at in ("settled", "before-journal"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    store = None
+    if os.environ.get("REDIS_URL"):
+        from x402_middleware.stores.redis import RedisStore
+
+        store = RedisStore.from_url(os.environ["REDIS_URL"], prefix=os.environ.get("REDIS_PREFIX", "x402:"))
+    before = kill_at == "before-journal"  # the journal as a plain listener after the killer, no recovery
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/runs":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": str(len(_RUNS)).encode()})
+            return
+        await _echo_paid(scope, receive, send)
+
+    return PaymentMiddleware(
+        app,
+        routes={"POST /paid": "$0.01"},
+        pay_to=os.environ["PAY_TO"],
+        network=os.environ["NETWORK"],
+        facilitator=OnChainFacilitator(
+            os.environ["RPC_URL"], [os.environ["FACILITATOR_KEY"]], network=os.environ["NETWORK"]
+        ),
+        store=store,
+        listeners=[killer, journal_listener(journal)] if before else [killer],
+        journal=None if before else journal,
+    )

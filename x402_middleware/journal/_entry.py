@@ -8,7 +8,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..events import NOT_SETTLED, SETTLE_FAILED, SETTLED, SETTLEMENT_UNKNOWN, SETTLING, VERIFIED, PaymentEvent
+from ..events import (
+    NOT_SETTLED,
+    SERVED,
+    SETTLE_FAILED,
+    SETTLED,
+    SETTLEMENT_UNKNOWN,
+    SETTLING,
+    VERIFIED,
+    PaymentEvent,
+)
 from ..schemes import find_scheme
 from ..schemes.evm.exact import ExactEvmPayload
 
@@ -17,6 +26,7 @@ __all__ = [
     "FAILED",
     "NOT_SETTLED",
     "PENDING",
+    "SERVED",
     "SETTLED",
     "SETTLING",
     "STATES",
@@ -48,6 +58,7 @@ _STATE_OF = {
     SETTLE_FAILED: FAILED,
     SETTLEMENT_UNKNOWN: UNKNOWN,
     NOT_SETTLED: NOT_SETTLED,
+    SERVED: SERVED,  # not a state: sets ``served_at`` of a settled row
 }
 
 
@@ -67,6 +78,7 @@ class Recorded:
     valid_before: int
     transaction: str = ""
     reason: str = ""
+    fingerprint: str = ""  # the request the payment pays for (x402_middleware._fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +101,15 @@ class JournalEntry:
     updated_at: float
     settled_at: float | None
     reconciled_at: float | None
+    #: the request it paid for (``req:<sha256>`` or ``id:<payment-identifier>``), "" when not recorded
+    fingerprint: str = ""
+    #: when its response was handed to the server in full; ``None`` for a settled row: settled, not served
+    served_at: float | None = None
+
+    @property
+    def unserved(self) -> bool:
+        """Settled, but its response never reached the client (a crash, a dropped connection)."""
+        return self.state == SETTLED and self.served_at is None
 
 
 def recorded(event: PaymentEvent) -> Recorded | None:
@@ -121,12 +142,15 @@ def recorded(event: PaymentEvent) -> Recorded | None:
         valid_before=int(pid.expires_at),
         transaction=event.transaction,
         reason=reason,
+        fingerprint=event.fingerprint,
     )
 
 
 class Journal(Protocol):
     """A durable record per payment, written from the lifecycle events (``claimed`` → ``settling`` →
-    ``settled`` | ``failed`` | ``unknown`` | ``not_settled``). A ``settled`` row is never downgraded."""
+    ``settled`` | ``failed`` | ``unknown`` | ``not_settled``; ``served`` marks a settled row delivered). A
+    ``settled`` row is never downgraded. Given as ``journal=`` to the middleware, it also lets a retry of a
+    settled payment whose response was lost be served again (``get``)."""
 
     def record(self, event: PaymentEvent) -> None:
         """Write what ``event`` says about its payment (synchronously: it is on disk when this returns)."""

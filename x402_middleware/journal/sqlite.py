@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any, Self
 
 from ..events import PaymentEvent
-from ._entry import CLAIMED, FAILED, NOT_SETTLED, SETTLED, JournalEntry, recorded
+from ._entry import CLAIMED, FAILED, NOT_SETTLED, SERVED, SETTLED, JournalEntry, recorded
 
 __all__ = ["SQLiteJournal"]
 
@@ -42,13 +42,17 @@ CREATE TABLE IF NOT EXISTS payments (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     settled_at REAL,
-    reconciled_at REAL
+    reconciled_at REAL,
+    fingerprint TEXT NOT NULL DEFAULT '',
+    served_at REAL
 );
 CREATE INDEX IF NOT EXISTS payments_state ON payments (state);
 """
+#: Columns added after the first release of the table: added to an older file when it is opened.
+_ADDED = {"fingerprint": "TEXT NOT NULL DEFAULT ''", "served_at": "REAL"}
 _COLUMNS = (
     "key, state, scheme, network, asset, pay_to, payer, amount, nonce, valid_before, tx, reason, "
-    "created_at, updated_at, settled_at, reconciled_at"
+    "created_at, updated_at, settled_at, reconciled_at, fingerprint, served_at"
 )
 
 
@@ -70,6 +74,10 @@ class SQLiteJournal:
             raise RuntimeError(f"SQLite would not use WAL mode for {self.path} (got {mode!r})")
         self._db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(payments)")}
+        for column, kind in _ADDED.items():
+            if column not in have:
+                self._db.execute(f"ALTER TABLE payments ADD COLUMN {column} {kind}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -88,10 +96,17 @@ class SQLiteJournal:
             return
         now = time.time()
         with self._transaction() as db:
+            if update.state == SERVED:
+                db.execute(
+                    "UPDATE payments SET served_at = ?, updated_at = ? WHERE key = ? AND state = 'settled'",
+                    (now, now, update.key),
+                )
+                return
             row = db.execute("SELECT state FROM payments WHERE key = ?", (update.key,)).fetchone()
             if row is None:
                 db.execute(
-                    f"INSERT INTO payments ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                    f"INSERT INTO payments ({_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL)",
                     (
                         update.key,
                         update.state,
@@ -108,6 +123,7 @@ class SQLiteJournal:
                         now,
                         now,
                         now if update.state == SETTLED else None,
+                        update.fingerprint,
                     ),
                 )
                 return
@@ -116,7 +132,9 @@ class SQLiteJournal:
                 return  # never downgraded
             if update.state == CLAIMED and current not in (NOT_SETTLED, CLAIMED):
                 return  # a retry of a payment in flight: keep its settling/unknown/failed row and its tx
-            self._update(db, update.key, update.state, update.transaction, update.reason, now, update.amount)
+            self._update(
+                db, update.key, update.state, update.transaction, update.reason, now, update.amount, update.fingerprint
+            )
 
     @staticmethod
     def _update(
@@ -127,11 +145,13 @@ class SQLiteJournal:
         reason: str,
         now: float,
         amount: int | None = None,
+        fingerprint: str = "",
         reconciled: bool = False,
     ) -> None:
         db.execute(
             "UPDATE payments SET state = ?, tx = CASE WHEN ? != '' THEN ? ELSE tx END, reason = ?,"
             " amount = COALESCE(?, amount), updated_at = ?,"
+            " fingerprint = CASE WHEN ? != '' THEN ? ELSE fingerprint END,"
             " settled_at = CASE WHEN ? = 'settled' THEN ? ELSE settled_at END,"
             " reconciled_at = CASE WHEN ? THEN ? ELSE reconciled_at END WHERE key = ?",
             (
@@ -141,6 +161,8 @@ class SQLiteJournal:
                 reason,
                 None if amount is None else str(amount),
                 now,
+                fingerprint,
+                fingerprint,
                 state,
                 now,
                 reconciled,
