@@ -107,15 +107,9 @@ def journal_app() -> Any:
     ``settling``); ``KILL_AT=body``: mid-body (see :func:`_echo_paid`). ``RECONCILE=1`` reconciles the journal
     on chain at start-up. ``REDIS_URL``: the shared Redis store. ``GET /runs`` counts paid runs."""
     from x402_middleware.facilitator import OnChainFacilitator
-    from x402_middleware.journal import SQLiteJournal, journal_listener, reconcile
+    from x402_middleware.journal import journal_listener, open_journal, reconcile
 
-    target = os.environ["JOURNAL"]
-    if target.startswith("postgresql://"):
-        from x402_middleware.journal.postgres import PostgresJournal
-
-        journal: Any = PostgresJournal(target)
-    else:
-        journal = SQLiteJournal(target)
+    journal = open_journal(os.environ["JOURNAL"])
     if os.environ.get("RECONCILE") == "1":
         reconcile(journal, os.environ["RPC_URL"])
     kill_at = os.environ.get("KILL_AT", "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from tests._facilitator_double import FakeFacilitator
 from tests._payments import PAY_TO, decode, encode, pay_v2
 from tests._sync_facilitator_double import SyncFakeFacilitator
 from x402_middleware import PaymentMiddleware, PaymentWSGIMiddleware, SettleResult
-from x402_middleware.journal import SETTLED, SQLiteJournal
+from x402_middleware.journal import SETTLED, Journal, SQLiteJournal
 from x402_middleware.schemes.evm.exact import NONCE_ALREADY_USED
 
 NETWORK = "eip155:84532"
@@ -28,10 +29,19 @@ ROUTES = {"POST /paid": "$0.001"}
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[SQLiteJournal]:
-    with SQLiteJournal(tmp_path / "journal.db") as journal:
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
+    """The same rules on both backends: a SQLite file, and a fresh table on a real PostgreSQL."""
+    if request.param == "sqlite":
+        journal: Journal = SQLiteJournal(tmp_path / "journal.db")
+    else:
+        from x402_middleware.journal.postgres import PostgresJournal
+
+        journal = PostgresJournal(request.getfixturevalue("postgres_url"), table=f"t_{uuid.uuid4().hex}")
+    try:
         yield journal
+    finally:
+        journal.close()
 
 
 def _app(cut: list[bool]) -> Any:
@@ -53,7 +63,7 @@ def _app(cut: list[bool]) -> Any:
     return app
 
 
-def _mw(app: Any, fac: Any, journal: SQLiteJournal | None) -> PaymentMiddleware:
+def _mw(app: Any, fac: Any, journal: Journal | None) -> PaymentMiddleware:
     return PaymentMiddleware(app, routes=ROUTES, pay_to=PAY_TO, network=NETWORK, facilitator=fac, journal=journal)
 
 
@@ -77,7 +87,7 @@ def _tx(response: httpx.Response) -> str:
 
 
 async def test_a_settled_payment_whose_response_was_cut_off_is_served_again_once_without_a_second_charge(
-    journal: SQLiteJournal,
+    journal: Journal,
 ) -> None:
     cut, fac = [True], FakeFacilitator()
     mw = _mw(_app(cut), fac, journal)
@@ -101,7 +111,7 @@ async def test_a_settled_payment_whose_response_was_cut_off_is_served_again_once
 
 
 async def test_the_same_payment_with_another_request_is_refused_and_the_right_request_still_recovers(
-    journal: SQLiteJournal,
+    journal: Journal,
 ) -> None:
     cut, fac = [True], FakeFacilitator()
     mw = _mw(_app(cut), fac, journal)
@@ -118,7 +128,7 @@ async def test_the_same_payment_with_another_request_is_refused_and_the_right_re
 
 
 async def test_after_a_restart_the_journal_recovers_a_payment_the_facilitator_calls_used(
-    journal: SQLiteJournal,
+    journal: Journal,
 ) -> None:
     cut = [True]
     first = _mw(_app(cut), FakeFacilitator(), journal)
@@ -139,7 +149,7 @@ async def test_after_a_restart_the_journal_recovers_a_payment_the_facilitator_ca
         assert stranger.status_code == 402 and stranger.json()["error"] == NONCE_ALREADY_USED
 
 
-async def test_a_journal_row_left_settling_answers_retry_later_until_reconciled(journal: SQLiteJournal) -> None:
+async def test_a_journal_row_left_settling_answers_retry_later_until_reconciled(journal: Journal) -> None:
     # The first process died between the transfer and the journal's settled row: the row says settling.
     first = _mw(_app([False]), FakeFacilitator(raise_on_settle=True), journal)
     sig = await _signature(first)
@@ -158,7 +168,7 @@ async def test_a_journal_row_left_settling_answers_retry_later_until_reconciled(
         assert served.status_code == 200 and _tx(served) == "0x" + "ab" * 32
 
 
-async def test_a_payment_identifier_names_the_request_instead_of_its_body(journal: SQLiteJournal) -> None:
+async def test_a_payment_identifier_names_the_request_instead_of_its_body(journal: Journal) -> None:
     cut, fac = [True], FakeFacilitator()
     mw = _mw(_app(cut), fac, journal)
     async with _client(mw) as c:
@@ -188,7 +198,7 @@ async def test_without_a_journal_nothing_is_recovered_and_the_402_declares_no_ex
         assert again.status_code == 402 and again.json()["error"] == NONCE_ALREADY_USED
 
 
-def test_wsgi_recovers_a_response_cut_off_mid_body(journal: SQLiteJournal) -> None:
+def test_wsgi_recovers_a_response_cut_off_mid_body(journal: Journal) -> None:
     cut = [True]
 
     def app(environ: Any, start_response: Any) -> Iterator[bytes]:

@@ -34,6 +34,20 @@ from ._entry import (
 from .reconcile import EXPIRED_UNSETTLED, Reconciled, reconcile
 from .sqlite import SQLiteJournal
 
+
+def open_journal(target: str) -> Journal:
+    """A :class:`SQLiteJournal` for a file path, a :class:`~x402_middleware.journal.postgres.PostgresJournal`
+    for a ``postgresql://`` (or ``postgres://``) URL, shared by replicas::
+
+        journal = open_journal(os.environ.get("X402_JOURNAL", "x402-journal.db"))
+    """
+    if target.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresJournal
+
+        return PostgresJournal(target)
+    return SQLiteJournal(target)
+
+
 __all__ = [
     "CLAIMED",
     "EXPIRED_UNSETTLED",
@@ -52,6 +66,7 @@ __all__ = [
     "SQLiteJournal",
     "async_journal_listener",
     "journal_listener",
+    "open_journal",
     "reconcile",
     "recorded",
 ]

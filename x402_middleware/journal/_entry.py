@@ -146,6 +146,24 @@ def recorded(event: PaymentEvent) -> Recorded | None:
     )
 
 
+#: What a journal does with one :class:`Recorded` update, given the row's current state (see :func:`action`).
+INSERT, UPDATE, MARK_SERVED, KEEP = "insert", "update", "served", "keep"
+
+
+def action(current: str | None, update: Recorded) -> str:
+    """The one rule every journal backend applies: a new row is inserted; ``served`` marks a settled row; a
+    ``settled`` row is never downgraded; a retry's ``claimed`` keeps a row already in flight (its tx)."""
+    if update.state == SERVED:
+        return MARK_SERVED if current == SETTLED else KEEP
+    if current is None:
+        return INSERT
+    if current == SETTLED:
+        return KEEP
+    if update.state == CLAIMED and current not in (NOT_SETTLED, CLAIMED):
+        return KEEP
+    return UPDATE
+
+
 class Journal(Protocol):
     """A durable record per payment, written from the lifecycle events (``claimed`` → ``settling`` →
     ``settled`` | ``failed`` | ``unknown`` | ``not_settled``; ``served`` marks a settled row delivered). A
@@ -162,6 +180,14 @@ class Journal(Protocol):
 
     def get(self, key: str) -> JournalEntry | None:
         """The row of one payment (its scheme payment id key)."""
+        ...
+
+    def settled_totals(self) -> list[tuple[str, str, str, int, int]]:
+        """``(day UTC, network, asset, count, sum of amounts)`` of settled rows, by day."""
+        ...
+
+    def close(self) -> None:
+        """Release the journal's connection."""
         ...
 
     def mark_reconciled(self, key: str, state: str, *, transaction: str = "", reason: str = "") -> None:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any, Self
 
 from ..events import PaymentEvent
-from ._entry import CLAIMED, FAILED, NOT_SETTLED, SERVED, SETTLED, JournalEntry, recorded
+from ._entry import FAILED, INSERT, MARK_SERVED, SETTLED, UPDATE, JournalEntry, action, recorded
 
 __all__ = ["SQLiteJournal"]
 
@@ -96,14 +96,11 @@ class SQLiteJournal:
             return
         now = time.time()
         with self._transaction() as db:
-            if update.state == SERVED:
-                db.execute(
-                    "UPDATE payments SET served_at = ?, updated_at = ? WHERE key = ? AND state = 'settled'",
-                    (now, now, update.key),
-                )
-                return
             row = db.execute("SELECT state FROM payments WHERE key = ?", (update.key,)).fetchone()
-            if row is None:
+            todo = action(None if row is None else row[0], update)
+            if todo == MARK_SERVED:
+                db.execute("UPDATE payments SET served_at = ?, updated_at = ? WHERE key = ?", (now, now, update.key))
+            elif todo == INSERT:
                 db.execute(
                     f"INSERT INTO payments ({_COLUMNS})"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL)",
@@ -126,15 +123,17 @@ class SQLiteJournal:
                         update.fingerprint,
                     ),
                 )
-                return
-            current = row[0]
-            if current == SETTLED:
-                return  # never downgraded
-            if update.state == CLAIMED and current not in (NOT_SETTLED, CLAIMED):
-                return  # a retry of a payment in flight: keep its settling/unknown/failed row and its tx
-            self._update(
-                db, update.key, update.state, update.transaction, update.reason, now, update.amount, update.fingerprint
-            )
+            elif todo == UPDATE:
+                self._update(
+                    db,
+                    update.key,
+                    update.state,
+                    update.transaction,
+                    update.reason,
+                    now,
+                    update.amount,
+                    update.fingerprint,
+                )
 
     @staticmethod
     def _update(
