@@ -103,11 +103,11 @@ def journal_app() -> Any:
     """A paid app on the dev chain with a settlement journal (``JOURNAL``: a SQLite path, or ``postgresql://``).
 
     ``KILL_AT=settled``: SIGKILL right after the journal recorded the settlement (mined, response not sent);
-    ``KILL_AT=before-journal``: SIGKILL on the ``settled`` event *before* the journal wrote it (its row stays
-    ``settling``); ``KILL_AT=body``: mid-body (see :func:`_echo_paid`). ``RECONCILE=1`` reconciles the journal
+    ``KILL_AT=before-journal``: SIGKILL as the facilitator's settle returns, *before* the journal wrote it (its
+    row stays ``settling``); ``KILL_AT=body``: mid-body (see :func:`_echo_paid`). ``RECONCILE=1`` reconciles the journal
     on chain at start-up. ``REDIS_URL``: the shared Redis store. ``GET /runs`` counts paid runs."""
     from x402_middleware.facilitator import OnChainFacilitator
-    from x402_middleware.journal import journal_listener, open_journal, reconcile
+    from x402_middleware.journal import open_journal, reconcile
 
     journal = open_journal(os.environ["JOURNAL"])
     if os.environ.get("RECONCILE") == "1":
@@ -115,7 +115,17 @@ def journal_app() -> Any:
     kill_at = os.environ.get("KILL_AT", "")
 
     def killer(event: Any) -> None:
-        if event.kind == "settled" and kill_at in ("settled", "before-journal"):
+        if event.kind == "settled" and kill_at == "settled":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    onchain = OnChainFacilitator(os.environ["RPC_URL"], [os.environ["FACILITATOR_KEY"]], network=os.environ["NETWORK"])
+
+    class KillAfterSettle:  # the transfer is mined; the process dies before anyone hears of it
+        async def verify(self, payload: Any, requirements: Any) -> Any:
+            return await onchain.verify(payload, requirements)
+
+        async def settle(self, payload: Any, requirements: Any) -> Any:
+            await onchain.settle(payload, requirements)
             os.kill(os.getpid(), signal.SIGKILL)
 
     store = None
@@ -123,7 +133,6 @@ def journal_app() -> Any:
         from x402_middleware.stores.redis import RedisStore
 
         store = RedisStore.from_url(os.environ["REDIS_URL"], prefix=os.environ.get("REDIS_PREFIX", "x402:"))
-    before = kill_at == "before-journal"  # the journal as a plain listener after the killer, no recovery
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/runs":
@@ -137,10 +146,8 @@ def journal_app() -> Any:
         routes={"POST /paid": "$0.01"},
         pay_to=os.environ["PAY_TO"],
         network=os.environ["NETWORK"],
-        facilitator=OnChainFacilitator(
-            os.environ["RPC_URL"], [os.environ["FACILITATOR_KEY"]], network=os.environ["NETWORK"]
-        ),
+        facilitator=KillAfterSettle() if kill_at == "before-journal" else onchain,
         store=store,
-        listeners=[killer, journal_listener(journal)] if before else [killer],
-        journal=None if before else journal,
+        listeners=[killer],
+        journal=journal,
     )

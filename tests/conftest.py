@@ -17,3 +17,12 @@ def postgres_url() -> Iterator[str]:
 
     with PostgresServer() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real redis-server (Debian's) for the whole session, started on first use."""
+    from tests._redis import RedisServer
+
+    with RedisServer() as server:
+        yield server.url
