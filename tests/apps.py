@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from typing import Any
+from typing import Any, cast
 
 from tests._facilitator_double import FakeFacilitator
 from x402_middleware import PaymentMiddleware
+from x402_middleware.facilitator import Facilitator
 from x402_middleware.stores import PaymentStore
 
 PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
@@ -146,7 +147,7 @@ def journal_app() -> Any:
         routes={"POST /paid": "$0.01"},
         pay_to=os.environ["PAY_TO"],
         network=os.environ["NETWORK"],
-        facilitator=KillAfterSettle() if kill_at == "before-journal" else onchain,
+        facilitator=cast(Facilitator, KillAfterSettle()) if kill_at == "before-journal" else onchain,
         store=store,
         listeners=[killer],
         journal=journal,

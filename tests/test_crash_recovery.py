@@ -61,8 +61,9 @@ def _pay(url: str, signature: str, body: bytes = QUESTION) -> httpx.Response:
 def _killed_while_paying(url: str, signature: str) -> tuple[bytes, dict[str, str]]:
     """Send the payment to a server that dies: what the client got before the connection broke."""
     got, headers = b"", {}
-    request = {"content": QUESTION, "headers": {"PAYMENT-SIGNATURE": signature}, "timeout": 60}
-    with pytest.raises(httpx.HTTPError), httpx.stream("POST", url + "/paid", **request) as r:  # reset, or mid-body
+    sent = {"PAYMENT-SIGNATURE": signature}
+    stream = httpx.stream("POST", url + "/paid", content=QUESTION, headers=sent, timeout=60)
+    with pytest.raises(httpx.HTTPError), stream as r:  # reset before the response, or mid-body
         headers = dict(r.headers)
         for chunk in r.iter_raw():
             got += chunk
