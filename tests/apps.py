@@ -152,3 +152,24 @@ def journal_app() -> Any:
         listeners=[killer],
         journal=journal,
     )
+
+
+def gateway_replica() -> Any:
+    """One replica of the paid gateway: the upstream emulator at ``EMULATOR_URL``, settling on the dev chain with
+    its own facilitator key ``FACILITATOR_KEY`` (replicas never share a gas key), on the Redis store at
+    ``REDIS_URL`` (prefix ``REDIS_PREFIX``)."""
+    from examples.gateway.config import GatewayConfig, emulator_pools
+    from examples.gateway.paid import create_paid_app
+    from x402_middleware.facilitator import OnChainFacilitator
+    from x402_middleware.stores.redis import RedisStore
+
+    catalog = GatewayConfig().load_catalog()
+    config = GatewayConfig(catalog=catalog, pools=emulator_pools(os.environ["EMULATOR_URL"], catalog))
+    network = os.environ["NETWORK"]
+    return create_paid_app(
+        config,
+        pay_to=os.environ["PAY_TO"],
+        network=network,
+        facilitator=OnChainFacilitator(os.environ["RPC_URL"], [os.environ["FACILITATOR_KEY"]], network=network),
+        store=RedisStore.from_url(os.environ["REDIS_URL"], prefix=os.environ["REDIS_PREFIX"]),
+    )
