@@ -200,8 +200,8 @@ def journal_listener(journal: Journal) -> Callable[[PaymentEvent], None]:
 
     The row is durable before the middleware takes its next step. For WSGI and sync Django; under ASGI use
     :func:`async_journal_listener`, which keeps the event loop free during the commit (with ``FULL`` sync an
-    fsync: about 0.55 ms per paid request here). A failed write is logged by the middleware and never
-    changes the response.
+    fsync; concurrent requests share one, see :class:`~x402_middleware.journal.SQLiteJournal`). A failed
+    write is logged by the middleware and never changes the response.
     """
 
     def listen(event: PaymentEvent) -> None:
@@ -218,8 +218,13 @@ def async_journal_listener(journal: Journal) -> Callable[[PaymentEvent], Awaitab
         app = PaymentMiddleware(app, ..., listeners=[async_journal_listener(SQLiteJournal("x402-journal.db"))])
     """
 
+    arecord = getattr(journal, "arecord", None)  # a journal's own awaitable write (SQLite's group commit)
+
     async def listen(event: PaymentEvent) -> None:
-        await asyncio.to_thread(journal.record, event)
+        if arecord is not None:
+            await arecord(event)
+        else:
+            await asyncio.to_thread(journal.record, event)
 
     listen.__qualname__ = f"async_journal_listener({type(journal).__name__})"
     return listen
