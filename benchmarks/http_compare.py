@@ -9,7 +9,8 @@ facilitator to CPU 0) sends pre-signed, distinct ``PAYMENT-SIGNATURE`` payments 
 Servers are measured in interleaved rounds (a b c a b c ...) and started and stopped by PID. An extra row, (d)
 ours with the in-process zero-latency facilitator, shows the middleware's own cost over HTTP without the
 facilitator hop (``--no-instant`` skips it), and (e) the same on a ``RedisStore`` (a local ``redis-server``
-on CPU 0, started and stopped by PID; skipped with ``--no-redis`` or when redis-server is not installed).
+on CPU 0, started and stopped by PID; skipped with ``--no-redis`` or when redis-server is not installed), and (f)
+the same with a ``SQLiteJournal`` (``synchronous=FULL``, group commit; ``--no-journal`` skips it).
 
     .venv/bin/python benchmarks/http_compare.py                 # ~60 s
     .venv/bin/python benchmarks/http_compare.py --duration 10 --rounds 3 --concurrency 64 --json
@@ -164,6 +165,11 @@ def main() -> None:
         action="store_true",
         help="skip the extra row: ours with an in-process facilitator on RedisStore (a local redis-server)",
     )
+    parser.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="skip the extra row: ours with an in-process facilitator and a SQLite settlement journal",
+    )
     args = parser.parse_args()
 
     targets = [
@@ -176,6 +182,11 @@ def main() -> None:
     redis = None if args.no_instant or args.no_redis else start_redis()
     if redis is not None:
         targets.append(Target("ours, in-process, RedisStore", "benchmarks._fixtures:ours_instant_redis", paid=True))
+    journal = not (args.no_instant or args.no_journal)
+    if journal:
+        targets.append(
+            Target("ours, in-process, SQLiteJournal", "benchmarks._fixtures:ours_instant_journal", paid=True)
+        )
     payer = Payer()
     log("starting the facilitator double (CPU 0) ...")
     facilitator = Server(
@@ -287,11 +298,16 @@ def main() -> None:
         f"(baseline in shared/docs/performance.md: official 188 paid req/s with an ECDSA-checking facilitator; "
         f"median run here {statistics.median(report['targets'][targets[2].name]['run_rates']):,.0f} req/s)"
     )
-    if redis is not None:
-        memory, shared = (report["targets"][t.name] for t in targets[-2:])
-        ratios["redis / in-memory"] = shared["req_per_s"] / memory["req_per_s"]
-        added = shared["latency_ms"]["p50"] - memory["latency_ms"]["p50"]
-        print(f"redis / in-memory (in-process facilitator): {ratios['redis / in-memory']:.2f}x, p50 {added:+.2f} ms")
+    memory = report["targets"].get("ours, in-process facilitator")
+    for label, name in (("redis", "ours, in-process, RedisStore"), ("journal", "ours, in-process, SQLiteJournal")):
+        other = report["targets"].get(name)
+        if memory is None or other is None:
+            continue
+        ratios[f"{label} / in-memory"] = other["req_per_s"] / memory["req_per_s"]
+        added = other["latency_ms"]["p50"] - memory["latency_ms"]["p50"]
+        print(
+            f"{label} / in-memory (in-process facilitator): {ratios[f'{label} / in-memory']:.2f}x, p50 {added:+.2f} ms"
+        )
     report["ratios"] = ratios
     report["official_over_ours_cpu"] = cpu_ratio
     if args.json:
