@@ -47,14 +47,18 @@ def _storm(
 ) -> tuple[list[httpx.Response], int, list[dict[str, Any]]]:
     env = {
         "RPC_URL": chain.rpc_url,
-        "FACILITATOR_KEY": chain.facilitator_keys[0],
         "NETWORK": chain.network,
         "PAY_TO": chain.pay_to,
         "APP_DELAY": "1.0",  # every copy arrives while the first is still being served
         **({"REDIS_URL": redis_url, "REDIS_PREFIX": f"t-{uuid.uuid4().hex}:"} if redis_url else {}),
     }
     with ExitStack() as stack:
-        urls = [stack.enter_context(uvicorn_server("tests.apps:replica_app", factory=True, env=env)) for _ in range(2)]
+        urls = [  # each replica its own gas key: two facilitators on one key would race for its nonces
+            stack.enter_context(
+                uvicorn_server("tests.apps:replica_app", factory=True, env={**env, "FACILITATOR_KEY": key})
+            )
+            for key in chain.facilitator_keys[:2]
+        ]
         sig = pay_v2(decode(httpx.get(urls[0] + "/slow").headers["payment-required"]), key=chain.payer_keys[payer])
         first = int(chain.rpc("eth_blockNumber"), 16) + 1
         with ThreadPoolExecutor(COPIES) as pool:
