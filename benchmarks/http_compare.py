@@ -208,7 +208,7 @@ def main() -> None:
             check(t, warm)
             t.cpu_s = t.facilitator_cpu_s = 0.0
             t.rss_before = rss_kib(t.server.pid)  # type: ignore[union-attr]
-            sign_for(t, payer, int(max(warm.rate, 50) * 1.6 * args.duration * args.rounds) + args.concurrency)
+            sign_for(t, payer, int(max(warm.rate, 50) * 2.5 * args.duration * args.rounds) + args.concurrency)
         for r in range(args.rounds):
             for t in targets:
                 log(f"round {r + 1}/{args.rounds}: {t.name}, {args.duration:.0f} s at C={args.concurrency} ...")

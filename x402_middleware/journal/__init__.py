@@ -1,10 +1,10 @@
 """Settlement journal: a durable record per payment, written from the lifecycle events, reconciled on chain.
 
-    from x402_middleware.journal import SQLiteJournal, async_journal_listener, reconcile
+    from x402_middleware.journal import Reconciler, SQLiteJournal
 
     journal = SQLiteJournal("x402-journal.db")
-    app = PaymentMiddleware(app, ..., listeners=[async_journal_listener(journal)])  # WSGI: journal_listener
-    reconcile(journal, rpc_url)  # at start-up and periodically: rows a crash left in settling/unknown
+    app = PaymentMiddleware(app, ..., journal=journal)  # records every payment, serves lost responses again
+    Reconciler(journal, rpc_url, interval=60).start()  # at start-up and periodically: rows a crash left behind
 
 States: ``claimed`` (verified, the app runs) → ``settling`` (the settle call starts) → ``settled``
 (transaction, amount) | ``failed`` (reason) | ``unknown`` (transaction when known) | ``not_settled``
@@ -31,7 +31,7 @@ from ._entry import (
     journal_listener,
     recorded,
 )
-from .reconcile import EXPIRED_UNSETTLED, Reconciled, reconcile
+from .reconcile import EXPIRED_UNSETTLED, USED_ELSEWHERE, Reconciled, Reconciler, reconcile
 from .sqlite import SQLiteJournal
 
 
@@ -59,9 +59,11 @@ __all__ = [
     "SETTLING",
     "STATES",
     "UNKNOWN",
+    "USED_ELSEWHERE",
     "Journal",
     "JournalEntry",
     "Reconciled",
+    "Reconciler",
     "Recorded",
     "SQLiteJournal",
     "async_journal_listener",
