@@ -34,6 +34,7 @@ import uvicorn
 
 from x402_middleware.devchain import DevChain
 from x402_middleware.facilitator import OnChainFacilitator
+from x402_middleware.journal import Reconciler, open_journal
 from x402_middleware.stores import PaymentStore
 
 from .config import GatewayConfig, emulator_pools
@@ -126,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="remember payments in this Redis (redis://host:6379/0), shared by every replica (default: process memory)",
     )
+    parser.add_argument(
+        "--journal",
+        default=None,
+        help="record every payment in this settlement journal (a SQLite file, or a postgresql:// URL shared by "
+        "replicas), reconciled on the dev chain every minute; a settled call whose response was lost is then "
+        "served again without a second charge (default: no journal)",
+    )
     add_trusted_proxy_argument(parser)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
@@ -147,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     chain = DevChain(args.chain, payers=args.payers, facilitators=args.signers)
     emulator: EmulatorServer | None = None
+    reconciler: Reconciler | None = None
     try:
         _log(f"starting the dev chain ({CHAINS[args.chain]}, anvil from node_modules)")
         chain.start()
@@ -158,7 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         config, emulator = upstream_config(args.upstream)
         _log(f"upstream: {'emulator at ' + emulator.url if emulator else 'real providers from environment keys'}")
         store = payment_store(args.redis_url)
-        app = create_paid_app(config, pay_to=chain.pay_to, network=chain.network, facilitator=facilitator, store=store)
+        journal = open_journal(args.journal) if args.journal else None
+        if journal is not None:
+            reconciler = Reconciler(journal, chain.rpc_url, interval=60.0).start()
+            _log(f"settlement journal: {args.journal} (reconciled on the dev chain every 60 s)")
+        app = create_paid_app(
+            config, pay_to=chain.pay_to, network=chain.network, facilitator=facilitator, store=store, journal=journal
+        )
         url = f"http://{args.host}:{sock.getsockname()[1]}"
         info: dict[str, Any] = {
             "url": url,
@@ -174,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             "upstream": "emulator" if emulator else "env",
             "emulator_url": emulator.url if emulator else None,
             "models": len(app.state.gateway.available_models()),
+            "journal": args.journal,
         }
         server = uvicorn.Server(server_config(app, trusted_proxies=args.trusted_proxy))
         _log(f"gateway on {url} (ready in {time.perf_counter() - started:.1f} s); Ctrl+C or SIGTERM stops everything")
@@ -184,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
         _log("interrupted during start-up")
     finally:
         sock.close()
+        if reconciler is not None:
+            reconciler.stop()
+            reconciler.journal.close()
         if emulator is not None:
             emulator.stop()
         chain.stop()
