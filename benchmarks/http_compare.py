@@ -23,11 +23,7 @@ a facilitator that did real ECDSA recovery; here the facilitator does none, whic
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import statistics
-import subprocess
-import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +41,7 @@ from _common import (
     print_table,
     raw_request,
     rss_kib,
+    start_redis,
     summarize,
     uvicorn_command,
 )
@@ -121,28 +118,6 @@ def check(target: Target, result: LoadResult) -> None:
         raise RuntimeError(f"{target.name}: a paid 200 came without PAYMENT-RESPONSE: {result.sample_headers}")
 
 
-def start_redis() -> tuple[subprocess.Popen[bytes], str] | None:
-    """A throw-away ``redis-server`` on a free port pinned to CPU 0 (no persistence), or ``None`` if not installed."""
-    if shutil.which("redis-server") is None:
-        log("redis-server not installed: skipping the RedisStore row")
-        return None
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(["taskset", "-c", "0", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(500):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("redis-server did not answer PING")
-
-
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measured run (default 4)")
@@ -179,7 +154,9 @@ def main() -> None:
     ]
     if not args.no_instant:
         targets.append(Target("ours, in-process facilitator", "benchmarks._fixtures:ours_instant", paid=True))
-    redis = None if args.no_instant or args.no_redis else start_redis()
+    redis = None if args.no_instant or args.no_redis else start_redis(cpu=0)
+    if redis is None and not (args.no_instant or args.no_redis):
+        log("redis-server not installed: skipping the RedisStore row")
     if redis is not None:
         targets.append(Target("ours, in-process, RedisStore", "benchmarks._fixtures:ours_instant_redis", paid=True))
     journal = not (args.no_instant or args.no_journal)

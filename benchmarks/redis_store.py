@@ -14,9 +14,6 @@ calls made during one event-loop turn as one pipeline and a lone call alone.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -24,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from _common import base_parser, emit_json, log, print_table
+from _common import base_parser, emit_json, log, print_table, start_redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -32,27 +29,6 @@ from x402_middleware.stores import CLAIMED, SETTLED, PaymentRecord
 from x402_middleware.stores.redis import _RESERVE, _SWAP, RedisStore, _encode, _ms
 
 Op = Callable[[str], Awaitable[Any]]
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(500):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("redis-server did not answer PING")
 
 
 async def measure(claim: Op, settle: Op, tasks: int, per_task: int) -> tuple[float, float]:
@@ -114,7 +90,10 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=12_000, help="operations per measurement (default 12,000)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the lowest CPU is kept (default 3)")
     args = parser.parse_args()
-    proc, url = start_redis()
+    started = start_redis()
+    if started is None:
+        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+    proc, url = started
     try:
         rows = asyncio.run(run(url, [1, 4, 32], args.ops, args.rounds))
     finally:

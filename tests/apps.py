@@ -157,10 +157,11 @@ def journal_app() -> Any:
 def gateway_replica() -> Any:
     """One replica of the paid gateway: the upstream emulator at ``EMULATOR_URL``, settling on the dev chain with
     its own facilitator key ``FACILITATOR_KEY`` (replicas never share a gas key), on the Redis store at
-    ``REDIS_URL`` (prefix ``REDIS_PREFIX``)."""
+    ``REDIS_URL`` (prefix ``REDIS_PREFIX``), with the settlement journal at ``JOURNAL`` when set."""
     from examples.gateway.config import GatewayConfig, emulator_pools
     from examples.gateway.paid import create_paid_app
     from x402_middleware.facilitator import OnChainFacilitator
+    from x402_middleware.journal import open_journal
     from x402_middleware.stores.redis import RedisStore
 
     catalog = GatewayConfig().load_catalog()
@@ -172,4 +173,5 @@ def gateway_replica() -> Any:
         network=network,
         facilitator=OnChainFacilitator(os.environ["RPC_URL"], [os.environ["FACILITATOR_KEY"]], network=network),
         store=RedisStore.from_url(os.environ["REDIS_URL"], prefix=os.environ["REDIS_PREFIX"]),
+        journal=open_journal(os.environ["JOURNAL"]) if os.environ.get("JOURNAL") else None,
     )
