@@ -37,7 +37,7 @@ from .money import parse_usd, to_atomic
 from .networks import Asset, Network, check_address, get_network
 from .pricing import FixedPrice, PaymentOption, PaymentRequest, PricingPolicy, TokenAmount
 from .routes import RoutePattern
-from .schemes import PaymentScheme, find_scheme, schemes
+from .schemes import PaymentScheme, find_scheme, missing_extra, schemes
 from .verify import NO_MATCHING_REQUIREMENTS, match_requirements, verify_locally
 
 logger = logging.getLogger("x402_middleware")
@@ -394,6 +394,8 @@ def _scheme_for(name: str, net: Network, pay_to: str | None) -> PaymentScheme:
     scheme = find_scheme(name, net.namespace)
     if scheme is None:
         offered = sorted({s.scheme for s in schemes() if s.namespace == net.namespace})
+        if (missing := missing_extra(net.namespace)) is not None:
+            raise PricingError(f"{net.caip2} payments are not available here: {missing}")
         raise PricingError(
             f"no {name!r} scheme is registered for {net.namespace} networks like {net.caip2} "
             f"(registered: {', '.join(offered) or 'none'}; see x402_middleware.schemes.register_scheme)"
