@@ -133,7 +133,10 @@ class SvmRPCServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> SvmRPCServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="svm-rpc", daemon=True)
+        # A short poll interval: shutdown() waits for the loop's next poll (0.5 s by default).
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="svm-rpc", daemon=True
+        )
         self._thread.start()
         return self
 
