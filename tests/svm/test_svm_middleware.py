@@ -75,7 +75,8 @@ async def test_the_402_offers_base_and_solana(sol: SolanaDevChain, app: Any, fee
         "maxTimeoutSeconds": 300,
         "extra": {"feePayer": fee_payer},
     }
-    assert [a["network"] for a in r.json()["accepts"]] == ["base", "solana"]  # the v1 body, legacy names
+    # The v1 body: Base only, since PyPI x402 1.0.0 rejects a whole 402 naming "solana".
+    assert [a["network"] for a in r.json()["accepts"]] == ["base"]
 
 
 async def test_x402auth_pays_the_solana_option(sol: SolanaDevChain, app: Any) -> None:
@@ -154,3 +155,54 @@ async def test_a_bad_payment_is_refused_before_the_app_runs(
     assert r.status_code == 402
     assert decode(r.headers["payment-required"])["error"] == reason
     assert (sol.token_balance(sol.payer_addresses[2]), sol.token_balance(sol.pay_to)) == before
+
+
+@pytest.mark.filterwarnings("ignore:Client is deprecated:FutureWarning")
+async def test_a_solana_only_route_is_paid_over_v1_by_the_official_client(sol: SolanaDevChain, fee_payer: str) -> None:
+    """With no EVM option the v1 body lists ``solana``; given only that body, the official client pays with X-PAYMENT."""
+    from x402 import x402Client
+    from x402.http.clients.httpx import x402AsyncTransport
+    from x402.mechanisms.svm import KeypairSigner
+    from x402.mechanisms.svm.exact import register_exact_svm_client
+
+    async def weather(request: Request) -> JSONResponse:
+        return JSONResponse({"paid_by": request.scope["x402.payment"].payer})
+
+    facilitator = SolanaFacilitator(sol.rpc_url, sol.fee_payer_secret_keys, network=SOLANA_MAINNET)
+    protected = PaymentMiddleware(
+        Starlette(routes=[Route("/weather", weather)]),
+        routes={"GET /weather": "$0.001"},
+        pay_to=sol.pay_to,
+        network="solana",
+        facilitator=facilitator,
+    )
+
+    async def v1_only(scope: Any, receive: Any, send: Any) -> None:
+        async def without_v2_header(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [(k, v) for k, v in message["headers"] if k.lower() != b"payment-required"]
+            await send(message)
+
+        await protected(scope, receive, without_v2_header)
+
+    client = x402Client()
+    register_exact_svm_client(client, KeypairSigner.from_base58(sol.payer_secret_keys[2]), rpc_url=sol.rpc_url)
+    before = sol.token_balance(sol.payer_addresses[2])
+    transport = x402AsyncTransport(client, transport=httpx.ASGITransport(app=v1_only))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=v1_only), base_url="http://test") as plain:
+                unpaid = await plain.get("/weather")
+            [entry] = unpaid.json()["accepts"]
+            assert (entry["network"], entry["extra"]["feePayer"], entry["maxAmountRequired"]) == (
+                "solana",
+                fee_payer,
+                "1000",
+            )
+            r = await http.get("/weather")
+    finally:
+        await facilitator.aclose()
+    assert r.status_code == 200, (r.status_code, r.text)
+    settled = decode(r.headers["x-payment-response"])
+    assert settled["success"] is True and settled["network"] == "solana"  # v1: the legacy network name
+    assert sol.token_balance(sol.payer_addresses[2]) == before - PRICE
