@@ -370,7 +370,7 @@ class X402Auth(httpx.Auth):
         raw_extra = req.get("extra")
         extra: dict[str, Any] = dict(raw_extra) if isinstance(raw_extra, dict) else {}
         if known is not None:  # the token this client trusts: its own domain fills what the server left out
-            extra = {**scheme.requirement_extra(PaymentRequirements(network, known, 0, pay_to)), **extra}
+            extra = {**scheme.requirement_extra(PaymentRequirements(network, known, 0, pay_to, extra=extra)), **extra}
         try:
             parsed, pay_to, rest = scheme.parse_requirement(network, asset, pay_to, extra)
         except MalformedPaymentError as exc:

@@ -219,3 +219,33 @@ async def test_a_node_on_another_cluster_is_an_error_not_a_refusal(sol: SolanaDe
             await fac.verify(payload, parse_requirements(wire, 2))
     finally:
         await fac.aclose()
+
+
+async def test_an_unconfirmed_transaction_is_pending_and_a_later_settle_follows_it(
+    sol: SolanaDevChain, facilitator: SolanaFacilitator
+) -> None:
+    """A node that has not confirmed yet (its status answer withheld): ``settlement_pending`` with the signature;
+    settling the same payment again sends nothing new, reports the success once, then ``duplicate_settlement``."""
+    payload, requirements = _payment(sol, _tx(sol, payer=1))
+    before = _balances(sol, payer=1)
+    methods = sol.rpc._methods
+    real = methods["getSignatureStatuses"]
+    methods["getSignatureStatuses"] = lambda params: {
+        "context": {"slot": sol.rpc.slot},
+        "value": [None] * len(params[0]),
+    }
+    facilitator.confirm_timeout = 0.05
+    try:
+        pending = await facilitator.settle(payload, requirements)
+    finally:
+        methods["getSignatureStatuses"] = real
+    assert (pending.success, pending.error_reason) == (False, "settlement_pending")
+    assert pending.transaction in sol.rpc.statuses  # sent, and the runtime ran it
+    sends = sol.rpc.calls["sendTransaction"]
+    followed = await facilitator.settle(payload, requirements)
+    assert followed.success and followed.transaction == pending.transaction
+    again = await facilitator.settle(payload, requirements)
+    assert (again.success, again.error_reason) == (False, "duplicate_settlement")
+    assert sol.rpc.calls["sendTransaction"] == sends  # nothing was sent again
+    after = _balances(sol, payer=1)
+    assert (before[0] - after[0], after[1] - before[1], before[2] - after[2]) == (AMOUNT, AMOUNT, 10_000)

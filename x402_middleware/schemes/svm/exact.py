@@ -25,6 +25,7 @@ for :data:`BLOCKHASH_WINDOW` seconds, the spec's duplicate-settlement window.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -186,6 +187,8 @@ def _read_transfer(tx: VersionedTransaction) -> TransferChecked | None:
 
 
 _fee_payers: dict[str, str] = {}
+_warned: set[str] = set()
+logger = logging.getLogger("x402_middleware")
 
 
 def set_fee_payer(network: str, fee_payer: str | None) -> None:
@@ -251,7 +254,16 @@ class ExactSvmScheme:
         # extra.feePayer is the facilitator's (from its /supported): set per network with set_fee_payer() or
         # use_facilitator_fee_payers(), or per option with PaymentOption(extra={"feePayer": ...}).
         fee_payer = _fee_payers.get(requirement.network.caip2)
-        return {"feePayer": fee_payer} if fee_payer is not None else {}
+        if fee_payer is not None:
+            return {"feePayer": fee_payer}
+        if "feePayer" not in requirement.extra and requirement.network.caip2 not in _warned:
+            _warned.add(requirement.network.caip2)
+            logger.warning(
+                "x402: Solana requirements on %s carry no extra.feePayer, and clients refuse to sign without one: "
+                "call x402_middleware.schemes.svm.exact.set_fee_payer(network, <the facilitator's fee payer>)",
+                requirement.network.caip2,
+            )
+        return {}
 
     def parse_requirement(
         self, network: Network, asset: str, pay_to: str, extra: Mapping[str, Any]
