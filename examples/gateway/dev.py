@@ -40,6 +40,7 @@ import uvicorn
 
 from x402_middleware.devchain import DevChain
 from x402_middleware.facilitator import Facilitator, MultiFacilitator, OnChainFacilitator
+from x402_middleware.journal import Reconciler, open_journal
 from x402_middleware.stores import PaymentStore
 
 from .config import GatewayConfig, emulator_pools
@@ -155,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="remember payments in this Redis (redis://host:6379/0), shared by every replica (default: process memory)",
     )
+    parser.add_argument(
+        "--journal",
+        default=None,
+        help="record every payment in this settlement journal (a SQLite file, or a postgresql:// URL shared by "
+        "replicas), reconciled on the dev chain every minute; a settled call whose response was lost is then "
+        "served again without a second charge (default: no journal)",
+    )
     add_trusted_proxy_argument(parser)
     parser.add_argument(
         "--no-solana", action="store_true", help="offer Base only (no local Solana runtime, no Solana in the 402)"
@@ -179,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     chain = DevChain(args.chain, payers=args.payers, facilitators=args.signers)
     emulator: EmulatorServer | None = None
+    reconciler: Reconciler | None = None
     try:
         _log(f"starting the dev chain ({CHAINS[args.chain]}, anvil from node_modules)")
         chain.start()
@@ -197,7 +206,13 @@ def main(argv: list[str] | None = None) -> int:
         config, emulator = upstream_config(args.upstream)
         _log(f"upstream: {'emulator at ' + emulator.url if emulator else 'real providers from environment keys'}")
         store = payment_store(args.redis_url)
-        app = create_paid_app(config, pay_to=pay_to, network=networks, facilitator=facilitator, store=store)
+        journal = open_journal(args.journal) if args.journal else None
+        if journal is not None:
+            reconciler = Reconciler(journal, chain.rpc_url, interval=60.0).start()
+            _log(f"settlement journal: {args.journal} (reconciled on the dev chain every 60 s)")
+        app = create_paid_app(
+            config, pay_to=pay_to, network=networks, facilitator=facilitator, store=store, journal=journal
+        )
         url = f"http://{args.host}:{sock.getsockname()[1]}"
         info: dict[str, Any] = {
             "url": url,
@@ -213,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             "upstream": "emulator" if emulator else "env",
             "emulator_url": emulator.url if emulator else None,
             "models": len(app.state.gateway.available_models()),
+            "journal": args.journal,
         }
         if solana is not None:
             info.update(solana[0].info())
@@ -225,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
         _log("interrupted during start-up")
     finally:
         sock.close()
+        if reconciler is not None:
+            reconciler.stop()
+            reconciler.journal.close()
         if emulator is not None:
             emulator.stop()
         if solana is not None:
