@@ -223,3 +223,17 @@ def test_wsgi_recovers_a_response_cut_off_mid_body(journal: Journal) -> None:
         other = c.post("/paid", content=b"question", headers={"PAYMENT-SIGNATURE": sig})
         assert other.status_code == 402
     assert len(fac.settled) == 1
+
+
+async def test_our_client_names_its_payment_when_the_server_declares_payment_identifier(journal: Journal) -> None:
+    from tests._payments import PAYER_KEY
+    from x402_middleware import X402Auth
+
+    mw = _mw(_app([False]), FakeFacilitator(), journal)
+    auth = X402Auth(PAYER_KEY, max_amount_per_payment="$0.01")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mw), base_url="http://t", auth=auth) as c:
+        paid = await c.post("/paid", content=b"question")
+    assert paid.status_code == 200
+    sent = decode(paid.request.headers["payment-signature"])["extensions"]["payment-identifier"]["info"]
+    assert sent["required"] is False and len(sent["id"]) >= 16
+    assert journal.entries()[0].fingerprint == "id:" + sent["id"]

@@ -3,7 +3,7 @@
 ASGI, WSGI and Django differ only in how they wait: the ASGI and async-Django
 shells ``await`` the facilitator and the store, the WSGI and sync-Django shells
 block. So the flow is a generator that *yields* what it needs done
-(:class:`Verify`, :class:`Settle`, :class:`Reserve`, :class:`Swap`) and receives the results, like httpx's ``Auth.auth_flow``;
+(:class:`Verify`, :class:`Settle`, :class:`Reserve`, :class:`Swap`, :class:`Emit`, :class:`Recall`) and receives the results, like httpx's ``Auth.auth_flow``;
 :func:`run_sync` and :func:`run_async` perform the effects. One request::
 
     flow = PaidFlow(gate, requirements, resource, head=False)
