@@ -169,6 +169,9 @@ class SvmRPCServer:
             if exc.data is not None:
                 error["data"] = exc.data
             return {"jsonrpc": "2.0", "error": error, "id": request_id}
+        except Exception as exc:  # noqa: BLE001 - a bug here must answer an error, not drop the connection
+            message = f"Internal error: {type(exc).__name__}: {exc}"
+            return {"jsonrpc": "2.0", "error": {"code": -32603, "message": message}, "id": request_id}
 
     def _context(self, value: Any) -> dict[str, Any]:
         return {"context": {"apiVersion": "2.2.0", "slot": self.slot}, "value": value}
