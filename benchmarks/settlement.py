@@ -1,4 +1,5 @@
-"""Settlement throughput and latency of ``OnChainFacilitator`` against a real anvil.
+"""Settlement throughput and latency of ``OnChainFacilitator`` against a real anvil, and (with the ``svm`` extra) of
+``SolanaFacilitator`` against the LiteSVM Solana dev chain.
 
 For each signer-pool size, pre-signs ``--total`` distinct EIP-3009 authorizations from several payers,
 settles them through one :class:`~x402_middleware.facilitator.onchain.OnChainFacilitator` with at most
@@ -26,6 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout without installing
 
+import _svm
 from _common import base_parser, cpu_seconds, emit_json, log, percentile, print_table, rss_kib, verdict
 
 from x402_middleware.devchain import DevChain
@@ -172,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         help="settlements of the unloaded latency run (one at a time, largest pool; 0 skips it)",
     )
     parser.add_argument("--warmup", type=int, default=16)
+    parser.add_argument("--no-solana", action="store_true", help="skip the Solana runs")
     args = parser.parse_args(argv)
     pools = [int(p) for p in args.pools.split(",")]
 
@@ -267,9 +270,34 @@ def main(argv: list[str] | None = None) -> int:
         f"target p50 settle latency <= {TARGET_P50_MS:.0f} ms: {verdict(p50_ok)} "
         f"({latency['p50_ms']} ms with {latency['signers']} signers, concurrency {latency['concurrency']})"
     )
+    solana: dict[str, Any] | None = None
+    if not args.no_solana and _svm.available():
+        log(f"Solana: SolanaFacilitator on the LiteSVM dev chain, {args.total} settlements at C={args.concurrency} ...")
+        sol_rows, sol_problems, facts = asyncio.run(
+            _svm.settle_rows(
+                args.total, args.concurrency, args.latency_total, args.payers, 1, settle_all, percentile, cpu_seconds
+            )
+        )
+        solana = {"runs": sol_rows, "problems": sol_problems, **facts}
+        problems += sol_problems
+        sol_cols = list(sol_rows[0])
+        print_table(
+            ["n", "C", "settle/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "client CPU ms/s", "chain CPU ms/s"],
+            [[r[c] for c in sol_cols] for r in sol_rows],
+            title="SolanaFacilitator settlement on the LiteSVM dev chain (its own process; co-sign, simulate, "
+            "send, confirm), one fee payer",
+        )
+        print(
+            f"on-chain check: {facts['transactions']} transactions, {facts['moved_to_pay_to']} atomic units moved to "
+            f"pay_to, {facts['fee_lamports']} lamports of fees paid by the fee payer; "
+            f"{'all succeeded, balances exact' if not sol_problems else 'PROBLEMS:'}"
+        )
+        for p in sol_problems[:20]:
+            print(f"  - {p}")
     if args.json:
         emit_json(
             {
+                "solana": solana,
                 "benchmark": "settlement",
                 "network": args.network,
                 "payers": args.payers,

@@ -1,4 +1,6 @@
-"""Local payment verification throughput on one core: ``verify_exact_evm`` (EIP-712 digest + coincurve ecrecover).
+"""Local payment verification throughput on one core: ``verify_exact_evm`` (EIP-712 digest + coincurve ecrecover)
+and, with the ``svm`` extra, ``verify_exact_svm`` (Solana: every chain-free check, the payer's ed25519 signature,
+two associated-token-account PDAs).
 
 Pre-signs many distinct EIP-3009 payments (fresh nonce each; by default each from its own payer, so no cache
 helps), then times ``x402_middleware.verify.verify_exact_evm`` over them in several passes, pinned to one CPU.
@@ -19,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import _svm
 from _common import base_parser, emit_json, log, pin, print_table, summarize, verdict
 from _fixtures import NETWORK, PAY_TO, PAYER_KEY
 
@@ -106,6 +109,7 @@ def main() -> None:
         help="payments for the eth-account comparison, 0 to skip (default 300)",
     )
     parser.add_argument("--cpu", type=int, default=(os.cpu_count() or 1) - 1, help="CPU to pin to (default: last)")
+    parser.add_argument("--no-solana", action="store_true", help="skip the Solana rows")
     args = parser.parse_args()
     pin(args.cpu)
     req = requirement()
@@ -228,6 +232,10 @@ def main() -> None:
             "eth-account encode_typed_data + recover_message",
             *time_passes(eth_account_check, distinct[: args.eth_account_count], max(1, args.passes // 2)),
         )
+
+    if not args.no_solana and _svm.available():
+        log(f"signing {args.count} Solana payments from distinct payers; timing verify_exact_svm ...")
+        report["solana_per_cpu_s"] = _svm.verify_rows(args.count, args.passes, time_passes, record)
 
     report["pass"] = cold >= TARGET_PER_S
     print_table(

@@ -17,7 +17,7 @@ from typing import Any
 
 from ._exceptions import ConfigurationError
 from ._flow import FundsCheck, SettleWhen, settle_on_2xx
-from ._gate import Gate
+from ._gate import Gate, PayTo
 from .events import Listener, is_async_callable, listener_tuple
 from .stores import InMemoryStore
 
@@ -44,7 +44,7 @@ def build_config(
     routes: Mapping[str, Any],
     facilitator: Any,
     blocking: bool,
-    pay_to: str | None = None,
+    pay_to: PayTo | None = None,
     network: str | Sequence[str] = "eip155:8453",
     store: Any = None,
     max_timeout_seconds: int = 300,

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 from . import _headers as H
 from ._exceptions import (
@@ -35,10 +35,10 @@ from .models import (
     payment_required_v2,
 )
 from .money import parse_usd, to_atomic
-from .networks import Asset, Network, check_address, get_network
+from .networks import Asset, Network, check_address, find_network, get_network, networks
 from .pricing import FixedPrice, PaymentOption, PaymentRequest, PricingPolicy, TokenAmount
 from .routes import RoutePattern
-from .schemes import PaymentScheme, find_scheme, schemes
+from .schemes import PaymentScheme, find_scheme, missing_extra, schemes
 from .verify import NO_MATCHING_REQUIREMENTS, match_requirements, verify_locally
 
 logger = logging.getLogger("x402_middleware")
@@ -54,6 +54,10 @@ class Answer:
     headers: Headers
     body: bytes
 
+
+#: A recipient: one address, or one per chain family or network when a route takes several
+#: (``{"eip155": "0x…", "solana": "<base58>"}``; keys are namespaces, CAIP-2 ids or v1 names).
+PayTo: TypeAlias = "str | Mapping[str, str]"
 
 PAYMENT_REQUIRED_ERROR = "Payment required"
 V1_PAYMENT_REQUIRED_ERROR = "X-PAYMENT header is required"
@@ -78,7 +82,7 @@ class RouteConfig:
     description: str = ""
     mime_type: str = "application/json"
     networks: Sequence[str] | None = None
-    pay_to: str | None = None
+    pay_to: PayTo | None = None
     max_timeout_seconds: int | None = None
     price_body: bool = False
     check_funds: bool | None = None
@@ -105,7 +109,7 @@ class Gate:
         self,
         *,
         routes: Mapping[str, Any],
-        pay_to: str | None,
+        pay_to: PayTo | None,
         network: str | Sequence[str],
         max_timeout_seconds: int = 300,
         resource_url: str | None = None,
@@ -120,7 +124,7 @@ class Gate:
         if not nets:
             raise ConfigurationError("at least one network is required, e.g. network='eip155:8453'")
         self.default_networks = tuple(get_network(n) for n in nets)
-        self.pay_to = check_address(pay_to, "pay_to") if pay_to is not None else None
+        self.pay_to = _pay_to_table(pay_to, "pay_to")
         if max_timeout_seconds <= 0:
             raise ConfigurationError("max_timeout_seconds must be positive")
         self.max_timeout_seconds = max_timeout_seconds
@@ -138,7 +142,7 @@ class Gate:
 
     def _build_route(self, pattern: str, value: Any) -> PaidRoute:
         cfg = value if isinstance(value, RouteConfig) else RouteConfig(price=value)
-        pay_to = check_address(cfg.pay_to, "pay_to") if cfg.pay_to else self.pay_to
+        table = _pay_to_table(cfg.pay_to, "pay_to") if cfg.pay_to else self.pay_to
         nets = tuple(get_network(n) for n in cfg.networks) if cfg.networks else self.default_networks
         timeout = cfg.max_timeout_seconds or self.max_timeout_seconds
         options = []
@@ -147,6 +151,7 @@ class Gate:
                 raise ConfigurationError(
                     f"network {net.caip2} has no default asset; register one with register_network()"
                 )
+            pay_to = _pay_to_of(table, net)
             try:
                 _scheme_for(cfg.scheme, net, pay_to)
             except PricingError as exc:
@@ -252,7 +257,7 @@ class Gate:
                 asset = opt.asset or net.asset
                 if asset is None:
                     raise PricingError(f"network {net.caip2} has no default asset; give PaymentOption(asset=...)")
-                pay_to = opt.pay_to or (route.options[0][2] if route.options else "") or self.pay_to or ""
+                pay_to = opt.pay_to or _route_pay_to(route, net) or _pay_to_of(self.pay_to, net) or ""
                 timeout = opt.max_timeout_seconds or self.max_timeout_seconds
                 _scheme_for(opt.scheme, net, pay_to or None)
                 req = self._one(opt.scheme, net, asset, pay_to, timeout, opt.price, opt.extra)
@@ -399,6 +404,8 @@ def _scheme_for(name: str, net: Network, pay_to: str | None) -> PaymentScheme:
     scheme = find_scheme(name, net.namespace)
     if scheme is None:
         offered = sorted({s.scheme for s in schemes() if s.namespace == net.namespace})
+        if (missing := missing_extra(net.namespace)) is not None:
+            raise PricingError(f"{net.caip2} payments are not available here: {missing}")
         raise PricingError(
             f"no {name!r} scheme is registered for {net.namespace} networks like {net.caip2} "
             f"(registered: {', '.join(offered) or 'none'}; see x402_middleware.schemes.register_scheme)"
@@ -406,6 +413,38 @@ def _scheme_for(name: str, net: Network, pay_to: str | None) -> PaymentScheme:
     if pay_to is not None and not scheme.valid_address(pay_to):
         raise PricingError(f"pay_to {pay_to!r} is not {scheme.address_format} (needed on {net.caip2})")
     return scheme
+
+
+def _pay_to_table(value: PayTo | None, what: str) -> str | dict[str, str] | None:
+    """A configured recipient checked: one address, or ``{namespace or CAIP-2 id: address}``."""
+    if value is None or isinstance(value, str):
+        return check_address(value, what) if value is not None else None
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigurationError(f"{what} must be an address or a non-empty mapping such as {{'solana': '<address>'}}")
+    namespaces = {n.namespace for n in networks()}
+    table: dict[str, str] = {}
+    for key, address in value.items():
+        net = find_network(key) if isinstance(key, str) else None
+        if net is None and key not in namespaces:
+            raise ConfigurationError(
+                f"{what} key {key!r} is neither a network nor a chain family ({', '.join(sorted(namespaces))})"
+            )
+        table[net.caip2 if net is not None else key] = check_address(address, f"{what}[{key!r}]")
+    return table
+
+
+def _pay_to_of(table: str | dict[str, str] | None, net: Network) -> str | None:
+    if table is None or isinstance(table, str):
+        return table
+    return table.get(net.caip2) or table.get(net.namespace)
+
+
+def _route_pay_to(route: PaidRoute, net: Network) -> str:
+    """The recipient a route has for ``net``'s chain family (its own network's first), for a policy's option."""
+    for option_net, _, pay_to, _ in sorted(route.options, key=lambda o: o[0] != net):
+        if pay_to and option_net.namespace == net.namespace:
+            return pay_to
+    return ""
 
 
 def _replace(route: PaidRoute, **changes: Any) -> PaidRoute:

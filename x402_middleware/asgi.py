@@ -40,7 +40,7 @@ from ._flow import (
     run_async,
     settle_on_2xx,
 )
-from ._gate import Answer, PaidRoute
+from ._gate import Answer, PaidRoute, PayTo
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .events import Listener
 from .facilitator import Facilitator
@@ -77,7 +77,7 @@ class PaymentMiddleware:
         *,
         routes: Mapping[str, Any],
         facilitator: Facilitator,
-        pay_to: str | None = None,
+        pay_to: PayTo | None = None,
         network: str | Sequence[str] = "eip155:8453",
         store: PaymentStore | None = None,
         max_timeout_seconds: int = 300,

@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +48,14 @@ _CAP_DECIMALS = 6
 
 
 @dataclass(frozen=True, slots=True)
+class _RPC:
+    """A pause in the payment flow for one JSON-RPC exchange with ``url`` (the drivers post ``body``, send back the JSON)."""
+
+    url: str
+    body: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
 class _Choice:
     wire: Mapping[str, Any]  # verbatim, echoed as v2 ``accepted``
     requirement: PaymentRequirements  # what is signed
@@ -59,7 +67,11 @@ class X402Auth(httpx.Auth):
     """Pay for x402-protected HTTP resources with USDC, transparently.
 
     ``account`` is an ``eth_account`` ``LocalAccount`` or a raw private key (hex
-    or 32 bytes). By default the client pays on every registered network, only in
+    or 32 bytes), for EVM networks; ``solana_key`` a Solana secret key (base58 of its 64 bytes, as wallets
+    export it, or the bytes; needs the ``svm`` extra) for Solana networks, where signing needs a recent
+    blockhash: the client asks ``solana_rpc_url`` (``getLatestBlockhash``, and ``getAccountInfo`` once per
+    mint for its token program) unless the requirement carries one. Give either key or both. By default
+    the client pays on every registered network it has a key for, only in
     its default USDC-like asset (``assets`` widens that), at most ``$1`` a
     request. Caps take atomic units of a 6-decimal dollar token or strings such
     as ``"$0.05"``; ``None`` lifts a cap. Every *signed* payment counts toward
@@ -72,6 +84,8 @@ class X402Auth(httpx.Auth):
         with httpx.Client(auth=auth) as client:
             r = client.get("https://api.example.com/weather")
         print(settlement_of(r).transaction, auth.spent)
+
+        solana = X402Auth(solana_key="<base58 secret>", solana_rpc_url="https://api.mainnet-beta.solana.com")
     """
 
     # The paid retry resends the request, so a streamed request body is buffered first.
@@ -82,8 +96,10 @@ class X402Auth(httpx.Auth):
 
     def __init__(
         self,
-        account: LocalAccount | str | bytes,
+        account: LocalAccount | str | bytes | None = None,
         *,
+        solana_key: str | bytes | None = None,
+        solana_rpc_url: str | None = None,
         networks: Iterable[str] | None = None,
         prefer_networks: Iterable[str] = (),
         assets: Iterable[Asset | str] | None = None,
@@ -96,8 +112,27 @@ class X402Auth(httpx.Auth):
             raise ConfigurationError("settlement_retries and max_retry_wait must not be negative")
         self.settlement_retries = settlement_retries
         self.max_retry_wait = max_retry_wait
-        self._key = _private_key(account)
-        self.address = address_of(self._key)
+        if account is None and solana_key is None:
+            raise ConfigurationError("X402Auth needs a key: account= (EVM) and/or solana_key= (Solana)")
+        self._keys: dict[str, bytes] = {}
+        self.address: str | None = None  # the EVM address, when there is an EVM key
+        self.solana_address: str | None = None
+        if account is not None:
+            self._keys["eip155"] = _private_key(account)
+            self.address = address_of(self._keys["eip155"])
+        if solana_key is not None:
+            try:
+                from .svm import keypair_from
+            except ImportError as exc:
+                raise ConfigurationError(str(exc)) from None
+            try:
+                keypair = keypair_from(solana_key)
+            except ValueError as exc:
+                raise ConfigurationError(f"solana_key: {exc}") from None
+            self._keys["solana"] = bytes(keypair)
+            self.solana_address = str(keypair.pubkey())
+        self.solana_rpc_url = solana_rpc_url
+        self._token_programs: dict[str, str] = {}  # mint -> its token program (a mint never changes program)
         self._networks = None if networks is None else frozenset(get_network(n).caip2 for n in networks)
         self._prefer = tuple(get_network(n).caip2 for n in prefer_networks)
         self._assets: dict[str, Asset | None] | None = None
@@ -117,17 +152,25 @@ class X402Auth(httpx.Auth):
         """Total signed so far, in atomic units of a 6-decimal dollar token (``1000`` is $0.001)."""
         return self._spent
 
-    def _flow(self, request: httpx.Request) -> Generator[httpx.Request | float, httpx.Response | None, None]:
-        """The payment flow, for both drivers below: it yields requests, or a ``float``: seconds to pause."""
+    def _flow(self, request: httpx.Request) -> Generator[httpx.Request | float | _RPC, Any, None]:
+        """The payment flow, for both drivers below: it yields requests, a ``float`` (seconds to pause) or an
+        :class:`_RPC` exchange (the drivers send back its JSON answer)."""
         if H.PAYMENT_SIGNATURE in request.headers or H.X_PAYMENT in request.headers:
             yield request  # the caller paid already; never add a second payment
             return
         response = yield request
         if response is None or response.status_code != 402:
             return
-        header = self._pay(request, response)
-        if header is None:
+        url = str(request.url)
+        challenge = _read_challenge(response, url)
+        if challenge is None:
             return  # a 402 that is not an x402 challenge
+        choice = self._choose(challenge["x402Version"], challenge["accepts"], url)
+        if choice.requirement.network.namespace == "solana":
+            exchange = self._solana_lookups(choice.requirement)
+            if exchange is not None:
+                choice = self._with_chain_facts(choice, (yield exchange))
+        header = self._sign(challenge, choice, url)
         request.headers[header[0]] = header[1]
         response = yield request
         for _ in range(self.settlement_retries):
@@ -148,6 +191,9 @@ class X402Auth(httpx.Auth):
                 time.sleep(step)
                 step = flow.send(None)
                 continue
+            if isinstance(step, _RPC):
+                step = flow.send(_rpc_answer(step, httpx.post(step.url, json=step.body, timeout=10.0)))
+                continue
             response = yield step
             if response.status_code in (402, 503):
                 response.read()
@@ -165,6 +211,10 @@ class X402Auth(httpx.Auth):
                 await asyncio.sleep(step)
                 step = flow.send(None)
                 continue
+            if isinstance(step, _RPC):
+                async with httpx.AsyncClient(timeout=10.0) as rpc:
+                    step = flow.send(_rpc_answer(step, await rpc.post(step.url, json=step.body)))
+                continue
             response = yield step
             if response.status_code in (402, 503):
                 await response.aread()
@@ -173,14 +223,67 @@ class X402Auth(httpx.Auth):
             except StopIteration:
                 break
 
+    def _solana_lookups(self, requirement: PaymentRequirements) -> _RPC | None:
+        """The RPC calls a Solana payment still needs (the latest blockhash, the mint's program), or ``None``."""
+        extra = requirement.extra
+        mint = requirement.asset.address
+        calls = []
+        if not isinstance(extra.get("recentBlockhash"), str):
+            calls.append(
+                {"jsonrpc": "2.0", "id": 1, "method": "getLatestBlockhash", "params": [{"commitment": "confirmed"}]}
+            )
+        if mint not in self._token_programs and "tokenProgram" not in extra:
+            calls.append(
+                {"jsonrpc": "2.0", "id": 2, "method": "getAccountInfo", "params": [mint, {"encoding": "base64"}]}
+            )
+        if not calls:
+            return None
+        if self.solana_rpc_url is None:
+            raise PaymentClientError(
+                "paying on Solana needs a recent blockhash: give X402Auth(solana_rpc_url=...) (a Solana JSON-RPC URL)"
+            )
+        return _RPC(self.solana_rpc_url, calls)
+
+    def _with_chain_facts(self, choice: _Choice, answers: dict[int, Any]) -> _Choice:
+        """``choice`` with the blockhash and the mint's token program from the RPC ``answers`` (by request id)."""
+        requirement = choice.requirement
+        extra = dict(requirement.extra)
+        mint = requirement.asset.address
+        if 1 in answers:
+            try:
+                extra["recentBlockhash"] = str(answers[1]["value"]["blockhash"])
+            except (KeyError, TypeError):
+                raise PaymentClientError(
+                    f"the Solana RPC's getLatestBlockhash answer is unusable: {answers[1]!r}"
+                ) from None
+        if 2 in answers:
+            account = answers[2].get("value") if isinstance(answers[2], dict) else None
+            if not isinstance(account, dict) or not isinstance(account.get("owner"), str):
+                raise PaymentClientError(f"mint {mint} does not exist on the Solana RPC's cluster")
+            self._token_programs[mint] = account["owner"]
+        extra.setdefault("tokenProgram", self._token_programs.get(mint))
+        if extra["tokenProgram"] is None:
+            del extra["tokenProgram"]
+        return _Choice(choice.wire, replace(requirement, extra=extra), choice.scheme, choice.cost)
+
     def _pay(self, request: httpx.Request, response: httpx.Response) -> tuple[str, str] | None:
+        """The payment header answering the 402 ``response`` to ``request`` (``None``: not an x402 challenge), made
+        without network I/O: a Solana option must carry its blockhash (``extra.recentBlockhash``)."""
         url = str(request.url)
         challenge = _read_challenge(response, url)
         if challenge is None:
             return None
+        choice = self._choose(challenge["x402Version"], challenge["accepts"], url)
+        if choice.requirement.network.namespace == "solana" and self._solana_lookups(choice.requirement) is not None:
+            raise PaymentClientError("this Solana payment needs the RPC lookups of the auth flow; send the request")
+        return self._sign(challenge, choice, url)
+
+    def _sign(self, challenge: dict[str, Any], choice: _Choice, url: str) -> tuple[str, str]:
         version = challenge["x402Version"]
-        choice = self._choose(version, challenge["accepts"], url)
-        inner = choice.scheme.sign(choice.requirement, self._key, int(time.time()))
+        try:
+            inner = choice.scheme.sign(choice.requirement, self._keys[choice.scheme.namespace], int(time.time()))
+        except MalformedPaymentError as exc:
+            raise PaymentClientError(f"cannot pay {url}: {exc.message}") from None
         payload: dict[str, Any]
         if version == 2:
             resource = challenge.get("resource")
@@ -240,6 +343,9 @@ class X402Auth(httpx.Auth):
             return f"scheme {scheme_name!r} is not supported on {network.caip2}"
         if self._networks is not None and network.caip2 not in self._networks:
             return f"network {network.caip2} is not in networks="
+        if network.namespace not in self._keys:
+            which = "solana_key=" if network.namespace == "solana" else "account= (an EVM key)"
+            return f"network {network.caip2} needs {which}"
         asset = req.get("asset")
         if not isinstance(asset, str) or not scheme.valid_address(asset):
             return f"asset {asset!r} is not a token address"
@@ -266,7 +372,7 @@ class X402Auth(httpx.Auth):
         raw_extra = req.get("extra")
         extra: dict[str, Any] = dict(raw_extra) if isinstance(raw_extra, dict) else {}
         if known is not None:  # the token this client trusts: its own domain fills what the server left out
-            extra = {**scheme.requirement_extra(PaymentRequirements(network, known, 0, pay_to)), **extra}
+            extra = {**scheme.requirement_extra(PaymentRequirements(network, known, 0, pay_to, extra=extra)), **extra}
         try:
             parsed, pay_to, rest = scheme.parse_requirement(network, asset, pay_to, extra)
         except MalformedPaymentError as exc:
@@ -289,6 +395,23 @@ class X402Auth(httpx.Auth):
                     "use an X402Auth with a larger max_total_spend (None lifts the cap)"
                 )
             self._spent = total
+
+
+def _rpc_answer(call: _RPC, response: httpx.Response) -> dict[int, Any]:
+    """The ``result`` of each JSON-RPC request of ``call`` by id; raises :class:`PaymentClientError` for an error."""
+    try:
+        answers = response.json()
+    except ValueError:
+        answers = None
+    if response.status_code != 200 or not isinstance(answers, list):
+        raise PaymentClientError(f"the Solana RPC {call.url} answered {response.status_code}: {response.text[:200]}")
+    out: dict[int, Any] = {}
+    for answer in answers:
+        if not isinstance(answer, dict) or "error" in answer:
+            raise PaymentClientError(f"the Solana RPC {call.url} refused a call: {answer!r}")
+        if isinstance(answer.get("id"), int):
+            out[answer["id"]] = answer.get("result")
+    return out
 
 
 def _settlement_wait(response: httpx.Response) -> float | None:

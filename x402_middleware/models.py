@@ -113,9 +113,13 @@ def payment_required_v1(accepts: Sequence[PaymentRequirements], resource: Resour
     whole 402 with a ZodError), and ``description`` and ``mimeType`` must be strings; PyPI ``x402`` 1.0.0 needs a
     string ``error``. So no entry carries ``"outputSchema": null``, and only networks with a legacy v1 name
     (``base``, ``base-sepolia``, ...) are listed: both clients reject the whole 402 over one CAIP-2 network name
-    they do not know. v2 clients read the ``PAYMENT-REQUIRED`` header, which lists every option.
+    they do not know. For the same reason a body never mixes chain families: PyPI ``x402`` 1.0.0 knows no
+    ``solana`` and rejects a 402 listing it, so Solana options (``solana``, ``solana-devnet``) are listed only
+    when no EVM option is. v2 clients read the ``PAYMENT-REQUIRED`` header, which lists every option.
     """
-    entries = [r.to_v1(resource) for r in accepts if r.network.v1_name]
+    named = [r for r in accepts if r.network.v1_name]
+    evm = [r for r in named if r.network.namespace == "eip155"]
+    entries = [r.to_v1(resource) for r in (evm or named)]
     return {"x402Version": 1, "error": error, "accepts": entries}
 
 

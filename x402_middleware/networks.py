@@ -138,6 +138,28 @@ _BUILTIN: tuple[Network, ...] = (
     _n(181228, "0x401eCb1D350407f13ba348573E5630B83638E30D", "Bridged USDC", "2", testnet=True, symbol="USDC.e"),
 )
 
+# Solana: CAIP-2 ``solana:<genesis hash prefix>``, the only three ids the official clients accept, with each
+# cluster's USDC mint (x402 2.25.0 ``mechanisms/svm/constants.py``; ../shared/docs/x402-protocol.md §4, §7.1).
+# ``name``/``version`` mean nothing to an SPL token (no EIP-712 domain); decimals do (TransferChecked).
+SOLANA_MAINNET = "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"
+SOLANA_DEVNET = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
+SOLANA_TESTNET = "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z"
+_SOLANA: tuple[Network, ...] = (
+    Network(SOLANA_MAINNET, asset=Asset("EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", "USDC", ""), v1_name="solana"),
+    Network(
+        SOLANA_DEVNET,
+        asset=Asset("4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU", "USDC", ""),
+        v1_name="solana-devnet",
+        testnet=True,
+    ),
+    Network(
+        SOLANA_TESTNET,
+        asset=Asset("4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU", "USDC", ""),
+        v1_name="solana-testnet",
+        testnet=True,
+    ),
+)
+
 # Legacy v1 names known to clients but without a default asset here ([py] V1_NETWORK_CHAIN_IDS).
 _V1_EXTRA = {
     "abstract": 2741,
@@ -198,5 +220,5 @@ def networks() -> list[Network]:
     return list(_by_id.values())
 
 
-for _net in _BUILTIN:
+for _net in _BUILTIN + _SOLANA:
     register_network(_net)

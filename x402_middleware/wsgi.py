@@ -37,7 +37,7 @@ from ._flow import (
     run_sync,
     settle_on_2xx,
 )
-from ._gate import Answer, PaidRoute
+from ._gate import Answer, PaidRoute, PayTo
 from .events import Listener
 from .facilitator import SyncFacilitator
 from .models import PaymentPayload, PaymentRequirements, ResourceInfo
@@ -80,7 +80,7 @@ class PaymentWSGIMiddleware:
         *,
         routes: Mapping[str, Any],
         facilitator: SyncFacilitator,
-        pay_to: str | None = None,
+        pay_to: PayTo | None = None,
         network: str | Sequence[str] = "eip155:8453",
         store: SyncPaymentStore | None = None,
         max_timeout_seconds: int = 300,

@@ -3,9 +3,11 @@
 Starts, in order, and stops in reverse on Ctrl+C / SIGTERM:
 
 1. a local EVM (anvil from npm) emulating **Base** (chain id 8453) with the test USDC at Base's canonical
-   USDC address, so unmodified clients (official x402 SDK, BlockRun SDKs) sign for it;
-2. the self-hosted facilitator (:class:`~x402_middleware.facilitator.OnChainFacilitator`, in-process), which
-   settles every payment on that chain;
+   USDC address, so unmodified clients (official x402 SDK, BlockRun SDKs) sign for it; and, with the ``svm``
+   extra installed (``make install`` has it), a local **Solana** (LiteSVM in process, JSON-RPC on 127.0.0.1)
+   with a USDC-like mint at Solana mainnet's USDC address (``--no-solana`` leaves it out);
+2. the self-hosted facilitators (:class:`~x402_middleware.facilitator.OnChainFacilitator` and
+   :class:`~x402_middleware.facilitator.SolanaFacilitator`, in-process), which settle every payment on its chain;
 3. the upstream emulator (OpenAI, Anthropic and Gemini wire formats) -- unless provider API keys are set in
    the environment (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ...), then the real providers are used;
 4. the gateway with x402 payment on ``http://127.0.0.1:8402`` (or a free port if 8402 is taken).
@@ -13,7 +15,11 @@ Starts, in order, and stops in reverse on Ctrl+C / SIGTERM:
 Progress goes to stderr; once ready it prints one JSON line to stdout::
 
     {"url": "http://127.0.0.1:8402", "api_url": "http://127.0.0.1:8402/api", "rpc_url": "http://127.0.0.1:...",
-     "network": "eip155:8453", "asset": "0x8335...", "pay_to": "0x...", "payer_private_keys": ["0x..."], ...}
+     "network": "eip155:8453", "asset": "0x8335...", "pay_to": "0x...", "payer_private_keys": ["0x..."], ...,
+     "solana_rpc_url": "http://127.0.0.1:...", "solana_network": "solana:5eykt4Us...", "mint": "EPjF...",
+     "solana_pay_to": "...", "solana_payer_secret_keys": ["<base58>"], ...}
+
+The 402 then offers both: Base first, Solana second (payers choose; ``X402Auth(prefer_networks=["solana"])``).
 """
 
 from __future__ import annotations
@@ -28,12 +34,12 @@ import sys
 import time
 from collections.abc import Mapping
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from x402_middleware.devchain import DevChain
-from x402_middleware.facilitator import OnChainFacilitator
+from x402_middleware.facilitator import Facilitator, MultiFacilitator, OnChainFacilitator
 from x402_middleware.journal import Reconciler, open_journal
 from x402_middleware.stores import PaymentStore
 
@@ -42,6 +48,9 @@ from .emulator import EmulatorServer, bind_loopback
 from .paid import create_paid_app
 from .pools import resolve_endpoints
 from .serve import add_trusted_proxy_argument, server_config
+
+if TYPE_CHECKING:
+    from x402_middleware.devchain.solana import SolanaDevChain
 
 DEFAULT_PORT = 8402
 CHAINS = {"base": "eip155:8453", "base-sepolia": "eip155:84532"}
@@ -61,6 +70,26 @@ def _bind(host: str, port: int, *, strict: bool) -> socket.socket:
             raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror}; pass --port 0 for a free port") from None
         _log(f"port {port} is taken ({exc.strerror}); using a free port instead")
         return bind_loopback(0, host)
+
+
+def start_solana(payers: int) -> tuple[SolanaDevChain, Facilitator] | None:
+    """The local Solana (mainnet's USDC mint) and its facilitator, whose fee payer the 402 offers; ``None`` without
+    the ``svm`` extra (said so)."""
+    try:
+        from x402_middleware.devchain.solana import SolanaDevChain
+        from x402_middleware.facilitator.solana import SolanaFacilitator
+        from x402_middleware.schemes.svm.exact import set_fee_payer
+    except ImportError as exc:
+        _log(f"no local Solana ({exc}); offering Base only")
+        return None
+    chain = SolanaDevChain("solana", payers=payers, fee_payers=2).start()
+    facilitator = SolanaFacilitator(chain.rpc_url, chain.fee_payer_secret_keys, network=chain.network)
+    set_fee_payer(chain.network, facilitator.fee_payer_addresses[0])
+    _log(
+        f"Solana runtime (LiteSVM) on {chain.rpc_url} for {chain.network}; mint {chain.mint}; {len(chain.payers)} "
+        f"payer(s) with {chain.payer_balance // 10**6} USDC each (ready in {chain.timings['ready_ms']:.0f} ms)"
+    )
+    return chain, facilitator
 
 
 def payment_store(redis_url: str | None) -> PaymentStore | None:
@@ -135,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         "served again without a second charge (default: no journal)",
     )
     add_trusted_proxy_argument(parser)
+    parser.add_argument(
+        "--no-solana", action="store_true", help="offer Base only (no local Solana runtime, no Solana in the 402)"
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(message)s")
@@ -163,7 +195,14 @@ def main(argv: list[str] | None = None) -> int:
             f"anvil pid {chain.pid} on {chain.rpc_url}; test USDC at {chain.asset}; "
             f"{len(chain.payer_keys)} payer(s) funded with {chain.payer_balance // 10**6} USDC each"
         )
-        facilitator = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys, network=chain.network)
+        facilitator: Facilitator = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys, network=chain.network)
+        networks, pay_to = [chain.network], {"eip155": chain.pay_to}
+        solana = None if args.no_solana else start_solana(args.payers)
+        if solana is not None:
+            sol_chain, sol_facilitator = solana
+            facilitator = MultiFacilitator(facilitator, sol_facilitator)
+            networks.append(sol_chain.network)
+            pay_to["solana"] = sol_chain.pay_to
         config, emulator = upstream_config(args.upstream)
         _log(f"upstream: {'emulator at ' + emulator.url if emulator else 'real providers from environment keys'}")
         store = payment_store(args.redis_url)
@@ -172,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             reconciler = Reconciler(journal, chain.rpc_url, interval=60.0).start()
             _log(f"settlement journal: {args.journal} (reconciled on the dev chain every 60 s)")
         app = create_paid_app(
-            config, pay_to=chain.pay_to, network=chain.network, facilitator=facilitator, store=store, journal=journal
+            config, pay_to=pay_to, network=networks, facilitator=facilitator, store=store, journal=journal
         )
         url = f"http://{args.host}:{sock.getsockname()[1]}"
         info: dict[str, Any] = {
@@ -191,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             "models": len(app.state.gateway.available_models()),
             "journal": args.journal,
         }
+        if solana is not None:
+            info.update(solana[0].info())
         server = uvicorn.Server(server_config(app, trusted_proxies=args.trusted_proxy))
         _log(f"gateway on {url} (ready in {time.perf_counter() - started:.1f} s); Ctrl+C or SIGTERM stops everything")
         print(json.dumps(info), flush=True)
@@ -205,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
             reconciler.journal.close()
         if emulator is not None:
             emulator.stop()
+        if solana is not None:
+            solana[0].stop()
         chain.stop()
         _log("stopped")
     return 0

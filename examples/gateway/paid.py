@@ -13,7 +13,7 @@ settles when the handler starts a 2xx response, which it only does once the upst
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
@@ -36,7 +36,7 @@ DESCRIPTION = "AI API call"
 
 def payment_layer(
     *,
-    pay_to: str,
+    pay_to: str | Mapping[str, str],
     facilitator: Facilitator,
     network: str | Sequence[str] = "eip155:8453",
     store: PaymentStore | None = None,
@@ -82,7 +82,7 @@ def payment_layer(
 def create_paid_app(
     config: GatewayConfig | None = None,
     *,
-    pay_to: str,
+    pay_to: str | Mapping[str, str],
     facilitator: Facilitator,
     network: str | Sequence[str] = "eip155:8453",
     store: PaymentStore | None = None,

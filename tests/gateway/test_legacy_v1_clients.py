@@ -83,7 +83,7 @@ def _quote(dev: DevGateway, body: dict[str, Any]) -> int:
     """What the gateway asks for this body: the v1 ``maxAmountRequired`` of its 402 to an unpaid request."""
     r = httpx.post(_url(dev), json=body, timeout=10)
     assert r.status_code == 402, r.text
-    [accept] = r.json()["accepts"]
+    [accept] = r.json()["accepts"]  # Base only: x402 1.0.0 rejects a v1 body naming "solana" (the v2 header has it)
     assert None not in accept.values(), accept  # zod: optional fields are absent or objects, never null
     v2 = json.loads(base64.b64decode(r.headers["payment-required"]))["accepts"][0]["amount"]
     assert accept["maxAmountRequired"] == v2

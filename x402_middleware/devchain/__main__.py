@@ -6,6 +6,12 @@ Prints exactly one JSON line to stdout once everything is set up (progress goes 
     {"rpc_url": "http://127.0.0.1:41231", "chain_id": 84532, "network": "eip155:84532", "asset": "0x036C…",
      "token_name": "USDC", "token_version": "2", "payer_private_keys": [...], "payer_addresses": [...],
      "facilitator_private_keys": [...], "pay_to": "0x…"}
+
+``--solana`` starts the Solana side alone instead (LiteSVM behind JSON-RPC, no anvil; needs the ``svm`` extra)::
+
+    $ python -m x402_middleware.devchain --solana
+    {"solana_rpc_url": "http://127.0.0.1:40121", "solana_network": "solana:5eykt4Us…", "mint": "EPjF…",
+     "solana_payer_secret_keys": [...], "solana_fee_payer_secret_keys": [...], "solana_pay_to": "…", ...}
 """
 
 from __future__ import annotations
@@ -47,7 +53,42 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--anvil", default=None, help="path to the anvil binary (default: $X402_ANVIL, node_modules, PATH)"
     )
+    parser.add_argument(
+        "--solana",
+        nargs="?",
+        const="solana",
+        choices=("solana", "solana-devnet"),
+        default=None,
+        help="start the Solana dev chain (LiteSVM + JSON-RPC) alone instead: mainnet's USDC mint (default) "
+        "or solana-devnet's; --payers and --facilitators (fee payers) apply",
+    )
     return parser
+
+
+def _run_solana(args: argparse.Namespace, stop: threading.Event) -> int:
+    try:
+        from .solana import SolanaDevChain
+    except ImportError as exc:
+        _log(str(exc))
+        return 2
+    chain = SolanaDevChain(
+        args.solana, payers=args.payers, fee_payers=args.facilitators, payer_balance=args.payer_balance
+    ).start()
+    try:
+        _log(
+            f"Solana runtime (LiteSVM) for {chain.network} on {chain.rpc_url}: mint {chain.mint}, "
+            f"{len(chain.payers)} payer(s), {len(chain.fee_payers)} fee payer(s) (ready in {chain.timings['ready_ms']:.0f} ms)"
+        )
+        try:
+            print(json.dumps(chain.info()), flush=True)
+        except BrokenPipeError:
+            pass
+        _log("running; press Ctrl+C (or send SIGTERM) to stop")
+        stop.wait()
+    finally:
+        chain.stop()
+    _log("stopped")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     # Installed before starting anvil so an early SIGTERM still shuts it down cleanly.
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    if args.solana is not None:
+        return _run_solana(args, stop)
 
     try:
         chain = DevChain(

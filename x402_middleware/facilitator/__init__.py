@@ -9,9 +9,11 @@ from ._protocol import Facilitator, SyncFacilitator
 
 if TYPE_CHECKING:
     from .cdp import CDP_FACILITATOR_URL, cdp_auth_headers, cdp_facilitator, sync_cdp_facilitator
+    from .multi import MultiFacilitator
     from .onchain import OnChainFacilitator
     from .remote import DEFAULT_FACILITATOR_URL, HTTPFacilitator, SyncHTTPFacilitator
     from .server import facilitator_app
+    from .solana import SolanaFacilitator
 
 # Imported on first use: the HTTP facilitator pulls in httpx and the HTTP/1.1 client (the middleware imports
 # the protocols above and needs neither), the on-chain facilitator eth-account, the server Starlette routing,
@@ -21,6 +23,8 @@ _LAZY = {
     "HTTPFacilitator": ".remote",
     "SyncHTTPFacilitator": ".remote",
     "OnChainFacilitator": ".onchain",
+    "SolanaFacilitator": ".solana",
+    "MultiFacilitator": ".multi",
     "facilitator_app": ".server",
     "CDP_FACILITATOR_URL": ".cdp",
     "cdp_auth_headers": ".cdp",
@@ -49,7 +53,9 @@ __all__ = [
     "DEFAULT_FACILITATOR_URL",
     "Facilitator",
     "HTTPFacilitator",
+    "MultiFacilitator",
     "OnChainFacilitator",
+    "SolanaFacilitator",
     "SyncFacilitator",
     "SyncHTTPFacilitator",
     "cdp_auth_headers",

@@ -1,6 +1,10 @@
-"""Run a self-hosted x402 facilitator that settles on an EVM chain.
+"""Run a self-hosted x402 facilitator that settles on an EVM chain or on Solana.
 
     python -m x402_middleware.facilitator --rpc-url http://127.0.0.1:8545 --key 0x<gas key> --network eip155:84532
+    python -m x402_middleware.facilitator --rpc-url http://127.0.0.1:8899 --key <base58 fee-payer secret> --network solana
+
+On Solana (``--network solana``, ``solana-devnet`` or their CAIP-2 ids; needs the ``svm`` extra) the keys are
+fee payers: base58 64-byte secret keys holding SOL, offered as ``extra.feePayer`` in ``/supported``.
 
 It settles only the network's USDC (or ``--asset``) unless told otherwise: ``--allow-asset 0x<token>``
 (repeatable) adds a token, ``--allow-any-asset`` pays gas for any EIP-3009 contract a caller names.
@@ -19,11 +23,15 @@ import logging
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING
 
 from .._exceptions import ConfigurationError
 from ..networks import Asset, Network, get_network, register_network
 from .onchain import OnChainFacilitator
 from .server import facilitator_app
+
+if TYPE_CHECKING:
+    from .solana import SolanaFacilitator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,24 +98,43 @@ def main(argv: list[str] | None = None) -> int:
             )
         default_asset = [network.asset.address] if network.asset is not None else []
         leases = None
-        if args.redis_url:
-            from .leases import RedisSignerLeases
-
-            assert network.chain_id is not None
-            leases = RedisSignerLeases.from_url(args.redis_url, chain_id=network.chain_id, on_lost=lost.append)
-            keys = leases.acquire(keys, limit=args.lease_keys)
-        else:
-            logging.getLogger("x402_middleware.facilitator").warning(
-                "x402: signer keys are not coordinated with other facilitator processes: give each process its own "
-                "--key set, or pass --redis-url to lease keys from a shared pool"
+        facilitator: OnChainFacilitator | SolanaFacilitator
+        if network.namespace == "solana":
+            # Fee payers sign no nonce: several processes may share them, no leases needed.
+            if args.redis_url:
+                parser.error("--redis-url leases EVM gas keys; Solana fee payers need no coordination")
+            try:
+                from .solana import SolanaFacilitator
+            except ImportError as exc:
+                parser.error(str(exc))
+            facilitator = SolanaFacilitator(
+                args.rpc_url,
+                keys,
+                network=network,
+                assets=default_asset + args.allow_asset,
+                any_asset=args.allow_any_asset,
             )
-        facilitator = OnChainFacilitator(
-            args.rpc_url,
-            keys,
-            network=network,
-            assets=default_asset + args.allow_asset,
-            any_asset=args.allow_any_asset,
-        )
+            signers = facilitator.fee_payer_addresses
+        else:
+            if args.redis_url:
+                from .leases import RedisSignerLeases
+
+                assert network.chain_id is not None
+                leases = RedisSignerLeases.from_url(args.redis_url, chain_id=network.chain_id, on_lost=lost.append)
+                keys = leases.acquire(keys, limit=args.lease_keys)
+            else:
+                logging.getLogger("x402_middleware.facilitator").warning(
+                    "x402: signer keys are not coordinated with other facilitator processes: give each process its own "
+                    "--key set, or pass --redis-url to lease keys from a shared pool"
+                )
+            facilitator = OnChainFacilitator(
+                args.rpc_url,
+                keys,
+                network=network,
+                assets=default_asset + args.allow_asset,
+                any_asset=args.allow_any_asset,
+            )
+            signers = [s.address for s in facilitator.signers]
     except ConfigurationError as exc:
         parser.error(str(exc))
     try:
@@ -140,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                     {
                         "url": url,
                         "network": network.caip2,
-                        "signers": [s.address for s in facilitator.signers],
+                        "signers": signers,
                         "assets": "any" if facilitator.any_asset else sorted(facilitator.assets),
                     }
                 ),

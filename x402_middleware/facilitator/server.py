@@ -45,6 +45,11 @@ MAX_BODY = 64 * 1024
 PAY_TO_NOT_ALLOWED = "pay_to_not_allowed"
 
 
+def _address_key(address: str) -> str:
+    """An address as compared: hex (EVM) case-insensitively, base58 (Solana) exactly, as its case is meaningful."""
+    return address.lower() if address[:2] in ("0x", "0X") else address
+
+
 def _error(status: int, error: str, message: str) -> JSONResponse:
     return JSONResponse({"error": error, "message": message}, status_code=status)
 
@@ -81,12 +86,12 @@ def facilitator_app(
     """The facilitator HTTP API as an ASGI app.
 
     ``bearer_token``: required on ``/verify``, ``/settle`` and ``/supported`` (``/health`` stays open).
-    ``pay_to``: the only recipients it settles to (case-insensitive); ``None`` allows any.
+    ``pay_to``: the only recipients it settles to (0x addresses case-insensitively); ``None`` allows any.
     """
-    allowed = None if pay_to is None else frozenset(a.lower() for a in pay_to)
+    allowed = None if pay_to is None else frozenset(_address_key(a) for a in pay_to)
 
     def refused(requirements: PaymentRequirements) -> str | None:
-        if allowed is not None and requirements.pay_to.lower() not in allowed:
+        if allowed is not None and _address_key(requirements.pay_to) not in allowed:
             return f"this facilitator does not settle to {requirements.pay_to}"
         return None
 

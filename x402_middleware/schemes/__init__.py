@@ -6,13 +6,14 @@ its own module under a folder per chain family and registers itself::
 
     schemes/evm/exact.py     ("exact", "eip155")   EIP-3009 transferWithAuthorization
     schemes/evm/upto.py      ("upto", "eip155")    later: Permit2, settle the actual amount
-    schemes/svm/exact.py     ("exact", "solana")   later: a partially signed Solana transaction
+    schemes/svm/exact.py     ("exact", "solana")   a partially signed Solana transaction (needs the svm extra)
 
 A new scheme is a module with a class implementing :class:`PaymentScheme` and one line::
 
     register_scheme(MyScheme())
 
-(the built-in ones are listed in ``_BUILTIN`` and imported the first time a scheme is looked up).
+(the built-in ones are listed in ``_BUILTIN`` and imported the first time a scheme is looked up; those of a
+chain family whose library is an optional extra, in ``_BY_NAMESPACE``, the first time that family is).
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ if TYPE_CHECKING:
     from ..models import PaymentPayload, PaymentRequirements, VerifyResult
     from ..networks import Asset, Network
 
-__all__ = ["PaymentId", "PaymentScheme", "SchemePayload", "find_scheme", "register_scheme", "schemes"]
+__all__ = [
+    "PaymentId",
+    "PaymentScheme",
+    "SchemePayload",
+    "find_scheme",
+    "missing_extra",
+    "register_scheme",
+    "schemes",
+]
 
 
 class SchemePayload(Protocol):
@@ -100,8 +109,13 @@ class PaymentScheme(Protocol):
 
 
 _BUILTIN = ("x402_middleware.schemes.evm.exact",)
+# Built-in schemes of a chain family whose library is an optional extra: imported the first time a scheme of
+# that namespace is looked up, so an EVM-only app never loads (or needs) solders.
+_BY_NAMESPACE = {"solana": ("x402_middleware.schemes.svm.exact",)}
 _registry: dict[tuple[str, str], PaymentScheme] = {}
 _loaded = False
+_loaded_namespaces: set[str] = set()
+_missing: dict[str, str] = {}  # namespace -> why its built-in schemes are not available (a missing extra)
 _lock = threading.Lock()
 
 
@@ -120,15 +134,37 @@ def _load_builtins() -> None:
             _loaded = True
 
 
+def _load_namespace(namespace: str) -> None:
+    with _lock:
+        if namespace in _loaded_namespaces:
+            return
+        for module in _BY_NAMESPACE.get(namespace, ()):
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                _missing[namespace] = str(exc)
+        _loaded_namespaces.add(namespace)
+
+
 def find_scheme(scheme: str, namespace: str) -> PaymentScheme | None:
     """The registered handler of ``scheme`` payments on ``namespace`` networks, or ``None``."""
     if not _loaded:
         _load_builtins()
+    if namespace not in _loaded_namespaces:
+        _load_namespace(namespace)
     return _registry.get((scheme, namespace))
 
 
+def missing_extra(namespace: str) -> str | None:
+    """Why the built-in schemes of ``namespace`` could not load (e.g. ``solders`` is not installed), or ``None``."""
+    return _missing.get(namespace)
+
+
 def schemes() -> list[PaymentScheme]:
-    """Every registered scheme."""
+    """Every registered scheme (the optional chain families' built-ins too, when their extra is installed)."""
     if not _loaded:
         _load_builtins()
+    for namespace in _BY_NAMESPACE:
+        if namespace not in _loaded_namespaces:
+            _load_namespace(namespace)
     return list(_registry.values())

@@ -1,0 +1,1 @@
+"""Solana (SVM) payment schemes; they need the ``svm`` extra (``solders``)."""
