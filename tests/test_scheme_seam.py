@@ -137,7 +137,7 @@ async def test_a_scheme_registered_from_a_test_module_goes_through_the_whole_flo
     assert refused.status_code == 402 and refused.json()["error"] == "invalid_toy_signature"
     assert len(fac.settled) == 1 and fac.settled[0].payer == "bob"
     assert [e.kind for e in events] == ["verified", "settling", "settled", "served"]
-    assert events[-1].amount == 5 and events[-1].transaction == f"toytx-{inner['nonce']}"
+    assert events[-2].amount == 5 and events[-2].transaction == f"toytx-{inner['nonce']}"
 
 
 def test_a_route_needs_a_registered_scheme_and_an_address_of_its_chain() -> None:
