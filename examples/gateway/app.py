@@ -8,8 +8,11 @@ Routes (each inference/model route under both ``/v1`` and ``/api/v1``):
 * ``GET /api/health`` and ``/api/health/{live,ready,pools}``: 60/minute per IP, never calls an upstream;
 * ``GET /metrics``: Prometheus text (``config.metrics``), no rate limit, no payment, never calls an upstream.
 
+An inference request is read, parsed, validated and quoted once, by :class:`~.prepare.PrepareOnce`; the
+payment policy and the handler share that :class:`~.service.Prepared`.
+
 Payment composes through ``wrap``: ``create_app(config, wrap=lambda app, gateway: PaymentMiddleware(app, ...))``
-puts the payment layer *inside* the request log and the throttle probe (so a known-throttled model answers
+puts the payment layer *inside* the request log, ``PrepareOnce`` and the throttle probe (so a known-throttled model answers
 an unpaid probe with 429 before any 402) and around the routes. Handlers send no response start before the
 upstream accepted the call: for streams, its 2xx and first chunk; any failure is a non-2xx, so it is never settled.
 """
@@ -29,13 +32,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from x402_middleware.wire import JSONTooDeepError, loads_untrusted
-
 from .config import GatewayConfig
-from .errors import GatewayError, InvalidRequest
+from .errors import GatewayError
 from .listing import models_body, pricing_body
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import GatewayMetrics
+from .prepare import PrepareOnce, prepared_of
 from .probe import ThrottleProbe
 from .providers.upstream import encode_json
 from .ratelimit import SlidingWindow
@@ -70,7 +72,11 @@ def create_app(
     metrics = GatewayMetrics() if gateway.config.metrics else None
     if metrics is not None:
         routes.append(Route("/metrics", _metrics_endpoint(metrics), methods=["GET"]))
-    middleware = [Middleware(RequestLog, metrics=metrics, routes=routes), Middleware(ThrottleProbe, gateway=gateway)]
+    middleware = [
+        Middleware(RequestLog, metrics=metrics, routes=routes),
+        Middleware(PrepareOnce, gateway=gateway),
+        Middleware(ThrottleProbe, gateway=gateway),
+    ]
     if wrap is not None:
         middleware.append(Middleware(_Wrapped, wrap=wrap, gateway=gateway))
 
@@ -128,8 +134,7 @@ class _Handlers:
 
     async def _infer(self, request: Request, api: str) -> Response:
         trace = request.scope.setdefault("gateway.trace", {})
-        body = await _read_json(request, self.gw.config.max_body_bytes)
-        prepared = self.gw.prepare(api, body)
+        prepared = await prepared_of(request)  # read, parsed and quoted once, by PrepareOnce
         call, model = prepared.call, prepared.call.model
         trace.update(
             api=api,
@@ -209,26 +214,6 @@ class _Handlers:
 
     def _upstream_header(self, endpoint: str) -> dict[str, str]:
         return {"x-gateway-upstream": endpoint} if self.gw.config.expose_upstream and endpoint else {}
-
-
-async def _read_json(request: Request, limit: int) -> Any:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413, code="PAYLOAD_TOO_LARGE")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():  # stop at the cap: a body without Content-Length is never read whole
-        size += len(chunk)
-        if size > limit:
-            raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413, code="PAYLOAD_TOO_LARGE")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    try:
-        return loads_untrusted(raw)
-    except JSONTooDeepError as exc:
-        raise InvalidRequest(f"the request body is refused: {exc}") from None
-    except ValueError:  # UnicodeDecodeError included
-        raise InvalidRequest("the request body is not valid JSON") from None
 
 
 def _raw_json(body: bytes) -> Response:

@@ -184,7 +184,9 @@ def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
         rates["output_per_m"] = _usd(pricing.get("output"), f"{where}: pricing.output")
     elif mode == "flat":
         _no_unknown(pricing, {"flat"}, f"{where}: pricing")
-        rates["flat_usd"] = _usd(pricing.get("flat"), f"{where}: pricing.flat")
+        rates["flat_usd"] = flat = _usd(pricing.get("flat"), f"{where}: pricing.flat")
+        if flat.as_tuple().exponent < -6:  # type: ignore[operator]
+            raise CatalogError(f"{where}: pricing.flat has more than 6 decimals (USDC's smallest unit is 0.000001)")
     elif pricing:
         raise CatalogError(f"{where}: a free model takes no pricing; remove it or change billing_mode")
     categories = raw.get("categories", ["chat"])

@@ -24,10 +24,10 @@ from x402_middleware.stores import PaymentStore
 
 from .app import Wrap, create_app
 from .config import GatewayConfig
-from .pricing import INFERENCE_PATHS, x402_price_policy
+from .pricing import x402_price_policy
 from .rejections import BlockRunRejectionCodes
 from .requestlog import record_payment
-from .service import Gateway
+from .service import INFERENCE_PATHS, Gateway
 
 #: ``resource.description`` of the 402 (ASCII: the TypeScript SDK signs with ``btoa``, which rejects > U+00FF).
 DESCRIPTION = "AI API call"

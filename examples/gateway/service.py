@@ -20,6 +20,8 @@ from .quote import Quote, chat_quote, messages_quote
 from .translate.anthropic import from_anthropic_request
 
 CHAT, MESSAGES = "chat", "messages"
+#: The paid inference routes (each also under ``/api``, BlockRun's layout).
+INFERENCE_PATHS = ("/v1/chat/completions", "/api/v1/chat/completions", "/v1/messages", "/api/v1/messages")
 _CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
 
 

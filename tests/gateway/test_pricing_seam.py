@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 from examples.gateway import INFERENCE_PATHS, Gateway, describe, price_of, x402_price_policy
 from examples.gateway.emulator import EmulatorServer
 from tests._facilitator_double import FakeFacilitator
+from tests._payments import decode, pay_v2
 from x402_middleware import PaymentMiddleware, PaymentRequest, RouteConfig, TokenAmount, UnpriceableRequestError
 
 from .conftest import client_for, emulator_requests, set_fault
@@ -110,3 +111,30 @@ async def test_composed_with_the_payment_middleware(
         assert r.json()["retry_after_seconds"] == 30 and r.headers["retry-after"] == "30"
         # Health and listings pass through the payment layer untouched.
         assert (await c.get("/v1/models")).status_code == 200
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_a_paid_call_is_parsed_and_quoted_once(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    app = make_app(wrap=_with_payment)
+    gateway: Gateway = app.state.gateway
+    calls: list[str] = []
+    prepare = gateway.prepare
+
+    def counting(api: str, body: Any) -> Any:
+        calls.append(api)
+        return prepare(api, body)
+
+    monkeypatch.setattr(gateway, "prepare", counting)
+    body = CHAT if path.endswith("completions") else {**CHAT, "model": "anthropic/claude-haiku-4.5", "max_tokens": 64}
+    async with client_for(app) as c:
+        challenge = await c.post(path, json=body)
+        assert challenge.status_code == 402 and len(calls) == 1
+        r = await c.post(
+            path, json=body, headers={"PAYMENT-SIGNATURE": pay_v2(decode(challenge.headers["payment-required"]))}
+        )
+    assert r.status_code == 200, r.text
+    assert len(calls) == 2  # one per request: the policy and the handler share it
+    assert emulator_requests(emulator) == 1
