@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import _headers as H
 from ._exceptions import (
@@ -35,7 +35,7 @@ from .models import (
 )
 from .money import parse_usd, to_atomic
 from .networks import Asset, Network, check_address, get_network
-from .pricing import FixedPrice, PaymentOption, PaymentRequest, PricingPolicy, TokenAmount
+from .pricing import FixedPrice, PaymentOption, PaymentRequest, Priced, PricingPolicy, TokenAmount
 from .routes import RoutePattern
 from .schemes import PaymentScheme, find_scheme, schemes
 from .verify import NO_MATCHING_REQUIREMENTS, match_requirements, verify_locally
@@ -82,6 +82,13 @@ class RouteConfig:
     price_body: bool = False
     check_funds: bool | None = None
     scheme: str = "exact"
+
+
+class Quoted(NamedTuple):
+    """What a dynamic route costs for one request, and the policy's description of it (``None``: the route's)."""
+
+    requirements: tuple[PaymentRequirements, ...]
+    description: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +140,9 @@ class Gate:
 
     def _build_route(self, pattern: str, value: Any) -> PaidRoute:
         cfg = value if isinstance(value, RouteConfig) else RouteConfig(price=value)
+        if not cfg.description.isascii():
+            # TypeScript x402 clients sign the payload, resource included, with btoa, which throws above U+00FF.
+            raise ConfigurationError(f"route {pattern!r}: description must be ASCII, got {cfg.description!r}")
         pay_to = check_address(cfg.pay_to, "pay_to") if cfg.pay_to else self.pay_to
         nets = tuple(get_network(n) for n in cfg.networks) if cfg.networks else self.default_networks
         timeout = cfg.max_timeout_seconds or self.max_timeout_seconds
@@ -195,7 +205,7 @@ class Gate:
     # -- pricing ---------------------------------------------------------------------------
     def price(
         self, route: PaidRoute, request: PaymentRequest, *, allow_async: bool = True
-    ) -> tuple[PaymentRequirements, ...] | Awaitable[tuple[PaymentRequirements, ...]]:
+    ) -> Quoted | Awaitable[Quoted]:
         """Run a dynamic route's policy and build its requirements (an awaitable for an async policy).
 
         Raises :class:`UnpriceableRequestError` (the client's input, 400) or
@@ -216,16 +226,22 @@ class Gate:
                     "app needs a plain (sync) function"
                 )
             return self._price_later(route, price)
-        return self.requirements(route, price)
+        return self.quoted(route, price)
 
-    async def _price_later(self, route: PaidRoute, price: Awaitable[Any]) -> tuple[PaymentRequirements, ...]:
+    async def _price_later(self, route: PaidRoute, price: Awaitable[Any]) -> Quoted:
         try:
             value = await price
         except (PricingError, UnpriceableRequestError):
             raise
         except Exception as exc:
             raise PricingError(f"{type(exc).__name__}: {exc}") from exc
-        return self.requirements(route, value)
+        return self.quoted(route, value)
+
+    def quoted(self, route: PaidRoute, price: Any) -> Quoted:
+        """A policy's result as requirements, with its per-request description when it returned :class:`Priced`."""
+        if isinstance(price, Priced):
+            return Quoted(self.requirements(route, price.price), price.description)
+        return Quoted(self.requirements(route, price), None)
 
     def requirements(self, route: PaidRoute, price: Any) -> tuple[PaymentRequirements, ...]:
         """Turn a policy's result into payment requirements; ``()`` means free. Raises :class:`PricingError`."""

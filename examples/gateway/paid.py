@@ -29,7 +29,9 @@ from .rejections import BlockRunRejectionCodes
 from .requestlog import record_payment
 from .service import INFERENCE_PATHS, Gateway
 
-#: ``resource.description`` of the 402 (ASCII: the TypeScript SDK signs with ``btoa``, which rejects > U+00FF).
+#: The route's ``resource.description``, used only when the policy gives none: it describes each call itself
+#: (``Priced``: "GPT-5.5 API call (~17 input, 8192 max output tokens)"). ASCII: the TypeScript SDK signs with
+#: ``btoa``, which rejects > U+00FF.
 DESCRIPTION = "AI API call"
 
 

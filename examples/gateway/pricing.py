@@ -33,14 +33,15 @@ def price_of(gateway: Gateway, path: str, body: Any) -> Quote | None:
 
 
 def x402_price_policy(gateway: Gateway) -> Callable[[Any], Any]:
-    """A pricing policy for ``x402_middleware.PaymentMiddleware``: ``TokenAmount(atomic)`` or ``None`` (free).
+    """A pricing policy for ``x402_middleware.PaymentMiddleware``: ``Priced(TokenAmount(atomic), description)``,
+    or ``None`` (free).
 
     Inside :func:`~.app.create_app` the policy gets the request's :class:`~.service.Prepared` (made once by
     :class:`~.prepare.PrepareOnce`, shared with the handler); on its own, the middleware's parsed JSON body.
     A request whose JSON body the middleware could not read (not JSON, or over its pricing
     size cap) is refused with ``UnpriceableRequestError`` (400) rather than served unpriced.
     """
-    from x402_middleware import TokenAmount, UnpriceableRequestError  # imported here: optional for the gateway
+    from x402_middleware import Priced, TokenAmount, UnpriceableRequestError  # here: optional for the gateway
 
     def policy(request: Any) -> Any:
         body = request.body
@@ -54,7 +55,9 @@ def x402_price_policy(gateway: Gateway) -> Callable[[Any], Any]:
             )
         if quote is None or quote.amount is None:
             return None
-        return TokenAmount(quote.amount)
+        # The 402 says what is bought, e.g. "GPT-5.5 API call (~17 input, 8192 max output tokens)"; the Python
+        # SDK warns when that max is below the max_tokens it asked for (blockrun-clients.md §2.3).
+        return Priced(TokenAmount(quote.amount), quote.description)
 
     return policy
 

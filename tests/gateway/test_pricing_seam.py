@@ -15,7 +15,7 @@ from examples.gateway import INFERENCE_PATHS, Gateway, describe, price_of, x402_
 from examples.gateway.emulator import EmulatorServer
 from tests._facilitator_double import FakeFacilitator
 from tests._payments import decode, pay_v2
-from x402_middleware import PaymentMiddleware, PaymentRequest, RouteConfig, TokenAmount, UnpriceableRequestError
+from x402_middleware import PaymentMiddleware, PaymentRequest, Priced, RouteConfig, TokenAmount, UnpriceableRequestError
 
 from .conftest import client_for, emulator_requests, set_fault
 
@@ -67,7 +67,9 @@ async def test_unpriced_bodies_are_refused_by_the_app_before_any_upstream_call(
 
 def test_x402_policy(make_app: Callable[..., Starlette]) -> None:
     policy = x402_price_policy(_gateway(make_app))
-    assert policy(PaymentRequest("POST", "/v1/chat/completions", body=CHAT)) == TokenAmount(25635)
+    assert policy(PaymentRequest("POST", "/v1/chat/completions", body=CHAT)) == Priced(
+        TokenAmount(25635), "GPT-5.5 API call (~7 input, 8192 max output tokens)"
+    )
     assert policy(PaymentRequest("POST", "/v1/chat/completions", body={**CHAT, "model": "nvidia/gemma-4-31b"})) is None
     with pytest.raises(UnpriceableRequestError):
         policy(PaymentRequest("POST", "/v1/chat/completions", body=None))
@@ -91,6 +93,8 @@ async def test_composed_with_the_payment_middleware(
         assert r.status_code == 402
         required = json.loads(base64.b64decode(r.headers["payment-required"]))
         assert required["accepts"][0]["amount"] == "25635"
+        # What is bought, per call (BlockRun's wording; ASCII for the TypeScript SDK's btoa)
+        assert required["resource"]["description"] == "GPT-5.5 API call (~7 input, 8192 max output tokens)"
         assert emulator_requests(emulator) == 0
         # Free models and refused bodies never see a 402.
         r = await c.post("/v1/chat/completions", json={**CHAT, "model": "nvidia/gemma-4-31b"})
