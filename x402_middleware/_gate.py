@@ -57,7 +57,9 @@ class Answer:
 PAYMENT_REQUIRED_ERROR = "Payment required"
 V1_PAYMENT_REQUIRED_ERROR = "X-PAYMENT header is required"
 PAYMENT_IN_PROGRESS = "payment_in_progress"
-_EXPOSE = b"PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"
+_EXPOSE = b"PAYMENT-REQUIRED, X-PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"
+_SIGNATURE, _X_PAYMENT = H.PAYMENT_SIGNATURE.encode(), H.X_PAYMENT.encode()
+_PAYMENT_REQUIRED, _X_PAYMENT_REQUIRED = H.PAYMENT_REQUIRED.encode(), H.X_PAYMENT_REQUIRED.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,15 +304,25 @@ class Gate:
     # -- payments --------------------------------------------------------------------------
     @staticmethod
     def read_payment(headers: Iterable[tuple[bytes, bytes]]) -> PaymentPayload | None:
-        """Decode ``PAYMENT-SIGNATURE`` (v2) or ``X-PAYMENT`` (v1); ``None`` when absent.
+        """Decode the payment of ``PAYMENT-SIGNATURE`` (v2) or ``X-PAYMENT`` (v1); ``None`` when absent.
 
-        Raises :class:`MalformedPaymentError` for a header that is present but unusable.
+        The payload's ``x402Version`` says which protocol it speaks, not the header's name: BlockRun's
+        newer clients send the same v2 payload in both headers, and it is decoded once. Two headers
+        with different values are refused, as is a header that is present but unusable
+        (:class:`MalformedPaymentError`).
         """
+        found: bytes | None = None
+        label = ""
         for name, value in headers:
-            if name == b"payment-signature" or name == b"x-payment":
-                label = "PAYMENT-SIGNATURE" if name == b"payment-signature" else "X-PAYMENT"
-                return parse_payment_payload(H.decode_header(value, name=label))
-        return None
+            if name == _SIGNATURE or name == _X_PAYMENT:
+                if found is None:
+                    found, label = value, ("PAYMENT-SIGNATURE" if name == _SIGNATURE else "X-PAYMENT")
+                elif value.strip() != found.strip():
+                    raise MalformedPaymentError(
+                        "PAYMENT-SIGNATURE and X-PAYMENT carry different payments; send one payment "
+                        "(PAYMENT-SIGNATURE for x402 v2), or the same value in both"
+                    )
+        return None if found is None else parse_payment_payload(H.decode_header(found, name=label))
 
     @staticmethod
     def check(
@@ -345,13 +357,15 @@ class Gate:
         settlement: SettleResult | None = None,
         x402_version: int = 2,
     ) -> Answer:
-        """A 402 (or 400) answer: v2 ``PAYMENT-REQUIRED`` header plus the v1 JSON body, never cached."""
+        """A 402 (or 400) answer: v2 ``PAYMENT-REQUIRED`` header (and its twin ``X-PAYMENT-REQUIRED``, as BlockRun
+        sends it) plus the v1 JSON body, never cached."""
         v2 = payment_required_v2(requirements, resource, error)
         v1_error = V1_PAYMENT_REQUIRED_ERROR if error == PAYMENT_REQUIRED_ERROR else error
         body = payment_required_v1(requirements, resource, v1_error)
         if message:
             body["message"] = message
-        headers: Headers = [(b"payment-required", H.encode_header(v2).encode())]
+        encoded = H.encode_header(v2).encode()
+        headers: Headers = [(_PAYMENT_REQUIRED, encoded), (_X_PAYMENT_REQUIRED, encoded)]
         if settlement is not None:
             headers.append(_settlement_header(settlement, requirements, x402_version))
         return Answer(status, _json_headers(headers, no_store=True), _dumps(body))

@@ -25,7 +25,9 @@ DEFAULT_CATALOG = Path(__file__).with_name("catalog.json")
 BILLING_MODES = ("free", "flat", "paid")
 ENDPOINT_KINDS = ("openai", "anthropic", "gemini")
 AUTH_STYLES = ("bearer", "api-key", "x-api-key", "x-goog-api-key", "none")
-_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._:-]*\Z")
+# "provider/model", inside BlockRun's catalog validator's ^[a-zA-Z0-9][a-zA-Z0-9._+/-]*$ (blockrun-clients.md):
+# its SDKs drop the whole model list when one id fails it.
+_ID = re.compile(r"^[a-z0-9][a-z0-9._+-]*/[A-Za-z0-9][A-Za-z0-9._+-]*\Z")
 _DECIMAL = re.compile(r"^[0-9]+(?:\.[0-9]+)?\Z")
 
 
@@ -170,7 +172,9 @@ def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
     )
     model_id = _str(raw, "id", where)
     if not _ID.match(model_id):
-        raise CatalogError(f"{where}: id {model_id!r} must look like 'provider/model-name'")
+        raise CatalogError(
+            f"{where}: id {model_id!r} must look like 'provider/model-name' (letters, digits and . _ + - only)"
+        )
     mode = _str(raw, "billing_mode", where)
     if mode not in BILLING_MODES:
         raise CatalogError(f"{where}: billing_mode must be one of {', '.join(BILLING_MODES)}, got {mode!r}")

@@ -142,3 +142,21 @@ async def test_a_paid_call_is_parsed_and_quoted_once(
     assert r.status_code == 200, r.text
     assert len(calls) == 2  # one per request: the policy and the handler share it
     assert emulator_requests(emulator) == 1
+
+
+@pytest.mark.anyio
+async def test_a_vip_client_sending_both_payment_headers_is_served_once(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer
+) -> None:
+    # BlockRun's newer clients send the same v2 payload as PAYMENT-SIGNATURE and X-Payment and read either 402 name.
+    app = make_app(wrap=_with_payment)
+    async with client_for(app) as c:
+        challenge = await c.post("/api/v1/chat/completions", json=CHAT)
+        assert challenge.headers["payment-required"] == challenge.headers["x-payment-required"]
+        signature = pay_v2(decode(challenge.headers["x-payment-required"]))
+        headers = {"PAYMENT-SIGNATURE": signature, "X-Payment": signature}
+        r = await c.post("/api/v1/chat/completions", json=CHAT, headers=headers)
+        assert r.status_code == 200 and decode(r.headers["payment-response"])["success"] is True
+        again = await c.post("/api/v1/chat/completions", json=CHAT, headers=headers)
+    assert again.status_code == 402 and again.json()["error"] == "invalid_exact_evm_nonce_already_used"
+    assert emulator_requests(emulator) == 1
