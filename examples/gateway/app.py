@@ -39,12 +39,13 @@ from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import GatewayMetrics
 from .prepare import PrepareOnce, prepared_of
 from .probe import ThrottleProbe
+from .providers import Native
 from .providers.upstream import encode_json
 from .ratelimit import SlidingWindow
 from .requestlog import RequestLog
 from .service import CHAT, MESSAGES, Gateway
-from .streaming import UpstreamSSEResponse, anthropic_events, openai_events
-from .translate.anthropic import to_anthropic_response
+from .streaming import UpstreamSSEResponse, anthropic_events, native_anthropic_events, openai_events
+from .translate.anthropic import to_anthropic_response, usage_from_anthropic
 
 Wrap = Callable[[ASGIApp, Gateway], ASGIApp]
 """Composes another ASGI layer (the payment middleware) around the routes; gets the gateway for its quotes."""
@@ -148,16 +149,23 @@ class _Handlers:
         if call.stream:
             upstream = await self.gw.pools.open_stream(call, trace)
             trace["first_chunk_ms"] = _ms(started)
-            events = (
-                openai_events(upstream, model.id, prepared.include_usage, trace)
-                if api == CHAT
-                else anthropic_events(upstream, model.id, prepared.quote.input_tokens, trace)
-            )
+            if upstream.native:  # the upstream speaks the caller's format: its events pass through
+                events = native_anthropic_events(upstream, model.id, trace)
+            elif api == CHAT:
+                events = openai_events(upstream, model.id, prepared.include_usage, trace)
+            else:
+                events = anthropic_events(upstream, model.id, prepared.quote.input_tokens, trace)
             return UpstreamSSEResponse(upstream, events, self._upstream_header(upstream.endpoint))
         result = await self.gw.pools.complete(call, trace)
+        # Only the model id is the gateway's (the one the caller asked for); the rest is the upstream's answer.
         result["model"] = model.id
-        trace["usage"] = result.get("usage")
-        payload = result if api == CHAT else to_anthropic_response(result, model.id)
+        payload: dict[str, Any]
+        if isinstance(result, Native):  # Anthropic in, Anthropic upstream: passed through
+            trace["usage"] = usage_from_anthropic(result.get("usage") or {})
+            payload = result
+        else:
+            trace["usage"] = result.get("usage")
+            payload = result if api == CHAT else to_anthropic_response(result, model.id)
         # JSONResponse's bytes and headers, with the encoder built once (encode_json)
         return Response(
             encode_json(payload),

@@ -30,6 +30,8 @@ PREPARED = "gateway.prepared"
 #: Bodies read at once: unpaid uploads hold at most ``MAX_READS x max_body_bytes`` bytes (the payment
 #: middleware bounds its own reads the same way; this layer now does its reading).
 MAX_READS = 32
+#: Seconds a request waits for a read slot before its 503 ``BUSY`` (a burst queues; a flood is answered).
+READ_WAIT = 10.0
 
 
 class PrepareOnce:
@@ -48,8 +50,7 @@ class PrepareOnce:
         api = api_of(scope["path"])
         assert api is not None
         try:
-            async with self._reads:
-                messages = await _read(scope, receive, self.limit)
+            messages = await self._read(scope, receive)
             if messages is None:
                 return  # the client left while sending its body: there is no one to answer
             prepared = self.gateway.prepare(api, _parse(b"".join(m.get("body", b"") for m in messages)))
@@ -64,6 +65,29 @@ class PrepareOnce:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
+
+    async def _read(self, scope: Scope, receive: Receive) -> list[Message] | None:
+        try:
+            await asyncio.wait_for(self._reads.acquire(), READ_WAIT)
+        except TimeoutError:
+            raise Busy() from None
+        try:
+            return await _read(scope, receive, self.limit)
+        finally:
+            self._reads.release()
+
+
+class Busy(GatewayError):
+    """503: every read slot stayed taken for :data:`READ_WAIT` seconds (a flood of slow uploads)."""
+
+    status = 503
+    code = "BUSY"
+
+    def __init__(self) -> None:
+        super().__init__("too many request bodies are being read at once; retry in a second")
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
 
 
 async def prepared_of(request: Request) -> Prepared:

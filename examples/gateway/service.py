@@ -83,9 +83,11 @@ class Gateway:
         if not isinstance(body, Mapping):
             raise InvalidRequest("the request body must be a JSON object")
         model = self.model(body.get("model"))
+        native: Mapping[str, Any] | None = None
         if api == MESSAGES:
             quote = messages_quote(model, body)
             canonical = from_anthropic_request(body)
+            native = body  # an Anthropic upstream gets it as sent (providers/anthropic.py)
             include_usage = False
         else:
             quote = chat_quote(model, body)
@@ -95,7 +97,7 @@ class Gateway:
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise InvalidRequest("stream must be true or false", param="stream")
-        return Prepared(Call(model, canonical, quote.max_tokens, stream), quote, api, include_usage)
+        return Prepared(Call(model, canonical, quote.max_tokens, stream, native), quote, api, include_usage)
 
     def quote(self, path: str, body: Any) -> Quote:
         """The price of an inference request (``Quote.amount`` in atomic USDC, ``None`` = free).
