@@ -5,6 +5,8 @@ Routes (each inference/model route under both ``/v1`` and ``/api/v1``):
 * ``POST /v1/chat/completions``: OpenAI Chat Completions, JSON or SSE;
 * ``POST /v1/messages``: Anthropic Messages for any model, JSON or SSE;
 * ``GET /v1/models``, ``GET /api/pricing``: the catalog, 100 requests/hour per IP;
+* media (``media/routes.py``): ``POST /v1/images/generations``, ``/v1/audio/generations``, ``/v1/videos/generations``
+  (an async job polled at ``GET /v1/videos/generations/{id}``) and their model lists and voices;
 * ``GET /api/health`` and ``/api/health/{live,ready,pools}``: 60/minute per IP, never calls an upstream;
 * ``GET /metrics``: Prometheus text (``config.metrics``), no rate limit, no payment, never calls an upstream.
 
@@ -35,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .config import GatewayConfig
 from .errors import GatewayError
 from .listing import models_body, pricing_body
+from .media.routes import MediaHandlers
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import GatewayMetrics
 from .prepare import PrepareOnce, prepared_of
@@ -43,7 +46,7 @@ from .providers import Native
 from .providers.upstream import encode_json
 from .ratelimit import SlidingWindow
 from .requestlog import RequestLog
-from .service import CHAT, MESSAGES, Gateway
+from .service import CHAT, MESSAGES, Gateway, Prepared
 from .streaming import UpstreamSSEResponse, anthropic_events, native_anthropic_events, openai_events
 from .translate.anthropic import to_anthropic_response, usage_from_anthropic
 
@@ -64,6 +67,7 @@ def create_app(
             Route(f"{prefix}/messages", h.messages, methods=["POST"]),
             Route(f"{prefix}/models", h.models, methods=["GET"]),
         ]
+    routes += MediaHandlers(gateway, h.media_limited).routes()
     routes += [
         Route("/api/pricing", h.pricing, methods=["GET"]),
         Route("/api/health", h.health, methods=["GET"]),
@@ -125,6 +129,8 @@ class _Handlers:
         self._pricing = pricing_body(available, fees.gateway_fee_usd, fees.min_charge_usd)
         self._catalog_limit = SlidingWindow(config.catalog_rate_limit.limit, config.catalog_rate_limit.window)
         self._health_limit = SlidingWindow(config.health_rate_limit.limit, config.health_rate_limit.window)
+        # the media listings (/v1/{images,video,audio}/models, /v1/audio/voices): the catalog's limit, their own count
+        self._media_limit = SlidingWindow(config.catalog_rate_limit.limit, config.catalog_rate_limit.window)
         self._started = time.time()
 
     async def chat(self, request: Request) -> Response:
@@ -136,6 +142,7 @@ class _Handlers:
     async def _infer(self, request: Request, api: str) -> Response:
         trace = request.scope.setdefault("gateway.trace", {})
         prepared = await prepared_of(request)  # read, parsed and quoted once, by PrepareOnce
+        assert isinstance(prepared, Prepared)
         call, model = prepared.call, prepared.call.model
         trace.update(
             api=api,
@@ -178,6 +185,9 @@ class _Handlers:
 
     async def pricing(self, request: Request) -> Response:
         return self._limited(request, self._catalog_limit) or _raw_json(self._pricing)
+
+    def media_limited(self, request: Request) -> Response | None:
+        return self._limited(request, self._media_limit)
 
     async def health(self, request: Request) -> Response:
         limited = self._limited(request, self._health_limit)

@@ -21,6 +21,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .media.catalog import MediaCatalogError, MediaModel, Voice, parse_media, parse_voices
+
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.json")
 BILLING_MODES = ("free", "flat", "paid")
 ENDPOINT_KINDS = ("openai", "anthropic", "gemini")
@@ -103,6 +105,8 @@ class Catalog:
     models: Mapping[str, ModelInfo]
     fees: Fees
     pools: Mapping[str, tuple[EndpointSpec, ...]]
+    media: Mapping[str, MediaModel] = field(default_factory=dict)  # images, audio, video (media/catalog.py)
+    voices: tuple[Voice, ...] = ()
 
     def get(self, model_id: str) -> ModelInfo | None:
         return self.models.get(model_id)
@@ -146,7 +150,12 @@ def parse_catalog(data: Any, *, source: str = "catalog") -> Catalog:
         if model.pool not in pools:
             raise CatalogError(f"{where}: pool {model.pool!r} is not defined under 'pools' (known: {', '.join(pools)})")
         models[model.id] = model
-    return Catalog(MappingProxyType(models), fees, MappingProxyType(pools))
+    try:
+        media = parse_media(data.get("media"), pools, fees.gateway_fee_usd, "media")
+        voices = parse_voices(data.get("voices"), "voices")
+    except MediaCatalogError as exc:
+        raise CatalogError(f"{source}: {exc}") from None
+    return Catalog(MappingProxyType(models), fees, MappingProxyType(pools), MappingProxyType(media), voices)
 
 
 def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:

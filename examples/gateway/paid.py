@@ -27,7 +27,7 @@ from .config import GatewayConfig
 from .pricing import x402_price_policy
 from .rejections import BlockRunRejectionCodes
 from .requestlog import record_payment
-from .service import INFERENCE_PATHS, Gateway
+from .service import INFERENCE_PATHS, MEDIA_PATHS, Gateway
 
 #: The route's ``resource.description``, used only when the policy gives none: it describes each call itself
 #: (``Priced``: "GPT-5.5 API call (~17 input, 8192 max output tokens)"). ASCII: the TypeScript SDK signs with
@@ -56,7 +56,7 @@ def payment_layer(
         policy = x402_price_policy(gateway)
         routes = {
             f"POST {path}": RouteConfig(price=policy, price_body=True, description=DESCRIPTION)
-            for path in INFERENCE_PATHS
+            for path in (*INFERENCE_PATHS, *MEDIA_PATHS)
         }
         # BlockRun's SDKs tell a replay from an unfunded/invalid payment by the 402 body's ``code``.
         return BlockRunRejectionCodes(

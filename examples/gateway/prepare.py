@@ -1,4 +1,4 @@
-"""Read, parse, validate and quote an inference request once, before the payment layer and the handler.
+"""Read, parse, validate and quote an inference or media request once, before the payment layer and the handler.
 
 The payment policy (``pricing.x402_price_policy``) and the handler (``app._Handlers``) both need the
 validated call and its quote. :class:`PrepareOnce` makes them once per request and puts the result in
@@ -22,7 +22,8 @@ from x402_middleware.asgi import PRICING_BODY
 from x402_middleware.wire import JSONTooDeepError, loads_untrusted
 
 from .errors import GatewayError, InvalidRequest
-from .service import INFERENCE_PATHS, Gateway, Prepared, api_of
+from .media.requests import MediaCall
+from .service import INFERENCE_PATHS, MEDIA_PATHS, Gateway, Prepared, api_of
 
 #: Scope key of the request's :class:`~.service.Prepared` (set for every inference POST that reaches the app).
 PREPARED = "gateway.prepared"
@@ -44,16 +45,22 @@ class PrepareOnce:
         self._reads = asyncio.Semaphore(MAX_READS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in INFERENCE_PATHS:
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        api = api_of(scope["path"])
-        assert api is not None
+        path = scope["path"]
+        api, media = api_of(path) if path in INFERENCE_PATHS else None, MEDIA_PATHS.get(path)
+        if api is None and media is None:
+            await self.app(scope, receive, send)
+            return
         try:
             messages = await self._read(scope, receive)
             if messages is None:
                 return  # the client left while sending its body: there is no one to answer
-            prepared = self.gateway.prepare(api, _parse(b"".join(m.get("body", b"") for m in messages)))
+            body = _parse(b"".join(m.get("body", b"") for m in messages))
+            prepared: Prepared | MediaCall = (
+                self.gateway.prepare(api, body) if api is not None else self.gateway.prepare_media(str(media), body)
+            )
         except GatewayError as exc:
             scope.setdefault("gateway.trace", {})["error"] = exc.code
             await _answer(send, exc)
@@ -90,8 +97,8 @@ class Busy(GatewayError):
         return {"Retry-After": "1"}
 
 
-async def prepared_of(request: Request) -> Prepared:
-    """The request's :class:`~.service.Prepared` (the app is always built with :class:`PrepareOnce`).
+async def prepared_of(request: Request) -> Prepared | MediaCall:
+    """The request's :class:`~.service.Prepared` or media call (the app is always built with :class:`PrepareOnce`).
 
     Drains the replayed body first (already in memory, not parsed again): the payment middleware starts
     watching for a client that disconnects once the app has read its body, so that it does not charge for
@@ -100,7 +107,7 @@ async def prepared_of(request: Request) -> Prepared:
     async for _ in request.stream():
         pass
     prepared = request.scope.get(PREPARED)
-    assert isinstance(prepared, Prepared), "inference routes run behind PrepareOnce"
+    assert isinstance(prepared, (Prepared, MediaCall)), "inference and media routes run behind PrepareOnce"
     return prepared
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import GatewayError
+from .media.requests import MediaCall, MediaQuote
 from .quote import Quote
 from .service import Gateway, Prepared
 
@@ -45,8 +46,8 @@ def x402_price_policy(gateway: Gateway) -> Callable[[Any], Any]:
 
     def policy(request: Any) -> Any:
         body = request.body
-        if isinstance(body, Prepared):  # parsed and quoted once by PrepareOnce (the app's own layer)
-            quote: Quote | None = body.quote
+        if isinstance(body, (Prepared, MediaCall)):  # parsed and quoted once by PrepareOnce (the app's own layer)
+            quote: Quote | MediaQuote | None = body.quote
         elif isinstance(body, Mapping):  # the policy used on its own, over the middleware's parsed body
             quote = price_of(gateway, request.path, body)
         else:

@@ -32,7 +32,7 @@ class ThrottleProbe:
         ):
             await self.app(scope, receive, send)
             return
-        model = prepared.call.model.id
+        model = prepared.model_id
         limited = self.gateway.throttled(model)
         if limited is None:
             await self.app(scope, receive, send)

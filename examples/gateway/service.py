@@ -14,6 +14,7 @@ from typing import Any
 from .catalog import Catalog, ModelInfo
 from .config import GatewayConfig
 from .errors import InvalidRequest, RateLimited, UnknownModel
+from .media.requests import MediaCall, prepare_media
 from .pools import Pools, Throttle
 from .providers import Call
 from .quote import Quote, chat_quote, messages_quote
@@ -22,6 +23,12 @@ from .translate.anthropic import from_anthropic_request
 CHAT, MESSAGES = "chat", "messages"
 #: The paid inference routes (each also under ``/api``, BlockRun's layout).
 INFERENCE_PATHS = ("/v1/chat/completions", "/api/v1/chat/completions", "/v1/messages", "/api/v1/messages")
+#: The paid media routes and the kind of media each makes.
+MEDIA_PATHS = {
+    f"{prefix}/{path}": kind
+    for prefix in ("/v1", "/api/v1")
+    for path, kind in (("images/generations", "image"), ("audio/generations", "audio"), ("videos/generations", "video"))
+}
 _CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
@@ -33,6 +40,10 @@ class Prepared:
     quote: Quote
     api: str  # "chat" (OpenAI format) or "messages" (Anthropic format)
     include_usage: bool  # OpenAI stream_options.include_usage
+
+    @property
+    def model_id(self) -> str:
+        return self.call.model.id
 
 
 def api_of(path: str) -> str | None:
@@ -98,6 +109,10 @@ class Gateway:
         if not isinstance(stream, bool):
             raise InvalidRequest("stream must be true or false", param="stream")
         return Prepared(Call(model, canonical, quote.max_tokens, stream, native), quote, api, include_usage)
+
+    def prepare_media(self, kind: str, body: Any) -> MediaCall:
+        """Validate and price a media request (``image``, ``audio``, ``video``); raises ``GatewayError``."""
+        return prepare_media(self.catalog, kind, body)
 
     def quote(self, path: str, body: Any) -> Quote:
         """The price of an inference request (``Quote.amount`` in atomic USDC, ``None`` = free).
