@@ -224,11 +224,8 @@ class _Handlers:
         )
 
     def _client_ip(self, request: Request) -> str:
-        if self.gw.config.trust_forwarded_for:
-            forwarded = request.headers.get("x-forwarded-for", "")
-            if forwarded:
-                return forwarded.split(",")[0].strip()
-        return request.client.host if request.client else "unknown"
+        peer = request.client.host if request.client else "unknown"
+        return self.gw.config.client_ip(peer, request.headers.get("x-forwarded-for"))
 
     def _upstream_header(self, endpoint: str) -> dict[str, str]:
         return {"x-gateway-upstream": endpoint} if self.gw.config.expose_upstream and endpoint else {}
