@@ -185,3 +185,33 @@ def test_a_gateway_configured_by_a_file(tmp_path: Path) -> None:
             429,
         ]
         assert c.get("/v1/models", headers={"X-Forwarded-For": "203.0.113.2"}).status_code == 200
+
+
+def test_the_dev_mode_reads_the_same_file(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "examples.gateway.dev", "--config", str(_file(tmp_path)), "--print-config"],
+        cwd=ROOT,
+        env=clean_env(GATEWAY_LOG_LEVEL="warning"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    shown = json.loads(out)
+    assert shown["catalog_rate_limit"] == {"limit": 2, "window": 3600.0} and shown["log_level"] == "warning"
+    assert shown["sources"]["log_level"] == "env GATEWAY_LOG_LEVEL" and shown["trusted_proxies"][1] == "10.0.0.0/8"
+
+
+@pytest.mark.anyio
+async def test_the_worker_factory_builds_the_paid_app(tmp_path: Path) -> None:
+    from examples.gateway.production import build_app
+
+    app = build_app(load_settings(_file(tmp_path), env={"GATEWAY_REDIS_URL": "redis://127.0.0.1:1/0"}))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as c:
+        r = await c.post("/v1/images/generations", json={"model": "openai/gpt-image-1", "prompt": "a cat"})
+    assert r.status_code == 402
+    assert json.loads(base64.b64decode(r.headers["payment-required"]))["resource"]["description"] == (
+        "GPT Image 1: 1 image(s) 1024x1024 medium"
+    )
+    await app.state.gateway.aclose()
