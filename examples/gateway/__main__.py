@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                     "api_url": url + "/api",
                     "upstream": args.upstream,
                     "emulator_url": emulator.url if emulator else None,
-                    "models": len(app.state.gateway.available_models()),
+                    "models": len(app.state.gateway.available_models()) + len(app.state.gateway.available_media()),
                     "paid": settings.paid,
                 }
             ),

@@ -125,7 +125,7 @@ class _Handlers:
         config = gateway.config
         available = gateway.available_models()
         fees = gateway.catalog.fees
-        self._models = models_body(available)
+        self._models = models_body(available, gateway.available_media())
         self._pricing = pricing_body(available, fees.gateway_fee_usd, fees.min_charge_usd)
         self._catalog_limit = SlidingWindow(config.catalog_rate_limit.limit, config.catalog_rate_limit.window)
         self._health_limit = SlidingWindow(config.health_rate_limit.limit, config.health_rate_limit.window)

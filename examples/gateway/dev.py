@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             "payer_addresses": chain.payer_addresses,
             "upstream": "emulator" if emulator else "env",
             "emulator_url": emulator.url if emulator else None,
-            "models": len(app.state.gateway.available_models()),
+            "models": len(app.state.gateway.available_models()) + len(app.state.gateway.available_media()),
         }
         server = uvicorn.Server(server_config(app, trusted_proxies=settings.trusted_proxies))
         _log(f"gateway on {url} (ready in {time.perf_counter() - started:.1f} s); Ctrl+C or SIGTERM stops everything")

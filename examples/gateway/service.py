@@ -14,6 +14,7 @@ from typing import Any
 from .catalog import Catalog, ModelInfo
 from .config import GatewayConfig
 from .errors import InvalidRequest, RateLimited, UnknownModel
+from .media.catalog import MediaModel
 from .media.requests import MediaCall, prepare_media
 from .pools import Pools, Throttle
 from .providers import Call
@@ -88,6 +89,10 @@ class Gateway:
     def available_models(self) -> list[ModelInfo]:
         """Models with at least one configured upstream endpoint (what ``/v1/models`` lists)."""
         return [m for m in self.catalog if self.pools.available(m)]
+
+    def available_media(self) -> list[MediaModel]:
+        """Media models with at least one configured upstream endpoint (listed in ``/v1/models`` too)."""
+        return [m for m in self.catalog.media.values() if self.pools.available(m)]
 
     def prepare(self, api: str, body: Any) -> Prepared:
         """Validate and price a request body of ``api`` (``chat`` or ``messages``); raises ``GatewayError``."""

@@ -192,8 +192,12 @@ async def test_invalid_json_and_unknown_paths(client: httpx.AsyncClient) -> None
 async def test_models_listing_shape(client: httpx.AsyncClient, catalog: Any) -> None:
     r = await client.get("/v1/models")
     body = r.json()
-    assert body["object"] == "list" and len(body["data"]) == len(catalog)
+    assert body["object"] == "list" and len(body["data"]) == len(catalog) + len(catalog.media)
     rows = {row["id"]: row for row in body["data"]}
+    # Media models are listed beside chat, where BlockRun's SDKs filter by category (list_image_models).
+    banana = rows["google/nano-banana"]
+    assert banana["categories"] == ["image"] and banana["billing_mode"] == "flat"
+    assert banana["pricing"] == {"flat": 0.04, "per_image": {"1024x1024": 0.039}}  # one image + the $0.001 fee
     gpt = rows["openai/gpt-5.5"]
     assert gpt == {
         **gpt,

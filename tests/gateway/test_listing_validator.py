@@ -88,6 +88,7 @@ async def test_every_listed_row_passes(make_app: Callable[..., Starlette], path:
         r = await c.get(path)
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     rows = r.json()["data"]
-    assert len(rows) == len(app.state.gateway.available_models()) >= 80
+    assert len(rows) == len(app.state.gateway.available_models()) + len(app.state.gateway.catalog.media) >= 80
     assert catalog_problems(rows) == {}
     assert {row["billing_mode"] for row in rows} == {"paid", "flat", "free"}  # every rule was exercised
+    assert {"image", "audio", "video"} <= {c for row in rows for c in row["categories"]}  # media rows too

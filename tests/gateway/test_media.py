@@ -74,10 +74,17 @@ def test_prices_are_catalog_data(make_app: Callable[..., Starlette]) -> None:
 
 
 async def test_images_are_real_pngs_as_b64_json_or_url(client: httpx.AsyncClient) -> None:
-    r = await client.post("/v1/images/generations", json=IMAGE)
+    r = await client.post("/v1/images/generations", json={**IMAGE, "response_format": "b64_json"})
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     data = r.json()["data"]
     assert len(data) == 2 and all(_png_size(base64.b64decode(d["b64_json"])) == (16, 16) for d in data)
+    assert all("url" not in d for d in data)  # asked for b64_json: the upstream's answer as it is
+    # No response_format (BlockRun's SDK): every item also has the url its ImageData requires, here a data URI.
+    r = await client.post("/v1/images/generations", json=IMAGE)
+    blockrun = r.json()
+    assert blockrun["model"] == IMAGE["model"]
+    for item in blockrun["data"]:
+        assert item["url"] == "data:image/png;base64," + item["b64_json"]
     r = await client.post("/api/v1/images/generations", json={**IMAGE, "n": 1, "response_format": "url"})
     url = r.json()["data"][0]["url"]
     image = CONTROL.get(url)  # the upstream's own URL, passed through
@@ -85,13 +92,19 @@ async def test_images_are_real_pngs_as_b64_json_or_url(client: httpx.AsyncClient
 
 
 async def test_audio_is_a_real_wav_or_base64_json(client: httpx.AsyncClient) -> None:
-    r = await client.post("/v1/audio/generations", json=MUSIC)
-    assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"
+    r = await client.post("/v1/audio/generations", json={**MUSIC, "response_format": "wav"})
+    assert r.status_code == 200 and r.headers["content-type"] == "audio/wav"  # the upstream's bytes
     with wave.open(io.BytesIO(r.content)) as clip:
         assert clip.getnchannels() == 1 and clip.getsampwidth() == 2 and clip.getnframes() > 1000
     r = await client.post("/api/v1/audio/generations", json={**MUSIC, "response_format": "b64_json"})
     item = r.json()["data"][0]
     assert item["duration_seconds"] == 20 and base64.b64decode(item["b64_json"])[:4] == b"RIFF"
+    assert "url" not in item and r.json()["model"] == "music_v1"  # the upstream's JSON as it is
+    r = await client.post(
+        "/api/v1/audio/generations", json=MUSIC
+    )  # BlockRun's MusicClient: {created, model, data[].url}
+    track = r.json()["data"][0]
+    assert r.json()["model"] == MUSIC["model"] and track["url"] == "data:audio/wav;base64," + track["b64_json"]
 
 
 async def test_a_video_job_runs_then_completes_with_a_file(client: httpx.AsyncClient, emulator: EmulatorServer) -> None:

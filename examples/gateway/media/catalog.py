@@ -68,6 +68,16 @@ class MediaModel:
     seconds: tuple[int, ...] = ()
     fee: Decimal = field(default=Decimal(0), compare=False)
 
+    @property
+    def default_usd(self) -> Decimal:
+        """What a call with the defaults costs, the gateway fee included (the ``flat`` of its ``/v1/models`` row)."""
+        if self.per_image is not None:
+            return self.per_image[self.default_size][self.default_quality] + self.fee
+        if self.per_second is not None:
+            return self.per_second * self.default_seconds + self.fee
+        assert self.flat is not None
+        return self.flat + self.fee
+
 
 @dataclass(frozen=True, slots=True)
 class Voice:

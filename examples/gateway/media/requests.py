@@ -39,6 +39,8 @@ class MediaCall:
     model: MediaModel
     body: Mapping[str, Any]
     quote: MediaQuote
+    #: No ``response_format`` asked for: answer BlockRun's shape, each item's ``url`` (a data URI for inline bytes).
+    data_urls: bool = False
 
     @property
     def model_id(self) -> str:
@@ -60,7 +62,7 @@ def prepare_media(catalog: Catalog, kind: str, body: Any) -> MediaCall:
     seconds = _seconds(model, body)
     upstream: dict[str, Any] = {"model": model.upstream_model, "prompt": prompt}
     if kind == "audio":
-        fmt = body.get("response_format", "wav")
+        fmt = body.get("response_format", "b64_json")
         if fmt not in AUDIO_FORMATS:
             raise InvalidRequest(f"response_format must be one of {', '.join(AUDIO_FORMATS)}", param="response_format")
         upstream.update(duration=seconds, response_format=fmt)
@@ -86,7 +88,7 @@ def prepare_media(catalog: Catalog, kind: str, body: Any) -> MediaCall:
             upstream["size"] = body["size"]
         what = f"{seconds} s video"
     usd = model.flat if model.flat is not None else (model.per_second or Decimal(0)) * seconds
-    return MediaCall(model, upstream, _quote(model, usd, what))
+    return MediaCall(model, upstream, _quote(model, usd, what), "response_format" not in body)
 
 
 def _image(model: MediaModel, body: Mapping[str, Any], prompt: str) -> MediaCall:
@@ -100,7 +102,7 @@ def _image(model: MediaModel, body: Mapping[str, Any], prompt: str) -> MediaCall
     upstream: dict[str, Any] = {"model": model.upstream_model, "prompt": prompt, "n": n, "response_format": fmt}
     if model.per_image is None:  # a flat price per image
         assert model.flat is not None
-        return MediaCall(model, upstream, _quote(model, model.flat * n, f"{n} image(s)"))
+        return MediaCall(model, upstream, _quote(model, model.flat * n, f"{n} image(s)"), "response_format" not in body)
     if not isinstance(size, str) or size not in model.per_image:
         raise InvalidRequest(f"size must be one of {', '.join(model.per_image)}", param="size")
     prices = model.per_image[size]
@@ -111,7 +113,7 @@ def _image(model: MediaModel, body: Mapping[str, Any], prompt: str) -> MediaCall
     if quality:
         upstream["quality"] = quality
     what = f"{n} image(s) {size}" + (f" {quality}" if quality else "")
-    return MediaCall(model, upstream, _quote(model, prices[quality] * n, what))
+    return MediaCall(model, upstream, _quote(model, prices[quality] * n, what), "response_format" not in body)
 
 
 def _model(catalog: Catalog, kind: str, model_id: Any) -> MediaModel:

@@ -45,7 +45,7 @@ class MediaHandlers:
     def __init__(self, gateway: Gateway, limited: Limited) -> None:
         self.gw = gateway
         self.limited = limited
-        available = [m for m in gateway.catalog.media.values() if gateway.pools.available(m)]
+        available = gateway.available_media()
         self._listings = {
             name: dumps_exact({"object": "list", "data": [media_row(m) for m in available if m.kind == kind]})
             for name, kind in _LISTINGS.items()
@@ -77,8 +77,10 @@ class MediaHandlers:
         trace.update(api=model.kind, model=model.id, stream=False, price=call.quote.amount)
         answer = await generate(self.gw.pools, call, trace)
         headers = {"x-gateway-upstream": answer.endpoint} if self.gw.config.expose_upstream else {}
-        if model.kind != "video":  # the upstream's own bytes and content type
-            return Response(answer.content, headers=headers, media_type=answer.content_type)
+        if model.kind != "video":
+            if call.data_urls and answer.content_type == "application/json":
+                return JSONResponse(with_data_urls(answer.json(), model.id), headers=headers)
+            return Response(answer.content, headers=headers, media_type=answer.content_type)  # the upstream's own
         job = answer.json()
         job_id = encode_job(model.id, answer.endpoint, job["id"])
         body = {
@@ -155,6 +157,36 @@ class _UpstreamFile(StreamingResponse):
             await self.upstream.aclose()
 
 
+def with_data_urls(body: Any, model_id: str) -> Any:
+    """BlockRun's media answer: every item has a ``url`` (inline bytes as a ``data:`` URI), ``model`` is ours.
+
+    Its SDKs read ``data[i].url`` only (``ImageData``/``AudioTrack``), so ``b64_json`` alone would not parse;
+    a caller that names ``response_format`` gets the upstream's answer as it is instead.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        return body
+    for item in body["data"]:
+        if isinstance(item, dict) and isinstance(item.get("b64_json"), str) and "url" not in item:
+            item["url"] = f"data:{_mime(item)};base64,{item['b64_json']}"
+    body["model"] = model_id
+    return body
+
+
+def _mime(item: dict[str, Any]) -> str:
+    if isinstance(item.get("mime_type"), str):
+        return str(item["mime_type"])
+    head = base64.b64decode(item["b64_json"][:16] + "=" * (-len(item["b64_json"][:16]) % 4), validate=False)
+    for magic, mime in (
+        (b"\x89PNG", "image/png"),
+        (b"\xff\xd8", "image/jpeg"),
+        (b"RIFF", "audio/wav"),
+        (b"GIF8", "image/gif"),
+    ):
+        if head.startswith(magic):
+            return mime
+    return "application/octet-stream"
+
+
 def encode_job(model_id: str, endpoint: str, upstream_id: str) -> str:
     """The gateway's job id: which model and endpoint took the job and the upstream's id (polls go back there)."""
     raw = f"{model_id}\n{endpoint}\n{upstream_id}".encode()
@@ -185,6 +217,7 @@ def media_row(model: MediaModel) -> dict[str, Any]:
         "type": model.kind,
         "categories": [model.kind],
         "description": model.description or f"{model.name} via x402 pay-per-call",
+        "provider": model.owned_by,  # BlockRun's ImageModel/VideoModel/AudioModel name it so
         "available": True,
     }
     pricing: dict[str, Any]
