@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: dev test install bench redis-server
+.PHONY: dev test install bench services
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,10 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The Redis store's tests run a real redis-server (Debian's package).
-redis-server:
+# The Redis store's tests run a real redis-server, the shared journal's a real PostgreSQL (Debian's packages).
+services:
 	@command -v redis-server >/dev/null || { apt-get update && apt-get install -y redis-server; }
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { apt-get update && apt-get install -y postgresql; }
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -27,7 +28,7 @@ dev: install
 
 # Lint, format and type checks first (each names the files that fail), then the tests. mypy's file list and
 # strictness are in pyproject.toml ([tool.mypy]); ruff skips .venv and node_modules.
-test: install redis-server
+test: install services
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

@@ -25,7 +25,9 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -187,6 +189,31 @@ def uvicorn_command(app: str, *, factory: bool = False, extra: Sequence[str] = (
         *extra,
     ]
     return [*cmd, "--factory"] if factory else cmd
+
+
+def start_redis(cpu: int | None = None) -> tuple[subprocess.Popen[bytes], str] | None:
+    """A throw-away ``redis-server`` on a free port (no persistence), optionally pinned to ``cpu``: ``(process,
+    URL)``, or ``None`` when it is not installed. The caller kills the process."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    if cpu is not None and cpu < (os.cpu_count() or 1):
+        args = ["taskset", "-c", str(cpu), *args]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(500):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("redis-server did not answer PING")
 
 
 class Server:

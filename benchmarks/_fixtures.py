@@ -7,6 +7,7 @@ at once so that what is timed is the middleware, not a chain. Served apps are uv
     X402_FACILITATOR_URL=http://127.0.0.1:PORT .venv/bin/python -m uvicorn benchmarks._fixtures:ours --factory
     .venv/bin/python -m uvicorn benchmarks._fixtures:ours_instant --factory
     X402_REDIS_URL=redis://127.0.0.1:6379/0 .venv/bin/python -m uvicorn benchmarks._fixtures:ours_instant_redis --factory
+    .venv/bin/python -m uvicorn benchmarks._fixtures:ours_instant_journal --factory
     X402_FACILITATOR_URL=http://127.0.0.1:PORT .venv/bin/python -m uvicorn benchmarks._fixtures:official --factory
     .venv/bin/python -m uvicorn benchmarks._fixtures:facilitator_double --factory
 
@@ -82,6 +83,25 @@ def ours_instant_redis() -> Any:
         network=NETWORK,
         facilitator=InstantFacilitator(),
         store=store,
+    )
+
+
+def ours_instant_journal() -> Any:
+    """:func:`ours_instant` with a :class:`SQLiteJournal` (``synchronous=FULL``, group commit) in a temporary file,
+    or at ``X402_JOURNAL_PATH``: what a durable settlement journal adds per request."""
+    import tempfile
+
+    from x402_middleware import PaymentMiddleware
+    from x402_middleware.journal import SQLiteJournal
+
+    path = os.environ.get("X402_JOURNAL_PATH") or os.path.join(tempfile.mkdtemp(prefix="x402-bench-"), "journal.db")
+    return PaymentMiddleware(
+        bare(),
+        routes={f"GET {PAID_PATH}": PRICE},
+        pay_to=PAY_TO,
+        network=NETWORK,
+        facilitator=InstantFacilitator(),
+        journal=SQLiteJournal(path),
     )
 
 

@@ -9,7 +9,8 @@ facilitator to CPU 0) sends pre-signed, distinct ``PAYMENT-SIGNATURE`` payments 
 Servers are measured in interleaved rounds (a b c a b c ...) and started and stopped by PID. An extra row, (d)
 ours with the in-process zero-latency facilitator, shows the middleware's own cost over HTTP without the
 facilitator hop (``--no-instant`` skips it), and (e) the same on a ``RedisStore`` (a local ``redis-server``
-on CPU 0, started and stopped by PID; skipped with ``--no-redis`` or when redis-server is not installed).
+on CPU 0, started and stopped by PID; skipped with ``--no-redis`` or when redis-server is not installed), and (f)
+the same with a ``SQLiteJournal`` (``synchronous=FULL``, group commit; ``--no-journal`` skips it).
 
     .venv/bin/python benchmarks/http_compare.py                 # ~60 s
     .venv/bin/python benchmarks/http_compare.py --duration 10 --rounds 3 --concurrency 64 --json
@@ -22,11 +23,7 @@ a facilitator that did real ECDSA recovery; here the facilitator does none, whic
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import statistics
-import subprocess
-import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +41,7 @@ from _common import (
     print_table,
     raw_request,
     rss_kib,
+    start_redis,
     summarize,
     uvicorn_command,
 )
@@ -120,28 +118,6 @@ def check(target: Target, result: LoadResult) -> None:
         raise RuntimeError(f"{target.name}: a paid 200 came without PAYMENT-RESPONSE: {result.sample_headers}")
 
 
-def start_redis() -> tuple[subprocess.Popen[bytes], str] | None:
-    """A throw-away ``redis-server`` on a free port pinned to CPU 0 (no persistence), or ``None`` if not installed."""
-    if shutil.which("redis-server") is None:
-        log("redis-server not installed: skipping the RedisStore row")
-        return None
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    args = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(["taskset", "-c", "0", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(500):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("redis-server did not answer PING")
-
-
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measured run (default 4)")
@@ -164,6 +140,11 @@ def main() -> None:
         action="store_true",
         help="skip the extra row: ours with an in-process facilitator on RedisStore (a local redis-server)",
     )
+    parser.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="skip the extra row: ours with an in-process facilitator and a SQLite settlement journal",
+    )
     args = parser.parse_args()
 
     targets = [
@@ -173,9 +154,16 @@ def main() -> None:
     ]
     if not args.no_instant:
         targets.append(Target("ours, in-process facilitator", "benchmarks._fixtures:ours_instant", paid=True))
-    redis = None if args.no_instant or args.no_redis else start_redis()
+    redis = None if args.no_instant or args.no_redis else start_redis(cpu=0)
+    if redis is None and not (args.no_instant or args.no_redis):
+        log("redis-server not installed: skipping the RedisStore row")
     if redis is not None:
         targets.append(Target("ours, in-process, RedisStore", "benchmarks._fixtures:ours_instant_redis", paid=True))
+    journal = not (args.no_instant or args.no_journal)
+    if journal:
+        targets.append(
+            Target("ours, in-process, SQLiteJournal", "benchmarks._fixtures:ours_instant_journal", paid=True)
+        )
     payer = Payer()
     log("starting the facilitator double (CPU 0) ...")
     facilitator = Server(
@@ -197,7 +185,7 @@ def main() -> None:
             check(t, warm)
             t.cpu_s = t.facilitator_cpu_s = 0.0
             t.rss_before = rss_kib(t.server.pid)  # type: ignore[union-attr]
-            sign_for(t, payer, int(max(warm.rate, 50) * 1.6 * args.duration * args.rounds) + args.concurrency)
+            sign_for(t, payer, int(max(warm.rate, 50) * 2.5 * args.duration * args.rounds) + args.concurrency)
         for r in range(args.rounds):
             for t in targets:
                 log(f"round {r + 1}/{args.rounds}: {t.name}, {args.duration:.0f} s at C={args.concurrency} ...")
@@ -287,11 +275,16 @@ def main() -> None:
         f"(baseline in shared/docs/performance.md: official 188 paid req/s with an ECDSA-checking facilitator; "
         f"median run here {statistics.median(report['targets'][targets[2].name]['run_rates']):,.0f} req/s)"
     )
-    if redis is not None:
-        memory, shared = (report["targets"][t.name] for t in targets[-2:])
-        ratios["redis / in-memory"] = shared["req_per_s"] / memory["req_per_s"]
-        added = shared["latency_ms"]["p50"] - memory["latency_ms"]["p50"]
-        print(f"redis / in-memory (in-process facilitator): {ratios['redis / in-memory']:.2f}x, p50 {added:+.2f} ms")
+    memory = report["targets"].get("ours, in-process facilitator")
+    for label, name in (("redis", "ours, in-process, RedisStore"), ("journal", "ours, in-process, SQLiteJournal")):
+        other = report["targets"].get(name)
+        if memory is None or other is None:
+            continue
+        ratios[f"{label} / in-memory"] = other["req_per_s"] / memory["req_per_s"]
+        added = other["latency_ms"]["p50"] - memory["latency_ms"]["p50"]
+        print(
+            f"{label} / in-memory (in-process facilitator): {ratios[f'{label} / in-memory']:.2f}x, p50 {added:+.2f} ms"
+        )
     report["ratios"] = ratios
     report["official_over_ours_cpu"] = cpu_ratio
     if args.json:

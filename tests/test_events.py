@@ -39,7 +39,7 @@ def _mw(app: Any, fac: FakeFacilitator, listeners: Any) -> PaymentMiddleware:
     )
 
 
-async def test_a_settled_payment_emits_verified_settling_settled_to_sync_and_async_listeners() -> None:
+async def test_a_settled_payment_emits_verified_settling_settled_served_to_sync_and_async_listeners() -> None:
     seen: list[str] = []
     got: list[PaymentEvent] = []
 
@@ -51,9 +51,9 @@ async def test_a_settled_payment_emits_verified_settling_settled_to_sync_and_asy
 
     r = await _pay(_mw(_app(), FakeFacilitator(), [got.append, broken, later]))
     assert r.status_code == 200  # the broken listener was logged, not raised
-    assert [e.kind for e in got] == ["verified", "settling", "settled"]
-    assert seen == ["async:verified", "async:settling", "async:settled"]
-    settled = got[-1]
+    assert [e.kind for e in got] == ["verified", "settling", "settled", "served"]
+    assert seen == ["async:verified", "async:settling", "async:settled", "async:served"]
+    settled = got[-2]
     assert (
         settled.amount == 1000
         and settled.transaction

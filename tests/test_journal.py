@@ -10,11 +10,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from eth_account import Account
 
-from tests._chain import latest_timestamp, start_dev_chain
+from tests._chain import TWA_VRS, latest_timestamp, sign_authorization, start_dev_chain
 from tests._payments import decode, pay_v2
 from x402_middleware import PaymentMiddleware
 from x402_middleware.devchain import DevChain
@@ -25,6 +26,8 @@ from x402_middleware.journal import (
     EXPIRED_UNSETTLED,
     FAILED,
     UNKNOWN,
+    USED_ELSEWHERE,
+    Reconciler,
     SQLiteJournal,
     async_journal_listener,
     reconcile,
@@ -207,3 +210,39 @@ async def test_a_claimed_row_past_valid_before_reconciles_to_failed(
     assert [p["key"] for p in view["pending"]] == [live]
     gone = journal.get(expired)
     assert gone is not None and (gone.state, gone.reason) == (FAILED, EXPIRED_UNSETTLED)
+
+
+@pytest.mark.anyio
+async def test_a_row_whose_nonce_another_transfer_used_reconciles_to_failed(
+    chain: DevChain, client: tuple[httpx.AsyncClient, SQLiteJournal, _Paid]
+) -> None:
+    c, journal, _ = client
+    nonce = b"\x42" * 32
+    key = _claimed(chain, journal, await _challenge(c), nonce=nonce)
+    # The payer spends the same nonce on an authorization to someone else: our payment can never settle now.
+    elsewhere = sign_authorization(chain, chain.payer_keys[0], to=chain.payer_addresses[1], value=1, nonce=nonce)
+    chain.send(chain.facilitator_keys[0], chain.asset, elsewhere.calldata(TWA_VRS))
+    (result,) = [r for r in reconcile(journal, chain.rpc_url) if r.key == key]
+    assert (result.state, result.changed, result.note) == (FAILED, True, USED_ELSEWHERE)
+    row = journal.get(key)
+    assert row is not None and (row.state, row.reason) == (FAILED, USED_ELSEWHERE)
+
+
+@pytest.mark.anyio
+async def test_the_reconciler_runs_at_start_and_then_periodically(
+    chain: DevChain, client: tuple[httpx.AsyncClient, SQLiteJournal, _Paid]
+) -> None:
+    c, journal, _ = client
+    challenge = await _challenge(c)
+    first = _claimed(chain, journal, challenge, valid_before=latest_timestamp(chain) - 1)
+    reconciler = Reconciler(journal, chain.rpc_url, interval=0.2).start()
+    try:
+        assert journal.get(first).state == FAILED  # type: ignore[union-attr]  # the pass at start-up
+        later = _claimed(chain, journal, challenge, valid_before=latest_timestamp(chain) - 1)
+        for _ in range(50):
+            if journal.get(later).state == FAILED:  # type: ignore[union-attr]
+                break
+            await anyio.sleep(0.1)
+        assert journal.get(later).state == FAILED  # type: ignore[union-attr]
+    finally:
+        reconciler.stop()

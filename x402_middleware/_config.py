@@ -36,6 +36,7 @@ class PaymentConfig:
     max_pricing_body: int
     funds: FundsCheck | None
     listeners: tuple[Listener, ...]
+    journal: Any = None  # a Journal: written from the events (a listener) and read to recover lost responses
 
 
 def build_config(
@@ -52,6 +53,7 @@ def build_config(
     max_pricing_body: int = MAX_PRICING_BODY,
     check_funds: bool = False,
     listeners: Listener | Iterable[Listener] | None = None,
+    journal: Any = None,
 ) -> PaymentConfig:
     """Validate and assemble a :class:`PaymentConfig`; raises :class:`ConfigurationError` saying what to fix."""
     gate = Gate(
@@ -61,6 +63,7 @@ def build_config(
         max_timeout_seconds=max_timeout_seconds,
         resource_url=resource_url,
         check_funds=check_funds,
+        payment_identifier=journal is not None,
     )
     _check_facilitator(facilitator, blocking=blocking)
     store = InMemoryStore() if store is None else store
@@ -83,8 +86,23 @@ def build_config(
         settle_when=settle_when,
         max_pricing_body=max_pricing_body,
         funds=FundsCheck() if any(route.check_funds for route in gate.routes) else None,
-        listeners=listener_tuple(listeners, blocking=blocking),
+        # The journal first: its row is on disk before any other listener runs (or crashes the process).
+        listeners=_journal_listeners(journal, blocking=blocking) + listener_tuple(listeners, blocking=blocking),
+        journal=journal,
     )
+
+
+def _journal_listeners(journal: Any, *, blocking: bool) -> tuple[Listener, ...]:
+    if journal is None:
+        return ()
+    missing = [name for name in ("record", "get", "entries") if not callable(getattr(journal, name, None))]
+    if missing:
+        raise ConfigurationError(
+            f"journal must be a Journal such as SQLiteJournal(path); {type(journal).__name__} lacks {', '.join(missing)}"
+        )
+    from .journal import async_journal_listener, journal_listener
+
+    return (journal_listener(journal) if blocking else async_journal_listener(journal),)
 
 
 def _check_facilitator(facilitator: Any, *, blocking: bool) -> None:

@@ -3,7 +3,7 @@
 ASGI, WSGI and Django differ only in how they wait: the ASGI and async-Django
 shells ``await`` the facilitator and the store, the WSGI and sync-Django shells
 block. So the flow is a generator that *yields* what it needs done
-(:class:`Verify`, :class:`Settle`, :class:`Reserve`, :class:`Swap`) and receives the results, like httpx's ``Auth.auth_flow``;
+(:class:`Verify`, :class:`Settle`, :class:`Reserve`, :class:`Swap`, :class:`Emit`, :class:`Recall`) and receives the results, like httpx's ``Auth.auth_flow``;
 :func:`run_sync` and :func:`run_async` perform the effects. One request::
 
     flow = PaidFlow(gate, requirements, resource, head=False)
@@ -15,12 +15,13 @@ block. So the flow is a generator that *yields* what it needs done
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 from cachetools import TTLCache
@@ -52,6 +53,9 @@ from .stores import (
     SyncPaymentStore,
 )
 
+if TYPE_CHECKING:
+    from .journal import Journal, JournalEntry
+
 T = TypeVar("T")
 
 
@@ -81,7 +85,13 @@ class Emit(NamedTuple):
     event: PaymentEvent
 
 
-Effect = Verify | Settle | Reserve | Swap | Emit
+class Recall(NamedTuple):
+    """Look a payment up in the settlement journal (``None`` when there is no journal or no row)."""
+
+    key: str
+
+
+Effect = Verify | Settle | Reserve | Swap | Emit | Recall
 Flow = Generator[Effect, Any, T]
 
 #: ``Retry-After`` (seconds) of a 503 for a settlement whose outcome is not known yet.
@@ -89,6 +99,10 @@ RETRY_AFTER = 5
 SETTLEMENT_PENDING = "settlement_pending"
 SETTLEMENT_UNKNOWN = "settlement_unknown"
 STORE_UNAVAILABLE = "store_unavailable"
+#: A settled payment sent again with a different request than the one it paid for.
+PAYMENT_REQUEST_MISMATCH = "payment_request_mismatch"
+_JOURNAL_SETTLED = "settled"  # x402_middleware.journal.SETTLED (the journal imports this module's users)
+_JOURNAL_IN_FLIGHT = ("settling", "unknown")
 _DO_NOT_PAY_AGAIN = (
     f"send the same request with the same payment header again in {RETRY_AFTER} s: it is served once the "
     "settlement is confirmed, and never charged twice. Do not sign a new payment for it."
@@ -145,12 +159,17 @@ class PaidFlow:
     """
 
     __slots__ = (
+        "_admitted_at",
         "_claim",
+        "_fingerprint",
         "_key",
+        "_recovering",
         "_replay_reason",
         "_resumed",
+        "_transaction",
         "_ttl",
         "emit",
+        "fingerprint",
         "funds",
         "gate",
         "head",
@@ -173,8 +192,12 @@ class PaidFlow:
         funds: FundsCheck | None = None,
         request: Any = None,
         emit: bool = True,
+        fingerprint: Callable[[PaymentPayload], str] | None = None,
     ) -> None:
         self.gate = gate
+        # With a journal: the request's fingerprint once the app has read its body (x402_middleware._fingerprint),
+        # recorded with the settlement so that a retry of the same request can be served without a new charge.
+        self.fingerprint = fingerprint
         self.emit = emit  # lifecycle events are built only for someone listening
         self.request = request  # the framework's request (ASGI scope, WSGI environ, Django request) for events
         self.requirements = requirements
@@ -189,10 +212,16 @@ class PaidFlow:
         self._claim = CLAIMED
         self._resumed = False
         self._replay_reason = ""
+        self._fingerprint = ""
+        self._transaction = ""
+        self._admitted_at = 0.0
+        self._recovering: JournalEntry | None = None
 
     def _event(self, kind: str, transaction: str = "", amount: int | None = None, **kwargs: Any) -> PaymentEvent:
         assert self.payment is not None
-        return PaymentEvent(kind, self.payment, transaction, amount, request=self.request, **kwargs)
+        return PaymentEvent(
+            kind, self.payment, transaction, amount, request=self.request, fingerprint=self._fingerprint, **kwargs
+        )
 
     def _challenge(self, error: str, message: str | None, **kwargs: Any) -> Answer:
         return self.gate.challenge(self.requirements, self.resource(), error=error, message=message, **kwargs)
@@ -254,7 +283,15 @@ class PaidFlow:
                     return self._followed_elsewhere(record.detail)
                 logger.info("x402: following up the settlement of %s (%s)", payer, record.detail or "?")
             elif record.state == SETTLED:
-                return self._challenge(scheme.replay_reason, "this payment was already used; sign a new one")
+                entry = (yield Recall(key)) if self.fingerprint is not None else None
+                if entry is None or entry.state != _JOURNAL_SETTLED or entry.served_at is not None:
+                    return self._challenge(scheme.replay_reason, "this payment was already used; sign a new one")
+                # Settled, its response never delivered: serve it again if it is the same request (checked in
+                # start(), once the app has read the body). Claimed so that one copy at a time does it.
+                claim = PaymentRecord(PENDING, record.detail)
+                if not (yield Swap(key, record, claim, ttl)):
+                    return self._followed_elsewhere(record.detail)
+                self._recovering = entry
             elif record.state == BURNED:
                 return self._challenge(
                     record.detail or "invalid_payment",
@@ -280,7 +317,9 @@ class PaidFlow:
                 yield Swap(key, CLAIMED, PaymentRecord(BURNED, reason), ttl)
                 return self._challenge(reason, remote.invalid_message or "the facilitator refused this payment")
             self.funds.remember(requirement, payer)
-        self._key, self._ttl, self._claim, self._resumed = key, ttl, claim, record is not None
+        self._key, self._ttl, self._claim = key, ttl, claim
+        self._admitted_at = time.time()  # a journal row created after this is this request's own
+        self._resumed = record is not None and self._recovering is None
         self._replay_reason = scheme.replay_reason
         self.payment = Payment(payer, requirement.amount, requirement, payload)
         if self.emit:
@@ -308,6 +347,10 @@ class PaidFlow:
             if self.emit:
                 yield Emit(self._event(events.NOT_SETTLED, reason="client_gone", status=status))
             return None
+        if self.fingerprint is not None:
+            self._fingerprint = self.fingerprint(payload)
+        if self._recovering is not None:
+            return (yield from self._recover(self._recovering))
         self.outcome = "settling"
         key, claim, ttl = self._key, self._claim, self._ttl
         if self.emit:
@@ -344,6 +387,20 @@ class PaidFlow:
             logger.warning("x402: the earlier settlement of %s went through (the payment is used)", payload.payer)
             tx = result.transaction or claim.detail
             result = SettleResult(True, requirement.network.caip2, tx, payload.payer, amount=requirement.amount)
+        elif not result.success and self.fingerprint is not None and result.error_reason == self._replay_reason:
+            # Used already, and this process has no record of it (a restart, a store that forgot): the journal
+            # may hold our own settlement whose response never reached the client.
+            entry = yield Recall(key)
+            if entry is not None and entry.state in _JOURNAL_IN_FLIGHT and entry.created_at < self._admitted_at:
+                self.outcome = "replaced"
+                yield Swap(key, claim, None, ttl)  # reconciliation on chain decides; the client retries meanwhile
+                message = (
+                    "this payment's earlier settlement is not reconciled yet (journal: "
+                    f"{entry.state}); " + _DO_NOT_PAY_AGAIN
+                )
+                return self._retry_later(SETTLEMENT_PENDING, message, entry.transaction)
+            if entry is not None and entry.state == _JOURNAL_SETTLED and entry.served_at is None:
+                return (yield from self._recover(entry))
         if not result.success:
             self.outcome = "replaced"
             reason = result.error_reason or "settlement_failed"
@@ -367,18 +424,55 @@ class PaidFlow:
             result.transaction,
         )
         yield Swap(key, claim, PaymentRecord(SETTLED, result.transaction), ttl)
+        self._transaction = result.transaction
         amount = result.amount if result.amount is not None else requirement.amount
         if self.emit:
             yield Emit(self._event(events.SETTLED, result.transaction, amount))
         return self.gate.settlement_headers(result, requirement, payload.x402_version)
 
-    def finish(self) -> Flow[None]:
+    def _mismatch(self) -> Answer:
+        return self._challenge(
+            PAYMENT_REQUEST_MISMATCH,
+            "this payment already paid for a different request (method, path, body or payment-identifier); "
+            "send that request again with it, or sign a new payment for this one",
+        )
+
+    def _recover(self, entry: JournalEntry) -> Flow[Answer | Headers | None]:
+        """Serve a settled payment's lost response again, if this is the request it paid for (no new charge)."""
+        assert self.payment is not None
+        payment, key, claim, ttl = self.payment, self._key, self._claim, self._ttl
+        tx = entry.transaction or claim.detail
+        if entry.fingerprint != self._fingerprint:
+            self.outcome = "replaced"
+            yield Swap(key, claim, PaymentRecord(SETTLED, tx), ttl)
+            return self._mismatch()
+        self.outcome = "settled"
+        self._transaction = tx
+        logger.warning("x402: serving again a settled payment of %s whose response was lost (%s)", payment.payer, tx)
+        yield Swap(key, claim, PaymentRecord(SETTLED, tx), ttl)
+        if self.emit:
+            yield Emit(self._event(events.RECOVERED, tx, entry.amount))
+        result = SettleResult(True, payment.requirements.network.caip2, tx, payment.payer, amount=entry.amount)
+        return self.gate.settlement_headers(result, payment.requirements, payment.payload.x402_version)
+
+    def finish(self, *, delivered: bool = True) -> Flow[None]:
         """The request is over (served, failed or abandoned): free a payment nothing was attempted with.
 
         A follow-up that did not settle, or a settlement interrupted midway, leaves the payment ``settling``
-        for the next request to follow up: its money may have moved.
+        for the next request to follow up: its money may have moved. ``delivered``: the whole response was
+        handed to the server (a settled one is then recorded ``served``, and never served again).
         """
-        if not self._key or self.outcome not in ("unsent", "forwarded", "settling"):
+        if not self._key:
+            return
+        if self.outcome == "settled":
+            if delivered and self.emit:
+                yield Emit(self._event(events.SERVED, self._transaction))
+            return
+        if self._recovering is not None:  # nothing was served: the payment stays settled, recoverable
+            if self.outcome in ("unsent", "forwarded"):
+                yield Swap(self._key, self._claim, PaymentRecord(SETTLED, self._claim.detail), self._ttl)
+            return
+        if self.outcome not in ("unsent", "forwarded", "settling"):
             return
         unknown = self._resumed or self.outcome == "settling"
         yield Swap(self._key, self._claim, PaymentRecord(SETTLING, self._claim.detail) if unknown else None, self._ttl)
@@ -398,10 +492,16 @@ def _swap_failed(effect: Swap, exc: StoreUnavailableError) -> bool:
 
 
 def _perform_sync(
-    effect: Effect, facilitator: SyncFacilitator, store: SyncPaymentStore, listeners: Sequence[Listener]
+    effect: Effect,
+    facilitator: SyncFacilitator,
+    store: SyncPaymentStore,
+    listeners: Sequence[Listener],
+    journal: Journal | None,
 ) -> Any:
     if isinstance(effect, Emit):
         return events.notify(listeners, effect.event)
+    if isinstance(effect, Recall):
+        return _recall(journal, effect.key)
     if isinstance(effect, Reserve):
         return store.reserve_sync(effect.key, effect.ttl)
     if isinstance(effect, Swap):
@@ -415,10 +515,16 @@ def _perform_sync(
 
 
 async def _perform_async(
-    effect: Effect, facilitator: Facilitator, store: PaymentStore, listeners: Sequence[Listener]
+    effect: Effect,
+    facilitator: Facilitator,
+    store: PaymentStore,
+    listeners: Sequence[Listener],
+    journal: Journal | None,
 ) -> Any:
     if isinstance(effect, Emit):
         return await events.anotify(listeners, effect.event)
+    if isinstance(effect, Recall):
+        return await asyncio.to_thread(_recall, journal, effect.key)
     if isinstance(effect, Reserve):
         return await store.reserve(effect.key, effect.ttl)
     if isinstance(effect, Swap):
@@ -431,15 +537,29 @@ async def _perform_async(
     return await facilitator.verify(effect.payload, effect.requirement)
 
 
+def _recall(journal: Journal | None, key: str) -> JournalEntry | None:
+    if journal is None:
+        return None
+    try:
+        return journal.get(key)
+    except Exception:  # noqa: BLE001 - an unreadable journal recovers nothing: the payment is treated as used
+        logger.exception("x402: the settlement journal could not be read for %s", key)
+        return None
+
+
 def run_sync(
-    flow: Flow[T], facilitator: SyncFacilitator, store: SyncPaymentStore, listeners: Sequence[Listener] = ()
+    flow: Flow[T],
+    facilitator: SyncFacilitator,
+    store: SyncPaymentStore,
+    listeners: Sequence[Listener] = (),
+    journal: Journal | None = None,
 ) -> T:
     """Drive a flow with blocking calls (WSGI, sync Django)."""
     try:
         effect = next(flow)
         while True:
             try:
-                result = _perform_sync(effect, facilitator, store, listeners)
+                result = _perform_sync(effect, facilitator, store, listeners, journal)
             except (FacilitatorError, StoreUnavailableError) as exc:
                 effect = flow.throw(exc)
             else:
@@ -449,14 +569,18 @@ def run_sync(
 
 
 async def run_async(
-    flow: Flow[T], facilitator: Facilitator, store: PaymentStore, listeners: Sequence[Listener] = ()
+    flow: Flow[T],
+    facilitator: Facilitator,
+    store: PaymentStore,
+    listeners: Sequence[Listener] = (),
+    journal: Journal | None = None,
 ) -> T:
     """Drive a flow with awaits (ASGI, async Django)."""
     try:
         effect = next(flow)
         while True:
             try:
-                result = await _perform_async(effect, facilitator, store, listeners)
+                result = await _perform_async(effect, facilitator, store, listeners, journal)
             except (FacilitatorError, StoreUnavailableError) as exc:
                 effect = flow.throw(exc)
             else:

@@ -23,6 +23,7 @@ from ._exceptions import (
     PricingError,
     UnpriceableRequestError,
 )
+from ._fingerprint import PAYMENT_IDENTIFIER, PAYMENT_IDENTIFIER_DECLARATION
 from .models import (
     PaymentPayload,
     PaymentRequirements,
@@ -118,8 +119,12 @@ class Gate:
         max_timeout_seconds: int = 300,
         resource_url: str | None = None,
         check_funds: bool = False,
+        payment_identifier: bool = False,
     ) -> None:
         self.check_funds = check_funds
+        # With a journal, the v2 402 declares the payment-identifier extension: clients then name their
+        # request, and a retry of it whose response was lost is served again without a new charge.
+        self._extensions = {PAYMENT_IDENTIFIER: PAYMENT_IDENTIFIER_DECLARATION} if payment_identifier else None
         nets = [network] if isinstance(network, str) else list(network)
         if not nets:
             raise ConfigurationError("at least one network is required, e.g. network='eip155:8453'")
@@ -359,7 +364,7 @@ class Gate:
     ) -> Answer:
         """A 402 (or 400) answer: v2 ``PAYMENT-REQUIRED`` header (and its twin ``X-PAYMENT-REQUIRED``, as BlockRun
         sends it) plus the v1 JSON body, never cached."""
-        v2 = payment_required_v2(requirements, resource, error)
+        v2 = payment_required_v2(requirements, resource, error, self._extensions)
         v1_error = V1_PAYMENT_REQUIRED_ERROR if error == PAYMENT_REQUIRED_ERROR else error
         body = payment_required_v1(requirements, resource, v1_error)
         if message:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._asgi_io import (
     MAX_PRICING_READS,
@@ -31,6 +31,7 @@ from ._asgi_io import (
 from ._config import MAX_PRICING_BODY, build_config
 from ._disconnect import ClientWatch, has_body
 from ._exceptions import ConfigurationError
+from ._fingerprint import BodyDigest, digesting_receive, request_fingerprint
 from ._flow import (
     PaidFlow,
     SettleWhen,
@@ -43,8 +44,11 @@ from ._gate import Answer, PaidRoute
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .events import Listener
 from .facilitator import Facilitator
-from .models import PaymentRequirements, ResourceInfo
+from .models import PaymentPayload, PaymentRequirements, ResourceInfo
 from .stores import PaymentStore
+
+if TYPE_CHECKING:
+    from .journal import Journal
 
 __all__ = ["MAX_PRICING_BODY", "MAX_PRICING_READS", "PRICING_BODY", "PaymentMiddleware", "settle_on_2xx"]
 
@@ -92,6 +96,7 @@ class PaymentMiddleware:
         check_funds: bool = False,
         max_pricing_reads: int = MAX_PRICING_READS,
         listeners: Listener | Iterable[Listener] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.app = app
         self.config = config = build_config(
@@ -107,11 +112,12 @@ class PaymentMiddleware:
             max_pricing_body=max_pricing_body,
             check_funds=check_funds,
             listeners=listeners,
+            journal=journal,
         )
         # Copied to attributes: read on every request.
         self.gate, self.facilitator, self.store = config.gate, config.facilitator, config.store
         self.settle_when, self.max_pricing_body = config.settle_when, config.max_pricing_body
-        self.funds, self.listeners = config.funds, config.listeners
+        self.funds, self.listeners, self.journal = config.funds, config.listeners, config.journal
         if max_pricing_reads < 1:
             raise ConfigurationError(f"max_pricing_reads must be at least 1, got {max_pricing_reads}")
         self._pricing_reads = asyncio.Semaphore(max_pricing_reads)
@@ -165,6 +171,15 @@ class PaymentMiddleware:
                 scope.get("query_string", b"").decode("latin-1"),
             )
 
+        fingerprint = None
+        if self.journal is not None:  # recovery binds a settled payment to the request it paid for
+            digest = BodyDigest()
+            receive = digesting_receive(receive, digest)
+            query = scope.get("query_string", b"").decode("latin-1")
+
+            def fingerprint(payload: PaymentPayload) -> str:
+                return request_fingerprint(scope["method"], scope["path"], query, digest.hexdigest(), payload)
+
         flow = PaidFlow(
             self.gate,
             requirements,
@@ -174,22 +189,32 @@ class PaymentMiddleware:
             funds=self.funds if route.check_funds else None,
             request=scope,
             emit=bool(self.listeners),
+            fingerprint=fingerprint,
         )
-        answer = await run_async(flow.admit(scope["headers"]), self.facilitator, self.store, self.listeners)
+        journal = self.journal
+        answer = await run_async(flow.admit(scope["headers"]), self.facilitator, self.store, self.listeners, journal)
         if answer is not None:
             await respond(send, answer)
             return
         scope["x402.payment"] = flow.payment
         watch = ClientWatch(receive)
+        delivered = False
 
         async def send_with_settlement(message: Message) -> None:
+            nonlocal delivered
             if flow.outcome == "replaced":
                 return  # the app's output after we answered 402/502/503 in its place is dropped
             if flow.outcome != "unsent" or message["type"] != "http.response.start":
                 await send(message)
+                if message["type"] == "http.response.body" and not message.get("more_body", False):
+                    delivered = True
                 return
             decision = await run_async(
-                flow.start(message["status"], client_gone=watch.gone), self.facilitator, self.store, self.listeners
+                flow.start(message["status"], client_gone=watch.gone),
+                self.facilitator,
+                self.store,
+                self.listeners,
+                journal,
             )
             if isinstance(decision, Answer):
                 await respond(send, decision)
@@ -207,4 +232,4 @@ class PaymentMiddleware:
             await self.app(scope, watch.receive, send_with_settlement)
         finally:
             watch.close()
-            await run_async(flow.finish(), self.facilitator, self.store, self.listeners)
+            await run_async(flow.finish(delivered=delivered), self.facilitator, self.store, self.listeners, journal)

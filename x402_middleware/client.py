@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import threading
 import time
 from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
@@ -26,6 +27,7 @@ import httpx
 from . import _headers as H
 from . import _json
 from ._exceptions import ConfigurationError, MalformedPaymentError, PaymentClientError, SpendLimitError
+from ._fingerprint import PAYMENT_IDENTIFIER
 from .evm import address_of
 from .models import PaymentRequirements, SettleResult
 from .money import format_usd, parse_usd, to_atomic
@@ -186,7 +188,7 @@ class X402Auth(httpx.Auth):
                 resource = {"url": url, "description": "", "mimeType": ""}
             payload = {"x402Version": 2, "resource": resource, "accepted": choice.wire, "payload": inner}
             if isinstance(challenge.get("extensions"), dict):
-                payload["extensions"] = challenge["extensions"]  # clients must echo them (v2 §extensions)
+                payload["extensions"] = _with_payment_identifier(challenge["extensions"])
         else:
             payload = {
                 "x402Version": 1,
@@ -323,6 +325,16 @@ def settlement_of(response: httpx.Response) -> SettleResult | None:
             except MalformedPaymentError as exc:
                 raise PaymentClientError(f"the server's {name.upper()} header is unreadable: {exc}") from None
     return None
+
+
+def _with_payment_identifier(extensions: dict[str, Any]) -> dict[str, Any]:
+    """The challenge's extensions, echoed (v2 §extensions), with an id for ``payment-identifier`` when the server
+    declares it: the payment's idempotency key, kept by every resend of this payment (x402-protocol.md §2)."""
+    declared = extensions.get(PAYMENT_IDENTIFIER)
+    if not isinstance(declared, dict) or not isinstance(declared.get("info"), dict):
+        return extensions
+    info = {**declared["info"], "id": "pay_" + secrets.token_hex(16)}
+    return {**extensions, PAYMENT_IDENTIFIER: {**declared, "info": info}}
 
 
 def _read_challenge(response: httpx.Response, url: str) -> dict[str, Any] | None:

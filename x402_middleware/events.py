@@ -10,6 +10,9 @@ middleware (``listeners=[...]``), in order, from the request that made the step:
     settlement_unknown  sent but not confirmed, or the facilitator's answer was lost (``reason``,
                         ``transaction`` when known); the next request with the payment follows it up
     not_settled         the app failed (``status``), the client left, or nothing was attempted
+    recovered           a retry of a settled payment whose response was never delivered, with the same
+                        request (``fingerprint``): served again without a second charge (``transaction``)
+    served              the paid (or recovered) response was handed to the server in full
 
 A listener is a plain callable taking the event; under ASGI it may be ``async``. A listener that raises is
 logged and never changes the response::
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NOT_SETTLED",
+    "RECOVERED",
+    "SERVED",
     "SETTLED",
     "SETTLEMENT_UNKNOWN",
     "SETTLE_FAILED",
@@ -51,6 +56,8 @@ SETTLED = "settled"
 SETTLE_FAILED = "settle_failed"
 SETTLEMENT_UNKNOWN = "settlement_unknown"
 NOT_SETTLED = "not_settled"
+RECOVERED = "recovered"
+SERVED = "served"
 
 logger = logging.getLogger("x402_middleware")
 
@@ -66,6 +73,9 @@ class PaymentEvent:
     reason: str = ""
     status: int | None = None  # the app's status, for ``not_settled`` because of it
     request: Any = None  # the request it belongs to: the ASGI scope, the WSGI environ or the Django request
+    #: the request this payment pays for (see :func:`x402_middleware._fingerprint.request_fingerprint`); set
+    #: from ``settling`` on, once the app has read its body
+    fingerprint: str = ""
 
 
 Listener = Callable[[PaymentEvent], "None | Awaitable[None]"]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._config import MAX_PRICING_BODY, build_config
 from ._exceptions import PricingBodyTooLargeError
+from ._fingerprint import BodyDigest, DigestingInput, request_fingerprint
 from ._flow import (
     PaidFlow,
     SettleWhen,
@@ -39,12 +40,14 @@ from ._flow import (
 from ._gate import Answer, PaidRoute
 from .events import Listener
 from .facilitator import SyncFacilitator
-from .models import PaymentRequirements, ResourceInfo
+from .models import PaymentPayload, PaymentRequirements, ResourceInfo
 from .stores import SyncPaymentStore
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from .journal import Journal
 
 __all__ = ["MAX_PRICING_BODY", "PaymentWSGIMiddleware"]
 
@@ -86,6 +89,7 @@ class PaymentWSGIMiddleware:
         max_pricing_body: int = MAX_PRICING_BODY,
         check_funds: bool = False,
         listeners: Listener | Iterable[Listener] | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.app = app
         self.config = config = build_config(
@@ -101,11 +105,12 @@ class PaymentWSGIMiddleware:
             max_pricing_body=max_pricing_body,
             check_funds=check_funds,
             listeners=listeners,
+            journal=journal,
         )
         # Copied to attributes: read on every request.
         self.gate, self.facilitator, self.store = config.gate, config.facilitator, config.store
         self.settle_when, self.max_pricing_body = config.settle_when, config.max_pricing_body
-        self.funds, self.listeners = config.funds, config.listeners
+        self.funds, self.listeners, self.journal = config.funds, config.listeners, config.journal
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = _decode_path(environ.get("PATH_INFO", ""))
@@ -139,6 +144,16 @@ class PaymentWSGIMiddleware:
                 route, environ.get("wsgi.url_scheme", "http"), host, path, environ.get("QUERY_STRING", "")
             )
 
+        fingerprint = None
+        if self.journal is not None:  # recovery binds a settled payment to the request it paid for
+            digest = BodyDigest()
+            environ["wsgi.input"] = DigestingInput(environ["wsgi.input"], digest)
+            method, query = environ.get("REQUEST_METHOD", "GET"), environ.get("QUERY_STRING", "")
+            path = _decode_path(environ.get("PATH_INFO", ""))
+
+            def fingerprint(payload: PaymentPayload) -> str:
+                return request_fingerprint(method, path, query, digest.hexdigest(), payload)
+
         flow = PaidFlow(
             self.gate,
             requirements,
@@ -148,9 +163,14 @@ class PaymentWSGIMiddleware:
             funds=self.funds if route.check_funds else None,
             request=environ,
             emit=bool(self.listeners),
+            fingerprint=fingerprint,
         )
         answer = run_sync(
-            flow.admit(payment_headers_from_environ(environ)), self.facilitator, self.store, self.listeners
+            flow.admit(payment_headers_from_environ(environ)),
+            self.facilitator,
+            self.store,
+            self.listeners,
+            self.journal,
         )
         if answer is not None:
             return _respond(start_response, answer)
@@ -176,6 +196,7 @@ class _PaidResponse:
         self._server_write: Any = None  # set once the real start_response was called for the app's response
         self._replacement: bytes | None = None  # our 402/502 body, yielded instead of the app's
         self._done = False
+        self._delivered = False  # the app's iterable ran to its end
         self._closed = False
         self._result: Iterable[bytes] | None = None
         try:
@@ -199,7 +220,7 @@ class _PaidResponse:
             try:
                 chunk = next(self._iter)
             except StopIteration:
-                self._done = True
+                self._done = self._delivered = True
                 if self._server_write is None and self._flow.outcome != "replaced":
                     self._begin()  # an empty body: decide now
                     continue
@@ -239,9 +260,8 @@ class _PaidResponse:
         if self._held is None:
             raise RuntimeError("the WSGI app produced a body before calling start_response()")
         status, headers = self._held
-        decision = run_sync(
-            self._flow.start(_status_code(status)), self._mw.facilitator, self._mw.store, self._mw.listeners
-        )
+        mw = self._mw
+        decision = run_sync(self._flow.start(_status_code(status)), mw.facilitator, mw.store, mw.listeners, mw.journal)
         if isinstance(decision, Answer):
             self._replacement = decision.body
             _start(self._start_response, decision)
@@ -260,7 +280,8 @@ class _PaidResponse:
             if close is not None:
                 close()
         finally:
-            run_sync(self._flow.finish(), self._mw.facilitator, self._mw.store, self._mw.listeners)
+            mw = self._mw
+            run_sync(self._flow.finish(delivered=self._delivered), mw.facilitator, mw.store, mw.listeners, mw.journal)
 
 
 def _decode_path(raw: str) -> str:

@@ -35,6 +35,7 @@ import uvicorn
 
 from x402_middleware.devchain import DevChain
 from x402_middleware.facilitator import OnChainFacilitator
+from x402_middleware.journal import Reconciler, open_journal
 
 from .config import GatewayConfig, emulator_pools
 from .emulator import EmulatorServer, bind_loopback
@@ -102,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--payers", type=int, default=3, help="funded payer wallets (1,000 USDC each)")
     parser.add_argument("--signers", type=int, default=4, help="facilitator signer keys (parallel settlements)")
+    parser.add_argument(
+        "--journal",
+        default=None,
+        help="record every payment in this settlement journal (a SQLite file, or a postgresql:// URL shared by "
+        "replicas), reconciled on the dev chain every minute; a settled call whose response was lost is then "
+        "served again without a second charge (default: no journal)",
+    )
     # The settings file and environment apply too (catalog, pay_to, rate limits, trusted proxies, logging, Redis);
     # the network and the facilitator are always the dev chain's.
     add_settings_arguments(parser, payment=False)
@@ -132,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     chain = DevChain(args.chain, payers=args.payers, facilitators=args.signers)
     emulator: EmulatorServer | None = None
+    reconciler: Reconciler | None = None
     try:
         _log(f"starting the dev chain ({CHAINS[args.chain]}, anvil from node_modules)")
         chain.start()
@@ -143,8 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         config, emulator = upstream_config(args.upstream, settings=settings)
         _log(f"upstream: {'emulator at ' + emulator.url if emulator else 'real providers from environment keys'}")
         store = payment_store(settings.redis_url)
+        journal = open_journal(args.journal) if args.journal else None
+        if journal is not None:
+            reconciler = Reconciler(journal, chain.rpc_url, interval=60.0).start()
+            _log(f"settlement journal: {args.journal} (reconciled on the dev chain every 60 s)")
         pay_to = settings.pay_to or chain.pay_to
-        app = create_paid_app(config, pay_to=pay_to, network=chain.network, facilitator=facilitator, store=store)
+        app = create_paid_app(
+            config, pay_to=pay_to, network=chain.network, facilitator=facilitator, store=store, journal=journal
+        )
         url = f"http://{settings.host}:{sock.getsockname()[1]}"
         info: dict[str, Any] = {
             "url": url,
@@ -160,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             "upstream": "emulator" if emulator else "env",
             "emulator_url": emulator.url if emulator else None,
             "models": len(app.state.gateway.available_models()) + len(app.state.gateway.available_media()),
+            "journal": args.journal,
         }
         server = uvicorn.Server(server_config(app, trusted_proxies=settings.trusted_proxies))
         _log(f"gateway on {url} (ready in {time.perf_counter() - started:.1f} s); Ctrl+C or SIGTERM stops everything")
@@ -170,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         _log("interrupted during start-up")
     finally:
         sock.close()
+        if reconciler is not None:
+            reconciler.stop()
+            reconciler.journal.close()
         if emulator is not None:
             emulator.stop()
         chain.stop()

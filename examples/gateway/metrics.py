@@ -238,6 +238,12 @@ class GatewayMetrics:
             "settlement_unconfirmed: the client retries with the same payment and is charged at most once).",
             ("network", "reason"),
         )
+        self.payments_recovered = r.counter(
+            "gateway_payments_recovered_total",
+            "Calls served again on an earlier settlement whose response was lost (same request, no new charge; "
+            "needs a settlement journal).",
+            ("network",),
+        )
         self.revenue_atomic = r.counter(
             "gateway_revenue_atomic_total",
             "Sum of settled amounts in the asset's atomic units (USDC: 10^-6 dollars).",
@@ -263,7 +269,9 @@ class GatewayMetrics:
             if outcome != "ok" and i < len(attempts) - 1:
                 self.upstream_failovers.inc(upstream=endpoint)
         network = line.get("network") or "unknown"
-        if line.get("settled") is True:
+        if line.get("recovered") is True:
+            self.payments_recovered.inc(network=network)
+        elif line.get("settled") is True:
             self.payments_settled.inc(network=network)
             paid = line.get("paid")
             if isinstance(paid, int) and paid > 0:

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp
 
 from x402_middleware import PaymentMiddleware, RouteConfig
 from x402_middleware.facilitator import Facilitator
+from x402_middleware.journal import Journal
 from x402_middleware.stores import PaymentStore
 
 from .app import Wrap, create_app
@@ -45,13 +46,15 @@ def payment_layer(
     store: PaymentStore | None = None,
     max_timeout_seconds: int = 300,
     check_funds: bool = True,
+    journal: Journal | None = None,
 ) -> Wrap:
     """A ``wrap`` for :func:`~.app.create_app` that puts :class:`PaymentMiddleware` around the inference routes.
 
     ``check_funds`` (on by default: an upstream call costs the operator money) asks the facilitator whether the
     payer can pay before the upstream is called, so a well-signed payment from an empty wallet never reaches it.
     The middleware's lifecycle events go to :func:`~.requestlog.record_payment`: the request log line and the
-    payment metrics are built from them.
+    payment metrics are built from them. ``journal`` records every payment durably and serves a settled call whose
+    response was lost again, for the same request, without a second charge.
     """
 
     def wrap(app: ASGIApp, gateway: Gateway) -> ASGIApp:
@@ -79,6 +82,7 @@ def payment_layer(
                 check_funds=check_funds,
                 max_pricing_body=gateway.config.max_body_bytes,
                 listeners=[record_payment],
+                journal=journal,
             )
         )
 
@@ -93,10 +97,11 @@ def create_paid_app(
     network: str | Sequence[str] = "eip155:8453",
     store: PaymentStore | None = None,
     gateway: Gateway | None = None,
+    journal: Journal | None = None,
 ) -> Starlette:
     """The gateway app with x402 payment on every paid model's inference calls."""
     return create_app(
         config,
         gateway=gateway,
-        wrap=payment_layer(pay_to=pay_to, facilitator=facilitator, network=network, store=store),
+        wrap=payment_layer(pay_to=pay_to, facilitator=facilitator, network=network, store=store, journal=journal),
     )

@@ -31,7 +31,15 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from x402_middleware import MalformedPaymentError
-from x402_middleware.events import SETTLE_FAILED, SETTLED, SETTLEMENT_UNKNOWN, SETTLING, PaymentEvent
+from x402_middleware.events import (
+    RECOVERED,
+    SERVED,
+    SETTLE_FAILED,
+    SETTLED,
+    SETTLEMENT_UNKNOWN,
+    SETTLING,
+    PaymentEvent,
+)
 from x402_middleware.wire import MAX_HEADER_BYTES, decode_header
 
 from .metrics import GatewayMetrics
@@ -177,11 +185,16 @@ def _payment_fields(line: dict[str, Any], events: list[PaymentEvent]) -> None:
     line["payer"] = payment.payer
     line["network"] = requirements.network.caip2
     line["asset"] = requirements.asset.address
-    outcome = events[-1]  # verified, settling, then at most one of the others
+    # verified, settling, then at most one of the others (and served once the response went out in full)
+    outcome = events[-2] if events[-1].kind == SERVED and len(events) > 1 else events[-1]
     if outcome.kind == SETTLED:
         line["tx"] = outcome.transaction or None
         line["settled"] = True
         line["paid"] = outcome.amount
+    elif outcome.kind == RECOVERED:  # a lost response served again on its earlier settlement: no new charge
+        line["tx"] = outcome.transaction or None
+        line["settled"] = True
+        line["recovered"] = True
     elif outcome.kind == SETTLE_FAILED:
         line["tx"] = outcome.transaction or None
         line["settled"] = False

@@ -13,6 +13,8 @@
         # "STORE": ..., "SETTLE_WHEN": ..., "MAX_TIMEOUT_SECONDS": 300, "RESOURCE_URL": None, "MAX_PRICING_BODY": 1 MiB
         # "CHECK_FUNDS": False,  # ask the facilitator whether the payer can pay before a view runs
         # "LISTENERS": [...],     # callables or dotted paths given each x402_middleware.events.PaymentEvent
+        # "JOURNAL": ...,         # a settlement journal (object or dotted path), e.g. SQLiteJournal(path):
+        #                         # records every payment and serves a lost settled response again
     }
 
 :func:`problems` lists what is wrong (the system checks report it with stable ids);
@@ -52,6 +54,7 @@ KNOWN_KEYS = frozenset(
         "MAX_PRICING_BODY",
         "CHECK_FUNDS",
         "LISTENERS",
+        "JOURNAL",
     }
 )
 
@@ -300,6 +303,7 @@ def build(*, async_mode: bool) -> PaymentConfig:
             max_pricing_body=conf.get("MAX_PRICING_BODY") or MAX_PRICING_BODY,
             check_funds=conf.get("CHECK_FUNDS") is True,
             listeners=[import_string(v) if isinstance(v, str) else v for v in conf.get("LISTENERS") or ()],
+            journal=_load(conf["JOURNAL"]) if conf.get("JOURNAL") is not None else None,
         )
     except ConfigurationError as exc:
         mode = "ASGI" if async_mode else "WSGI"

@@ -17,6 +17,7 @@ WSGI the server does not say, and a finished view is settled (see the README's "
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.http.request import RawPostDataException
 
 from .._exceptions import PricingBodyTooLargeError
+from .._fingerprint import request_fingerprint
 from .._flow import (
     Decision,
     PaidFlow,
@@ -40,7 +42,7 @@ from .._flow import (
     run_sync,
 )
 from .._gate import Answer, PaidRoute
-from ..models import PaymentRequirements, ResourceInfo
+from ..models import PaymentPayload, PaymentRequirements, ResourceInfo
 from . import conf
 
 __all__ = ["PaymentMiddleware"]
@@ -68,6 +70,7 @@ class PaymentMiddleware:
             markcoroutinefunction(self)
         self.config = conf.build(async_mode=self.async_mode)
         self.gate = self.config.gate
+        self.journal = self.config.journal
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
@@ -81,17 +84,19 @@ class PaymentMiddleware:
         if isinstance(outcome, Answer):
             return _response(outcome)
         route, requirements = outcome.route, outcome.requirements
-        fac, store, listeners = self.config.facilitator, self.config.store, self.config.listeners
+        fac, store, listeners, journal = self.config.facilitator, self.config.store, self.config.listeners, self.journal
         flow = self._flow(request, route, requirements)
-        answer = run_sync(flow.admit(payment_headers_from_environ(request.META)), fac, store, listeners)
+        answer = run_sync(flow.admit(payment_headers_from_environ(request.META)), fac, store, listeners, journal)
         if answer is not None:
             return _response(answer)
         request.x402_payment = flow.payment  # type: ignore[attr-defined]
+        decision = None
         try:
             response = self.get_response(request)
-            decision = run_sync(flow.start(response.status_code), fac, store, listeners)
+            decision = run_sync(flow.start(response.status_code), fac, store, listeners, journal)
         finally:
-            run_sync(flow.finish(), fac, store, listeners)
+            # Django hands the response to the server after this returns: a settled one counts as delivered.
+            run_sync(flow.finish(delivered=decision is not None), fac, store, listeners, journal)
         return _apply(response, decision)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -109,17 +114,18 @@ class PaymentMiddleware:
         if isinstance(outcome, Answer):
             return _response(outcome)
         route, requirements = outcome.route, outcome.requirements
-        fac, store, listeners = self.config.facilitator, self.config.store, self.config.listeners
+        fac, store, listeners, journal = self.config.facilitator, self.config.store, self.config.listeners, self.journal
         flow = self._flow(request, route, requirements)
-        answer = await run_async(flow.admit(payment_headers_from_environ(request.META)), fac, store, listeners)
+        answer = await run_async(flow.admit(payment_headers_from_environ(request.META)), fac, store, listeners, journal)
         if answer is not None:
             return _response(answer)
         request.x402_payment = flow.payment  # type: ignore[attr-defined]
+        decision = None
         try:
             response = await get_response(request)
-            decision = await run_async(flow.start(response.status_code), fac, store, listeners)
+            decision = await run_async(flow.start(response.status_code), fac, store, listeners, journal)
         finally:
-            await run_async(flow.finish(), fac, store, listeners)
+            await run_async(flow.finish(delivered=decision is not None), fac, store, listeners, journal)
         return _apply(response, decision)
 
     def _decide(self, request: HttpRequest, *, allow_async: bool) -> Decision | None:
@@ -149,7 +155,21 @@ class PaymentMiddleware:
             funds=self.config.funds if route.check_funds else None,
             request=request,
             emit=bool(self.config.listeners),
+            fingerprint=None if self.journal is None else _fingerprint(request),
         )
+
+
+def _fingerprint(request: HttpRequest) -> Callable[[PaymentPayload], str]:
+    def fingerprint(payload: PaymentPayload) -> str:
+        try:
+            body = request.body  # what the view read (Django caches it), or read now
+        except (RawPostDataException, RequestDataTooBig):  # streamed by the view, or over Django's own limit
+            body = b""
+        digest = hashlib.sha256(body).hexdigest() if body else ""
+        method, query = request.method or "GET", request.META.get("QUERY_STRING", "")
+        return request_fingerprint(method, request.path_info, query, digest, payload)
+
+    return fingerprint
 
 
 def _body_for_pricing(request: HttpRequest, limit: int) -> Any:

@@ -58,12 +58,20 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="only settle payments to this address (repeatable; default: any)",
     )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("X402_REDIS_URL"),
+        help="lease the --key signers on this Redis, so that several facilitator processes sharing a key pool "
+        "never send from the same key (default: X402_REDIS_URL; none: keys are not coordinated)",
+    )
+    parser.add_argument("--lease-keys", type=int, help="with --redis-url: lease at most this many of the keys")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4402, help="0 lets the kernel choose")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     keys = args.key or [k for k in os.environ.get("X402_FACILITATOR_KEYS", "").split(",") if k]
+    lost: list[str] = []  # signer leases lost while serving: the process stops (its supervisor restarts it)
     if not keys:
         parser.error("give at least one --key (or X402_FACILITATOR_KEYS): the facilitator pays gas from it")
     try:
@@ -81,6 +89,18 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         default_asset = [network.asset.address] if network.asset is not None else []
+        leases = None
+        if args.redis_url:
+            from .leases import RedisSignerLeases
+
+            assert network.chain_id is not None
+            leases = RedisSignerLeases.from_url(args.redis_url, chain_id=network.chain_id, on_lost=lost.append)
+            keys = leases.acquire(keys, limit=args.lease_keys)
+        else:
+            logging.getLogger("x402_middleware.facilitator").warning(
+                "x402: signer keys are not coordinated with other facilitator processes: give each process its own "
+                "--key set, or pass --redis-url to lease keys from a shared pool"
+            )
         facilitator = OnChainFacilitator(
             args.rpc_url,
             keys,
@@ -127,8 +147,16 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             print(f"x402 facilitator listening on {url}", file=sys.stderr, flush=True)
+        while not task.done():
+            if lost:
+                print(f"x402 facilitator: signer lease lost ({', '.join(lost)}); stopping", file=sys.stderr, flush=True)
+                server.should_exit = True
+                break
+            await asyncio.sleep(0.2)
         await task
         await facilitator.aclose()
+        if leases is not None:
+            leases.release()
 
     asyncio.run(serve())
     return 0

@@ -1,10 +1,10 @@
 """Settlement journal: a durable record per payment, written from the lifecycle events, reconciled on chain.
 
-    from x402_middleware.journal import SQLiteJournal, async_journal_listener, reconcile
+    from x402_middleware.journal import Reconciler, SQLiteJournal
 
     journal = SQLiteJournal("x402-journal.db")
-    app = PaymentMiddleware(app, ..., listeners=[async_journal_listener(journal)])  # WSGI: journal_listener
-    reconcile(journal, rpc_url)  # at start-up and periodically: rows a crash left in settling/unknown
+    app = PaymentMiddleware(app, ..., journal=journal)  # records every payment, serves lost responses again
+    Reconciler(journal, rpc_url, interval=60).start()  # at start-up and periodically: rows a crash left behind
 
 States: ``claimed`` (verified, the app runs) → ``settling`` (the settle call starts) → ``settled``
 (transaction, amount) | ``failed`` (reason) | ``unknown`` (transaction when known) | ``not_settled``
@@ -19,6 +19,7 @@ from ._entry import (
     FAILED,
     NOT_SETTLED,
     PENDING,
+    SERVED,
     SETTLED,
     SETTLING,
     STATES,
@@ -30,8 +31,22 @@ from ._entry import (
     journal_listener,
     recorded,
 )
-from .reconcile import EXPIRED_UNSETTLED, Reconciled, reconcile
+from .reconcile import EXPIRED_UNSETTLED, USED_ELSEWHERE, Reconciled, Reconciler, reconcile
 from .sqlite import SQLiteJournal
+
+
+def open_journal(target: str) -> Journal:
+    """A :class:`SQLiteJournal` for a file path, a :class:`~x402_middleware.journal.postgres.PostgresJournal`
+    for a ``postgresql://`` (or ``postgres://``) URL, shared by replicas::
+
+        journal = open_journal(os.environ.get("X402_JOURNAL", "x402-journal.db"))
+    """
+    if target.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresJournal
+
+        return PostgresJournal(target)
+    return SQLiteJournal(target)
+
 
 __all__ = [
     "CLAIMED",
@@ -39,17 +54,21 @@ __all__ = [
     "FAILED",
     "NOT_SETTLED",
     "PENDING",
+    "SERVED",
     "SETTLED",
     "SETTLING",
     "STATES",
     "UNKNOWN",
+    "USED_ELSEWHERE",
     "Journal",
     "JournalEntry",
     "Reconciled",
+    "Reconciler",
     "Recorded",
     "SQLiteJournal",
     "async_journal_listener",
     "journal_listener",
+    "open_journal",
     "reconcile",
     "recorded",
 ]

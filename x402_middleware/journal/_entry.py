@@ -8,7 +8,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..events import NOT_SETTLED, SETTLE_FAILED, SETTLED, SETTLEMENT_UNKNOWN, SETTLING, VERIFIED, PaymentEvent
+from ..events import (
+    NOT_SETTLED,
+    SERVED,
+    SETTLE_FAILED,
+    SETTLED,
+    SETTLEMENT_UNKNOWN,
+    SETTLING,
+    VERIFIED,
+    PaymentEvent,
+)
 from ..schemes import find_scheme
 from ..schemes.evm.exact import ExactEvmPayload
 
@@ -17,6 +26,7 @@ __all__ = [
     "FAILED",
     "NOT_SETTLED",
     "PENDING",
+    "SERVED",
     "SETTLED",
     "SETTLING",
     "STATES",
@@ -48,6 +58,7 @@ _STATE_OF = {
     SETTLE_FAILED: FAILED,
     SETTLEMENT_UNKNOWN: UNKNOWN,
     NOT_SETTLED: NOT_SETTLED,
+    SERVED: SERVED,  # not a state: sets ``served_at`` of a settled row
 }
 
 
@@ -67,6 +78,7 @@ class Recorded:
     valid_before: int
     transaction: str = ""
     reason: str = ""
+    fingerprint: str = ""  # the request the payment pays for (x402_middleware._fingerprint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +101,15 @@ class JournalEntry:
     updated_at: float
     settled_at: float | None
     reconciled_at: float | None
+    #: the request it paid for (``req:<sha256>`` or ``id:<payment-identifier>``), "" when not recorded
+    fingerprint: str = ""
+    #: when its response was handed to the server in full; ``None`` for a settled row: settled, not served
+    served_at: float | None = None
+
+    @property
+    def unserved(self) -> bool:
+        """Settled, but its response never reached the client (a crash, a dropped connection)."""
+        return self.state == SETTLED and self.served_at is None
 
 
 def recorded(event: PaymentEvent) -> Recorded | None:
@@ -121,12 +142,33 @@ def recorded(event: PaymentEvent) -> Recorded | None:
         valid_before=int(pid.expires_at),
         transaction=event.transaction,
         reason=reason,
+        fingerprint=event.fingerprint,
     )
+
+
+#: What a journal does with one :class:`Recorded` update, given the row's current state (see :func:`action`).
+INSERT, UPDATE, MARK_SERVED, KEEP = "insert", "update", "served", "keep"
+
+
+def action(current: str | None, update: Recorded) -> str:
+    """The one rule every journal backend applies: a new row is inserted; ``served`` marks a settled row; a
+    ``settled`` row is never downgraded; a retry's ``claimed`` keeps a row already in flight (its tx)."""
+    if update.state == SERVED:
+        return MARK_SERVED if current == SETTLED else KEEP
+    if current is None:
+        return INSERT
+    if current == SETTLED:
+        return KEEP
+    if update.state == CLAIMED and current not in (NOT_SETTLED, CLAIMED):
+        return KEEP
+    return UPDATE
 
 
 class Journal(Protocol):
     """A durable record per payment, written from the lifecycle events (``claimed`` → ``settling`` →
-    ``settled`` | ``failed`` | ``unknown`` | ``not_settled``). A ``settled`` row is never downgraded."""
+    ``settled`` | ``failed`` | ``unknown`` | ``not_settled``; ``served`` marks a settled row delivered). A
+    ``settled`` row is never downgraded. Given as ``journal=`` to the middleware, it also lets a retry of a
+    settled payment whose response was lost be served again (``get``)."""
 
     def record(self, event: PaymentEvent) -> None:
         """Write what ``event`` says about its payment (synchronously: it is on disk when this returns)."""
@@ -140,6 +182,14 @@ class Journal(Protocol):
         """The row of one payment (its scheme payment id key)."""
         ...
 
+    def settled_totals(self) -> list[tuple[str, str, str, int, int]]:
+        """``(day UTC, network, asset, count, sum of amounts)`` of settled rows, by day."""
+        ...
+
+    def close(self) -> None:
+        """Release the journal's connection."""
+        ...
+
     def mark_reconciled(self, key: str, state: str, *, transaction: str = "", reason: str = "") -> None:
         """Record the outcome reconciliation found on chain (``settled`` or ``failed``)."""
         ...
@@ -150,8 +200,8 @@ def journal_listener(journal: Journal) -> Callable[[PaymentEvent], None]:
 
     The row is durable before the middleware takes its next step. For WSGI and sync Django; under ASGI use
     :func:`async_journal_listener`, which keeps the event loop free during the commit (with ``FULL`` sync an
-    fsync: about 0.55 ms per paid request here). A failed write is logged by the middleware and never
-    changes the response.
+    fsync; concurrent requests share one, see :class:`~x402_middleware.journal.SQLiteJournal`). A failed
+    write is logged by the middleware and never changes the response.
     """
 
     def listen(event: PaymentEvent) -> None:
@@ -168,8 +218,13 @@ def async_journal_listener(journal: Journal) -> Callable[[PaymentEvent], Awaitab
         app = PaymentMiddleware(app, ..., listeners=[async_journal_listener(SQLiteJournal("x402-journal.db"))])
     """
 
+    arecord = getattr(journal, "arecord", None)  # a journal's own awaitable write (SQLite's group commit)
+
     async def listen(event: PaymentEvent) -> None:
-        await asyncio.to_thread(journal.record, event)
+        if arecord is not None:
+            await arecord(event)
+        else:
+            await asyncio.to_thread(journal.record, event)
 
     listen.__qualname__ = f"async_journal_listener({type(journal).__name__})"
     return listen

@@ -3,15 +3,20 @@
 For each row of the node's chain: if the authorization's nonce is used (``authorizationState``) and a
 ``Transfer(payer → pay_to, amount)`` of the token is found (in the receipt of the row's transaction, else
 in the transactions of the token's ``AuthorizationUsed(payer, nonce)`` logs), the row becomes ``settled``
-with that transaction. If the nonce is unused and the chain's latest block is at or past ``valid_before``,
-no transaction can move the money any more: ``failed`` ("expired unsettled"). Anything else is left as is.
+with that transaction; if the logs were read and none of them moved the money to us, the nonce was spent
+elsewhere: ``failed`` ("nonce used by another transfer"). If the nonce is unused and the chain's latest
+block is at or past ``valid_before``, no transaction can move the money any more: ``failed`` ("expired
+unsettled"). Anything else is left as is.
 
     results = reconcile(journal, "https://sepolia.base.org")
+    reconciler = Reconciler(journal, "https://sepolia.base.org", interval=60).start()  # at start-up, then every 60 s
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +28,12 @@ from ..evm.eip3009 import keccak
 from ..evm.jsonrpc import RPCError, build_request, parse_response
 from ._entry import FAILED, PENDING, SETTLED, Journal, JournalEntry
 
-__all__ = ["EXPIRED_UNSETTLED", "Reconciled", "reconcile"]
+__all__ = ["EXPIRED_UNSETTLED", "USED_ELSEWHERE", "Reconciled", "Reconciler", "reconcile"]
+
+logger = logging.getLogger("x402_middleware.journal")
 
 EXPIRED_UNSETTLED = "expired unsettled"
+USED_ELSEWHERE = "nonce used by another transfer"
 _TRANSFER = "0x" + keccak(b"Transfer(address,address,uint256)").hex()
 _AUTHORIZATION_USED = "0x" + keccak(b"AuthorizationUsed(address,bytes32)").hex()
 
@@ -130,9 +138,58 @@ def _one(rpc: _RPC, entry: JournalEntry, now: int, from_block: str) -> Reconcile
             },
         )
     except RPCError:
-        logs = []  # a range the node refuses: the known transaction may still tell
-    candidates += [log["transactionHash"] for log in logs if log.get("transactionHash") not in candidates]
+        logs = None  # a range the node refuses: the known transaction may still tell
+    candidates += [log["transactionHash"] for log in logs or () if log.get("transactionHash") not in candidates]
     for tx in candidates:
         if _has_transfer(rpc("eth_getTransactionReceipt", tx), entry):
             return Reconciled(entry.key, SETTLED, True, tx)
+    if logs:  # the authorization was used, by transactions none of which paid us
+        return Reconciled(entry.key, FAILED, True, note=USED_ELSEWHERE)
     return Reconciled(entry.key, entry.state, False, entry.transaction, "nonce used, no matching transfer found")
+
+
+class Reconciler:
+    """Reconciles a journal at start-up and then every ``interval`` seconds, in a daemon thread::
+
+        reconciler = Reconciler(journal, rpc_url, interval=60).start()   # the first pass runs before start() returns
+        ...
+        reconciler.stop()
+
+    A pass that cannot reach the node is logged and tried again at the next interval.
+    """
+
+    def __init__(
+        self, journal: Journal, rpc_url: str, *, interval: float = 60.0, from_block: int | str = "earliest"
+    ) -> None:
+        if interval <= 0:
+            raise ValueError(f"interval must be positive, got {interval}")
+        self.journal, self.rpc_url, self.interval, self.from_block = journal, rpc_url, interval, from_block
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> list[Reconciled]:
+        """One pass; the rows it changed are logged."""
+        try:
+            results = reconcile(self.journal, self.rpc_url, from_block=self.from_block)
+        except FacilitatorError as exc:
+            logger.warning("x402: journal reconciliation skipped, the node is unreachable: %s", exc)
+            return []
+        for result in results:
+            if result.changed:
+                logger.info("x402: reconciled %s -> %s %s%s", result.key, result.state, result.transaction, result.note)
+        return results
+
+    def start(self) -> Reconciler:
+        self.run_once()
+        self._thread = threading.Thread(target=self._loop, name="x402-journal-reconciler", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.run_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(self.interval + 30)
