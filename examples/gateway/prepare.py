@@ -141,7 +141,7 @@ def _parse(raw: bytes) -> Any:
     try:
         return loads_untrusted(raw)
     except JSONTooDeepError as exc:
-        raise InvalidRequest(f"the request body is refused: {exc}") from None
+        raise InvalidRequest(f"the request body is refused: {exc}", code="REQUEST_BODY_TOO_DEEP") from None
     except ValueError:  # UnicodeDecodeError included
         raise InvalidRequest("the request body is not valid JSON") from None
 
