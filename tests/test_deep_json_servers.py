@@ -87,7 +87,8 @@ def test_dev_gateway_chat_completions(dev: DevGateway) -> None:
             assert dev.proc.poll() is None, f"depth {depth} killed the gateway: {''.join(dev.output)[-3000:]}"
             assert r is not None
             assert r.status_code == 400, r.text
-            assert r.json()["error"] == "request_body_too_deep" and "256 levels" in r.json()["message"]
+            # refused by the gateway's own body reader (prepare.py), before the payment layer would read it
+            assert r.json()["code"] == "REQUEST_BODY_TOO_DEEP" and "256 levels" in r.json()["message"]
             assert c.get("/api/health").status_code == 200
             normal = c.post("/v1/chat/completions", json=CHAT)
             assert normal.status_code == 402 and "payment-required" in normal.headers

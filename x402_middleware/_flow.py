@@ -19,7 +19,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import parse_qsl
@@ -36,7 +36,7 @@ from ._exceptions import (
     UnpriceableRequestError,
     X402Error,
 )
-from ._gate import PAYMENT_IN_PROGRESS, PAYMENT_REQUIRED_ERROR, Answer, Gate, Headers, PaidRoute, logger
+from ._gate import PAYMENT_IN_PROGRESS, PAYMENT_REQUIRED_ERROR, Answer, Gate, Headers, PaidRoute, Quoted, logger
 from .events import Listener, PaymentEvent
 from .facilitator import Facilitator, SyncFacilitator
 from .models import Payment, PaymentPayload, PaymentRequirements, ResourceInfo, SettleResult
@@ -599,7 +599,7 @@ class ReadBody(NamedTuple):
 class AwaitPrice(NamedTuple):
     """Decision effect: await an async price function's requirements and send them back (exceptions thrown in)."""
 
-    price: Awaitable[tuple[PaymentRequirements, ...]]
+    price: Awaitable[Quoted]
 
 
 @dataclass(frozen=True, slots=True)
@@ -637,10 +637,14 @@ def decide(
     try:
         body = (yield ReadBody()) if route.price_body else None
         priced = gate.price(route, view(params, body), allow_async=allow_async)
-        requirements = priced if isinstance(priced, tuple) else (yield AwaitPrice(priced))
+        quoted = priced if isinstance(priced, Quoted) else (yield AwaitPrice(priced))
     except (PricingError, UnpriceableRequestError) as exc:
         return pricing_failure(route, exc)
-    return Paid(route, requirements) if requirements else None
+    if not quoted.requirements:
+        return None
+    if quoted.description is not None:  # the policy described this request (Priced): its 402 says so
+        route = replace(route, description=quoted.description)
+    return Paid(route, quoted.requirements)
 
 
 async def decide_async(decision: Decision, read_body: Callable[[], Awaitable[Any]]) -> Answer | Paid | None:

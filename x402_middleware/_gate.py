@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from . import _headers as H
 from ._exceptions import (
@@ -36,7 +36,7 @@ from .models import (
 )
 from .money import parse_usd, to_atomic
 from .networks import Asset, Network, check_address, find_network, get_network, networks
-from .pricing import FixedPrice, PaymentOption, PaymentRequest, PricingPolicy, TokenAmount
+from .pricing import FixedPrice, PaymentOption, PaymentRequest, Priced, PricingPolicy, TokenAmount
 from .routes import RoutePattern
 from .schemes import PaymentScheme, find_scheme, missing_extra, schemes
 from .verify import NO_MATCHING_REQUIREMENTS, match_requirements, verify_locally
@@ -62,7 +62,9 @@ PayTo: TypeAlias = "str | Mapping[str, str]"
 PAYMENT_REQUIRED_ERROR = "Payment required"
 V1_PAYMENT_REQUIRED_ERROR = "X-PAYMENT header is required"
 PAYMENT_IN_PROGRESS = "payment_in_progress"
-_EXPOSE = b"PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"
+_EXPOSE = b"PAYMENT-REQUIRED, X-PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"
+_SIGNATURE, _X_PAYMENT = H.PAYMENT_SIGNATURE.encode(), H.X_PAYMENT.encode()
+_PAYMENT_REQUIRED, _X_PAYMENT_REQUIRED = H.PAYMENT_REQUIRED.encode(), H.X_PAYMENT_REQUIRED.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,13 @@ class RouteConfig:
     price_body: bool = False
     check_funds: bool | None = None
     scheme: str = "exact"
+
+
+class Quoted(NamedTuple):
+    """What a dynamic route costs for one request, and the policy's description of it (``None``: the route's)."""
+
+    requirements: tuple[PaymentRequirements, ...]
+    description: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +151,9 @@ class Gate:
 
     def _build_route(self, pattern: str, value: Any) -> PaidRoute:
         cfg = value if isinstance(value, RouteConfig) else RouteConfig(price=value)
+        if not cfg.description.isascii():
+            # TypeScript x402 clients sign the payload, resource included, with btoa, which throws above U+00FF.
+            raise ConfigurationError(f"route {pattern!r}: description must be ASCII, got {cfg.description!r}")
         table = _pay_to_table(cfg.pay_to, "pay_to") if cfg.pay_to else self.pay_to
         nets = tuple(get_network(n) for n in cfg.networks) if cfg.networks else self.default_networks
         timeout = cfg.max_timeout_seconds or self.max_timeout_seconds
@@ -205,7 +217,7 @@ class Gate:
     # -- pricing ---------------------------------------------------------------------------
     def price(
         self, route: PaidRoute, request: PaymentRequest, *, allow_async: bool = True
-    ) -> tuple[PaymentRequirements, ...] | Awaitable[tuple[PaymentRequirements, ...]]:
+    ) -> Quoted | Awaitable[Quoted]:
         """Run a dynamic route's policy and build its requirements (an awaitable for an async policy).
 
         Raises :class:`UnpriceableRequestError` (the client's input, 400) or
@@ -226,16 +238,22 @@ class Gate:
                     "app needs a plain (sync) function"
                 )
             return self._price_later(route, price)
-        return self.requirements(route, price)
+        return self.quoted(route, price)
 
-    async def _price_later(self, route: PaidRoute, price: Awaitable[Any]) -> tuple[PaymentRequirements, ...]:
+    async def _price_later(self, route: PaidRoute, price: Awaitable[Any]) -> Quoted:
         try:
             value = await price
         except (PricingError, UnpriceableRequestError):
             raise
         except Exception as exc:
             raise PricingError(f"{type(exc).__name__}: {exc}") from exc
-        return self.requirements(route, value)
+        return self.quoted(route, value)
+
+    def quoted(self, route: PaidRoute, price: Any) -> Quoted:
+        """A policy's result as requirements, with its per-request description when it returned :class:`Priced`."""
+        if isinstance(price, Priced):
+            return Quoted(self.requirements(route, price.price), price.description)
+        return Quoted(self.requirements(route, price), None)
 
     def requirements(self, route: PaidRoute, price: Any) -> tuple[PaymentRequirements, ...]:
         """Turn a policy's result into payment requirements; ``()`` means free. Raises :class:`PricingError`."""
@@ -296,15 +314,25 @@ class Gate:
     # -- payments --------------------------------------------------------------------------
     @staticmethod
     def read_payment(headers: Iterable[tuple[bytes, bytes]]) -> PaymentPayload | None:
-        """Decode ``PAYMENT-SIGNATURE`` (v2) or ``X-PAYMENT`` (v1); ``None`` when absent.
+        """Decode the payment of ``PAYMENT-SIGNATURE`` (v2) or ``X-PAYMENT`` (v1); ``None`` when absent.
 
-        Raises :class:`MalformedPaymentError` for a header that is present but unusable.
+        The payload's ``x402Version`` says which protocol it speaks, not the header's name: BlockRun's
+        newer clients send the same v2 payload in both headers, and it is decoded once. Two headers
+        with different values are refused, as is a header that is present but unusable
+        (:class:`MalformedPaymentError`).
         """
+        found: bytes | None = None
+        label = ""
         for name, value in headers:
-            if name == b"payment-signature" or name == b"x-payment":
-                label = "PAYMENT-SIGNATURE" if name == b"payment-signature" else "X-PAYMENT"
-                return parse_payment_payload(H.decode_header(value, name=label))
-        return None
+            if name == _SIGNATURE or name == _X_PAYMENT:
+                if found is None:
+                    found, label = value, ("PAYMENT-SIGNATURE" if name == _SIGNATURE else "X-PAYMENT")
+                elif value.strip() != found.strip():
+                    raise MalformedPaymentError(
+                        "PAYMENT-SIGNATURE and X-PAYMENT carry different payments; send one payment "
+                        "(PAYMENT-SIGNATURE for x402 v2), or the same value in both"
+                    )
+        return None if found is None else parse_payment_payload(H.decode_header(found, name=label))
 
     @staticmethod
     def check(
@@ -339,13 +367,15 @@ class Gate:
         settlement: SettleResult | None = None,
         x402_version: int = 2,
     ) -> Answer:
-        """A 402 (or 400) answer: v2 ``PAYMENT-REQUIRED`` header plus the v1 JSON body, never cached."""
+        """A 402 (or 400) answer: v2 ``PAYMENT-REQUIRED`` header (and its twin ``X-PAYMENT-REQUIRED``, as BlockRun
+        sends it) plus the v1 JSON body, never cached."""
         v2 = payment_required_v2(requirements, resource, error, self._extensions)
         v1_error = V1_PAYMENT_REQUIRED_ERROR if error == PAYMENT_REQUIRED_ERROR else error
         body = payment_required_v1(requirements, resource, v1_error)
         if message:
             body["message"] = message
-        headers: Headers = [(b"payment-required", H.encode_header(v2).encode())]
+        encoded = H.encode_header(v2).encode()
+        headers: Headers = [(_PAYMENT_REQUIRED, encoded), (_X_PAYMENT_REQUIRED, encoded)]
         if settlement is not None:
             headers.append(_settlement_header(settlement, requirements, x402_version))
         return Answer(status, _json_headers(headers, no_store=True), _dumps(body))

@@ -19,6 +19,8 @@ from ._exceptions import MalformedPaymentError
 
 # Lower-case: ASGI header names are lower-case bytes; HTTP names are case-insensitive.
 PAYMENT_REQUIRED = "payment-required"
+#: The same value as ``PAYMENT-REQUIRED`` under the name BlockRun's gateway also sends (blockrun-clients.md §2.1).
+X_PAYMENT_REQUIRED = "x-payment-required"
 PAYMENT_SIGNATURE = "payment-signature"
 PAYMENT_RESPONSE = "payment-response"
 X_PAYMENT = "x-payment"

@@ -50,7 +50,13 @@ from .stores import PaymentStore
 if TYPE_CHECKING:
     from .journal import Journal
 
-__all__ = ["MAX_PRICING_BODY", "MAX_PRICING_READS", "PaymentMiddleware", "settle_on_2xx"]
+__all__ = ["MAX_PRICING_BODY", "MAX_PRICING_READS", "PRICING_BODY", "PaymentMiddleware", "settle_on_2xx"]
+
+#: Scope key an outer ASGI layer may set to the body it already read and parsed: a ``price_body`` route then
+#: hands that value to its pricing policy as ``PaymentRequest.body`` instead of reading the body again (the
+#: layer replays the body to the app itself). It lets an app parse, validate and quote a request once and share
+#: the result between its policy and its handler.
+PRICING_BODY = "x402.pricing_body"
 
 
 class PaymentMiddleware:
@@ -68,6 +74,9 @@ class PaymentMiddleware:
         )
 
     Or ``app.add_middleware(PaymentMiddleware, routes=..., pay_to=..., facilitator=...)``.
+
+    A ``price_body`` route reads and parses the JSON body for its policy, unless an outer layer has put what
+    the policy should see under ``scope[PRICING_BODY]`` (parsed once, shared with the handler).
     """
 
     def __init__(
@@ -125,6 +134,8 @@ class PaymentMiddleware:
 
         async def read_body() -> Any:
             nonlocal receive
+            if PRICING_BODY in scope:  # an outer layer already read and parsed the body: priced from that, once
+                return scope[PRICING_BODY]
             body, receive = await peek_json_body(scope, receive, self.max_pricing_body, self._pricing_reads)
             return body
 

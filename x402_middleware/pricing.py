@@ -6,7 +6,8 @@ A pricing policy is a plain callable, sync or async, that receives an immutable
 * ``None`` -- the request is free;
 * a USD amount -- ``"$0.01"``, ``Decimal("0.01")`` -- paid in each accepted network's default USDC;
 * :class:`TokenAmount` -- an exact amount of atomic units;
-* a sequence of :class:`PaymentOption` -- several ways to pay, each with its own price, network, asset or payTo.
+* a sequence of :class:`PaymentOption` -- several ways to pay, each with its own price, network, asset or payTo;
+* :class:`Priced` -- any of these with a description of what this request buys (the 402's ``resource.description``).
 
 Policies must be deterministic for the same request: the client echoes the
 quoted requirement back and the retry is priced again (x402 v2 §2.3)::
@@ -86,7 +87,37 @@ class PaymentOption:
 Price: TypeAlias = "str | Decimal | TokenAmount | Sequence[PaymentOption] | None"
 #: A rate or amount in USD given at configuration time: ``"2.50"``, ``Decimal("2.50")`` or an int.
 Rate: TypeAlias = "str | Decimal | int"
-PriceResult: TypeAlias = Price
+
+#: Longest :attr:`Priced.description` (it travels in the 402's header and in the signed payload).
+MAX_DESCRIPTION = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Priced:
+    """A policy's price with what this one request buys, for the 402's ``resource.description``.
+
+    Return it from a policy instead of a bare price when the description depends on the request
+    (the route's ``RouteConfig(description=...)`` is used otherwise). ASCII only: the TypeScript
+    x402 clients sign the payload with ``btoa``, which throws above U+00FF (blockrun-clients.md §2.3)::
+
+        def price(request: PaymentRequest) -> Priced:
+            n = int(request.query.get("n", "1"))
+            return Priced(TokenAmount(1000 * n), f"{n} weather forecast(s)")
+    """
+
+    price: Price
+    description: str
+
+    def __post_init__(self) -> None:
+        text = self.description
+        if not isinstance(text, str) or not text.isascii() or not text.isprintable() or len(text) > MAX_DESCRIPTION:
+            raise ValueError(
+                f"Priced.description must be printable ASCII of at most {MAX_DESCRIPTION} characters "
+                f"(x402 clients sign it with btoa), got {text!r:.80}"
+            )
+
+
+PriceResult: TypeAlias = "Price | Priced"
 PricingPolicy: TypeAlias = Callable[[PaymentRequest], "PriceResult | Awaitable[PriceResult]"]
 
 
@@ -196,6 +227,8 @@ class PaymentOptions:
         return self._expand(price)
 
     def _expand(self, price: PriceResult) -> PriceResult:
+        if isinstance(price, Priced):
+            return Priced(self._expand(price.price), price.description)  # type: ignore[arg-type]
         if price is None or (isinstance(price, Sequence) and not isinstance(price, str)):
             return price  # free, or the inner policy chose its own options
         return [o if o.price is not None else replace(o, price=price) for o in self.options]

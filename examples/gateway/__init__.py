@@ -13,10 +13,10 @@ from .app import Wrap, create_app
 from .catalog import Catalog, CatalogError, EndpointSpec, ModelInfo, load_catalog
 from .config import GatewayConfig, RateLimit, emulator_pools
 from .errors import GatewayError, InvalidRequest, RateLimited, UnknownModel, UpstreamError
-from .pricing import INFERENCE_PATHS, describe, price_of, x402_price_policy
+from .pricing import describe, price_of, x402_price_policy
 from .providers import Timeouts
 from .quote import Quote, quote_chat, quote_messages
-from .service import Gateway
+from .service import INFERENCE_PATHS, Gateway
 
 __all__ = [
     "INFERENCE_PATHS",

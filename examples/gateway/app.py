@@ -5,11 +5,16 @@ Routes (each inference/model route under both ``/v1`` and ``/api/v1``):
 * ``POST /v1/chat/completions``: OpenAI Chat Completions, JSON or SSE;
 * ``POST /v1/messages``: Anthropic Messages for any model, JSON or SSE;
 * ``GET /v1/models``, ``GET /api/pricing``: the catalog, 100 requests/hour per IP;
+* media (``media/routes.py``): ``POST /v1/images/generations``, ``/v1/audio/generations``, ``/v1/videos/generations``
+  (an async job polled at ``GET /v1/videos/generations/{id}``) and their model lists and voices;
 * ``GET /api/health`` and ``/api/health/{live,ready,pools}``: 60/minute per IP, never calls an upstream;
 * ``GET /metrics``: Prometheus text (``config.metrics``), no rate limit, no payment, never calls an upstream.
 
+An inference request is read, parsed, validated and quoted once, by :class:`~.prepare.PrepareOnce`; the
+payment policy and the handler share that :class:`~.service.Prepared`.
+
 Payment composes through ``wrap``: ``create_app(config, wrap=lambda app, gateway: PaymentMiddleware(app, ...))``
-puts the payment layer *inside* the request log and the throttle probe (so a known-throttled model answers
+puts the payment layer *inside* the request log, ``PrepareOnce`` and the throttle probe (so a known-throttled model answers
 an unpaid probe with 429 before any 402) and around the routes. Handlers send no response start before the
 upstream accepted the call: for streams, its 2xx and first chunk; any failure is a non-2xx, so it is never settled.
 """
@@ -29,20 +34,21 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from x402_middleware.wire import JSONTooDeepError, loads_untrusted
-
 from .config import GatewayConfig
-from .errors import GatewayError, InvalidRequest
+from .errors import GatewayError
 from .listing import models_body, pricing_body
+from .media.routes import MediaHandlers
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import GatewayMetrics
+from .prepare import PrepareOnce, prepared_of
 from .probe import ThrottleProbe
+from .providers import Native
 from .providers.upstream import encode_json
 from .ratelimit import SlidingWindow
 from .requestlog import RequestLog
-from .service import CHAT, MESSAGES, Gateway
-from .streaming import UpstreamSSEResponse, anthropic_events, openai_events
-from .translate.anthropic import to_anthropic_response
+from .service import CHAT, MESSAGES, Gateway, Prepared
+from .streaming import UpstreamSSEResponse, anthropic_events, native_anthropic_events, openai_events
+from .translate.anthropic import to_anthropic_response, usage_from_anthropic
 
 Wrap = Callable[[ASGIApp, Gateway], ASGIApp]
 """Composes another ASGI layer (the payment middleware) around the routes; gets the gateway for its quotes."""
@@ -61,6 +67,7 @@ def create_app(
             Route(f"{prefix}/messages", h.messages, methods=["POST"]),
             Route(f"{prefix}/models", h.models, methods=["GET"]),
         ]
+    routes += MediaHandlers(gateway, h.media_limited).routes()
     routes += [
         Route("/api/pricing", h.pricing, methods=["GET"]),
         Route("/api/health", h.health, methods=["GET"]),
@@ -70,7 +77,11 @@ def create_app(
     metrics = GatewayMetrics() if gateway.config.metrics else None
     if metrics is not None:
         routes.append(Route("/metrics", _metrics_endpoint(metrics), methods=["GET"]))
-    middleware = [Middleware(RequestLog, metrics=metrics, routes=routes), Middleware(ThrottleProbe, gateway=gateway)]
+    middleware = [
+        Middleware(RequestLog, metrics=metrics, routes=routes),
+        Middleware(PrepareOnce, gateway=gateway),
+        Middleware(ThrottleProbe, gateway=gateway),
+    ]
     if wrap is not None:
         middleware.append(Middleware(_Wrapped, wrap=wrap, gateway=gateway))
 
@@ -114,10 +125,12 @@ class _Handlers:
         config = gateway.config
         available = gateway.available_models()
         fees = gateway.catalog.fees
-        self._models = models_body(available)
+        self._models = models_body(available, gateway.available_media())
         self._pricing = pricing_body(available, fees.gateway_fee_usd, fees.min_charge_usd)
         self._catalog_limit = SlidingWindow(config.catalog_rate_limit.limit, config.catalog_rate_limit.window)
         self._health_limit = SlidingWindow(config.health_rate_limit.limit, config.health_rate_limit.window)
+        # the media listings (/v1/{images,video,audio}/models, /v1/audio/voices): the catalog's limit, their own count
+        self._media_limit = SlidingWindow(config.catalog_rate_limit.limit, config.catalog_rate_limit.window)
         self._started = time.time()
 
     async def chat(self, request: Request) -> Response:
@@ -128,8 +141,8 @@ class _Handlers:
 
     async def _infer(self, request: Request, api: str) -> Response:
         trace = request.scope.setdefault("gateway.trace", {})
-        body = await _read_json(request, self.gw.config.max_body_bytes)
-        prepared = self.gw.prepare(api, body)
+        prepared = await prepared_of(request)  # read, parsed and quoted once, by PrepareOnce
+        assert isinstance(prepared, Prepared)
         call, model = prepared.call, prepared.call.model
         trace.update(
             api=api,
@@ -143,16 +156,23 @@ class _Handlers:
         if call.stream:
             upstream = await self.gw.pools.open_stream(call, trace)
             trace["first_chunk_ms"] = _ms(started)
-            events = (
-                openai_events(upstream, model.id, prepared.include_usage, trace)
-                if api == CHAT
-                else anthropic_events(upstream, model.id, prepared.quote.input_tokens, trace)
-            )
+            if upstream.native:  # the upstream speaks the caller's format: its events pass through
+                events = native_anthropic_events(upstream, model.id, trace)
+            elif api == CHAT:
+                events = openai_events(upstream, model.id, prepared.include_usage, trace)
+            else:
+                events = anthropic_events(upstream, model.id, prepared.quote.input_tokens, trace)
             return UpstreamSSEResponse(upstream, events, self._upstream_header(upstream.endpoint))
         result = await self.gw.pools.complete(call, trace)
+        # Only the model id is the gateway's (the one the caller asked for); the rest is the upstream's answer.
         result["model"] = model.id
-        trace["usage"] = result.get("usage")
-        payload = result if api == CHAT else to_anthropic_response(result, model.id)
+        payload: dict[str, Any]
+        if isinstance(result, Native):  # Anthropic in, Anthropic upstream: passed through
+            trace["usage"] = usage_from_anthropic(result.get("usage") or {})
+            payload = result
+        else:
+            trace["usage"] = result.get("usage")
+            payload = result if api == CHAT else to_anthropic_response(result, model.id)
         # JSONResponse's bytes and headers, with the encoder built once (encode_json)
         return Response(
             encode_json(payload),
@@ -165,6 +185,9 @@ class _Handlers:
 
     async def pricing(self, request: Request) -> Response:
         return self._limited(request, self._catalog_limit) or _raw_json(self._pricing)
+
+    def media_limited(self, request: Request) -> Response | None:
+        return self._limited(request, self._media_limit)
 
     async def health(self, request: Request) -> Response:
         limited = self._limited(request, self._health_limit)
@@ -201,34 +224,11 @@ class _Handlers:
         )
 
     def _client_ip(self, request: Request) -> str:
-        if self.gw.config.trust_forwarded_for:
-            forwarded = request.headers.get("x-forwarded-for", "")
-            if forwarded:
-                return forwarded.split(",")[0].strip()
-        return request.client.host if request.client else "unknown"
+        peer = request.client.host if request.client else "unknown"
+        return self.gw.config.client_ip(peer, request.headers.get("x-forwarded-for"))
 
     def _upstream_header(self, endpoint: str) -> dict[str, str]:
         return {"x-gateway-upstream": endpoint} if self.gw.config.expose_upstream and endpoint else {}
-
-
-async def _read_json(request: Request, limit: int) -> Any:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413, code="PAYLOAD_TOO_LARGE")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():  # stop at the cap: a body without Content-Length is never read whole
-        size += len(chunk)
-        if size > limit:
-            raise InvalidRequest(f"the request body is larger than {limit} bytes", status=413, code="PAYLOAD_TOO_LARGE")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    try:
-        return loads_untrusted(raw)
-    except JSONTooDeepError as exc:
-        raise InvalidRequest(f"the request body is refused: {exc}") from None
-    except ValueError:  # UnicodeDecodeError included
-        raise InvalidRequest("the request body is not valid JSON") from None
 
 
 def _raw_json(body: bytes) -> Response:

@@ -21,11 +21,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from .media.catalog import MediaCatalogError, MediaModel, Voice, parse_media, parse_voices
+
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.json")
 BILLING_MODES = ("free", "flat", "paid")
 ENDPOINT_KINDS = ("openai", "anthropic", "gemini")
 AUTH_STYLES = ("bearer", "api-key", "x-api-key", "x-goog-api-key", "none")
-_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._:-]*\Z")
+# "provider/model", inside BlockRun's catalog validator's ^[a-zA-Z0-9][a-zA-Z0-9._+/-]*$ (blockrun-clients.md):
+# its SDKs drop the whole model list when one id fails it.
+_ID = re.compile(r"^[a-z0-9][a-z0-9._+-]*/[A-Za-z0-9][A-Za-z0-9._+-]*\Z")
 _DECIMAL = re.compile(r"^[0-9]+(?:\.[0-9]+)?\Z")
 
 
@@ -101,6 +105,8 @@ class Catalog:
     models: Mapping[str, ModelInfo]
     fees: Fees
     pools: Mapping[str, tuple[EndpointSpec, ...]]
+    media: Mapping[str, MediaModel] = field(default_factory=dict)  # images, audio, video (media/catalog.py)
+    voices: tuple[Voice, ...] = ()
 
     def get(self, model_id: str) -> ModelInfo | None:
         return self.models.get(model_id)
@@ -144,7 +150,12 @@ def parse_catalog(data: Any, *, source: str = "catalog") -> Catalog:
         if model.pool not in pools:
             raise CatalogError(f"{where}: pool {model.pool!r} is not defined under 'pools' (known: {', '.join(pools)})")
         models[model.id] = model
-    return Catalog(MappingProxyType(models), fees, MappingProxyType(pools))
+    try:
+        media = parse_media(data.get("media"), pools, fees.gateway_fee_usd, "media")
+        voices = parse_voices(data.get("voices"), "voices")
+    except MediaCatalogError as exc:
+        raise CatalogError(f"{source}: {exc}") from None
+    return Catalog(MappingProxyType(models), fees, MappingProxyType(pools), MappingProxyType(media), voices)
 
 
 def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
@@ -170,7 +181,9 @@ def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
     )
     model_id = _str(raw, "id", where)
     if not _ID.match(model_id):
-        raise CatalogError(f"{where}: id {model_id!r} must look like 'provider/model-name'")
+        raise CatalogError(
+            f"{where}: id {model_id!r} must look like 'provider/model-name' (letters, digits and . _ + - only)"
+        )
     mode = _str(raw, "billing_mode", where)
     if mode not in BILLING_MODES:
         raise CatalogError(f"{where}: billing_mode must be one of {', '.join(BILLING_MODES)}, got {mode!r}")
@@ -184,7 +197,9 @@ def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
         rates["output_per_m"] = _usd(pricing.get("output"), f"{where}: pricing.output")
     elif mode == "flat":
         _no_unknown(pricing, {"flat"}, f"{where}: pricing")
-        rates["flat_usd"] = _usd(pricing.get("flat"), f"{where}: pricing.flat")
+        rates["flat_usd"] = flat = _usd(pricing.get("flat"), f"{where}: pricing.flat")
+        if flat.as_tuple().exponent < -6:  # type: ignore[operator]
+            raise CatalogError(f"{where}: pricing.flat has more than 6 decimals (USDC's smallest unit is 0.000001)")
     elif pricing:
         raise CatalogError(f"{where}: a free model takes no pricing; remove it or change billing_mode")
     categories = raw.get("categories", ["chat"])

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,9 @@ class GatewayConfig:
     endpoint_cooldown: float = 5.0  # seconds an endpoint rests after a 429 without Retry-After
     catalog_rate_limit: RateLimit = RateLimit(100, 3600.0)  # /v1/models and /api/pricing
     health_rate_limit: RateLimit = RateLimit(60, 60.0)  # /api/health and /api/health/*
-    trust_forwarded_for: bool = False  # use X-Forwarded-For's first hop as the client IP (behind a proxy only)
+    # Reverse proxies (IPs or CIDRs) whose X-Forwarded-For names the client for the per-IP limits; from anyone
+    # else the header is ignored (a client could pick its own IP). See client_ip().
+    trusted_proxies: tuple[str, ...] = ()
     expose_upstream: bool = True  # X-Gateway-Upstream: the endpoint that served the call
     metrics: bool = True  # GET /metrics (Prometheus text); expose it to your scraper only
     # Largest request body, also the paid gateway's pricing cap (see README "Request size"): 2 MiB holds a long
@@ -48,6 +51,11 @@ class GatewayConfig:
     http_client: aiohttp.ClientSession | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        try:
+            networks = tuple(ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies)
+        except ValueError as exc:
+            raise ValueError(f"trusted_proxies: {exc} (give IPs or CIDRs such as 10.0.0.0/8)") from None
+        object.__setattr__(self, "_proxies", networks)
         if self.default_retry_after < 1:
             raise ValueError("default_retry_after must be at least 1 second")
         for name in ("catalog_rate_limit", "health_rate_limit"):
@@ -57,6 +65,32 @@ class GatewayConfig:
 
     def load_catalog(self) -> Catalog:
         return self.catalog if isinstance(self.catalog, Catalog) else load_catalog(self.catalog)
+
+    def client_ip(self, peer: str, forwarded_for: str | None) -> str:
+        """The client address for per-IP limits: ``peer``, unless it is a trusted proxy that sent X-Forwarded-For.
+
+        Then the header is read from the right (each proxy appends the address it saw) and the first hop that is
+        not a trusted proxy is the client; hops left of it were written by the client and are never believed::
+
+            GatewayConfig(trusted_proxies=("10.0.0.0/8",)).client_ip("10.0.0.5", "6.6.6.6, 203.0.113.7")
+            # '203.0.113.7'
+        """
+        proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = getattr(self, "_proxies", ())
+        if not proxies or not forwarded_for or not _within(peer, proxies):
+            return peer
+        hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if not _within(hop, proxies):
+                return hop
+        return hops[0] if hops else peer
+
+
+def _within(address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
 
 
 _KIND_BASE = {"openai": "/v1", "anthropic": "", "gemini": ""}

@@ -33,6 +33,7 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -41,13 +42,14 @@ import uvicorn
 from x402_middleware.devchain import DevChain
 from x402_middleware.facilitator import Facilitator, MultiFacilitator, OnChainFacilitator
 from x402_middleware.journal import Reconciler, open_journal
-from x402_middleware.stores import PaymentStore
 
 from .config import GatewayConfig, emulator_pools
 from .emulator import EmulatorServer, bind_loopback
 from .paid import create_paid_app
 from .pools import resolve_endpoints
-from .serve import add_trusted_proxy_argument, server_config
+from .production import gateway_config, payment_store
+from .serve import add_settings_arguments, server_config, settings_from_args
+from .settings import Settings, SettingsError, configure_logging
 
 if TYPE_CHECKING:
     from x402_middleware.devchain.solana import SolanaDevChain
@@ -92,26 +94,16 @@ def start_solana(payers: int) -> tuple[SolanaDevChain, Facilitator] | None:
     return chain, facilitator
 
 
-def payment_store(redis_url: str | None) -> PaymentStore | None:
-    """The shared :class:`RedisStore` at ``redis_url``, or ``None`` (the middleware's per-process memory), said so."""
-    if redis_url is None:
-        logger.warning(
-            "[dev] warning: payments are remembered per process (no shared store): run one worker, or pass "
-            "--redis-url redis://... so that replicas never serve one payment twice"
-        )
-        return None
-    from x402_middleware.stores.redis import RedisStore
-
-    _log(f"payment store: Redis at {redis_url} (fails closed: 503 store_unavailable while it is unreachable)")
-    return RedisStore.from_url(redis_url)
-
-
-def upstream_config(mode: str, env: Mapping[str, str] | None = None) -> tuple[GatewayConfig, EmulatorServer | None]:
+def upstream_config(
+    mode: str, env: Mapping[str, str] | None = None, *, settings: Settings | None = None
+) -> tuple[GatewayConfig, EmulatorServer | None]:
     """The gateway config for ``mode`` (``auto``, ``emulator`` or ``env``) and the emulator it started, if any.
 
     ``auto`` uses the real providers when at least one model has an upstream whose API key is set, else the emulator.
+    ``settings`` give the catalog, rate limits and trusted proxies.
     """
-    real = GatewayConfig(env=env)
+    settings = settings if settings is not None else Settings()
+    real = replace(gateway_config(settings), env=env)
     catalog = real.load_catalog()
     keyed = any(
         resolve_endpoints(family, specs, os.environ if env is None else env) for family, specs in catalog.pools.items()
@@ -119,23 +111,12 @@ def upstream_config(mode: str, env: Mapping[str, str] | None = None) -> tuple[Ga
     if mode == "env" or (mode == "auto" and keyed):
         return real, None
     emulator = EmulatorServer().__enter__()
-    return GatewayConfig(catalog=catalog, pools=emulator_pools(emulator.url, catalog), env=env), emulator
+    return replace(real, catalog=catalog, pools=emulator_pools(emulator.url, catalog)), emulator
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m examples.gateway.dev", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="listen address (BlockRun SDKs allow plain http only for 127.0.0.1/localhost)",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=None,
-        help=f"listen port (default {DEFAULT_PORT}, or a free one if taken; 0 = kernel-chosen)",
     )
     parser.add_argument(
         "--chain",
@@ -152,25 +133,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--payers", type=int, default=3, help="funded payer wallets (1,000 USDC each)")
     parser.add_argument("--signers", type=int, default=4, help="facilitator signer keys (parallel settlements)")
     parser.add_argument(
-        "--redis-url",
-        default=None,
-        help="remember payments in this Redis (redis://host:6379/0), shared by every replica (default: process memory)",
-    )
-    parser.add_argument(
         "--journal",
         default=None,
         help="record every payment in this settlement journal (a SQLite file, or a postgresql:// URL shared by "
         "replicas), reconciled on the dev chain every minute; a settled call whose response was lost is then "
         "served again without a second charge (default: no journal)",
     )
-    add_trusted_proxy_argument(parser)
     parser.add_argument(
         "--no-solana", action="store_true", help="offer Base only (no local Solana runtime, no Solana in the 402)"
     )
-    parser.add_argument("--log-level", default="info")
+    # The settings file and environment apply too (catalog, pay_to, rate limits, trusted proxies, logging, Redis);
+    # the network and the facilitator are always the dev chain's.
+    add_settings_arguments(parser, payment=False)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is the gateway's, not httpx's
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"python -m examples.gateway.dev: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(json.dumps(settings.masked(), indent=2))
+        return 0
+    configure_logging(settings)
+    port = args.port if args.port is not None else (settings.port if settings.sources["port"] != "default" else None)
 
     serving = False
 
@@ -183,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    sock = _bind(args.host, DEFAULT_PORT if args.port is None else args.port, strict=args.port is not None)
+    sock = _bind(settings.host, DEFAULT_PORT if port is None else port, strict=port is not None)
     started = time.perf_counter()
     chain = DevChain(args.chain, payers=args.payers, facilitators=args.signers)
     emulator: EmulatorServer | None = None
@@ -196,16 +181,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(chain.payer_keys)} payer(s) funded with {chain.payer_balance // 10**6} USDC each"
         )
         facilitator: Facilitator = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys, network=chain.network)
-        networks, pay_to = [chain.network], {"eip155": chain.pay_to}
+        networks, pay_to = [chain.network], {"eip155": settings.pay_to or chain.pay_to}
         solana = None if args.no_solana else start_solana(args.payers)
         if solana is not None:
             sol_chain, sol_facilitator = solana
             facilitator = MultiFacilitator(facilitator, sol_facilitator)
             networks.append(sol_chain.network)
             pay_to["solana"] = sol_chain.pay_to
-        config, emulator = upstream_config(args.upstream)
+        config, emulator = upstream_config(args.upstream, settings=settings)
         _log(f"upstream: {'emulator at ' + emulator.url if emulator else 'real providers from environment keys'}")
-        store = payment_store(args.redis_url)
+        store = payment_store(settings.redis_url)
         journal = open_journal(args.journal) if args.journal else None
         if journal is not None:
             reconciler = Reconciler(journal, chain.rpc_url, interval=60.0).start()
@@ -213,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         app = create_paid_app(
             config, pay_to=pay_to, network=networks, facilitator=facilitator, store=store, journal=journal
         )
-        url = f"http://{args.host}:{sock.getsockname()[1]}"
+        url = f"http://{settings.host}:{sock.getsockname()[1]}"
         info: dict[str, Any] = {
             "url": url,
             "api_url": url + "/api",
@@ -222,17 +207,17 @@ def main(argv: list[str] | None = None) -> int:
             "chain_pid": chain.pid,
             "network": chain.network,
             "asset": chain.asset,
-            "pay_to": chain.pay_to,
+            "pay_to": pay_to["eip155"],
             "payer_private_keys": chain.payer_keys,
             "payer_addresses": chain.payer_addresses,
             "upstream": "emulator" if emulator else "env",
             "emulator_url": emulator.url if emulator else None,
-            "models": len(app.state.gateway.available_models()),
+            "models": len(app.state.gateway.available_models()) + len(app.state.gateway.available_media()),
             "journal": args.journal,
         }
         if solana is not None:
             info.update(solana[0].info())
-        server = uvicorn.Server(server_config(app, trusted_proxies=args.trusted_proxy))
+        server = uvicorn.Server(server_config(app, trusted_proxies=settings.trusted_proxies))
         _log(f"gateway on {url} (ready in {time.perf_counter() - started:.1f} s); Ctrl+C or SIGTERM stops everything")
         print(json.dumps(info), flush=True)
         serving = True

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from .catalog import ModelInfo
+from .media.catalog import MediaModel
 
 CREATED = 1_700_000_000  # a fixed "created" so the listing is byte-for-byte stable
 _MARK = re.compile(r'"\\u0000DEC:([0-9.]+)\\u0000"')
@@ -90,8 +91,33 @@ def pricing_row(model: ModelInfo) -> dict[str, Any]:
     return row
 
 
-def models_body(models: Iterable[ModelInfo]) -> bytes:
-    return dumps_exact({"object": "list", "data": [model_row(m) for m in models]})
+def media_row(model: MediaModel) -> dict[str, Any]:
+    """A media model in ``/v1/models``, where BlockRun's SDKs look for them (``categories: ["image"]``, ...).
+
+    ``flat`` (numeric, as BlockRun's catalog validator wants of a ``flat`` row) is a call with the defaults, fee
+    included; the exact rates are beside it and in ``/v1/{images,video,audio}/models``.
+    """
+    pricing: dict[str, Any] = {"flat": model.default_usd}
+    if model.per_image is not None:
+        pricing["per_image"] = {s: p[""] if list(p) == [""] else dict(p) for s, p in model.per_image.items()}
+    elif model.per_second is not None:
+        pricing["per_second"] = model.per_second
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": CREATED,
+        "owned_by": model.owned_by,
+        "name": model.name,
+        "description": model.description or f"{model.name} via x402 pay-per-call",
+        "categories": [model.kind],
+        "billing_mode": "flat",
+        "pricing": pricing,
+        "available": True,
+    }
+
+
+def models_body(models: Iterable[ModelInfo], media: Iterable[MediaModel] = ()) -> bytes:
+    return dumps_exact({"object": "list", "data": [model_row(m) for m in models] + [media_row(m) for m in media]})
 
 
 def pricing_body(models: Iterable[ModelInfo], fee: Decimal, floor: Decimal) -> bytes:

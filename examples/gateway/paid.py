@@ -25,13 +25,17 @@ from x402_middleware.stores import PaymentStore
 
 from .app import Wrap, create_app
 from .config import GatewayConfig
-from .pricing import INFERENCE_PATHS, x402_price_policy
+from .pricing import x402_price_policy
 from .rejections import BlockRunRejectionCodes
 from .requestlog import record_payment
-from .service import Gateway
+from .service import INFERENCE_PATHS, MEDIA_PATHS, Gateway
 
-#: ``resource.description`` of the 402 (ASCII: the TypeScript SDK signs with ``btoa``, which rejects > U+00FF).
+#: The route's ``resource.description``, used only when the policy gives none: it describes each call itself
+#: (``Priced``: "GPT-5.5 API call (~17 input, 8192 max output tokens)"). ASCII: the TypeScript SDK signs with
+#: ``btoa``, which rejects > U+00FF.
 DESCRIPTION = "AI API call"
+#: ``maxTimeoutSeconds`` offered for an async media job (blockrun-clients.md §3.7: VideoClient.MAX_TIMEOUT_SECONDS).
+ASYNC_JOB_TIMEOUT = 600
 
 
 def payment_layer(
@@ -56,8 +60,14 @@ def payment_layer(
     def wrap(app: ASGIApp, gateway: Gateway) -> ASGIApp:
         policy = x402_price_policy(gateway)
         routes = {
-            f"POST {path}": RouteConfig(price=policy, price_body=True, description=DESCRIPTION)
-            for path in INFERENCE_PATHS
+            f"POST {path}": RouteConfig(
+                price=policy,
+                price_body=True,
+                description=DESCRIPTION,
+                # BlockRun's VideoClient signs for at least 600 s (its polls replay the signature), so offer that.
+                max_timeout_seconds=max(max_timeout_seconds, ASYNC_JOB_TIMEOUT) if kind == "video" else None,
+            )
+            for path, kind in (*((p, "chat") for p in INFERENCE_PATHS), *MEDIA_PATHS.items())
         }
         # BlockRun's SDKs tell a replay from an unfunded/invalid payment by the 402 body's ``code``.
         return BlockRunRejectionCodes(

@@ -16,17 +16,27 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
-from .catalog import Catalog, EndpointSpec, ModelInfo
+from .catalog import Catalog, EndpointSpec
 from .errors import InvalidRequest, RateLimited, UpstreamError
 from .providers import PROVIDERS, Call, Endpoint, Provider, Timeouts, UpstreamFailure, UpstreamStream
 from .providers.failure import AUTH, CLIENT, CONNECT, RATE_LIMITED, TIMEOUT
 from .providers.upstream import Upstream
 
 T = TypeVar("T")
+
+
+class Routed(Protocol):
+    """What failover needs of a model: its id (cooldowns, throttling) and the pool serving it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def pool(self) -> str: ...
 
 
 class Throttle:
@@ -108,7 +118,7 @@ class Pools:
         self.providers = providers
         self._cooling: dict[tuple[str, str, str], float] = {}  # (family, endpoint, model) -> monotonic deadline
 
-    def available(self, model: ModelInfo) -> bool:
+    def available(self, model: Routed) -> bool:
         return bool(self.endpoints.get(model.pool))
 
     def status(self) -> dict[str, Any]:
@@ -125,16 +135,23 @@ class Pools:
 
     async def complete(self, call: Call, trace: MutableMapping[str, Any] | None = None) -> dict[str, Any]:
         """A canonical completion from the first endpoint that answers."""
-        return await self._failover(call, lambda p, e: p.complete(self.upstream, e, call, self.timeouts), trace)
+        return await self.failover(call.model, lambda p, e: p.complete(self.upstream, e, call, self.timeouts), trace)
 
     async def open_stream(self, call: Call, trace: MutableMapping[str, Any] | None = None) -> UpstreamStream:
         """An accepted stream (2xx + first chunk) from the first endpoint that delivers one."""
-        return await self._failover(call, lambda p, e: p.stream(self.upstream, e, call, self.timeouts), trace)
+        return await self.failover(call.model, lambda p, e: p.stream(self.upstream, e, call, self.timeouts), trace)
 
-    async def _failover(
-        self, call: Call, attempt: Callable[[Provider, Endpoint], Awaitable[T]], trace: MutableMapping[str, Any] | None
+    async def failover(
+        self,
+        model: Routed,
+        attempt: Callable[[Provider, Endpoint], Awaitable[T]],
+        trace: MutableMapping[str, Any] | None = None,
     ) -> T:
-        model = call.model
+        """``attempt`` on the endpoints of ``model.pool`` in order, with the cooldowns and the 429/5xx rules above.
+
+        Chat calls go through :meth:`complete`/:meth:`open_stream`; media calls (``media/upstream.py``) bring
+        their own ``attempt``.
+        """
         endpoints = self.endpoints.get(model.pool, ())
         if not endpoints:
             needed = " or ".join(self.required_env.get(model.pool, [])) or "an endpoint"
@@ -177,7 +194,7 @@ class Pools:
             return result
         raise self._exhausted(model, failures)
 
-    def _exhausted(self, model: ModelInfo, failures: list[UpstreamFailure]) -> RateLimited | UpstreamError:
+    def _exhausted(self, model: Routed, failures: list[UpstreamFailure]) -> RateLimited | UpstreamError:
         debug = "; ".join(f"{f.endpoint}: {f.kind}" + (f" {f.status}" if f.status else "") for f in failures)
         others = [f for f in failures if f.kind != RATE_LIMITED]
         if not others:
@@ -211,7 +228,7 @@ class Pools:
         )
 
 
-def _client_error(failure: UpstreamFailure, model: ModelInfo) -> InvalidRequest:
+def _client_error(failure: UpstreamFailure, model: Routed) -> InvalidRequest:
     text = failure.message.lower()
     code = "CONTEXT_LENGTH_EXCEEDED" if "context" in text and ("length" in text or "too long" in text) else None
     status = 413 if failure.status == 413 else 400

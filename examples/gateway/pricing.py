@@ -14,10 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import GatewayError
+from .media.requests import MediaCall, MediaQuote
 from .quote import Quote
-from .service import Gateway
-
-INFERENCE_PATHS = ("/v1/chat/completions", "/api/v1/chat/completions", "/v1/messages", "/api/v1/messages")
+from .service import Gateway, Prepared
 
 
 def price_of(gateway: Gateway, path: str, body: Any) -> Quote | None:
@@ -35,23 +34,31 @@ def price_of(gateway: Gateway, path: str, body: Any) -> Quote | None:
 
 
 def x402_price_policy(gateway: Gateway) -> Callable[[Any], Any]:
-    """A pricing policy for ``x402_middleware.PaymentMiddleware``: ``TokenAmount(atomic)`` or ``None`` (free).
+    """A pricing policy for ``x402_middleware.PaymentMiddleware``: ``Priced(TokenAmount(atomic), description)``,
+    or ``None`` (free).
 
+    Inside :func:`~.app.create_app` the policy gets the request's :class:`~.service.Prepared` (made once by
+    :class:`~.prepare.PrepareOnce`, shared with the handler); on its own, the middleware's parsed JSON body.
     A request whose JSON body the middleware could not read (not JSON, or over its pricing
     size cap) is refused with ``UnpriceableRequestError`` (400) rather than served unpriced.
     """
-    from x402_middleware import TokenAmount, UnpriceableRequestError  # imported here: optional for the gateway
+    from x402_middleware import Priced, TokenAmount, UnpriceableRequestError  # here: optional for the gateway
 
     def policy(request: Any) -> Any:
         body = request.body
-        if not isinstance(body, Mapping):
+        if isinstance(body, (Prepared, MediaCall)):  # parsed and quoted once by PrepareOnce (the app's own layer)
+            quote: Quote | MediaQuote | None = body.quote
+        elif isinstance(body, Mapping):  # the policy used on its own, over the middleware's parsed body
+            quote = price_of(gateway, request.path, body)
+        else:
             raise UnpriceableRequestError(
                 "invalid_request_body", "send a JSON object body (within the payment layer's pricing size cap)"
             )
-        quote = price_of(gateway, request.path, body)
         if quote is None or quote.amount is None:
             return None
-        return TokenAmount(quote.amount)
+        # The 402 says what is bought, e.g. "GPT-5.5 API call (~17 input, 8192 max output tokens)"; the Python
+        # SDK warns when that max is below the max_tokens it asked for (blockrun-clients.md §2.3).
+        return Priced(TokenAmount(quote.amount), quote.description)
 
     return policy
 

@@ -1,6 +1,7 @@
 """The per-call price of a chat request: pure, deterministic, in atomic USDC units (6 decimals).
 
-The BlockRun quote formula (blockrun-clients.md §6)::
+The formula is the library's :class:`x402_middleware.pricing.TokenQuote` (BlockRun's, blockrun-clients.md
+§6); this module only reads a request body into its inputs (input estimate, effective ``max_tokens``)::
 
     output_tokens = ceil(output_share x max_tokens)                 # 10% of max_tokens
     cost  = (input_tokens x input_rate + output_tokens x output_rate) / 1M
@@ -26,16 +27,20 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal, localcontext
+from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
-from .catalog import ModelInfo
+from x402_middleware.money import to_atomic
+from x402_middleware.pricing import TokenQuote
+
+from .catalog import Fees, ModelInfo
 from .errors import InvalidRequest
 
 MAX_TOKENS_LIMIT = 1_000_000
 PER_MESSAGE_TOKENS = 4
 MEDIA_PART_TOKENS = 1_000
-_MILLION = Decimal(1_000_000)
+USDC_DECIMALS = 6
 _TEXT_PARTS = ("text", "input_text", "output_text")
 
 
@@ -93,22 +98,36 @@ def messages_quote(model: ModelInfo, body: Mapping[str, Any]) -> Quote:
 
 
 def atomic_price(model: ModelInfo, input_tokens: int, max_tokens: int) -> int | None:
-    """The formula itself, for an already estimated input and an effective ``max_tokens``."""
+    """The price for an already estimated input and an effective ``max_tokens``: the library's formula.
+
+    Per-token models are priced by :class:`x402_middleware.pricing.TokenQuote` (the one BlockRun
+    formula, shared with any other x402_middleware user) built from the catalog's rates and fees.
+    """
     if model.billing_mode == "free":
         return None
     if model.billing_mode == "flat":
         assert model.flat_usd is not None  # guaranteed by the catalog loader
-        return _ceil_atomic(model.flat_usd)
-    fees = model.fees
+        return to_atomic(model.flat_usd, USDC_DECIMALS)  # the loader refuses sub-micro flat prices
     in_rate, out_rate = model.input_per_m, model.output_per_m
     lc = model.long_context
     if lc is not None and input_tokens > lc.threshold:
         in_rate, out_rate = in_rate * lc.input_multiplier, out_rate * lc.output_multiplier
-    with localcontext() as ctx:
-        ctx.prec = 60  # exact for any realistic token count; rounding happens once, at the end
-        output_tokens = (fees.output_share * max_tokens).to_integral_value(ROUND_CEILING)
-        cost = (input_tokens * in_rate + output_tokens * out_rate) / _MILLION
-        return _ceil_atomic(max(cost, fees.min_charge_usd) + fees.gateway_fee_usd)
+    return _formula(in_rate, out_rate, model.fees).atomic(input_tokens, max_tokens)
+
+
+@lru_cache(maxsize=1024)
+def _formula(input_per_m: Decimal, output_per_m: Decimal, fees: Fees) -> TokenQuote:
+    # One TokenQuote per (rates, fees): built once, reused by every call to the model.
+    return TokenQuote(
+        input_per_m,
+        output_per_m,
+        output_share=fees.output_share,
+        floor=fees.min_charge_usd,
+        flat_fee=fees.gateway_fee_usd,
+        default_max_tokens=fees.default_max_tokens,
+        max_tokens_limit=MAX_TOKENS_LIMIT,
+        decimals=USDC_DECIMALS,
+    )
 
 
 def effective_max_tokens(model: ModelInfo, value: Any, *, required: bool = False) -> int:
@@ -126,12 +145,6 @@ def _quote(model: ModelInfo, input_tokens: int, max_tokens: int) -> Quote:
         )
     description = f"{model.name} API call (~{input_tokens} input, {max_tokens} max output tokens)"
     return Quote(atomic_price(model, input_tokens, max_tokens), input_tokens, max_tokens, description)
-
-
-def _ceil_atomic(usd: Decimal) -> int:
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return int((usd * _MILLION).to_integral_value(ROUND_CEILING))
 
 
 def _tokens(chars: int, parts: int, messages: int) -> int:

@@ -14,12 +14,22 @@ from typing import Any
 from .catalog import Catalog, ModelInfo
 from .config import GatewayConfig
 from .errors import InvalidRequest, RateLimited, UnknownModel
+from .media.catalog import MediaModel
+from .media.requests import MediaCall, prepare_media
 from .pools import Pools, Throttle
 from .providers import Call
 from .quote import Quote, chat_quote, messages_quote
 from .translate.anthropic import from_anthropic_request
 
 CHAT, MESSAGES = "chat", "messages"
+#: The paid inference routes (each also under ``/api``, BlockRun's layout).
+INFERENCE_PATHS = ("/v1/chat/completions", "/api/v1/chat/completions", "/v1/messages", "/api/v1/messages")
+#: The paid media routes and the kind of media each makes.
+MEDIA_PATHS = {
+    f"{prefix}/{path}": kind
+    for prefix in ("/v1", "/api/v1")
+    for path, kind in (("images/generations", "image"), ("audio/generations", "audio"), ("videos/generations", "video"))
+}
 _CHAT_ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
@@ -31,6 +41,10 @@ class Prepared:
     quote: Quote
     api: str  # "chat" (OpenAI format) or "messages" (Anthropic format)
     include_usage: bool  # OpenAI stream_options.include_usage
+
+    @property
+    def model_id(self) -> str:
+        return self.call.model.id
 
 
 def api_of(path: str) -> str | None:
@@ -76,14 +90,20 @@ class Gateway:
         """Models with at least one configured upstream endpoint (what ``/v1/models`` lists)."""
         return [m for m in self.catalog if self.pools.available(m)]
 
+    def available_media(self) -> list[MediaModel]:
+        """Media models with at least one configured upstream endpoint (listed in ``/v1/models`` too)."""
+        return [m for m in self.catalog.media.values() if self.pools.available(m)]
+
     def prepare(self, api: str, body: Any) -> Prepared:
         """Validate and price a request body of ``api`` (``chat`` or ``messages``); raises ``GatewayError``."""
         if not isinstance(body, Mapping):
             raise InvalidRequest("the request body must be a JSON object")
         model = self.model(body.get("model"))
+        native: Mapping[str, Any] | None = None
         if api == MESSAGES:
             quote = messages_quote(model, body)
             canonical = from_anthropic_request(body)
+            native = body  # an Anthropic upstream gets it as sent (providers/anthropic.py)
             include_usage = False
         else:
             quote = chat_quote(model, body)
@@ -93,7 +113,11 @@ class Gateway:
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise InvalidRequest("stream must be true or false", param="stream")
-        return Prepared(Call(model, canonical, quote.max_tokens, stream), quote, api, include_usage)
+        return Prepared(Call(model, canonical, quote.max_tokens, stream, native), quote, api, include_usage)
+
+    def prepare_media(self, kind: str, body: Any) -> MediaCall:
+        """Validate and price a media request (``image``, ``audio``, ``video``); raises ``GatewayError``."""
+        return prepare_media(self.catalog, kind, body)
 
     def quote(self, path: str, body: Any) -> Quote:
         """The price of an inference request (``Quote.amount`` in atomic USDC, ``None`` = free).

@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from .providers import UpstreamFailure, UpstreamStream
 from .sse import DONE, data_line
+from .translate.anthropic import usage_from_anthropic
 from .translate.anthropic_stream import AnthropicEncoder, encode_event
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -40,9 +41,15 @@ async def openai_events(
 ) -> AsyncIterator[bytes]:
     """OpenAI chunks with the gateway's model id, ending with the usage and ``data: [DONE]``.
 
-    The finish chunk is held until the upstream's usage arrives: with ``stream_options.include_usage``
-    the usage follows as its own chunk (``choices: []``), otherwise it rides on the finish chunk.
+    With ``stream_options.include_usage`` the chunks go out as the upstream sent them (an OpenAI upstream's
+    ``usage: null`` fields and its own usage chunk, with ``system_fingerprint`` and ``*_tokens_details``).
+    Without it the gateway still asked the upstream for usage (for its log): the usage then rides on the
+    finish chunk, which is held until the usage arrives.
     """
+    if include_usage:
+        async for line in _openai_as_sent(stream, model_id, trace):
+            yield line
+        return
     held: dict[str, Any] | None = None
     usage: Mapping[str, Any] | None = None
     try:
@@ -52,7 +59,7 @@ async def openai_events(
                 usage = chunk["usage"]
             chunk.pop("usage", None)
             if not chunk.get("choices"):
-                continue  # a usage-only chunk: re-emitted at the end
+                continue  # a usage-only chunk: its usage goes on the finish chunk
             if held is not None:
                 yield data_line(held)
                 held = None
@@ -65,24 +72,51 @@ async def openai_events(
         return
     trace["usage"] = usage
     if held is not None:
-        if include_usage:
-            yield data_line(held)
-            if usage is not None:
-                yield data_line(
-                    {
-                        "id": held.get("id"),
-                        "object": "chat.completion.chunk",
-                        "created": held.get("created"),
-                        "model": model_id,
-                        "choices": [],
-                        "usage": usage,
-                    }
-                )
-        else:
-            if usage is not None:
-                held["usage"] = usage
-            yield data_line(held)
+        if usage is not None:
+            held["usage"] = usage
+        yield data_line(held)
     yield DONE
+
+
+async def _openai_as_sent(
+    stream: UpstreamStream, model_id: str, trace: MutableMapping[str, Any]
+) -> AsyncIterator[bytes]:
+    usage: Mapping[str, Any] | None = None
+    try:
+        async for chunk in stream:
+            chunk["model"] = model_id
+            if isinstance(chunk.get("usage"), Mapping):
+                usage = chunk["usage"]
+            yield data_line(chunk)
+    except UpstreamFailure as failure:
+        yield _stream_error(trace, failure, model_id)
+        return
+    trace["usage"] = usage
+    yield DONE
+
+
+async def native_anthropic_events(
+    stream: UpstreamStream, model_id: str, trace: MutableMapping[str, Any]
+) -> AsyncIterator[bytes]:
+    """An Anthropic upstream's events for an Anthropic caller, unchanged but for the model id in ``message_start``.
+
+    Thinking blocks, ``signature_delta``, ``usage.cache_*`` and events the gateway does not know all pass.
+    """
+    usage: dict[str, Any] = {}
+    try:
+        async for event in stream:
+            kind = str(event.get("type", ""))
+            if kind == "message_start" and isinstance(event.get("message"), dict):
+                event["message"]["model"] = model_id
+                usage.update(event["message"].get("usage") or {})
+            elif kind == "message_delta" and isinstance(event.get("usage"), Mapping):
+                usage.update({k: v for k, v in event["usage"].items() if v is not None})
+            yield encode_event(kind, event)
+    except UpstreamFailure as failure:
+        trace["stream_error"] = failure.message
+        yield encode_event(*AnthropicEncoder.error("The upstream stream failed: " + failure.message))
+        return
+    trace["usage"] = usage_from_anthropic(usage)
 
 
 async def anthropic_events(

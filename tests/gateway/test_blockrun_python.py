@@ -70,7 +70,15 @@ ASYNC_CHAT: dict[str, Any] = {
     "messages": [{"role": "user", "content": "Hello from the async client"}],
     "max_tokens": 1200,
 }
-PAYERS = ("chat", "stream", "limits", "rate_limit", "anthropic", "async")
+IMAGE: dict[str, Any] = {
+    "model": "google/nano-banana",
+    "prompt": "A lighthouse from blockrun-llm",
+    "size": "1024x1024",
+    "n": 1,
+}
+MUSIC: dict[str, Any] = {"model": "elevenlabs/music-v1", "prompt": "A jingle from blockrun-llm", "instrumental": True}
+VIDEO: dict[str, Any] = {"model": "openai/sora-2", "prompt": "A paper boat from blockrun-llm", "duration_seconds": 4}
+PAYERS = ("chat", "stream", "limits", "rate_limit", "anthropic", "async", "media")
 RAW_PAYER = len(PAYERS)  # one more funded payer, for the raw HTTP checks of what the SDK reads
 
 
@@ -188,6 +196,22 @@ def _run_sdk(api_url: str, keys: dict[str, str]) -> dict[str, Any]:
 
         return asyncio.run(go())
 
+    def media() -> dict[str, Any]:
+        # The SDK's own media clients: images (default model google/nano-banana), music, and an async video job
+        # (submit, then polls of its poll_url with the same PAYMENT-SIGNATURE until completed).
+        with br.ImageClient(private_key=keys["media"], api_url=api_url) as images:
+            image = images.generate(IMAGE["prompt"], model=IMAGE["model"], size=IMAGE["size"], n=IMAGE["n"])
+        with br.MusicClient(private_key=keys["media"], api_url=api_url) as music:
+            track = music.generate(MUSIC["prompt"], model=MUSIC["model"])
+        with br.VideoClient(private_key=keys["media"], api_url=api_url) as videos:
+            videos.POLL_INTERVAL_SECONDS = 0.2  # the emulator's job takes 0.5 s, not minutes
+            video = videos.generate(VIDEO["prompt"], model=VIDEO["model"], duration_seconds=VIDEO["duration_seconds"])
+        return {
+            "image": [d.url[:22] for d in image.data],
+            "track": {"url": track.data[0].url[:22], "model": track.model},
+            "video": {"url": video.data[0].url, "model": video.model},
+        }
+
     def unfunded() -> dict[str, Any]:
         with br.LLMClient(private_key=Account.create().key.hex(), api_url=api_url) as client:
             return {"content": client.chat(CHAT["model"], "I have no USDC", max_tokens=100)}
@@ -201,6 +225,7 @@ def _run_sdk(api_url: str, keys: dict[str, str]) -> dict[str, Any]:
         ("rate_limit", rate_limit),
         ("anthropic", anthropic),
         ("async", async_chat),
+        ("media", media),
         ("unfunded", unfunded),
     ]:
         started = time.perf_counter()
@@ -322,10 +347,13 @@ def test_streaming_chat_is_assembled_and_settled_once(run: dict[str, Any], dev: 
 def test_model_listing_matches_the_gateway_catalog(run: dict[str, Any], dev: DevGateway) -> None:
     models = run["models"]
     assert "error" not in models, models
-    listed = [m["id"] for m in httpx.get(dev.url + "/api/v1/models", timeout=10).json()["data"]]
+    rows = httpx.get(dev.url + "/api/v1/models", timeout=10).json()["data"]
+    listed = [m["id"] for m in rows]
+    chat = {m["id"] for m in rows if not {"image", "audio", "video"} & set(m["categories"])}
     priced = [m["id"] for m in httpx.get(dev.url + "/api/pricing", timeout=10).json()["models"]]
     assert models["client"] == listed and len(listed) == dev.info["models"]  # LLMClient.list_models: /v1/models
-    assert models["pricing"] == priced and set(priced) == set(listed)  # blockrun_llm.list_models: /pricing
+    # blockrun_llm.list_models: /pricing, the token-priced (chat) models; media models are in /v1/models only
+    assert models["pricing"] == priced and set(priced) == chat and len(chat) < len(listed)
     [row] = models["paid_rows"]
     assert row["billing_mode"] == "paid" and row["pricing"]["input"] > 0 and row["pricing"]["output"] > 0
 
@@ -427,6 +455,19 @@ def test_resource_url_follows_the_host_the_sdk_called(dev: DevGateway, host: str
     assert (
         json.loads(base64.b64decode(r.headers["payment-required"]))["resource"]["url"] == base + "/v1/chat/completions"
     )
+
+
+def test_media_clients_are_served_and_charged_the_quotes(run: dict[str, Any], dev: DevGateway) -> None:
+    media = run["media"]
+    assert "error" not in media, media
+    assert media["image"] == ["data:image/png;base64,"]  # ImageData.url: the PNG inline
+    assert media["track"] == {"url": "data:audio/wav;base64,", "model": MUSIC["model"]}
+    assert media["video"]["model"] == VIDEO["model"] and media["video"]["url"].startswith(dev.url + "/api/v1/videos/")
+    assert httpx.get(media["video"]["url"], timeout=10).content[:4] == b"\x89PNG"  # the finished job's file
+    quotes = [
+        _quote(dev, b, f"/api/v1/{p}/generations") for b, p in ((IMAGE, "images"), (MUSIC, "audio"), (VIDEO, "videos"))
+    ]
+    assert _spent(run, "media") == sum(quotes) == 40_000 + 151_000 + 401_000  # settled once each, at the quote
 
 
 if __name__ == "__main__":  # the child process started by the ``run`` fixture

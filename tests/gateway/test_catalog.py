@@ -51,10 +51,12 @@ def _broken(mutate: Any) -> dict[str, Any]:
         (lambda d: d["models"].append(copy.deepcopy(d["models"][0])), "duplicate model id"),
         (lambda d: d["models"][0].update(max_output=10**9), "exceeds context_window"),
         (lambda d: d["models"][0].update(id="no-slash"), "provider/model-name"),
+        (lambda d: d["models"][0].update(id="openai/gpt:5"), "provider/model-name"),  # BlockRun's SDKs refuse ':'
         (lambda d: d["models"][0].update(name="GPT\u20145"), "ASCII"),
         (lambda d: d["pools"]["openai"][1].update(api_key="sk-123"), "api_key_env"),
         (lambda d: d["pools"]["openai"][1].update(kind="soap"), "kind must be one of"),
         (lambda d: d["fees"].update(output_share="1.5"), "output_share"),
+        (lambda d: d["models"][1].update(billing_mode="flat", pricing={"flat": "0.0000001"}), "6 decimals"),
         (lambda d: d.update(models=[]), "non-empty list"),
     ],
 )

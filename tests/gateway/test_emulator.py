@@ -34,7 +34,9 @@ def test_openai_non_stream_and_stream(emulator: EmulatorServer) -> None:
     assert r.status_code == 200 and body["object"] == "chat.completion"
     assert body["choices"][0]["message"]["content"] == "Echo (gpt-x): hello"
     assert body["choices"][0]["finish_reason"] == "length"
-    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    usage = {k: body["usage"][k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    assert usage == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    assert body["usage"]["completion_tokens_details"]["reasoning_tokens"] == 0  # as OpenAI reports it
     r = http.post(
         emulator.url + "/v1/chat/completions",
         headers=OPENAI,

@@ -14,7 +14,8 @@ from starlette.types import ASGIApp
 from examples.gateway import INFERENCE_PATHS, Gateway, describe, price_of, x402_price_policy
 from examples.gateway.emulator import EmulatorServer
 from tests._facilitator_double import FakeFacilitator
-from x402_middleware import PaymentMiddleware, PaymentRequest, RouteConfig, TokenAmount, UnpriceableRequestError
+from tests._payments import decode, pay_v2
+from x402_middleware import PaymentMiddleware, PaymentRequest, Priced, RouteConfig, TokenAmount, UnpriceableRequestError
 
 from .conftest import client_for, emulator_requests, set_fault
 
@@ -66,7 +67,9 @@ async def test_unpriced_bodies_are_refused_by_the_app_before_any_upstream_call(
 
 def test_x402_policy(make_app: Callable[..., Starlette]) -> None:
     policy = x402_price_policy(_gateway(make_app))
-    assert policy(PaymentRequest("POST", "/v1/chat/completions", body=CHAT)) == TokenAmount(25635)
+    assert policy(PaymentRequest("POST", "/v1/chat/completions", body=CHAT)) == Priced(
+        TokenAmount(25635), "GPT-5.5 API call (~7 input, 8192 max output tokens)"
+    )
     assert policy(PaymentRequest("POST", "/v1/chat/completions", body={**CHAT, "model": "nvidia/gemma-4-31b"})) is None
     with pytest.raises(UnpriceableRequestError):
         policy(PaymentRequest("POST", "/v1/chat/completions", body=None))
@@ -90,6 +93,8 @@ async def test_composed_with_the_payment_middleware(
         assert r.status_code == 402
         required = json.loads(base64.b64decode(r.headers["payment-required"]))
         assert required["accepts"][0]["amount"] == "25635"
+        # What is bought, per call (BlockRun's wording; ASCII for the TypeScript SDK's btoa)
+        assert required["resource"]["description"] == "GPT-5.5 API call (~7 input, 8192 max output tokens)"
         assert emulator_requests(emulator) == 0
         # Free models and refused bodies never see a 402.
         r = await c.post("/v1/chat/completions", json={**CHAT, "model": "nvidia/gemma-4-31b"})
@@ -110,3 +115,48 @@ async def test_composed_with_the_payment_middleware(
         assert r.json()["retry_after_seconds"] == 30 and r.headers["retry-after"] == "30"
         # Health and listings pass through the payment layer untouched.
         assert (await c.get("/v1/models")).status_code == 200
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_a_paid_call_is_parsed_and_quoted_once(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    app = make_app(wrap=_with_payment)
+    gateway: Gateway = app.state.gateway
+    calls: list[str] = []
+    prepare = gateway.prepare
+
+    def counting(api: str, body: Any) -> Any:
+        calls.append(api)
+        return prepare(api, body)
+
+    monkeypatch.setattr(gateway, "prepare", counting)
+    body = CHAT if path.endswith("completions") else {**CHAT, "model": "anthropic/claude-haiku-4.5", "max_tokens": 64}
+    async with client_for(app) as c:
+        challenge = await c.post(path, json=body)
+        assert challenge.status_code == 402 and len(calls) == 1
+        r = await c.post(
+            path, json=body, headers={"PAYMENT-SIGNATURE": pay_v2(decode(challenge.headers["payment-required"]))}
+        )
+    assert r.status_code == 200, r.text
+    assert len(calls) == 2  # one per request: the policy and the handler share it
+    assert emulator_requests(emulator) == 1
+
+
+@pytest.mark.anyio
+async def test_a_vip_client_sending_both_payment_headers_is_served_once(
+    make_app: Callable[..., Starlette], emulator: EmulatorServer
+) -> None:
+    # BlockRun's newer clients send the same v2 payload as PAYMENT-SIGNATURE and X-Payment and read either 402 name.
+    app = make_app(wrap=_with_payment)
+    async with client_for(app) as c:
+        challenge = await c.post("/api/v1/chat/completions", json=CHAT)
+        assert challenge.headers["payment-required"] == challenge.headers["x-payment-required"]
+        signature = pay_v2(decode(challenge.headers["x-payment-required"]))
+        headers = {"PAYMENT-SIGNATURE": signature, "X-Payment": signature}
+        r = await c.post("/api/v1/chat/completions", json=CHAT, headers=headers)
+        assert r.status_code == 200 and decode(r.headers["payment-response"])["success"] is True
+        again = await c.post("/api/v1/chat/completions", json=CHAT, headers=headers)
+    assert again.status_code == 402 and again.json()["error"] == "invalid_exact_evm_nonce_already_used"
+    assert emulator_requests(emulator) == 1

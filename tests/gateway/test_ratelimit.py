@@ -6,7 +6,7 @@ from collections.abc import Callable
 import pytest
 from starlette.applications import Starlette
 
-from examples.gateway import RateLimit
+from examples.gateway import GatewayConfig, RateLimit
 from examples.gateway.ratelimit import SlidingWindow
 
 from .conftest import client_for
@@ -63,12 +63,33 @@ async def test_health_and_catalog_limits_per_ip(make_app: Callable[..., Starlett
 
 
 @anyio
-async def test_forwarded_for_only_when_trusted(make_app: Callable[..., Starlette]) -> None:
-    for trusted, expected in ((False, [200, 429]), (True, [200, 200])):
-        app = make_app(health_rate_limit=RateLimit(1, 60), trust_forwarded_for=trusted)
-        async with client_for(app) as c:
-            got = [
-                (await c.get("/api/health", headers={"x-forwarded-for": f"198.51.100.{i}, 10.0.0.1"})).status_code
-                for i in range(2)
-            ]
-        assert got == expected
+@pytest.mark.parametrize(
+    ("trusted", "peer", "expected"),
+    [
+        ((), "127.0.0.1", [200, 429]),  # no trusted proxy: the header is ignored, both count for the peer
+        (("127.0.0.1",), "127.0.0.1", [200, 429]),  # 10.0.0.1 is not trusted: it is the client, for both
+        (("127.0.0.1", "10.0.0.0/8"), "127.0.0.1", [200, 200]),  # both proxies trusted: 198.51.100.x are clients
+        (("10.0.0.0/8",), "203.0.113.9", [200, 429]),  # the header comes from an untrusted peer: ignored
+    ],
+)
+async def test_forwarded_for_only_from_trusted_proxies(
+    make_app: Callable[..., Starlette], trusted: tuple[str, ...], peer: str, expected: list[int]
+) -> None:
+    app = make_app(health_rate_limit=RateLimit(1, 60), trusted_proxies=trusted)
+    async with client_for(app, ip=peer) as c:
+        got = [
+            (await c.get("/api/health", headers={"x-forwarded-for": f"198.51.100.{i}, 10.0.0.1"})).status_code
+            for i in range(2)
+        ]
+    assert got == expected
+
+
+def test_client_ip_reads_the_header_from_the_right() -> None:
+    config = GatewayConfig(trusted_proxies=("10.0.0.0/8", "2001:db8::/32"))
+    assert config.client_ip("10.0.0.5", "6.6.6.6, 203.0.113.7") == "203.0.113.7"  # the client's own hop is not believed
+    assert config.client_ip("10.0.0.5", "203.0.113.7, 10.1.2.3") == "203.0.113.7"
+    assert config.client_ip("2001:db8::1", "198.51.100.4") == "198.51.100.4"
+    assert config.client_ip("192.0.2.1", "203.0.113.7") == "192.0.2.1"
+    assert config.client_ip("10.0.0.5", "10.0.0.6, 10.0.0.7") == "10.0.0.6"
+    with pytest.raises(ValueError, match="trusted_proxies"):
+        GatewayConfig(trusted_proxies=("not-an-ip",))

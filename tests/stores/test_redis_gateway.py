@@ -8,7 +8,7 @@ import httpx
 import pytest
 import redis
 
-from examples.gateway.dev import payment_store
+from examples.gateway.production import payment_store
 from tests._dev_gateway import dev_gateway
 from x402_middleware import X402Auth
 from x402_middleware.client import settlement_of

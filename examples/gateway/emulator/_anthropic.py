@@ -2,11 +2,15 @@
 
 Validates what the real API rejects and a translator could get wrong: ``max_tokens``
 is required, roles are only user/assistant (``system`` is top-level), content
-blocks need a ``type``, ``anthropic-version`` must be sent.
+blocks need a ``type``, ``anthropic-version`` must be sent. Like the real API it answers extended thinking
+(``thinking`` blocks with a ``signature``; ``thinking_delta`` and ``signature_delta`` events), reports prompt
+caching in ``usage.cache_*`` and refuses a thinking block sent back without its signature.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import uuid
 from collections.abc import Mapping
@@ -62,6 +66,8 @@ async def messages(request: Request) -> Response:
     if (failed := status_fault(ctx.fault, error)) is not None:
         return failed
     reply = _reply(body)
+    thinking = _thinking(body, reply)
+    usage = _usage(body, reply)
     mid = "msg_" + uuid.uuid4().hex[:24]
     stop_reason = {"tool": "tool_use", "length": "max_tokens"}.get(
         reply.reason, reply.reason if reply.reason == "stop_sequence" else "end_turn"
@@ -73,6 +79,8 @@ async def messages(request: Request) -> Response:
             if reply.tool
             else [{"type": "text", "text": reply.text}]
         )
+        if thinking is not None:
+            content.insert(0, {"type": "thinking", "thinking": thinking[0], "signature": thinking[1]})
         return send_json_slowly(
             {
                 "id": mid,
@@ -82,12 +90,7 @@ async def messages(request: Request) -> Response:
                 "content": content,
                 "stop_reason": stop_reason,
                 "stop_sequence": reply.stop_sequence,
-                "usage": {
-                    "input_tokens": reply.input_tokens,
-                    "output_tokens": reply.output_tokens,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
-                },
+                "usage": {**usage, "output_tokens": reply.output_tokens},
             },
             ctx.fault,
         )
@@ -99,21 +102,20 @@ async def messages(request: Request) -> Response:
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
-        "usage": {
-            "input_tokens": reply.input_tokens,
-            "output_tokens": 1,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
-        },
+        "usage": {**usage, "output_tokens": 1},
     }
     events = [_event("message_start", {"type": "message_start", "message": start})]
+    index = 0
+    if thinking is not None:
+        events += _thinking_events(*thinking)
+        index = 1
     if reply.tool:
         events.append(
             _event(
                 "content_block_start",
                 {
                     "type": "content_block_start",
-                    "index": 0,
+                    "index": index,
                     "content_block": {"type": "tool_use", "id": tool_id, "name": reply.tool, "input": {}},
                 },
             )
@@ -125,7 +127,7 @@ async def messages(request: Request) -> Response:
                     "content_block_delta",
                     {
                         "type": "content_block_delta",
-                        "index": 0,
+                        "index": index,
                         "delta": {"type": "input_json_delta", "partial_json": piece},
                     },
                 )
@@ -134,7 +136,7 @@ async def messages(request: Request) -> Response:
         events.append(
             _event(
                 "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
             )
         )
         events.append(_event("ping", {"type": "ping"}))
@@ -142,10 +144,10 @@ async def messages(request: Request) -> Response:
             events.append(
                 _event(
                     "content_block_delta",
-                    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}},
+                    {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}},
                 )
             )
-    events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    events.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
     events.append(
         _event(
             "message_delta",
@@ -159,6 +161,46 @@ async def messages(request: Request) -> Response:
     events.append(_event("message_stop", {"type": "message_stop"}))
     overloaded = _event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
     return send_events(events, ctx.fault, overloaded)
+
+
+def _thinking(body: Mapping[str, Any], reply: Reply) -> tuple[str, str] | None:
+    """Extended thinking (``thinking: {"type": "enabled", "budget_tokens": N}``): its text and a signature.
+
+    The signature is opaque to clients and must come back unchanged in later turns; here it is a deterministic
+    digest of the thinking text, so a test can tell a passed-through block from a rebuilt one.
+    """
+    config = body.get("thinking")
+    if not isinstance(config, Mapping) or config.get("type") != "enabled":
+        return None
+    text = f"The user wrote {len(reply.text)} characters; echo them."
+    digest = hashlib.sha256(f"{body['model']}|{text}".encode()).digest()
+    return text, base64.b64encode(b"\x12\x08emulator" + digest).decode()
+
+
+def _thinking_events(text: str, signature: str) -> list[bytes]:
+    half = len(text) // 2
+    block = {"type": "thinking", "thinking": "", "signature": ""}
+    events = [_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})]
+    for piece in (text[:half], text[half:]):
+        delta = {"type": "thinking_delta", "thinking": piece}
+        events.append(_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
+    delta = {"type": "signature_delta", "signature": signature}
+    events.append(_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
+    events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    return events
+
+
+def _usage(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
+    """Anthropic's usage object; a request with ``cache_control`` anywhere reads half its input from the cache."""
+    cached = reply.input_tokens // 2 if '"cache_control"' in json.dumps(body) else 0
+    return {
+        "input_tokens": reply.input_tokens - cached,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "output_tokens": 0,
+        "service_tier": "standard",
+    }
 
 
 def _validate(body: Any) -> str | None:
@@ -182,11 +224,18 @@ def _validate(body: Any) -> str | None:
             for j, block in enumerate(content):
                 if not isinstance(block, Mapping) or not isinstance(block.get("type"), str):
                     return f"messages.{i}.content.{j}.type: Field required"
+                if block["type"] == "thinking" and not isinstance(block.get("signature"), str):
+                    return f"messages.{i}.content.{j}.signature: Field required"
         elif not isinstance(content, str):
             return f"messages.{i}.content: Input should be a valid string or list"
     system = body.get("system")
     if system is not None and not isinstance(system, (str, list)):
         return "system: Input should be a valid string or list"
+    thinking = body.get("thinking")
+    if isinstance(thinking, Mapping) and thinking.get("type") == "enabled":
+        budget = thinking.get("budget_tokens")
+        if type(budget) is not int or budget < 1024 or budget >= body["max_tokens"]:
+            return "thinking.budget_tokens: must be >= 1024 and less than max_tokens"
     return None
 
 

@@ -4,20 +4,39 @@ A fault spec is ``KIND[;retry-after=N][;delay=SECONDS]``, for example ``429;retr
 Kinds: an HTTP status (``400``, ``401``, ``429``, ``500``, ``503``, ``529``, ...; a 429 carries a
 retry delay only when ``retry-after`` is given), ``timeout`` (sleep before answering),
 ``slow-first-byte`` (send the 200 headers, then sleep before the first byte), ``error-mid-stream``
-(a provider error event after two chunks) and ``drop-mid-stream`` (cut the connection after two chunks).
+(a provider error event after two chunks), ``drop-mid-stream`` (cut the connection after two chunks) and
+``job-fails`` (a video job that is accepted, then ends ``failed``).
 """
 
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 FAULT_HEADER = "x-emulator-fault"
-KINDS = ("timeout", "slow-first-byte", "error-mid-stream", "drop-mid-stream")
+KINDS = ("timeout", "slow-first-byte", "error-mid-stream", "drop-mid-stream", "job-fails")
 DEFAULT_DELAY = 30.0
+#: Seconds an emulated video job runs before it completes (``POST /_control {"video_delay": 0.2}``).
+VIDEO_DELAY = 0.5
+#: Video jobs and ``url`` images kept per emulator (oldest dropped first).
+MAX_KEPT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An emulated video job; ``fails`` when it was submitted with the ``job-fails`` fault."""
+
+    id: str
+    model: str
+    prompt: str
+    seconds: str
+    created_at: int
+    started: float
+    fails: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +87,19 @@ class EmulatorState:
         self._lock = threading.Lock()
         self.rules: list[Rule] = []
         self.requests: Counter[tuple[str, str, str]] = Counter()
+        self.video_delay = VIDEO_DELAY
+        self.jobs: dict[str, Job] = {}
+        self.files: dict[str, bytes] = {}
+
+    def keep_job(self, job: Job) -> None:
+        with self._lock:
+            _bounded(self.jobs)[job.id] = job
+
+    def keep_file(self, content: bytes, suffix: str) -> str:
+        name = f"{uuid.uuid4().hex}{suffix}"
+        with self._lock:
+            _bounded(self.files)[name] = content
+        return name
 
     def add_rule(self, raw: Mapping[str, Any]) -> Rule:
         rule = Rule(
@@ -87,6 +119,7 @@ class EmulatorState:
         with self._lock:
             self.rules.clear()
             self.requests.clear()
+            self.video_delay = VIDEO_DELAY
 
     def record(self, endpoint: str, api: str, model: str) -> None:
         with self._lock:
@@ -110,8 +143,15 @@ class EmulatorState:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
+                "video_delay": self.video_delay,
                 "rules": [asdict(r) for r in self.rules],
                 "requests": [
                     {"endpoint": e, "api": a, "model": m, "count": n} for (e, a, m), n in sorted(self.requests.items())
                 ],
             }
+
+
+def _bounded(store: dict[str, Any]) -> dict[str, Any]:
+    while len(store) >= MAX_KEPT:
+        del store[next(iter(store))]
+    return store

@@ -64,6 +64,13 @@ async def chat_completions(request: Request) -> Response:
         "prompt_tokens": reply.input_tokens,
         "completion_tokens": reply.output_tokens,
         "total_tokens": reply.input_tokens + reply.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
     finish = {"tool": "tool_calls", "length": "length"}.get(reply.reason, "stop")
     if not body.get("stream"):
@@ -84,6 +91,7 @@ async def chat_completions(request: Request) -> Response:
                 "model": model,
                 "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
                 "usage": usage,
+                "service_tier": "default",
                 "system_fingerprint": "fp_emulator",
             },
             ctx.fault,

@@ -1,4 +1,4 @@
-"""The emulator ASGI app: the three upstream APIs, optionally under ``/_ep/{name}`` so one server can
+"""The emulator ASGI app: the three chat APIs and OpenAI-style media (images, audio, video jobs), optionally under ``/_ep/{name}`` so one server can
 play several pool endpoints, plus ``/_control`` to set standing faults and read request counts."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from . import _anthropic, _gemini, _openai
+from . import _anthropic, _gemini, _media, _openai
 from ._faults import EmulatorState
 from ._http import json_response, read_json
 
@@ -21,6 +21,12 @@ async def control(request: Request) -> Response:
         raw = await read_json(request)
         if not isinstance(raw, dict):
             return json_response({"error": 'send a JSON object such as {"fault": "429", "model": "gpt-5.2"}'}, 400)
+        if "video_delay" in raw and "fault" not in raw:
+            delay = raw["video_delay"]
+            if not isinstance(delay, (int, float)) or isinstance(delay, bool) or not 0 <= delay <= 600:
+                return json_response({"error": "video_delay is a number of seconds between 0 and 600"}, 400)
+            state.video_delay = float(delay)
+            return json_response(state.snapshot())
         try:
             rule = state.add_rule(raw)
         except (ValueError, TypeError) as exc:
@@ -40,6 +46,11 @@ def _api_routes() -> list[BaseRoute]:
         Route("/v1/chat/completions", _openai.chat_completions, methods=["POST"]),
         Route("/v1/messages", _anthropic.messages, methods=["POST"]),
         Route("/v1beta/models/{rest:path}", _gemini.dispatch, methods=["POST"]),
+        Route("/v1/images/generations", _media.images, methods=["POST"]),
+        Route("/v1/audio/generations", _media.audio, methods=["POST"]),
+        Route("/v1/videos", _media.submit_video, methods=["POST"]),
+        Route("/v1/videos/{job}", _media.video_status, methods=["GET"]),
+        Route("/v1/videos/{job}/content", _media.video_content, methods=["GET"]),
     ]
 
 
@@ -50,6 +61,7 @@ def create_emulator_app(state: EmulatorState | None = None) -> Starlette:
             *_api_routes(),
             Mount("/_ep/{ep}", routes=_api_routes()),
             Route("/_control", control, methods=["GET", "POST", "DELETE"]),
+            Route("/_files/{name}", _media.files, methods=["GET"]),
             Route("/health", health),
         ]
     )

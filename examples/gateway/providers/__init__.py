@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .anthropic import AnthropicProvider
-from .base import Call, Endpoint, Provider, Timeouts, UpstreamStream
+from .base import Call, Endpoint, Native, Provider, Timeouts, UpstreamStream
 from .failure import UpstreamFailure
 from .gemini import GeminiProvider
 from .openai import OpenAIProvider
@@ -20,6 +20,7 @@ __all__ = [
     "Call",
     "Endpoint",
     "GeminiProvider",
+    "Native",
     "OpenAIProvider",
     "Provider",
     "Timeouts",

@@ -54,12 +54,21 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One canonical upstream call: the OpenAI-format body, the catalog model and the clamped ``max_tokens``."""
+    """One canonical upstream call: the OpenAI-format body, the catalog model and the clamped ``max_tokens``.
+
+    ``native`` is the caller's own body when it spoke another wire format than the canonical one (Anthropic
+    Messages): an upstream of that same format gets it as sent, and its answer is passed back unchanged.
+    """
 
     model: ModelInfo
     body: Mapping[str, Any]
     max_tokens: int
     stream: bool = False
+    native: Mapping[str, Any] | None = None
+
+
+class Native(dict[str, Any]):
+    """An upstream's JSON answer in the caller's own wire format: passed through, not translated."""
 
 
 class Decoder(Protocol):
@@ -80,12 +89,19 @@ class UpstreamStream:
     """
 
     def __init__(
-        self, response: UpstreamResponse, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any], endpoint: str
+        self,
+        response: UpstreamResponse,
+        chunks: AsyncIterator[dict[str, Any]],
+        first: dict[str, Any],
+        endpoint: str,
+        *,
+        native: bool = False,
     ) -> None:
         self._response = response
         self._chunks = chunks
         self._first: dict[str, Any] | None = first
         self.endpoint = endpoint
+        self.native = native  # items are the upstream's own events in the caller's format, not canonical chunks
         self.usage: Mapping[str, Any] | None = None
 
     def __aiter__(self) -> UpstreamStream:
@@ -136,6 +152,10 @@ class Provider:
     def decoder(self, call: Call) -> Decoder:
         raise NotImplementedError
 
+    def passes_through(self, call: Call) -> bool:
+        """Whether this wire format is the caller's own (``call.native``): then nothing is translated."""
+        return False
+
     def headers(self, endpoint: Endpoint) -> dict[str, str]:
         headers = {"content-type": "application/json", "accept": "application/json"}
         auth = endpoint.auth or self.default_auth
@@ -184,7 +204,7 @@ class Provider:
                     raise failure_from_response(response.status_code, response.headers, content, endpoint.name)
                 chunks = self._chunks(response, self.decoder(call))
                 first = await chunks.__anext__()
-            return UpstreamStream(response, chunks, first, endpoint.name)
+            return UpstreamStream(response, chunks, first, endpoint.name, native=self.passes_through(call))
         except BaseException as exc:
             if chunks is not None:
                 await _quiet_aclose(chunks)

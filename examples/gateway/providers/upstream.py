@@ -234,3 +234,21 @@ class Upstream:
                 raw.release()
             response.elapsed = time.perf_counter() - started
         return response
+
+    async def get(
+        self, provider: Provider, endpoint: Endpoint, url: str, seconds: float, connect: float, *, stream: bool
+    ) -> UpstreamResponse:
+        """``GET url`` with the provider's headers (an async job's status or its file); as :meth:`post`."""
+        target = self._target(provider, endpoint, url)
+        started = time.perf_counter()
+        headers = {k: v for k, v in target.headers.items() if k != "content-type"}
+        raw = await self.client.get(
+            target.url, headers=headers, timeout=self._timeout(seconds, connect), proxy=target.proxy
+        )
+        response = UpstreamResponse(raw, started)
+        if not stream:
+            try:
+                await response.read()
+            finally:
+                raw.release()
+        return response
