@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..events import (
     NOT_SETTLED,
@@ -110,6 +110,20 @@ class JournalEntry:
     def unserved(self) -> bool:
         """Settled, but its response never reached the client (a crash, a dropped connection)."""
         return self.state == SETTLED and self.served_at is None
+
+
+#: The columns of a journal row, in :class:`JournalEntry` order (every SQL backend selects these).
+COLUMNS = (
+    "key, state, scheme, network, asset, pay_to, payer, amount, nonce, valid_before, tx, reason, "
+    "created_at, updated_at, settled_at, reconciled_at, fingerprint, served_at"
+)
+
+
+def entry_from_row(row: Any) -> JournalEntry:
+    """A :class:`JournalEntry` from a row of :data:`COLUMNS` (the amount, stored as text or numeric, as int)."""
+    values = list(row)
+    values[7] = int(values[7])
+    return JournalEntry(*values)
 
 
 def recorded(event: PaymentEvent) -> Recorded | None:

@@ -22,7 +22,18 @@ from contextlib import contextmanager
 from typing import Any, Self
 
 from ..events import PaymentEvent
-from ._entry import FAILED, INSERT, MARK_SERVED, SETTLED, UPDATE, JournalEntry, action, recorded
+from ._entry import (
+    COLUMNS,
+    FAILED,
+    INSERT,
+    MARK_SERVED,
+    SETTLED,
+    UPDATE,
+    JournalEntry,
+    action,
+    entry_from_row,
+    recorded,
+)
 
 try:
     import psycopg
@@ -56,10 +67,6 @@ CREATE TABLE IF NOT EXISTS {table} (
 );
 CREATE INDEX IF NOT EXISTS {table}_state ON {table} (state);
 """
-_COLUMNS = (
-    "key, state, scheme, network, asset, pay_to, payer, amount, nonce, valid_before, tx, reason, "
-    "created_at, updated_at, settled_at, reconciled_at, fingerprint, served_at"
-)
 _UPDATE = (
     "UPDATE {table} SET state = %(state)s, tx = CASE WHEN %(tx)s <> '' THEN %(tx)s ELSE tx END,"
     " reason = %(reason)s, amount = COALESCE(%(amount)s, amount), updated_at = %(now)s,"
@@ -112,7 +119,7 @@ class PostgresJournal:
                 )
             elif todo == INSERT:
                 db.execute(
-                    f"INSERT INTO {self.table} ({_COLUMNS}) VALUES"
+                    f"INSERT INTO {self.table} ({COLUMNS}) VALUES"
                     " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, %s, NULL)"
                     " ON CONFLICT (key) DO NOTHING",
                     (
@@ -171,19 +178,19 @@ class PostgresJournal:
             )
 
     def entries(self, *states: str) -> list[JournalEntry]:
-        query = f"SELECT {_COLUMNS} FROM {self.table}"
+        query = f"SELECT {COLUMNS} FROM {self.table}"
         params: tuple[Any, ...] = ()
         if states:
             query += " WHERE state = ANY(%s)"
             params = (list(states),)
         with self._transaction() as db:
             rows = db.execute(query + " ORDER BY created_at, key", params).fetchall()
-        return [_entry(row) for row in rows]
+        return [entry_from_row(row) for row in rows]
 
     def get(self, key: str) -> JournalEntry | None:
         with self._transaction() as db:
-            row = db.execute(f"SELECT {_COLUMNS} FROM {self.table} WHERE key = %s", (key,)).fetchone()
-        return None if row is None else _entry(row)
+            row = db.execute(f"SELECT {COLUMNS} FROM {self.table} WHERE key = %s", (key,)).fetchone()
+        return None if row is None else entry_from_row(row)
 
     def settled_totals(self) -> list[tuple[str, str, str, int, int]]:
         """``(day UTC, network, asset, count, sum of amounts)`` of settled rows, by day."""
@@ -205,9 +212,3 @@ class PostgresJournal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _entry(row: Any) -> JournalEntry:
-    values = list(row)
-    values[7] = int(values[7])
-    return JournalEntry(*values)

@@ -23,10 +23,22 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import Self
 
 from ..events import PaymentEvent
-from ._entry import FAILED, INSERT, MARK_SERVED, SETTLED, UPDATE, JournalEntry, Recorded, action, recorded
+from ._entry import (
+    COLUMNS,
+    FAILED,
+    INSERT,
+    MARK_SERVED,
+    SETTLED,
+    UPDATE,
+    JournalEntry,
+    Recorded,
+    action,
+    entry_from_row,
+    recorded,
+)
 
 __all__ = ["SQLiteJournal"]
 
@@ -89,10 +101,6 @@ CREATE INDEX IF NOT EXISTS payments_state ON payments (state);
 """
 #: Columns added after the first release of the table: added to an older file when it is opened.
 _ADDED = {"fingerprint": "TEXT NOT NULL DEFAULT ''", "served_at": "REAL"}
-_COLUMNS = (
-    "key, state, scheme, network, asset, pay_to, payer, amount, nonce, valid_before, tx, reason, "
-    "created_at, updated_at, settled_at, reconciled_at, fingerprint, served_at"
-)
 
 
 class SQLiteJournal:
@@ -204,8 +212,7 @@ class SQLiteJournal:
             db.execute("UPDATE payments SET served_at = ?, updated_at = ? WHERE key = ?", (now, now, update.key))
         elif todo == INSERT:
             db.execute(
-                f"INSERT INTO payments ({_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL)",
+                f"INSERT INTO payments ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL)",
                 (
                     update.key,
                     update.state,
@@ -282,17 +289,17 @@ class SQLiteJournal:
             self._update(db, key, state, transaction, reason, time.time(), reconciled=True)
 
     def entries(self, *states: str) -> list[JournalEntry]:
-        query = f"SELECT {_COLUMNS} FROM payments"
+        query = f"SELECT {COLUMNS} FROM payments"
         if states:
             query += f" WHERE state IN ({', '.join('?' * len(states))})"
         with self._lock:
             rows = self._db.execute(query + " ORDER BY created_at, key", states).fetchall()
-        return [_entry(row) for row in rows]
+        return [entry_from_row(row) for row in rows]
 
     def get(self, key: str) -> JournalEntry | None:
         with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM payments WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _entry(row)
+            row = self._db.execute(f"SELECT {COLUMNS} FROM payments WHERE key = ?", (key,)).fetchone()
+        return None if row is None else entry_from_row(row)
 
     def settled_totals(self) -> list[tuple[str, str, str, int, int]]:
         """``(day UTC, network, asset, count, sum of amounts)`` of settled rows, by day."""
@@ -322,9 +329,3 @@ class SQLiteJournal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _entry(row: Any) -> JournalEntry:
-    values = list(row)
-    values[7] = int(values[7])
-    return JournalEntry(*values)
