@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from eth_account import Account
@@ -85,16 +85,14 @@ async def test_official_typescript_upto_client_payload_settles_through_our_facil
     key, payer = chain.payer_keys[1], chain.payer_addresses[1]
     facilitator = Account.from_key(chain.facilitator_keys[0]).address
     request = {"key": key, "requirements": wire_requirement(chain, "upto", facilitator)}
-    done = subprocess.run(
-        [node, str(REPO / "tests" / "facilitator" / "js" / "upto_sign.mjs")],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [node, str(REPO / "tests" / "facilitator" / "js" / "upto_sign.mjs")],
+            input=json.dumps(request).encode(),
+            cwd=REPO,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
     inner = json.loads(done.stdout)
     assert inner["permit2Authorization"]["witness"]["facilitator"].lower() == facilitator.lower()
     await settle_official_payload(chain, "upto", inner, 4_321, payer)
