@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from x402_middleware.devchain import DevChain
+from tests._chain import sign_permit
+from x402_middleware.devchain import DevChain, encode_call
 from x402_middleware.devchain.chain import PERMIT2_ADDRESS
-from x402_middleware.evm.abi import selector
+from x402_middleware.evm.abi import decode_output, selector
 from x402_middleware.facilitator import _permit2
 from x402_middleware.facilitator.onchain import OnChainFacilitator
 from x402_middleware.models import PaymentPayload, PaymentRequirements, parse_payment_payload
@@ -51,25 +52,9 @@ def pay(
 def eip2612_extension(chain: DevChain, key: str, value: int) -> dict[str, Any]:
     """The ``eip2612GasSponsoring`` extension as the official clients build it: a permit of Permit2 for ``value``."""
     owner = Account.from_key(key).address
-    from x402_middleware.devchain import encode_call
-    from x402_middleware.evm.abi import decode_output
-
     (nonce,) = decode_output("(uint256)", chain.call(chain.asset, encode_call("nonces(address)", owner)))
     deadline = int(time.time()) + 600
-    signed = Account.sign_typed_data(
-        key,
-        domain_data=chain.eip712_domain(),
-        message_types={
-            "Permit": [
-                {"name": "owner", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ]
-        },
-        message_data={"owner": owner, "spender": PERMIT2_ADDRESS, "value": value, "nonce": nonce, "deadline": deadline},
-    )
+    signed = sign_permit(chain, key, spender=PERMIT2_ADDRESS, value=value, nonce=nonce, deadline=deadline)
     info = {
         "from": owner,
         "asset": chain.asset,
@@ -77,7 +62,7 @@ def eip2612_extension(chain: DevChain, key: str, value: int) -> dict[str, Any]:
         "amount": str(value),
         "nonce": str(nonce),
         "deadline": str(deadline),
-        "signature": "0x" + bytes(signed.signature).hex(),
+        "signature": "0x" + signed.signature.hex(),
         "version": "1",
     }
     return {"eip2612GasSponsoring": {"info": info, "schema": {}}}

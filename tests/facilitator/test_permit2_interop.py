@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,9 @@ from x402.mechanisms.evm.exact import ExactEvmScheme as OfficialExact
 from x402.mechanisms.evm.upto import UptoEvmScheme as OfficialUpto
 from x402.schemas import PaymentRequirements as OfficialRequirements
 
+from tests._chain import facilitator_process
 from tests._payments import decode
-from tests._servers import process_with_url, uvicorn_server
+from tests._servers import uvicorn_server
 from x402_middleware import X402Auth, settlement_of
 from x402_middleware.devchain import DevChain
 from x402_middleware.facilitator.onchain import OnChainFacilitator
@@ -100,20 +100,7 @@ async def test_official_typescript_upto_client_payload_settles_through_our_facil
 
 @pytest.fixture(scope="module")
 def facilitator_server(sepolia: DevChain) -> Iterator[str]:
-    args = [
-        sys.executable,
-        "-m",
-        "x402_middleware.facilitator",
-        "--rpc-url",
-        sepolia.rpc_url,
-        "--port",
-        "0",
-        "--network",
-        "eip155:84532",
-        "--key",
-        sepolia.facilitator_keys[2],
-    ]
-    with process_with_url(args) as url:
+    with facilitator_process(sepolia, sepolia.facilitator_keys[2]) as url:
         yield url
 
 
