@@ -23,7 +23,7 @@ import aiohttp
 from .catalog import Catalog, EndpointSpec
 from .errors import InvalidRequest, RateLimited, UpstreamError
 from .providers import PROVIDERS, BedrockConfig, Call, Endpoint, Provider, Timeouts, UpstreamFailure, UpstreamStream
-from .providers.bedrock import ACCESS_KEY_ENV, REGION_ENV, SECRET_KEY_ENV
+from .providers.bedrock import ACCESS_KEY_ENV, REGION_ENV, SECRET_KEY_ENV, preload
 from .providers.failure import AUTH, CLIENT, CONNECT, RATE_LIMITED, TIMEOUT
 from .providers.upstream import Upstream
 
@@ -88,6 +88,7 @@ def resolve_endpoints(
             aws = bedrock if bedrock is not None else BedrockConfig.from_env(env)
             if aws is None:
                 continue
+            preload(aws)
             base_url = spec.base_url or env.get(spec.base_url_env or "", "") or aws.base_url
             out.append(
                 Endpoint(family, spec.name, spec.kind, base_url, None, "", spec.headers, models=spec.models, aws=aws)

@@ -134,6 +134,13 @@ def signer(config: BedrockConfig) -> SigV4Auth:
     return SigV4Auth(credentials, SIGNING_NAME, config.region)
 
 
+def preload(config: BedrockConfig) -> None:
+    """Import botocore (~0.15 s) and build the signer at start-up, not inside the first call's timeout."""
+    import botocore.eventstream  # noqa: F401 - EventStreamDecoder's, loaded with the signer's modules
+
+    signer(config)
+
+
 def bedrock_body(call: Call) -> dict[str, Any]:
     """The Anthropic Messages body Bedrock takes: the caller's own (or the translated one), no ``model``/``stream``."""
     if call.native is not None:
