@@ -95,7 +95,11 @@ def _direct(emulator: EmulatorServer, body: dict[str, Any]) -> httpx.Response:
 
 # -- the event-stream framing ----------------------------------------------------------------------------------------
 def test_frames_decode_with_botocore_in_any_split_and_exceptions_raise() -> None:
-    events = [{"type": "message_start", "message": {"id": "msg_bdrk_1"}}, {"type": "ping"}, {"type": "message_stop"}]
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {"id": "msg_bdrk_1"}},
+        {"type": "ping"},
+        {"type": "message_stop"},
+    ]
     body = b"".join(chunk_frame(e, i) for i, e in enumerate(events))
     for size in (1, 7, len(body)):  # byte by byte, odd pieces, all at once
         decoder = EventStreamDecoder()
@@ -110,7 +114,7 @@ def test_frames_decode_with_botocore_in_any_split_and_exceptions_raise() -> None
         list(EventStreamDecoder().feed(bytes(corrupt)))
     assert broken.value.kind == PROTOCOL and "ChecksumMismatch" in broken.value.message
     # An exception message after a good chunk: the chunk first, then the failure of its kind.
-    decoder, seen = EventStreamDecoder(), []
+    decoder, seen = EventStreamDecoder(), list[dict[str, Any]]()
     with pytest.raises(StreamError) as throttled:
         seen.extend(decoder.feed(chunk_frame(events[0]) + exception_frame("throttlingException", "Too many tokens")))
     assert seen == events[:1]
@@ -198,11 +202,11 @@ def test_the_emulator_verifies_sigv4_signatures(emulator: EmulatorServer) -> Non
     old = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=20)
     assert "expired" in refused(*_signed(emulator, raw, when=old))[2]
     # Temporary credentials: the session token must be sent and signed.
-    temporary = {"key": TEMPORARY_ACCESS_KEY_ID, "secret": TEMPORARY_SECRET_ACCESS_KEY}
-    url, headers = _signed(emulator, raw, token=SESSION_TOKEN, **temporary)
+    key, secret = TEMPORARY_ACCESS_KEY_ID, TEMPORARY_SECRET_ACCESS_KEY
+    url, headers = _signed(emulator, raw, key=key, secret=secret, token=SESSION_TOKEN)
     assert CONTROL.post(url, content=raw, headers=headers).status_code == 200
-    assert refused(*_signed(emulator, raw, **temporary))[1] == "UnrecognizedClientException"
-    assert refused(*_signed(emulator, raw, token="another-token", **temporary))[1] == "UnrecognizedClientException"
+    for token in (None, "another-token"):
+        assert refused(*_signed(emulator, raw, key=key, secret=secret, token=token))[1] == "UnrecognizedClientException"
 
 
 @pytest.mark.parametrize(
