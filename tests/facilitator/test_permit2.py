@@ -269,3 +269,15 @@ async def test_allowance_and_balance_are_read_once_per_payer_within_fact_ttl(cha
     assert sorted(c for c in calls if c in reads) == sorted(reads)
     fac.rpc = rpc
     await fac.aclose()
+
+
+async def test_upto_for_any_of_the_facilitators_keys_is_sent_from_that_key(chain: DevChain) -> None:
+    fac = facilitator(chain)  # keys 0 and 1; /supported names key 0
+    second = chain.facilitator_addresses[1]
+    req = dataclasses.replace(requirement(chain, fac, "upto"), extra={"facilitatorAddress": second})
+    payment = pay(req, chain.payer_keys[2])
+    assert (await fac.verify(payment, req)).is_valid
+    result = await fac.settle(payment, dataclasses.replace(req, amount=77))
+    assert result.success and result.amount == 77
+    assert chain.rpc("eth_getTransactionReceipt", result.transaction)["from"].lower() == second.lower()
+    await fac.aclose()
