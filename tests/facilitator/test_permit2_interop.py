@@ -20,8 +20,10 @@ import anyio
 import httpx
 import pytest
 from eth_account import Account
+from x402.extensions.eip2612_gas_sponsoring import declare_eip2612_gas_sponsoring_extension
 from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import ExactEvmScheme as OfficialExact
+from x402.mechanisms.evm.signers import EthAccountSignerWithRPC
 from x402.mechanisms.evm.upto import UptoEvmScheme as OfficialUpto
 from x402.schemas import PaymentRequirements as OfficialRequirements
 
@@ -30,6 +32,9 @@ from tests._payments import decode
 from tests._servers import uvicorn_server
 from x402_middleware import X402Auth, settlement_of
 from x402_middleware.devchain import DevChain
+from x402_middleware.devchain.chain import PERMIT2_ADDRESS
+from x402_middleware.evm.abi import selector
+from x402_middleware.facilitator._permit2 import UPTO_SETTLE_WITH_PERMIT
 from x402_middleware.facilitator.onchain import OnChainFacilitator
 from x402_middleware.models import parse_payment_payload, parse_requirements
 
@@ -52,10 +57,16 @@ def wire_requirement(chain: DevChain, scheme: str, facilitator: str) -> dict[str
     }
 
 
-async def settle_official_payload(chain: DevChain, scheme: str, inner: dict[str, Any], actual: int, payer: str) -> None:
+async def settle_official_payload(
+    chain: DevChain, scheme: str, inner: dict[str, Any], actual: int, payer: str, extensions: Any = None
+) -> str:
+    """Verify and settle the official client's payload with our facilitator; the settlement's transaction hash."""
     fac = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys[:1], network=chain.network)
     wire = wire_requirement(chain, scheme, fac.address)
-    payment = parse_payment_payload({"x402Version": 2, "accepted": wire, "payload": inner})
+    envelope: dict[str, Any] = {"x402Version": 2, "accepted": wire, "payload": inner}
+    if extensions:
+        envelope["extensions"] = extensions
+    payment = parse_payment_payload(envelope)
     requirements = parse_requirements(wire, 2)
     before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
     verified = await fac.verify(payment, requirements)
@@ -64,6 +75,7 @@ async def settle_official_payload(chain: DevChain, scheme: str, inner: dict[str,
     assert result.success and result.amount == actual, result
     assert (chain.balance_of(payer), chain.balance_of(chain.pay_to)) == (before[0] - actual, before[1] + actual)
     await fac.aclose()
+    return result.transaction
 
 
 @pytest.mark.anyio
@@ -76,6 +88,23 @@ async def test_official_python_client_payload_settles_through_our_facilitator(ch
     inner = (OfficialUpto if scheme == "upto" else OfficialExact)(signer).create_payment_payload(official)
     assert "permit2Authorization" in inner
     await settle_official_payload(chain, scheme, inner, 1_777 if scheme == "upto" else MAX, payer)
+
+
+@pytest.mark.anyio
+async def test_official_python_client_gas_sponsored_permit_pays_without_an_allowance(chain: DevChain) -> None:
+    key, payer = chain.payer_keys[2], chain.payer_addresses[2]
+    chain.approve_permit2(payer, 0)
+    facilitator = Account.from_key(chain.facilitator_keys[0]).address
+    official = OfficialRequirements.model_validate(wire_requirement(chain, "upto", facilitator))
+    signer = EthAccountSignerWithRPC(Account.from_key(key), rpc_url=chain.rpc_url)  # reads allowance and nonces
+    declared = declare_eip2612_gas_sponsoring_extension()  # what a server puts in its 402
+    inner = OfficialUpto(signer).create_payment_payload(official, extensions=declared)
+    extensions = inner.pop("__extensions")  # the official client's hand-off to x402Client, which sends it as is
+    assert extensions["eip2612GasSponsoring"]["info"]["spender"] == PERMIT2_ADDRESS
+    tx = await settle_official_payload(chain, "upto", inner, 2_222, payer, extensions=extensions)
+    sent = chain.rpc("eth_getTransactionByHash", tx)
+    assert sent["input"].startswith("0x" + selector(UPTO_SETTLE_WITH_PERMIT).hex())
+    assert chain.allowance(payer) == MAX - 2_222  # the permit approved the maximum, the settlement spent 2222
 
 
 @pytest.mark.anyio
