@@ -112,3 +112,33 @@ def _official_app(facilitator_client: Any) -> Any:
 
     app.add_middleware(PaymentMiddlewareASGI, routes=routes, server=server)
     return app
+
+
+UPTO_MAX = "$0.005"  # 5000 atomic units of the 6-decimal test USDC
+
+
+def official_upto_remote() -> Any:
+    """The OFFICIAL x402 2.25.0 FastAPI middleware offering ``upto`` (at most ``UPTO_MAX``) for ``GET /tokens?used=N``,
+    settling N through OUR facilitator server (``X402_FACILITATOR_URL``) via the SDK's ``Settlement-Overrides``."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from x402 import x402ResourceServer
+    from x402.http import FacilitatorConfig, HTTPFacilitatorClient
+    from x402.http.middleware.fastapi import PaymentMiddlewareASGI, set_settlement_overrides
+    from x402.http.types import PaymentOption, RouteConfig
+    from x402.mechanisms.evm.upto import UptoEvmServerScheme
+
+    server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=os.environ["X402_FACILITATOR_URL"])))
+    server.register(NETWORK, UptoEvmServerScheme())  # type: ignore[no-untyped-call,arg-type]  # the SDK's own typing
+    option = PaymentOption(scheme="upto", pay_to=os.environ["X402_PAY_TO"], price=UPTO_MAX, network=NETWORK)
+    routes = {"GET /tokens": RouteConfig(accepts=[option], description="Tokens", mime_type="application/json")}
+    app = FastAPI()
+
+    @app.get("/tokens")
+    def tokens(used: int) -> Any:  # the actual charge comes from the query, as an app would compute it
+        response = JSONResponse({"used": used})
+        set_settlement_overrides(response, {"amount": str(used)})
+        return response
+
+    app.add_middleware(PaymentMiddlewareASGI, routes=routes, server=server)
+    return app
