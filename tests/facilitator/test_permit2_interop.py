@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import shutil
@@ -85,7 +86,8 @@ async def test_official_typescript_upto_client_payload_settles_through_our_facil
     key, payer = chain.payer_keys[1], chain.payer_addresses[1]
     facilitator = Account.from_key(chain.facilitator_keys[0]).address
     request = {"key": key, "requirements": wire_requirement(chain, "upto", facilitator)}
-    done = subprocess.run(
+    done = await asyncio.to_thread(  # the node signer runs off the event loop (ruff ASYNC221)
+        subprocess.run,
         [node, str(REPO / "tests" / "facilitator" / "js" / "upto_sign.mjs")],
         input=json.dumps(request),
         capture_output=True,
