@@ -46,6 +46,7 @@ from .events import Listener
 from .facilitator import Facilitator
 from .models import PaymentPayload, PaymentRequirements, ResourceInfo
 from .stores import PaymentStore
+from .usage import USAGE_KEY
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -190,6 +191,7 @@ class PaymentMiddleware:
             request=scope,
             emit=bool(self.listeners),
             fingerprint=fingerprint,
+            charge=route.charge,
         )
         journal = self.journal
         answer = await run_async(flow.admit(scope["headers"]), self.facilitator, self.store, self.listeners, journal)
@@ -197,20 +199,17 @@ class PaymentMiddleware:
             await respond(send, answer)
             return
         scope["x402.payment"] = flow.payment
+        if flow.usage is not None:
+            scope[USAGE_KEY] = flow.usage  # x402_middleware.charge(scope, amount) reports the actual charge
         watch = ClientWatch(receive)
         delivered = False
+        held: Message | None = None  # upto: the start, until the first body message says whether it is whole
 
-        async def send_with_settlement(message: Message) -> None:
-            nonlocal delivered
-            if flow.outcome == "replaced":
-                return  # the app's output after we answered 402/502/503 in its place is dropped
-            if flow.outcome != "unsent" or message["type"] != "http.response.start":
-                await send(message)
-                if message["type"] == "http.response.body" and not message.get("more_body", False):
-                    delivered = True
-                return
+        async def begin(message: Message, complete: bool) -> bool:
             decision = await run_async(
-                flow.start(message["status"], client_gone=watch.gone),
+                flow.start(
+                    message["status"], client_gone=watch.gone, complete=complete, headers=message.get("headers", ())
+                ),
                 self.facilitator,
                 self.store,
                 self.listeners,
@@ -218,7 +217,7 @@ class PaymentMiddleware:
             )
             if isinstance(decision, Answer):
                 await respond(send, decision)
-                return
+                return False
             if decision is not None:
                 headers = message.setdefault("headers", [])
                 if not isinstance(headers, list):
@@ -226,6 +225,24 @@ class PaymentMiddleware:
                 add_private(headers)
                 headers.extend(decision)
             await send(message)
+            return True
+
+        async def send_with_settlement(message: Message) -> None:
+            nonlocal delivered, held
+            if flow.outcome == "replaced":
+                return  # the app's output after we answered 402/502/503 in its place is dropped
+            if flow.outcome == "unsent" and (held is not None or message["type"] == "http.response.start"):
+                if held is None and flow.usage is not None:
+                    held = message  # an upto charge is final once the body is: one body message settles first
+                    return
+                start, held = held or message, None
+                if not await begin(start, complete=start is not message and _final(message)) or start is message:
+                    return
+            await send(message)
+            if _final(message):
+                delivered = True
+                if flow.outcome == "metering":  # a streamed upto response is out in full: settle its charge now
+                    await run_async(flow.served(), self.facilitator, self.store, self.listeners, journal)
 
         try:
             await watch.start(has_body(scope))
@@ -233,3 +250,9 @@ class PaymentMiddleware:
         finally:
             watch.close()
             await run_async(flow.finish(delivered=delivered), self.facilitator, self.store, self.listeners, journal)
+
+
+def _final(message: Message) -> bool:
+    """The last message of a response (its body's end, or a whole file by ``pathsend``)."""
+    kind = message["type"]
+    return (kind == "http.response.body" and not message.get("more_body", False)) or kind == "http.response.pathsend"

@@ -18,7 +18,7 @@ WSGI the server does not say, and a finished view is settled (see the README's "
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -30,6 +30,7 @@ from .._exceptions import PricingBodyTooLargeError
 from .._fingerprint import request_fingerprint
 from .._flow import (
     Decision,
+    Flow,
     PaidFlow,
     decide,
     decide_async,
@@ -43,6 +44,7 @@ from .._flow import (
 )
 from .._gate import Answer, PaidRoute
 from ..models import PaymentPayload, PaymentRequirements, ResourceInfo
+from ..usage import USAGE_KEY
 from . import conf
 
 __all__ = ["PaymentMiddleware"]
@@ -89,14 +91,21 @@ class PaymentMiddleware:
         answer = run_sync(flow.admit(payment_headers_from_environ(request.META)), fac, store, listeners, journal)
         if answer is not None:
             return _response(answer)
-        request.x402_payment = flow.payment  # type: ignore[attr-defined]
+        _expose(request, flow)
         decision = None
         try:
             response = self.get_response(request)
-            decision = run_sync(flow.start(response.status_code), fac, store, listeners, journal)
+            decision = run_sync(_start(flow, response), fac, store, listeners, journal)
         finally:
             # Django hands the response to the server after this returns: a settled one counts as delivered.
-            run_sync(flow.finish(delivered=decision is not None), fac, store, listeners, journal)
+            if flow.outcome != "metering":
+                run_sync(flow.finish(delivered=decision is not None), fac, store, listeners, journal)
+        if flow.outcome == "metering":  # a streamed upto response: settled once its last chunk went out
+            response.streaming_content = _metered(  # type: ignore[attr-defined]
+                response.streaming_content,  # type: ignore[attr-defined]
+                lambda: run_sync(flow.served(), fac, store, listeners, journal),
+                lambda delivered: run_sync(flow.finish(delivered=delivered), fac, store, listeners, journal),
+            )
         return _apply(response, decision)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -119,13 +128,24 @@ class PaymentMiddleware:
         answer = await run_async(flow.admit(payment_headers_from_environ(request.META)), fac, store, listeners, journal)
         if answer is not None:
             return _response(answer)
-        request.x402_payment = flow.payment  # type: ignore[attr-defined]
+        _expose(request, flow)
         decision = None
         try:
             response = await get_response(request)
-            decision = await run_async(flow.start(response.status_code), fac, store, listeners, journal)
+            decision = await run_async(_start(flow, response), fac, store, listeners, journal)
         finally:
-            await run_async(flow.finish(delivered=decision is not None), fac, store, listeners, journal)
+            if flow.outcome != "metering":
+                await run_async(flow.finish(delivered=decision is not None), fac, store, listeners, journal)
+        if flow.outcome == "metering":
+
+            async def served() -> None:
+                await run_async(flow.served(), fac, store, listeners, journal)
+
+            async def finish(delivered: bool) -> None:
+                await run_async(flow.finish(delivered=delivered), fac, store, listeners, journal)
+
+            streaming: Any = response
+            streaming.streaming_content = _ametered(streaming, served, finish)
         return _apply(response, decision)
 
     def _decide(self, request: HttpRequest, *, allow_async: bool) -> Decision | None:
@@ -156,7 +176,46 @@ class PaymentMiddleware:
             request=request,
             emit=bool(self.config.listeners),
             fingerprint=None if self.journal is None else _fingerprint(request),
+            charge=route.charge,
         )
+
+
+def _expose(request: HttpRequest, flow: PaidFlow) -> None:
+    request.x402_payment = flow.payment  # type: ignore[attr-defined]
+    if flow.usage is not None:  # x402_middleware.charge(request, amount) reports the actual charge
+        request.META[USAGE_KEY] = flow.usage
+
+
+def _start(flow: PaidFlow, response: HttpResponseBase) -> Flow[Answer | list[tuple[bytes, bytes]] | None]:
+    # A response that does not stream is whole: an upto charge is final before it is returned.
+    return flow.start(response.status_code, complete=not response.streaming, headers=response.items())
+
+
+def _metered(content: Iterable[bytes], served: Callable[[], None], finish: Callable[[bool], None]) -> Iterator[bytes]:
+    delivered = False
+    try:
+        yield from content
+        delivered = True
+        served()
+    finally:
+        finish(delivered)
+
+
+async def _ametered(
+    response: Any, served: Callable[[], Awaitable[None]], finish: Callable[[bool], Awaitable[None]]
+) -> AsyncIterator[bytes]:
+    content, delivered = response.streaming_content, False
+    try:
+        if response.is_async:
+            async for chunk in content:
+                yield chunk
+        else:  # Django consumes a sync iterator under ASGI whole anyway (it warns)
+            for chunk in content:
+                yield chunk
+        delivered = True
+        await served()
+    finally:
+        await finish(delivered)
 
 
 def _fingerprint(request: HttpRequest) -> Callable[[PaymentPayload], str]:
