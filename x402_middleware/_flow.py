@@ -42,7 +42,6 @@ from .facilitator import Facilitator, SyncFacilitator
 from .models import Payment, PaymentPayload, PaymentRequirements, ResourceInfo, SettleResult
 from .pricing import PaymentRequest
 from .schemes import find_scheme
-from .usage import UPTO, ChargeFunction, Served, Usage, header_map
 from .stores import (
     BURNED,
     CLAIMED,
@@ -53,6 +52,7 @@ from .stores import (
     PaymentStore,
     SyncPaymentStore,
 )
+from .usage import UPTO, ChargeFunction, Served, Usage, header_map
 
 if TYPE_CHECKING:
     from .journal import Journal, JournalEntry
@@ -361,8 +361,7 @@ class PaidFlow:
         An ``upto`` payment is settled with the app's actual charge, so only once the whole response is known:
         ``complete`` says the shell holds all of it (one body message, a Django response that does not
         stream), and ``headers`` are the response's (for a route's ``charge=`` function). A response that is
-        not complete is started without settling (headers ``[]``): the shell calls :meth:`served` after its
-        last byte.
+        not complete is started without settling (headers ``[]``): :meth:`finish` settles it.
         """
         assert self.payment is not None, "admit() must have returned None first"
         payment = self.payment
@@ -371,7 +370,7 @@ class PaidFlow:
             if self.emit:
                 yield Emit(self._event(events.NOT_SETTLED, reason="app_status", status=status))
             return None
-        payload, requirement = payment.payload, payment.requirements
+        payload = payment.payload
         if client_gone:
             self.outcome = "forwarded"
             logger.info("x402: the client of %s left before the response started: not settled", payload.payer)
@@ -387,12 +386,6 @@ class PaidFlow:
             self.outcome = "metering"
             return []
         return (yield from self._settle())
-
-    def served(self) -> Flow[None]:
-        """An ``upto`` response started by :meth:`start` without settling was handed to the server in full:
-        settle its actual charge now. A refusal is the operator's loss (the content is out): a ``lost`` event."""
-        if self.outcome == "metering":
-            yield from self._settle(served=True)
 
     def _settle(self, *, served: bool = False) -> Flow[Answer | Headers | None]:
         assert self.payment is not None
@@ -540,18 +533,23 @@ class PaidFlow:
 
         A follow-up that did not settle, or a settlement interrupted midway, leaves the payment ``settling``
         for the next request to follow up: its money may have moved. ``delivered``: the whole response was
-        handed to the server (a settled one is then recorded ``served``, and never served again).
+        handed to the server (a settled one is then recorded ``served``, and never served again). An ``upto``
+        response that :meth:`start` began without settling is settled here, after the app returned.
         """
         if not self._key:
             return
-        if self.outcome == "metering":  # an upto stream the app or the server cut short: what it charged so far
+        if self.outcome == "metering":
+            # An upto response started without settling: its content is out, so settle its actual charge now (a
+            # refusal is the operator's loss: a lost event). One cut short settles what the app charged so far.
             assert self.usage is not None
-            if self.usage.charged is not None:
+            if delivered or self.usage.charged is not None:
                 yield from self._settle(served=True)
             else:
                 self.outcome = "forwarded"
-                logger.warning("x402: %s's upto stream ended early with no charge reported: nothing settled",
-                               self.usage.payment.payer)
+                logger.warning(
+                    "x402: %s's upto stream ended early with no charge reported: nothing settled",
+                    self.usage.payment.payer,
+                )
                 # its content was (partly) served: the signature is never accepted again
                 yield Swap(self._key, self._claim, PaymentRecord(BURNED, "interrupted"), self._ttl)
                 if self.emit:

@@ -241,14 +241,14 @@ class PaymentMiddleware:
             await send(message)
             if _final(message):
                 delivered = True
-                if flow.outcome == "metering":  # a streamed upto response is out in full: settle its charge now
-                    await run_async(flow.served(), self.facilitator, self.store, self.listeners, journal)
 
         try:
             await watch.start(has_body(scope))
             await self.app(scope, watch.receive, send_with_settlement)
         finally:
             watch.close()
+            # A streamed upto response is settled here, once the app returned: Starlette cancels a streaming
+            # response's task as soon as the server reports the finished response's client gone.
             await run_async(flow.finish(delivered=delivered), self.facilitator, self.store, self.listeners, journal)
 
 

@@ -140,7 +140,7 @@ def atomic_charge(amount: Any, decimals: int) -> int:
 
     if isinstance(amount, TokenAmount):
         return amount.amount
-    if isinstance(amount, bool) or isinstance(amount, float):
+    if isinstance(amount, (bool, float)):
         raise ConfigurationError(
             f"charge {amount!r}: give an int of atomic units, '$0.0042' or a Decimal of USD, never a float"
         )

@@ -228,9 +228,6 @@ class _PaidResponse:
                 if self._server_write is None and self._flow.outcome != "replaced":
                     self._begin(complete=True)  # an empty body: decide now
                     continue
-                if self._flow.outcome == "metering":  # a streamed upto response is out in full: settle it now
-                    mw = self._mw
-                    run_sync(self._flow.served(), mw.facilitator, mw.store, mw.listeners, mw.journal)
                 raise
             if self._server_write is not None:
                 return chunk
@@ -301,7 +298,7 @@ class _PaidResponse:
             if close is not None:
                 close()
         finally:
-            mw = self._mw
+            mw = self._mw  # a streamed upto response is settled here (after its last byte), by finish()
             run_sync(self._flow.finish(delivered=self._delivered), mw.facilitator, mw.store, mw.listeners, mw.journal)
 
 

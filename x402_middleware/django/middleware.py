@@ -101,9 +101,8 @@ class PaymentMiddleware:
             if flow.outcome != "metering":
                 run_sync(flow.finish(delivered=decision is not None), fac, store, listeners, journal)
         if flow.outcome == "metering":  # a streamed upto response: settled once its last chunk went out
-            response.streaming_content = _metered(  # type: ignore[attr-defined]
-                response.streaming_content,  # type: ignore[attr-defined]
-                lambda: run_sync(flow.served(), fac, store, listeners, journal),
+            response.streaming_content = _metered(
+                response.streaming_content,
                 lambda delivered: run_sync(flow.finish(delivered=delivered), fac, store, listeners, journal),
             )
         return _apply(response, decision)
@@ -138,14 +137,11 @@ class PaymentMiddleware:
                 await run_async(flow.finish(delivered=decision is not None), fac, store, listeners, journal)
         if flow.outcome == "metering":
 
-            async def served() -> None:
-                await run_async(flow.served(), fac, store, listeners, journal)
-
             async def finish(delivered: bool) -> None:
                 await run_async(flow.finish(delivered=delivered), fac, store, listeners, journal)
 
             streaming: Any = response
-            streaming.streaming_content = _ametered(streaming, served, finish)
+            streaming.streaming_content = _ametered(streaming.streaming_content, streaming.is_async, finish)
         return _apply(response, decision)
 
     def _decide(self, request: HttpRequest, *, allow_async: bool) -> Decision | None:
@@ -191,29 +187,26 @@ def _start(flow: PaidFlow, response: HttpResponseBase) -> Flow[Answer | list[tup
     return flow.start(response.status_code, complete=not response.streaming, headers=response.items())
 
 
-def _metered(content: Iterable[bytes], served: Callable[[], None], finish: Callable[[bool], None]) -> Iterator[bytes]:
+def _metered(content: Iterable[bytes], finish: Callable[[bool], None]) -> Iterator[bytes]:
+    """A streamed upto response's content, settled (by ``finish``) once its last chunk was handed on."""
     delivered = False
     try:
         yield from content
         delivered = True
-        served()
     finally:
         finish(delivered)
 
 
-async def _ametered(
-    response: Any, served: Callable[[], Awaitable[None]], finish: Callable[[bool], Awaitable[None]]
-) -> AsyncIterator[bytes]:
-    content, delivered = response.streaming_content, False
+async def _ametered(content: Any, is_async: bool, finish: Callable[[bool], Awaitable[None]]) -> AsyncIterator[bytes]:
+    delivered = False
     try:
-        if response.is_async:
+        if is_async:
             async for chunk in content:
                 yield chunk
         else:  # Django consumes a sync iterator under ASGI whole anyway (it warns)
             for chunk in content:
                 yield chunk
         delivered = True
-        await served()
     finally:
         await finish(delivered)
 

@@ -115,7 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             unserved,
         )
     )
-    lost = [(_time(p["updated_at"]), p["network"], p["payer"], p["amount"], p["reason"], p["key"]) for p in view["lost"]]
+    lost = [
+        (_time(p["updated_at"]), p["network"], p["payer"], p["amount"], p["reason"], p["key"]) for p in view["lost"]
+    ]
     parts.append(
         _table(
             "lost (upto: served, then the settlement was refused; the operator was not paid)",

@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..events import LOST as LOST_EVENT
 from ..events import (
-    LOST as LOST_EVENT,
     NOT_SETTLED,
     SERVED,
     SETTLE_FAILED,
