@@ -307,8 +307,9 @@ def test_charge_refuses_floats_and_ignores_a_request_without_upto() -> None:
         charge({}, 0.5)
     assert charge({}, Decimal("0.01")) is False
     with pytest.raises(ConfigurationError, match="charge= is a function of the response"):
+        bad: Any = 42
         PaymentMiddleware(
-            Starlette(), routes={"/x": RouteConfig(price="$1", charge=_units)}, pay_to="alice", network=NET,
+            Starlette(), routes={"/x": RouteConfig(price="$1", scheme="upto", charge=bad)}, pay_to="alice", network=NET,
             facilitator=AsyncFacilitator(),
         )  # fmt: skip
 

@@ -39,7 +39,7 @@ from .networks import Asset, Network, check_address, find_network, get_network, 
 from .pricing import FixedPrice, PaymentOption, PaymentRequest, Priced, PricingPolicy, TokenAmount
 from .routes import RoutePattern
 from .schemes import PaymentScheme, find_scheme, missing_extra, schemes
-from .usage import UPTO, ChargeFunction
+from .usage import ChargeFunction
 from .verify import NO_MATCHING_REQUIREMENTS, match_requirements, verify_locally
 
 logger = logging.getLogger("x402_middleware")
@@ -81,9 +81,10 @@ class RouteConfig:
     ``scheme`` is the x402 scheme offered (``exact``; any registered in :mod:`x402_middleware.schemes`), or
     several offered in one 402 in that order (``("exact", "upto")``: clients choose). With ``upto`` the price is
     the **maximum** and the app reports the actual charge with :func:`x402_middleware.charge`, or ``charge``
-    computes it from the response (see :mod:`x402_middleware.usage`)::
+    computes it from the response (see :mod:`x402_middleware.usage`); ``extra`` goes into every requirement,
+    for ``upto`` the facilitator's address (its ``/supported`` lists it)::
 
-        RouteConfig(price="$0.10", scheme="upto")
+        RouteConfig(price="$0.10", scheme="upto", extra={"facilitatorAddress": facilitator_address})
     """
 
     price: Any = None
@@ -96,6 +97,9 @@ class RouteConfig:
     check_funds: bool | None = None
     scheme: str | Sequence[str] = "exact"
     charge: ChargeFunction | None = None
+    #: merged into the ``extra`` of every requirement built from a plain price (``upto``: the facilitator's
+    #: ``{"facilitatorAddress": ...}`` from its ``/supported``)
+    extra: Mapping[str, Any] | None = None
 
 
 class Quoted(NamedTuple):
@@ -117,6 +121,7 @@ class PaidRoute:
     check_funds: bool
     schemes: tuple[str, ...]
     charge: ChargeFunction | None = None
+    extra: Mapping[str, Any] | None = None
 
 
 class Gate:
@@ -190,6 +195,7 @@ class Gate:
             self.check_funds if cfg.check_funds is None else cfg.check_funds,
             offered,
             cfg.charge,
+            dict(cfg.extra) if cfg.extra else None,
         )
         price = cfg.price.price if isinstance(cfg.price, FixedPrice) else cfg.price  # static: priced once, here
         if callable(price):
@@ -274,7 +280,7 @@ class Gate:
             return tuple(
                 r
                 for r in (
-                    self._one(scheme, net, asset, pay_to, timeout, price, {})
+                    self._one(scheme, net, asset, pay_to, timeout, price, route.extra or {})
                     for scheme in route.schemes
                     for net, asset, pay_to, timeout in route.options
                 )
@@ -465,10 +471,10 @@ def _schemes_of(pattern: str, cfg: RouteConfig) -> tuple[str, ...]:
             f"route {pattern!r}: scheme must be a name such as 'exact' or distinct names such as ('exact', 'upto'), "
             f"got {cfg.scheme!r}"
         )
-    if cfg.charge is not None and (UPTO not in names or not callable(cfg.charge)):
+    if cfg.charge is not None and not callable(cfg.charge):
         raise ConfigurationError(
-            f"route {pattern!r}: charge= is a function of the response for an 'upto' route; "
-            f"add scheme='upto' (got scheme={cfg.scheme!r}, charge={cfg.charge!r})"
+            f"route {pattern!r}: charge= is a function of the response (a Served) returning the actual charge of "
+            f"an 'upto' payment, got {cfg.charge!r}"
         )
     return names
 

@@ -12,10 +12,13 @@ environment variable, overridden by a command-line flag. ``--print-config`` prin
     host = "127.0.0.1"                              # GATEWAY_HOST
     port = 8402                                     # GATEWAY_PORT
     redis_url = "redis://10.0.0.7:6379/0"           # GATEWAY_REDIS_URL (its password is a secret)
+    billing = "exact"                               # GATEWAY_BILLING: exact (the quote) | usage (x402 upto)
 
     [facilitator]                                   # a remote facilitator ...
     url = "https://x402.org/facilitator"            # GATEWAY_FACILITATOR_URL
     token = "..."                                   # GATEWAY_FACILITATOR_TOKEN (sent as a Bearer token; secret)
+    address = "0x..."                               # GATEWAY_FACILITATOR_ADDRESS: its upto settling address
+                                                    # (its /supported lists it; needed for billing = "usage")
     # ... or settle on chain yourself (one network):
     # rpc_url = "https://mainnet.base.org"          # GATEWAY_FACILITATOR_RPC_URL
     # private_keys = ["0x..."]                      # GATEWAY_FACILITATOR_KEYS (comma-separated; secret)
@@ -42,6 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 from x402_middleware import ConfigurationError
 from x402_middleware.networks import check_address, get_network
 
+from .catalog import SETTLEMENTS
 from .config import GatewayConfig, RateLimit
 
 _DEFAULTS = GatewayConfig  # the gateway's own defaults for the options both share (class attributes)
@@ -75,6 +79,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 0
     redis_url: str | None = field(default=None, repr=False)
+    billing: str = _DEFAULTS.billing
+    facilitator_address: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -122,6 +128,8 @@ _ENV = {
     "host": "GATEWAY_HOST",
     "port": "GATEWAY_PORT",
     "redis_url": "GATEWAY_REDIS_URL",
+    "billing": "GATEWAY_BILLING",
+    "facilitator_address": "GATEWAY_FACILITATOR_ADDRESS",
 }
 _LISTS = {"networks", "facilitator_keys", "trusted_proxies"}
 
@@ -201,10 +209,12 @@ def _read_file(path: Path) -> dict[str, Any]:
                     "token": "facilitator_token",
                     "rpc_url": "facilitator_rpc_url",
                     "private_keys": "facilitator_keys",
+                    "address": "facilitator_address",
                 }.get(sub)
                 if name is None:
                     raise SettingsError(
-                        f"config file {path}: unknown [facilitator] key {sub!r} (url, token, rpc_url, private_keys)"
+                        f"config file {path}: unknown [facilitator] key {sub!r} (url, token, address, rpc_url, "
+                        "private_keys)"
                     )
                 flat[name] = v
         elif key == "rate_limits" and isinstance(value, dict):
@@ -214,6 +224,7 @@ def _read_file(path: Path) -> dict[str, Any]:
                 flat[f"{sub}_rate_limit"] = v
         elif key in _ENV and key not in (
             "facilitator_url",
+            "facilitator_address",
             "facilitator_token",
             "facilitator_rpc_url",
             "facilitator_keys",
@@ -281,9 +292,11 @@ def _check(key: str, value: Any, source: str) -> Any:
     if not isinstance(value, str) or not value.strip():
         raise SettingsError(f"{where}: must be a non-empty string")
     value = value.strip()
-    if key == "pay_to":
+    if key == "billing" and value not in SETTLEMENTS:
+        raise SettingsError(f"{where}: must be one of {', '.join(SETTLEMENTS)}")
+    if key in ("pay_to", "facilitator_address"):
         try:
-            return check_address(value, "pay_to")
+            return check_address(value, key)
         except ConfigurationError as exc:
             raise SettingsError(f"{where}: {exc}") from None
     if key == "log_format" and value not in LOG_FORMATS:
