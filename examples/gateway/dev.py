@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             facilitator=facilitator,
             store=store,
             journal=journal,
-            facilitator_address=chain_facilitator.signers[0].address,  # names it in upto requirements
+            facilitator_address=chain_facilitator.address,  # named by upto requirements: the one that settles them
         )
         url = f"http://{settings.host}:{sock.getsockname()[1]}"
         info: dict[str, Any] = {

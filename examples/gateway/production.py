@@ -53,11 +53,11 @@ def facilitator_of(settings: Settings) -> Facilitator:
 
 
 def facilitator_address(settings: Settings, facilitator: Facilitator) -> str | None:
-    """The facilitator's ``upto`` settling address: the setting, else the self-hosted facilitator's first signer."""
+    """The facilitator's ``upto`` settling address: the setting, else the self-hosted facilitator's own."""
     if settings.facilitator_address is not None:
         return settings.facilitator_address
-    signers = getattr(facilitator, "signers", None)
-    return signers[0].address if signers else None
+    address = getattr(facilitator, "address", None)  # OnChainFacilitator
+    return address if isinstance(address, str) else None
 
 
 def payment_store(redis_url: str | None) -> PaymentStore | None:
