@@ -78,8 +78,11 @@ def test_every_option_has_an_environment_variable() -> None:
         "GATEWAY_HOST": "0.0.0.0",
         "GATEWAY_PORT": "9000",
         "GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/1",
+        "GATEWAY_BILLING": "usage",
+        "GATEWAY_FACILITATOR_ADDRESS": PAY_TO,
     }
     s = load_settings(env=env)
+    assert s.billing == "usage" and s.facilitator_address == PAY_TO
     remote_only = ("facilitator_url", "facilitator_token")  # the other kind of facilitator, set by the test above
     assert all(source.startswith("env ") for key, source in s.sources.items() if key not in remote_only)
     assert s.facilitator_keys == (KEY, KEY) and s.paid and s.port == 9000 and s.trusted_proxies[1] == "10.0.0.2"
@@ -97,6 +100,8 @@ def test_every_option_has_an_environment_variable() -> None:
         (f"[facilitator]\nurl = 'https://f'\nrpc_url = 'https://r'\nprivate_keys = ['{KEY}']", {}, "not both"),
         (f"[facilitator]\nprivate_keys = ['{KEY}']", {}, "rpc_url"),
         ('pay_to = "0x123"', {}, "20-byte"),
+        ('billing = "later"', {}, "exact, usage"),
+        ("[facilitator]\naddress = '0x12'", {}, "20-byte"),
         ("", {"GATEWAY_CATALOG_RATE_LIMIT": "lots"}, "LIMIT/WINDOW_SECONDS"),
         ("port = 70000", {}, "port"),
         ("pay_to = [", {}, "not valid TOML"),
