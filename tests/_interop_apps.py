@@ -114,8 +114,8 @@ def _official_app(facilitator_client: Any) -> Any:
     return app
 
 
-#: What ``ours_upto``'s routes charge of the signed maximum (``UPTO_MAX``): a whole response and a stream.
-UPTO_MAX, UPTO_CHARGE, UPTO_STREAM_CHARGE = "$0.01", 4321, 1234
+#: What ``ours_upto``'s routes charge of the signed maximum (``OURS_UPTO_MAX``): a whole response and a stream.
+OURS_UPTO_MAX, UPTO_CHARGE, UPTO_STREAM_CHARGE = "$0.01", 4321, 1234
 
 
 def ours_upto() -> Any:
@@ -143,7 +143,7 @@ def ours_upto() -> Any:
         return StreamingResponse(body(), media_type="text/event-stream")
 
     facilitator = OnChainFacilitator(os.environ["X402_RPC_URL"], [os.environ["X402_FACILITATOR_KEY"]], network=NETWORK)
-    route = RouteConfig(price=UPTO_MAX, scheme="upto", extra={"facilitatorAddress": facilitator.address})
+    route = RouteConfig(price=OURS_UPTO_MAX, scheme="upto", extra={"facilitatorAddress": facilitator.address})
     return PaymentMiddleware(
         Starlette(routes=[Route("/usage", usage), Route("/stream", stream)]),
         routes={"GET /usage": route, "GET /stream": route},
@@ -151,3 +151,33 @@ def ours_upto() -> Any:
         network=NETWORK,
         facilitator=facilitator,
     )
+
+
+UPTO_MAX = "$0.005"  # 5000 atomic units of the 6-decimal test USDC
+
+
+def official_upto_remote() -> Any:
+    """The OFFICIAL x402 2.25.0 FastAPI middleware offering ``upto`` (at most ``UPTO_MAX``) for ``GET /tokens?used=N``,
+    settling N through OUR facilitator server (``X402_FACILITATOR_URL``) via the SDK's ``Settlement-Overrides``."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from x402 import x402ResourceServer
+    from x402.http import FacilitatorConfig, HTTPFacilitatorClient
+    from x402.http.middleware.fastapi import PaymentMiddlewareASGI, set_settlement_overrides
+    from x402.http.types import PaymentOption, RouteConfig
+    from x402.mechanisms.evm.upto import UptoEvmServerScheme
+
+    server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=os.environ["X402_FACILITATOR_URL"])))
+    server.register(NETWORK, UptoEvmServerScheme())  # type: ignore[no-untyped-call,arg-type]  # the SDK's own typing
+    option = PaymentOption(scheme="upto", pay_to=os.environ["X402_PAY_TO"], price=UPTO_MAX, network=NETWORK)
+    routes = {"GET /tokens": RouteConfig(accepts=[option], description="Tokens", mime_type="application/json")}
+    app = FastAPI()
+
+    @app.get("/tokens")
+    def tokens(used: int) -> Any:  # the actual charge comes from the query, as an app would compute it
+        response = JSONResponse({"used": used})
+        set_settlement_overrides(response, {"amount": str(used)})
+        return response
+
+    app.add_middleware(PaymentMiddlewareASGI, routes=routes, server=server)
+    return app

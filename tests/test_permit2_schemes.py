@@ -165,3 +165,14 @@ def test_upto_needs_a_facilitator_address_to_sign() -> None:
     requirement = dataclasses.replace(_requirement("upto"), extra={})
     with pytest.raises(Exception, match="facilitatorAddress"):
         find_scheme("upto", "eip155").sign(requirement, KEY, NOW)  # type: ignore[union-attr]
+
+
+def test_remote_facilitator_sends_the_upto_settle_amount_as_given() -> None:
+    from x402_middleware.facilitator._wire import request_body
+
+    requirement = _requirement("upto", amount=5_000)
+    payment = _payment(requirement)
+    body = request_body(payment, dataclasses.replace(requirement, amount=1_234))
+    assert body["paymentRequirements"]["amount"] == "1234"  # the actual charge; the payload keeps the maximum
+    assert body["paymentPayload"]["payload"]["permit2Authorization"]["permitted"]["amount"] == "5000"
+    assert body["paymentRequirements"]["extra"]["facilitatorAddress"] == FACILITATOR

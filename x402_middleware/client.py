@@ -3,7 +3,8 @@
 An :class:`httpx.Auth` in the DigestAuth mould (style R18): send the request; on
 a 402 read the requirements (v2 ``PAYMENT-REQUIRED`` header, else a v1 JSON
 body), pick the first one this client may pay, sign it with its scheme
-(:mod:`x402_middleware.schemes`; EVM ``exact`` today) and resend the request **once** with
+(:mod:`x402_middleware.schemes`: EVM ``exact`` with EIP-3009 or Permit2, EVM ``upto``, Solana ``exact``) and
+resend the request **once** with
 ``PAYMENT-SIGNATURE`` (v2) or ``X-PAYMENT`` (v1). Signing does no I/O, so one
 auth flow serves ``httpx.Client`` and ``httpx.AsyncClient``; all per-request
 state lives in the flow (x402 #398: a shared retry flag let 1 of N concurrent
@@ -76,7 +77,12 @@ class X402Auth(httpx.Auth):
     request. Caps take atomic units of a 6-decimal dollar token or strings such
     as ``"$0.05"``; ``None`` lifts a cap. Every *signed* payment counts toward
     ``max_total_spend``, settled or not: the server holds a valid authorization
-    until it expires.
+    until it expires. An ``upto`` requirement (Permit2: the server settles the actual amount later) is signed
+    for its ``amount``, the maximum, and that maximum is what the caps count; ``exact`` with
+    ``extra.assetTransferMethod: "permit2"`` is signed with Permit2 too (the wallet must have approved Permit2
+    for the token once). When a 402 offers several options this client may pay (say ``exact`` over EIP-3009
+    and ``upto``), it takes the first in the server's order among the most preferred network
+    (``prefer_networks``) within ``max_amount_per_payment``: the server lists its preference first.
 
     Example::
 

@@ -56,6 +56,12 @@ class UptoEvmScheme:
     def parse_requirement(
         self, network: Network, asset: str, pay_to: str, extra: Mapping[str, Any]
     ) -> tuple[Asset, str, dict[str, Any]]:
+        facilitator = extra.get(FACILITATOR_ADDRESS)
+        if not isinstance(facilitator, str) or not self.valid_address(facilitator):
+            raise MalformedPaymentError(
+                "an 'upto' requirement needs extra.facilitatorAddress, the address of the facilitator that settles "
+                "it (its /supported lists it under kinds[].extra)"
+            )
         return parse_evm_requirement(network, asset, pay_to, extra, domain_required=False)
 
     def parse_payload(self, payload: Mapping[str, Any]) -> Permit2Payload:
@@ -74,9 +80,7 @@ class UptoEvmScheme:
     def sign(self, requirement: PaymentRequirements, key: bytes, now: int) -> dict[str, Any]:
         facilitator = requirement.extra.get(FACILITATOR_ADDRESS)
         if not isinstance(facilitator, str) or not self.valid_address(facilitator):
-            raise MalformedPaymentError(
-                "an 'upto' requirement needs extra.facilitatorAddress (the facilitator's /supported lists it)"
-            )
+            raise MalformedPaymentError("an 'upto' requirement needs extra.facilitatorAddress to be signed")
         return sign_permit2(requirement, key, now, spender=UPTO_PERMIT2_PROXY, facilitator=facilitator)
 
 
