@@ -31,7 +31,7 @@ from x402_middleware import Facilitator, HTTPFacilitator, PaymentMiddleware, Rou
 DEV_PAY_TO = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # anvil's public dev account #1: set X402_PAY_TO
 PER_WORD = Decimal("0.0001")  # USD
 MAXIMUM = "$0.01"  # what the client signs: 100 words
-WORDS = "pay for what you use with x402 upto".split()
+WORDS = ["pay", "for", "what", "you", "use", "with", "x402", "upto"]
 
 
 async def words(request: Request) -> JSONResponse:
