@@ -20,7 +20,7 @@ Scenarios:
 * ``paid usage``: the same stack in usage billing (``--billing usage``): each request pays with x402 ``upto``
   (Permit2, the quote as maximum), the facilitator verifies it on chain before the upstream call (allowance,
   balance, a simulation) and the gateway settles the reported usage; the payer's balance must drop by exactly
-  the usage cost of every call.
+  the usage cost of every call. ``--paid usage`` runs ``paid on-chain`` too, for the comparison.
 
 Memory: after the latency runs, the free gateway serves ``--memory-requests`` more requests in five segments;
 its RSS (``/proc``) is sampled after each; the figure is the growth per 1,000 requests from the first sample.
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                         warmup=PAID_WARMUP,
                     )
                 )
-        if args.paid in ("both", "onchain"):
+        if args.paid in ("both", "onchain", "usage"):  # usage: compared with exact on the same stack, same run
             results.append(onchain(emulator, direct_paid, paid, log_file, c, rounds, per_paid, paid_checks))
         if args.paid == "usage":
             results.append(onchain(emulator, direct_paid, paid, log_file, c, rounds, per_paid, paid_checks, usage=True))
