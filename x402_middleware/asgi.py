@@ -11,6 +11,11 @@ Flow of a paid route (``../shared/docs/x402-protocol.md`` §2, §6.3-6.4):
    start message is forwarded; the body then streams untouched (SSE stays SSE).
    Any other status, an exception, or a HEAD request is never settled. A failed
    settlement replaces the response with a 402 and drops the app's body.
+
+An ``upto`` payment (the app reports the actual charge with :func:`x402_middleware.charge`; see
+:mod:`x402_middleware.usage`) is verified by the facilitator before the app runs. Its start message is held until
+the first body message: a whole response (one body message) is settled then, as above; a stream is forwarded
+at once and settled after the app returned, once its last byte went out.
 """
 
 from __future__ import annotations

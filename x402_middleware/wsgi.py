@@ -13,6 +13,10 @@ with blocking calls to a :class:`~x402_middleware.SyncFacilitator` and a
    requests and exceptions are never settled; a failed settlement replaces the
    response with a 402/502 and the app's body is dropped. ``close()`` is always
    passed on.
+
+An ``upto`` payment (``x402_middleware.charge(environ, amount)``) is settled at the first chunk when that chunk is
+the whole body (its ``Content-Length``, or a one-item list), else when the server calls ``close()`` after the
+last chunk.
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@ Every inference route (``/v1/chat/completions``, ``/v1/messages`` and their ``/a
 call by :func:`~.pricing.x402_price_policy` from the JSON body (``price_body=True``: the middleware peeks at
 the body for the quote and replays it to the app untouched). Free models never see a 402. The middleware
 settles when the handler starts a 2xx response, which it only does once the upstream accepted the call
-(for streams: before the first SSE byte), so callers pay only for successful calls::
+(for streams: before the first SSE byte), so callers pay only for successful calls. In usage billing
+(:mod:`.billing`) a caller paying with ``upto`` is charged the usage the upstream reported, when the response is
+complete::
 
     from x402_middleware import HTTPFacilitator
     app = create_paid_app(GatewayConfig(), pay_to="0xYourAddress", network="eip155:8453",

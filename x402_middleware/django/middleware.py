@@ -11,6 +11,9 @@ the payment is settled *before* the response is returned, so a
 request or a failed view is never settled. A failed settlement replaces the
 response with a 402 (or 503 while its outcome is unknown) and closes the view's response unread.
 
+An ``upto`` payment (``x402_middleware.charge(request, amount)`` in the view) is settled with the view's charge when
+it returns a response that does not stream; a ``StreamingHttpResponse`` is settled after its last chunk.
+
 Under ASGI, Django 5+ cancels a view whose client disconnected, so nothing is settled for it; under
 WSGI the server does not say, and a finished view is settled (see the README's "Disconnects").
 """
