@@ -513,8 +513,9 @@ def report(
         )
     for check in checks:
         print(
-            f"  on-chain settlement: {check['settled']} payments of {check['price_atomic']} atomic USDC, payer "
-            f"paid {check['payer_paid']}, pay_to received {check['pay_to_received']}: {verdict(check['ok'])}"
+            f"  {check['scenario']}: {check['settled']} payments of {check['price_atomic']} atomic USDC (signed "
+            f"{check['maximum_atomic']}), payer paid {check['payer_paid']}, pay_to received {check['pay_to_received']}: "
+            f"{verdict(check['ok'])}"
         )
     if as_json:
         emit_json(
