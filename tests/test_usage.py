@@ -292,6 +292,24 @@ async def test_a_charge_function_computes_the_charge_from_the_response() -> None
     assert r.status_code == 200 and fac.settled == [70]
 
 
+async def test_a_failing_charge_function_settles_the_maximum(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(served: Served) -> int:
+        raise KeyError("x-units")
+
+    fac = AsyncFacilitator()
+    app = PaymentMiddleware(
+        Starlette(routes=[Route("/header", by_header)]),
+        routes={"GET /header": RouteConfig(price="$5", scheme="upto", charge=broken)},
+        pay_to="alice",
+        network=NET,
+        facilitator=fac,
+    )
+    with caplog.at_level(logging.ERROR, "x402_middleware"):
+        r = await _call(app, "/header")
+    assert r.status_code == 200 and fac.settled == [MAX]
+    assert "the charge function" in caplog.text
+
+
 async def test_a_route_offers_several_schemes_in_one_402() -> None:
     fac = AsyncFacilitator()
     app = asgi_app(fac, [])

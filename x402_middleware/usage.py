@@ -120,9 +120,12 @@ class Usage:
         """The amount to settle once the response is complete: the reported charge, else the route's ``charge=``
         function, else the maximum (logged)."""
         if self._amount is None and function is not None:
-            value = function(served())
-            if value is not None:
-                self.charge(value)
+            try:
+                value = function(served())
+                if value is not None:
+                    self.charge(value)
+            except Exception:  # a bug in the route's charge function: logged, and the maximum is what was agreed
+                logger.exception("x402: the charge function of %s's upto payment failed", self.payment.payer)
         if self._amount is None:
             logger.warning(
                 "x402: no charge was reported for %s's upto payment (call x402_middleware.charge(request, amount)): "
