@@ -392,7 +392,7 @@ class PaidFlow:
         payload, requirement = self.payment.payload, self.payment.requirements
         key, claim, ttl = self._key, self._claim, self._ttl
         if self.usage is not None:  # upto: settle the actual charge (x402-protocol.md §3.4), at most the maximum
-            amount = self.usage.final(self._served, self.charge)
+            amount = self.usage.final(self._served_view, self.charge)
             requirement = replace(requirement, amount=amount)
             if amount == 0:  # nothing to pay: no transaction
                 self.outcome = "settled"
@@ -499,7 +499,7 @@ class PaidFlow:
             yield Emit(self._event(events.SETTLED, result.transaction, amount))
         return self.gate.settlement_headers(result, requirement, payload.x402_version)
 
-    def _served(self) -> Served:
+    def _served_view(self) -> Served:
         assert self.payment is not None
         return Served(self.request, self._status, header_map(self._headers), self.payment)
 
