@@ -176,3 +176,36 @@ def test_remote_facilitator_sends_the_upto_settle_amount_as_given() -> None:
     assert body["paymentRequirements"]["amount"] == "1234"  # the actual charge; the payload keeps the maximum
     assert body["paymentPayload"]["payload"]["permit2Authorization"]["permitted"]["amount"] == "5000"
     assert body["paymentRequirements"]["extra"]["facilitatorAddress"] == FACILITATOR
+
+
+def test_eip2612_permit_digest_is_generic_eip712() -> None:
+    from x402_middleware.evm.eip2612 import permit_digest
+
+    owner, deadline = PAYER, NOW + 600
+    typed = {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            "Permit": [
+                {"name": "owner", "type": "address"},
+                {"name": "spender", "type": "address"},
+                {"name": "value", "type": "uint256"},
+                {"name": "nonce", "type": "uint256"},
+                {"name": "deadline", "type": "uint256"},
+            ],
+        },
+        "primaryType": "Permit",
+        "domain": {"name": "Token", "version": "1", "chainId": 8453, "verifyingContract": TOKEN},
+        "message": {"owner": owner, "spender": PERMIT2_ADDRESS, "value": 1000, "nonce": 3, "deadline": deadline},
+    }
+    message = encode_typed_data(full_message=typed)
+    from eth_utils.crypto import keccak
+
+    digest = permit_digest(
+        owner, PERMIT2_ADDRESS, 1000, 3, deadline, name="Token", version="1", chain_id=8453, token=TOKEN
+    )
+    assert digest == keccak(b"\x19" + message.version + message.header + message.body)

@@ -35,6 +35,7 @@ def gateway_config(settings: Settings, *, pools: Mapping[str, tuple[EndpointSpec
         health_rate_limit=settings.health_rate_limit,
         trusted_proxies=settings.trusted_proxies,
         billing=settings.billing,
+        bedrock=settings.bedrock,  # from the file or the environment; None when no AWS key is set in either
     )
 
 

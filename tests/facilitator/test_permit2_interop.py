@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,15 +20,21 @@ import anyio
 import httpx
 import pytest
 from eth_account import Account
+from x402.extensions.eip2612_gas_sponsoring import declare_eip2612_gas_sponsoring_extension
 from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import ExactEvmScheme as OfficialExact
+from x402.mechanisms.evm.signers import EthAccountSignerWithRPC
 from x402.mechanisms.evm.upto import UptoEvmScheme as OfficialUpto
 from x402.schemas import PaymentRequirements as OfficialRequirements
 
+from tests._chain import facilitator_process
 from tests._payments import decode
-from tests._servers import process_with_url, uvicorn_server
-from x402_middleware import X402Auth, settlement_of
+from tests._servers import uvicorn_server
+from x402_middleware import SpendLimitError, X402Auth, settlement_of
 from x402_middleware.devchain import DevChain
+from x402_middleware.devchain.chain import PERMIT2_ADDRESS
+from x402_middleware.evm.abi import selector
+from x402_middleware.facilitator._permit2 import UPTO_SETTLE_WITH_PERMIT
 from x402_middleware.facilitator.onchain import OnChainFacilitator
 from x402_middleware.models import parse_payment_payload, parse_requirements
 
@@ -52,10 +57,16 @@ def wire_requirement(chain: DevChain, scheme: str, facilitator: str) -> dict[str
     }
 
 
-async def settle_official_payload(chain: DevChain, scheme: str, inner: dict[str, Any], actual: int, payer: str) -> None:
+async def settle_official_payload(
+    chain: DevChain, scheme: str, inner: dict[str, Any], actual: int, payer: str, extensions: Any = None
+) -> str:
+    """Verify and settle the official client's payload with our facilitator; the settlement's transaction hash."""
     fac = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys[:1], network=chain.network)
     wire = wire_requirement(chain, scheme, fac.address)
-    payment = parse_payment_payload({"x402Version": 2, "accepted": wire, "payload": inner})
+    envelope: dict[str, Any] = {"x402Version": 2, "accepted": wire, "payload": inner}
+    if extensions:
+        envelope["extensions"] = extensions
+    payment = parse_payment_payload(envelope)
     requirements = parse_requirements(wire, 2)
     before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
     verified = await fac.verify(payment, requirements)
@@ -64,6 +75,7 @@ async def settle_official_payload(chain: DevChain, scheme: str, inner: dict[str,
     assert result.success and result.amount == actual, result
     assert (chain.balance_of(payer), chain.balance_of(chain.pay_to)) == (before[0] - actual, before[1] + actual)
     await fac.aclose()
+    return result.transaction
 
 
 @pytest.mark.anyio
@@ -76,6 +88,23 @@ async def test_official_python_client_payload_settles_through_our_facilitator(ch
     inner = (OfficialUpto if scheme == "upto" else OfficialExact)(signer).create_payment_payload(official)
     assert "permit2Authorization" in inner
     await settle_official_payload(chain, scheme, inner, 1_777 if scheme == "upto" else MAX, payer)
+
+
+@pytest.mark.anyio
+async def test_official_python_client_gas_sponsored_permit_pays_without_an_allowance(chain: DevChain) -> None:
+    key, payer = chain.payer_keys[2], chain.payer_addresses[2]
+    chain.approve_permit2(payer, 0)
+    facilitator = Account.from_key(chain.facilitator_keys[0]).address
+    official = OfficialRequirements.model_validate(wire_requirement(chain, "upto", facilitator))
+    signer = EthAccountSignerWithRPC(Account.from_key(key), rpc_url=chain.rpc_url)  # reads allowance and nonces
+    declared = declare_eip2612_gas_sponsoring_extension()  # what a server puts in its 402
+    inner = OfficialUpto(signer).create_payment_payload(official, extensions=declared)
+    extensions = inner.pop("__extensions")  # the official client's hand-off to x402Client, which sends it as is
+    assert extensions["eip2612GasSponsoring"]["info"]["spender"] == PERMIT2_ADDRESS
+    tx = await settle_official_payload(chain, "upto", inner, 2_222, payer, extensions=extensions)
+    sent = chain.rpc("eth_getTransactionByHash", tx)
+    assert sent["input"].startswith("0x" + selector(UPTO_SETTLE_WITH_PERMIT).hex())
+    assert chain.allowance(payer) == MAX - 2_222  # the permit approved the maximum, the settlement spent 2222
 
 
 @pytest.mark.anyio
@@ -100,20 +129,7 @@ async def test_official_typescript_upto_client_payload_settles_through_our_facil
 
 @pytest.fixture(scope="module")
 def facilitator_server(sepolia: DevChain) -> Iterator[str]:
-    args = [
-        sys.executable,
-        "-m",
-        "x402_middleware.facilitator",
-        "--rpc-url",
-        sepolia.rpc_url,
-        "--port",
-        "0",
-        "--network",
-        "eip155:84532",
-        "--key",
-        sepolia.facilitator_keys[2],
-    ]
-    with process_with_url(args) as url:
+    with facilitator_process(sepolia, sepolia.facilitator_keys[2]) as url:
         yield url
 
 
@@ -138,4 +154,23 @@ def test_our_client_pays_the_official_upto_server_through_our_facilitator(
             settlement = settlement_of(r)
             assert settlement is not None and settlement.success, settlement
             assert (chain.balance_of(payer), chain.balance_of(chain.pay_to)) == (before[0] - used, before[1] + used)
-    assert auth.spent == 2 * MAX  # the caps count what was signed: the maximum, twice
+            declared = challenge["extensions"]["eip2612GasSponsoring"]
+            assert "signature" not in declared["info"]  # the echo only: this client has no evm_rpc_url
+        assert auth.spent == 2 * MAX  # the caps count what was signed: the maximum, twice
+        with httpx.Client(auth=auth, base_url=url) as http, pytest.raises(SpendLimitError):
+            http.get("/tokens", params={"used": 1})  # a third maximum would pass max_total_spend="$0.01"
+        # Without a Permit2 allowance: refused, unless the client may read the chain and sign an EIP-2612 permit.
+        chain.approve_permit2(payer, 0)
+        with httpx.Client(auth=X402Auth(Account.from_key(key)), base_url=url) as http:
+            refused = http.get("/tokens", params={"used": 999})
+        assert refused.status_code == 402
+        assert decode(refused.headers["payment-required"])["error"] == "permit2_allowance_required"
+        before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
+        sponsored = X402Auth(Account.from_key(key), evm_rpc_url=chain.rpc_url, max_amount_per_payment="$0.005")
+        with httpx.Client(auth=sponsored, base_url=url) as http:
+            r = http.get("/tokens", params={"used": 999})
+        assert r.status_code == 200, decode(r.headers["payment-required"])["error"]
+        info = decode(r.request.headers["payment-signature"])["extensions"]["eip2612GasSponsoring"]["info"]
+        assert info["spender"] == PERMIT2_ADDRESS and info["amount"] == str(MAX) and info["from"] == payer
+        assert (chain.balance_of(payer), chain.balance_of(chain.pay_to)) == (before[0] - 999, before[1] + 999)
+        assert chain.allowance(payer) == MAX - 999  # the permit approved the maximum in the settling transaction

@@ -26,6 +26,7 @@ from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyRe
 from ..schemes.evm.permit2 import (
     ALLOWANCE_REQUIRED,
     DEADLINE_MARGIN,
+    EIP2612_GAS_SPONSORING,
     EXACT_PERMIT2_PROXY,
     INVALID_NONCE,
     PERMIT2_ADDRESS,
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
     from .onchain import OnChainFacilitator
 
 __all__ = ["EIP2612_GAS_SPONSORING", "Permit2Settler"]
-
-EIP2612_GAS_SPONSORING = "eip2612GasSponsoring"
 
 _PERMIT = "((address,uint256),uint256,uint256)"
 _EIP2612 = "(uint256,uint256,bytes32,bytes32,uint8)"
