@@ -118,7 +118,7 @@ def emulator_pools(
     With ``endpoints=("a", "b")`` each family gets two endpoints (``/_ep/a``, ``/_ep/b``) so failover can
     be exercised against one emulator; ``"default"`` means the emulator's root. With ``bedrock=True`` a pool
     whose catalog entry has a Bedrock endpoint gets one first, at ``/_ep/bedrock`` with the catalog's model
-    map; give the gateway its test keys (``examples/gateway/emulator/_bedrock.py``) as ``GatewayConfig(bedrock=...)``.
+    map; give the gateway the emulator's test keys (``emulator/_bedrock.py``) as ``GatewayConfig(bedrock=...)``.
     """
     catalog = catalog if catalog is not None else load_catalog()
     pools: dict[str, tuple[EndpointSpec, ...]] = {}

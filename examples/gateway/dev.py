@@ -9,7 +9,8 @@ Starts, in order, and stops in reverse on Ctrl+C / SIGTERM:
 2. the self-hosted facilitators (:class:`~x402_middleware.facilitator.OnChainFacilitator` and
    :class:`~x402_middleware.facilitator.SolanaFacilitator`, in-process), which settle every payment on its chain;
 3. the upstream emulator (OpenAI, Anthropic and Gemini wire formats) -- unless provider API keys are set in
-   the environment (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ...), then the real providers are used;
+   the environment (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, AWS credentials for Bedrock, ...), then the real
+   providers are used;
 4. the gateway with x402 payment on ``http://127.0.0.1:8402`` (or a free port if 8402 is taken); with
    ``--billing usage`` its chat calls also offer x402 ``upto`` (the quote as maximum) and a caller paying that way
    is charged the tokens the upstream reports (``"billing"`` in the JSON line says which mode).

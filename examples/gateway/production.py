@@ -34,8 +34,8 @@ def gateway_config(settings: Settings, *, pools: Mapping[str, tuple[EndpointSpec
         catalog_rate_limit=settings.catalog_rate_limit,
         health_rate_limit=settings.health_rate_limit,
         trusted_proxies=settings.trusted_proxies,
-        billing=settings.billing,
         bedrock=settings.bedrock,  # from the file or the environment; None when no AWS key is set in either
+        billing=settings.billing,
     )
 
 

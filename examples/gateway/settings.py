@@ -94,13 +94,13 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 0
     redis_url: str | None = field(default=None, repr=False)
-    billing: str = _DEFAULTS.billing
-    facilitator_address: str | None = None
     bedrock_region: str | None = None
     bedrock_endpoint_url: str | None = None
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
     aws_session_token: str | None = field(default=None, repr=False)
+    billing: str = _DEFAULTS.billing
+    facilitator_address: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -162,13 +162,13 @@ _ENV = {
     "host": "GATEWAY_HOST",
     "port": "GATEWAY_PORT",
     "redis_url": "GATEWAY_REDIS_URL",
-    "billing": "GATEWAY_BILLING",
-    "facilitator_address": "GATEWAY_FACILITATOR_ADDRESS",
     "bedrock_region": REGION_ENV,
     "bedrock_endpoint_url": ENDPOINT_ENV,
     "aws_access_key_id": ACCESS_KEY_ENV,
     "aws_secret_access_key": SECRET_KEY_ENV,
     "aws_session_token": SESSION_TOKEN_ENV,
+    "billing": "GATEWAY_BILLING",
+    "facilitator_address": "GATEWAY_FACILITATOR_ADDRESS",
 }
 #: [section] of the config file -> its keys -> the option each sets
 _SECTIONS = {

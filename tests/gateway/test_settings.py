@@ -93,13 +93,13 @@ def test_every_option_has_an_environment_variable() -> None:
         "GATEWAY_HOST": "0.0.0.0",
         "GATEWAY_PORT": "9000",
         "GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/1",
-        "GATEWAY_BILLING": "usage",
-        "GATEWAY_FACILITATOR_ADDRESS": PAY_TO,
         "AWS_REGION": "us-west-2",
         "AWS_ACCESS_KEY_ID": "ASIAIOSFODNN7EXAMPLE",
         "AWS_SECRET_ACCESS_KEY": "aws-secret-from-env",
         "AWS_SESSION_TOKEN": "aws-session-token-from-env",
         "BEDROCK_ENDPOINT_URL": "https://vpce-1.bedrock-runtime.us-west-2.vpce.amazonaws.com",
+        "GATEWAY_BILLING": "usage",
+        "GATEWAY_FACILITATOR_ADDRESS": PAY_TO,
     }
     s = load_settings(env=env)
     assert s.billing == "usage" and s.facilitator_address == PAY_TO

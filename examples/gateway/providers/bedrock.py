@@ -97,7 +97,7 @@ class BedrockConfig:
         if not self.access_key_id or not self.secret_access_key:
             raise ConfigurationError(f"Bedrock needs both {ACCESS_KEY_ENV} and {SECRET_KEY_ENV}")
         if self.endpoint_url is not None and not self.endpoint_url.startswith(("https://", "http://")):
-            raise ConfigurationError(f"Bedrock endpoint URL {self.endpoint_url!r} must be an https:// URL")
+            raise ConfigurationError(f"Bedrock endpoint URL {self.endpoint_url!r} must be an https:// (or http://) URL")
 
     @property
     def base_url(self) -> str:
