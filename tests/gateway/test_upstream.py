@@ -74,6 +74,8 @@ def server() -> Iterator[str]:
 
 
 class _Provider:
+    signed = False  # no request signing (Bedrock's SigV4 is a signed provider)
+
     def headers(self, endpoint: object) -> dict[str, str]:
         return {"content-type": "application/json", "accept": "application/json", "x-provider": "test"}
 
