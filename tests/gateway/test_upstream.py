@@ -74,6 +74,8 @@ def server() -> Iterator[str]:
 
 
 class _Provider:
+    signed = False  # plain requests, as every provider but Bedrock sends (SigV4: tests/gateway/test_bedrock.py)
+
     def headers(self, endpoint: object) -> dict[str, str]:
         return {"content-type": "application/json", "accept": "application/json", "x-provider": "test"}
 
