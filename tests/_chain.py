@@ -13,11 +13,15 @@ package's own hand-specialised digest code. Typical session fixture::
 from __future__ import annotations
 
 import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
 
+from tests._servers import process_with_url
 from x402_middleware.devchain import DevChain, RPCError, encode_call
 
 # secp256k1 group order: (r, n - s) with the other v is the malleable twin of (r, s).
@@ -177,3 +181,14 @@ def revert_reason(chain: DevChain, key: str, to: str, data: bytes) -> str:
             raise
         return exc.revert_reason
     raise AssertionError("transaction did not revert")
+
+
+@contextmanager
+def facilitator_process(chain: DevChain, *keys: str) -> Iterator[str]:
+    """Our ``x402-facilitator`` server as a real process on ``chain``, paying gas from ``keys``; yields its URL."""
+    args = [sys.executable, "-m", "x402_middleware.facilitator", "--rpc-url", chain.rpc_url, "--port", "0"]
+    args += ["--network", chain.network]
+    for key in keys:
+        args += ["--key", key]
+    with process_with_url(args) as url:
+        yield url

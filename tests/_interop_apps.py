@@ -114,6 +114,45 @@ def _official_app(facilitator_client: Any) -> Any:
     return app
 
 
+#: What ``ours_upto``'s routes charge of the signed maximum (``OURS_UPTO_MAX``): a whole response and a stream.
+OURS_UPTO_MAX, UPTO_CHARGE, UPTO_STREAM_CHARGE = "$0.01", 4321, 1234
+
+
+def ours_upto() -> Any:
+    """OUR PaymentMiddleware with ``upto`` routes (the app reports the charge), settling on the dev chain."""
+    from collections.abc import AsyncIterator
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    from x402_middleware import PaymentMiddleware, RouteConfig, charge
+    from x402_middleware.facilitator import OnChainFacilitator
+
+    async def usage(request: Request) -> Response:
+        charge(request, UPTO_CHARGE)
+        return JSONResponse({"paid_by": request.scope["x402.payment"].payer, "charged": UPTO_CHARGE})
+
+    async def stream(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"data: 1\n\n"
+            charge(request, UPTO_STREAM_CHARGE)
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    facilitator = OnChainFacilitator(os.environ["X402_RPC_URL"], [os.environ["X402_FACILITATOR_KEY"]], network=NETWORK)
+    route = RouteConfig(price=OURS_UPTO_MAX, scheme="upto", extra={"facilitatorAddress": facilitator.address})
+    return PaymentMiddleware(
+        Starlette(routes=[Route("/usage", usage), Route("/stream", stream)]),
+        routes={"GET /usage": route, "GET /stream": route},
+        pay_to=os.environ["X402_PAY_TO"],
+        network=NETWORK,
+        facilitator=facilitator,
+    )
+
+
 UPTO_MAX = "$0.005"  # 5000 atomic units of the 6-decimal test USDC
 
 

@@ -25,6 +25,9 @@ from .media.catalog import MediaCatalogError, MediaModel, Voice, parse_media, pa
 
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.json")
 BILLING_MODES = ("free", "flat", "paid")
+#: How a paid call is settled (``settle`` in a model's entry; the deployment's ``billing`` when absent): ``exact``
+#: charges the quote; ``usage`` offers x402 ``upto`` with the quote as maximum and settles the actual usage.
+SETTLEMENTS = ("exact", "usage")
 ENDPOINT_KINDS = ("openai", "anthropic", "bedrock", "gemini")
 AUTH_STYLES = ("bearer", "api-key", "x-api-key", "x-goog-api-key", "none")
 # "provider/model", inside BlockRun's catalog validator's ^[a-zA-Z0-9][a-zA-Z0-9._+/-]*$ (blockrun-clients.md):
@@ -75,6 +78,8 @@ class ModelInfo:
     long_context: LongContext | None = None
     description: str = ""
     fees: Fees = field(default_factory=Fees, repr=False, compare=False)
+    #: ``exact`` or ``usage`` for this model; ``None``: the deployment's billing (``GatewayConfig.billing``)
+    settle: str | None = None
 
     @property
     def is_free(self) -> bool:
@@ -190,6 +195,7 @@ def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
             "upstream_model",
             "long_context",
             "description",
+            "settle",
         },
         where,
     )
@@ -223,6 +229,9 @@ def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
     max_output = _int(raw, "max_output", where)
     if max_output > context_window:
         raise CatalogError(f"{where}: max_output ({max_output}) exceeds context_window ({context_window})")
+    settle = raw.get("settle")
+    if settle is not None and settle not in SETTLEMENTS:
+        raise CatalogError(f"{where}: settle must be one of {', '.join(SETTLEMENTS)}, got {settle!r}")
     name = raw.get("name", model_id)
     if not isinstance(name, str) or not name.isascii():
         raise CatalogError(f"{where}: name must be an ASCII string (it goes into x402 descriptions)")
@@ -239,6 +248,7 @@ def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
         long_context=_long_context(raw.get("long_context"), f"{where}: long_context"),
         description=str(raw.get("description", "")),
         fees=fees,
+        settle=settle,
         **rates,
     )
 

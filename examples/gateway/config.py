@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from .catalog import DEFAULT_CATALOG, Catalog, EndpointSpec, load_catalog
+from .catalog import DEFAULT_CATALOG, SETTLEMENTS, Catalog, EndpointSpec, load_catalog
 from .providers.base import Timeouts
 from .providers.bedrock import BedrockConfig
 
@@ -51,6 +51,9 @@ class GatewayConfig:
     # Largest request body, also the paid gateway's pricing cap (see README "Request size"): 2 MiB holds a long
     # conversation plus three or four images in base64 at the resolution the vision models actually use.
     max_body_bytes: int = 2 * 1024 * 1024
+    #: How paid chat calls are settled unless a model's catalog entry says (``settle``): ``exact`` (the quote) or
+    #: ``usage`` (x402 ``upto``: the quote is the maximum, the upstream's reported usage is charged).
+    billing: str = "exact"
     http_client: aiohttp.ClientSession | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +62,8 @@ class GatewayConfig:
         except ValueError as exc:
             raise ValueError(f"trusted_proxies: {exc} (give IPs or CIDRs such as 10.0.0.0/8)") from None
         object.__setattr__(self, "_proxies", networks)
+        if self.billing not in SETTLEMENTS:
+            raise ValueError(f"billing must be one of {', '.join(SETTLEMENTS)}, got {self.billing!r}")
         if self.default_retry_after < 1:
             raise ValueError("default_retry_after must be at least 1 second")
         for name in ("catalog_rate_limit", "health_rate_limit"):

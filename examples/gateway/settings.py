@@ -12,10 +12,13 @@ environment variable, overridden by a command-line flag. ``--print-config`` prin
     host = "127.0.0.1"                              # GATEWAY_HOST
     port = 8402                                     # GATEWAY_PORT
     redis_url = "redis://10.0.0.7:6379/0"           # GATEWAY_REDIS_URL (its password is a secret)
+    billing = "exact"                               # GATEWAY_BILLING: exact (the quote) | usage (x402 upto)
 
     [facilitator]                                   # a remote facilitator ...
     url = "https://x402.org/facilitator"            # GATEWAY_FACILITATOR_URL
     token = "..."                                   # GATEWAY_FACILITATOR_TOKEN (sent as a Bearer token; secret)
+    address = "0x..."                               # GATEWAY_FACILITATOR_ADDRESS: its upto settling address
+                                                    # (its /supported lists it; needed for billing = "usage")
     # ... or settle on chain yourself (one network):
     # rpc_url = "https://mainnet.base.org"          # GATEWAY_FACILITATOR_RPC_URL
     # private_keys = ["0x..."]                      # GATEWAY_FACILITATOR_KEYS (comma-separated; secret)
@@ -49,6 +52,7 @@ from urllib.parse import urlsplit, urlunsplit
 from x402_middleware import ConfigurationError
 from x402_middleware.networks import check_address, get_network
 
+from .catalog import SETTLEMENTS
 from .config import GatewayConfig, RateLimit
 from .providers.bedrock import (
     ACCESS_KEY_ENV,
@@ -95,6 +99,8 @@ class Settings:
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
     aws_session_token: str | None = field(default=None, repr=False)
+    billing: str = _DEFAULTS.billing
+    facilitator_address: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -161,6 +167,8 @@ _ENV = {
     "aws_access_key_id": ACCESS_KEY_ENV,
     "aws_secret_access_key": SECRET_KEY_ENV,
     "aws_session_token": SESSION_TOKEN_ENV,
+    "billing": "GATEWAY_BILLING",
+    "facilitator_address": "GATEWAY_FACILITATOR_ADDRESS",
 }
 #: [section] of the config file -> its keys -> the option each sets
 _SECTIONS = {
@@ -169,6 +177,7 @@ _SECTIONS = {
         "token": "facilitator_token",
         "rpc_url": "facilitator_rpc_url",
         "private_keys": "facilitator_keys",
+        "address": "facilitator_address",
     },
     "rate_limits": {"catalog": "catalog_rate_limit", "health": "health_rate_limit"},
     "bedrock": {
@@ -327,9 +336,11 @@ def _check(key: str, value: Any, source: str) -> Any:
     if not isinstance(value, str) or not value.strip():
         raise SettingsError(f"{where}: must be a non-empty string")
     value = value.strip()
-    if key == "pay_to":
+    if key == "billing" and value not in SETTLEMENTS:
+        raise SettingsError(f"{where}: must be one of {', '.join(SETTLEMENTS)}")
+    if key in ("pay_to", "facilitator_address"):
         try:
-            return check_address(value, "pay_to")
+            return check_address(value, key)
         except ConfigurationError as exc:
             raise SettingsError(f"{where}: {exc}") from None
     if key == "log_format" and value not in LOG_FORMATS:

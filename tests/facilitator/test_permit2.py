@@ -9,12 +9,16 @@ import dataclasses
 import time
 from typing import Any
 
+import httpx
 import pytest
 from eth_account import Account
 
-from x402_middleware.devchain import DevChain
+from tests._chain import sign_permit
+from tests._payments import decode
+from x402_middleware import PaymentMiddleware, PaymentOption, PaymentOptions, X402Auth, settlement_of
+from x402_middleware.devchain import DevChain, encode_call
 from x402_middleware.devchain.chain import PERMIT2_ADDRESS
-from x402_middleware.evm.abi import selector
+from x402_middleware.evm.abi import decode_output, selector
 from x402_middleware.facilitator import _permit2
 from x402_middleware.facilitator.onchain import OnChainFacilitator
 from x402_middleware.models import PaymentPayload, PaymentRequirements, parse_payment_payload
@@ -51,25 +55,9 @@ def pay(
 def eip2612_extension(chain: DevChain, key: str, value: int) -> dict[str, Any]:
     """The ``eip2612GasSponsoring`` extension as the official clients build it: a permit of Permit2 for ``value``."""
     owner = Account.from_key(key).address
-    from x402_middleware.devchain import encode_call
-    from x402_middleware.evm.abi import decode_output
-
     (nonce,) = decode_output("(uint256)", chain.call(chain.asset, encode_call("nonces(address)", owner)))
     deadline = int(time.time()) + 600
-    signed = Account.sign_typed_data(
-        key,
-        domain_data=chain.eip712_domain(),
-        message_types={
-            "Permit": [
-                {"name": "owner", "type": "address"},
-                {"name": "spender", "type": "address"},
-                {"name": "value", "type": "uint256"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ]
-        },
-        message_data={"owner": owner, "spender": PERMIT2_ADDRESS, "value": value, "nonce": nonce, "deadline": deadline},
-    )
+    signed = sign_permit(chain, key, spender=PERMIT2_ADDRESS, value=value, nonce=nonce, deadline=deadline)
     info = {
         "from": owner,
         "asset": chain.asset,
@@ -77,7 +65,7 @@ def eip2612_extension(chain: DevChain, key: str, value: int) -> dict[str, Any]:
         "amount": str(value),
         "nonce": str(nonce),
         "deadline": str(deadline),
-        "signature": "0x" + bytes(signed.signature).hex(),
+        "signature": "0x" + signed.signature.hex(),
         "version": "1",
     }
     return {"eip2612GasSponsoring": {"info": info, "schema": {}}}
@@ -226,4 +214,70 @@ async def test_gas_sponsored_permit_pays_without_an_allowance(chain: DevChain, s
     chain.approve_permit2(payer, 0)
     refused = await fac.verify(pay(req, key, extensions=wrong), req)
     assert refused.invalid_reason == "eip2612_spender_not_permit2"
+    await fac.aclose()
+
+
+async def _paid_app(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"PAID"})
+
+
+async def test_x402auth_pays_an_exact_permit2_route_of_our_middleware(chain: DevChain) -> None:
+    fac = facilitator(chain)
+    permit2 = PaymentOption(chain.network, extra={"assetTransferMethod": "permit2"})
+    routes = {"GET /p": PaymentOptions("$0.0042", [permit2, PaymentOption(chain.network)])}
+    mw = PaymentMiddleware(_paid_app, routes=routes, pay_to=chain.pay_to, network=chain.network, facilitator=fac)
+    payer = chain.payer_addresses[0]
+    auth = X402Auth(chain.payer_keys[0], max_total_spend="$0.01")
+    before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
+    transport = httpx.ASGITransport(app=mw)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", auth=auth) as c:
+        r = await c.get("/p")
+    assert r.status_code == 200 and r.text == "PAID"
+    sent = decode(r.request.headers["payment-signature"])
+    assert "permit2Authorization" in sent["payload"]  # the server's first option: Permit2
+    settled = settlement_of(r)
+    assert settled is not None and settled.success
+    tx = chain.rpc("eth_getTransactionReceipt", settled.transaction)
+    assert tx["to"].lower() == "0x402085c248eea27d92e8b30b2c58ed07f9e20001"
+    assert (chain.balance_of(payer), chain.balance_of(chain.pay_to)) == (before[0] - 4_200, before[1] + 4_200)
+    assert auth.spent == 4_200
+    await fac.aclose()
+
+
+async def test_allowance_and_balance_are_read_once_per_payer_within_fact_ttl(chain: DevChain) -> None:
+    fac = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys[:1], network=chain.network, fact_ttl=30)
+    calls: list[str] = []
+    rpc = fac.rpc
+
+    async def counting(method: str, *params: Any) -> Any:
+        if method == "eth_call":
+            calls.append(params[0]["data"][:10])
+        return await rpc(method, *params)
+
+    fac.rpc = counting  # type: ignore[assignment]
+    req = requirement(chain, fac, "upto")
+    reads = {"0x" + selector("allowance(address,address)").hex(), "0x" + selector("balanceOf(address)").hex()}
+    for _ in range(3):  # three payments of one payer: the chain facts are read once, each payment simulated
+        assert (await fac.verify(pay(req, chain.payer_keys[0]), req)).is_valid
+    assert sorted(c for c in calls if c in reads) == sorted(reads)
+    assert calls.count("0x" + selector(_permit2.UPTO_SETTLE).hex()) == 3
+    payment = pay(req, chain.payer_keys[0])
+    assert (await fac.settle(payment, dataclasses.replace(req, amount=10))).success
+    calls.clear()  # a settlement by this payer drops its facts: the next verify reads them again
+    assert (await fac.verify(pay(req, chain.payer_keys[0]), req)).is_valid
+    assert sorted(c for c in calls if c in reads) == sorted(reads)
+    fac.rpc = rpc
+    await fac.aclose()
+
+
+async def test_upto_for_any_of_the_facilitators_keys_is_sent_from_that_key(chain: DevChain) -> None:
+    fac = facilitator(chain)  # keys 0 and 1; /supported names key 0
+    second = chain.facilitator_addresses[1]
+    req = dataclasses.replace(requirement(chain, fac, "upto"), extra={"facilitatorAddress": second})
+    payment = pay(req, chain.payer_keys[2])
+    assert (await fac.verify(payment, req)).is_valid
+    result = await fac.settle(payment, dataclasses.replace(req, amount=77))
+    assert result.success and result.amount == 77
+    assert chain.rpc("eth_getTransactionReceipt", result.transaction)["from"].lower() == second.lower()
     await fac.aclose()

@@ -9,28 +9,32 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from eth_account import Account
+from x402.extensions.eip2612_gas_sponsoring import declare_eip2612_gas_sponsoring_extension
 from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import ExactEvmScheme as OfficialExact
+from x402.mechanisms.evm.signers import EthAccountSignerWithRPC
 from x402.mechanisms.evm.upto import UptoEvmScheme as OfficialUpto
 from x402.schemas import PaymentRequirements as OfficialRequirements
 
+from tests._chain import facilitator_process
 from tests._payments import decode
-from tests._servers import process_with_url, uvicorn_server
+from tests._servers import uvicorn_server
 from x402_middleware import X402Auth, settlement_of
 from x402_middleware.devchain import DevChain
+from x402_middleware.devchain.chain import PERMIT2_ADDRESS
+from x402_middleware.evm.abi import selector
+from x402_middleware.facilitator._permit2 import UPTO_SETTLE_WITH_PERMIT
 from x402_middleware.facilitator.onchain import OnChainFacilitator
 from x402_middleware.models import parse_payment_payload, parse_requirements
 
@@ -53,10 +57,16 @@ def wire_requirement(chain: DevChain, scheme: str, facilitator: str) -> dict[str
     }
 
 
-async def settle_official_payload(chain: DevChain, scheme: str, inner: dict[str, Any], actual: int, payer: str) -> None:
+async def settle_official_payload(
+    chain: DevChain, scheme: str, inner: dict[str, Any], actual: int, payer: str, extensions: Any = None
+) -> str:
+    """Verify and settle the official client's payload with our facilitator; the settlement's transaction hash."""
     fac = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys[:1], network=chain.network)
     wire = wire_requirement(chain, scheme, fac.address)
-    payment = parse_payment_payload({"x402Version": 2, "accepted": wire, "payload": inner})
+    envelope: dict[str, Any] = {"x402Version": 2, "accepted": wire, "payload": inner}
+    if extensions:
+        envelope["extensions"] = extensions
+    payment = parse_payment_payload(envelope)
     requirements = parse_requirements(wire, 2)
     before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
     verified = await fac.verify(payment, requirements)
@@ -65,6 +75,7 @@ async def settle_official_payload(chain: DevChain, scheme: str, inner: dict[str,
     assert result.success and result.amount == actual, result
     assert (chain.balance_of(payer), chain.balance_of(chain.pay_to)) == (before[0] - actual, before[1] + actual)
     await fac.aclose()
+    return result.transaction
 
 
 @pytest.mark.anyio
@@ -80,23 +91,37 @@ async def test_official_python_client_payload_settles_through_our_facilitator(ch
 
 
 @pytest.mark.anyio
+async def test_official_python_client_gas_sponsored_permit_pays_without_an_allowance(chain: DevChain) -> None:
+    key, payer = chain.payer_keys[2], chain.payer_addresses[2]
+    chain.approve_permit2(payer, 0)
+    facilitator = Account.from_key(chain.facilitator_keys[0]).address
+    official = OfficialRequirements.model_validate(wire_requirement(chain, "upto", facilitator))
+    signer = EthAccountSignerWithRPC(Account.from_key(key), rpc_url=chain.rpc_url)  # reads allowance and nonces
+    declared = declare_eip2612_gas_sponsoring_extension()  # what a server puts in its 402
+    inner = OfficialUpto(signer).create_payment_payload(official, extensions=declared)
+    extensions = inner.pop("__extensions")  # the official client's hand-off to x402Client, which sends it as is
+    assert extensions["eip2612GasSponsoring"]["info"]["spender"] == PERMIT2_ADDRESS
+    tx = await settle_official_payload(chain, "upto", inner, 2_222, payer, extensions=extensions)
+    sent = chain.rpc("eth_getTransactionByHash", tx)
+    assert sent["input"].startswith("0x" + selector(UPTO_SETTLE_WITH_PERMIT).hex())
+    assert chain.allowance(payer) == MAX - 2_222  # the permit approved the maximum, the settlement spent 2222
+
+
+@pytest.mark.anyio
 async def test_official_typescript_upto_client_payload_settles_through_our_facilitator(chain: DevChain) -> None:
     node = shutil.which("node")
     assert node, "node is required (npm ci installs @x402/evm)"
     key, payer = chain.payer_keys[1], chain.payer_addresses[1]
     facilitator = Account.from_key(chain.facilitator_keys[0]).address
     request = {"key": key, "requirements": wire_requirement(chain, "upto", facilitator)}
-    done = await asyncio.to_thread(  # the node signer runs off the event loop (ruff ASYNC221)
-        subprocess.run,
-        [node, str(REPO / "tests" / "facilitator" / "js" / "upto_sign.mjs")],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [node, str(REPO / "tests" / "facilitator" / "js" / "upto_sign.mjs")],
+            input=json.dumps(request).encode(),
+            cwd=REPO,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr.decode()
     inner = json.loads(done.stdout)
     assert inner["permit2Authorization"]["witness"]["facilitator"].lower() == facilitator.lower()
     await settle_official_payload(chain, "upto", inner, 4_321, payer)
@@ -104,20 +129,7 @@ async def test_official_typescript_upto_client_payload_settles_through_our_facil
 
 @pytest.fixture(scope="module")
 def facilitator_server(sepolia: DevChain) -> Iterator[str]:
-    args = [
-        sys.executable,
-        "-m",
-        "x402_middleware.facilitator",
-        "--rpc-url",
-        sepolia.rpc_url,
-        "--port",
-        "0",
-        "--network",
-        "eip155:84532",
-        "--key",
-        sepolia.facilitator_keys[2],
-    ]
-    with process_with_url(args) as url:
+    with facilitator_process(sepolia, sepolia.facilitator_keys[2]) as url:
         yield url
 
 

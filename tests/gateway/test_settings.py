@@ -98,8 +98,11 @@ def test_every_option_has_an_environment_variable() -> None:
         "AWS_SECRET_ACCESS_KEY": "aws-secret-from-env",
         "AWS_SESSION_TOKEN": "aws-session-token-from-env",
         "BEDROCK_ENDPOINT_URL": "https://vpce-1.bedrock-runtime.us-west-2.vpce.amazonaws.com",
+        "GATEWAY_BILLING": "usage",
+        "GATEWAY_FACILITATOR_ADDRESS": PAY_TO,
     }
     s = load_settings(env=env)
+    assert s.billing == "usage" and s.facilitator_address == PAY_TO
     remote_only = ("facilitator_url", "facilitator_token")  # the other kind of facilitator, set by the test above
     assert all(source.startswith("env ") for key, source in s.sources.items() if key not in remote_only)
     assert s.facilitator_keys == (KEY, KEY) and s.paid and s.port == 9000 and s.trusted_proxies[1] == "10.0.0.2"
@@ -121,6 +124,8 @@ def test_every_option_has_an_environment_variable() -> None:
         (f"[facilitator]\nurl = 'https://f'\nrpc_url = 'https://r'\nprivate_keys = ['{KEY}']", {}, "not both"),
         (f"[facilitator]\nprivate_keys = ['{KEY}']", {}, "rpc_url"),
         ('pay_to = "0x123"', {}, "20-byte"),
+        ('billing = "later"', {}, "exact, usage"),
+        ("[facilitator]\naddress = '0x12'", {}, "20-byte"),
         ("", {"GATEWAY_CATALOG_RATE_LIMIT": "lots"}, "LIMIT/WINDOW_SECONDS"),
         ("port = 70000", {}, "port"),
         ("pay_to = [", {}, "not valid TOML"),

@@ -424,7 +424,7 @@ class OnChainFacilitator:
                 requirements,
                 int(time.time()),
                 upto=payload.scheme == "upto",
-                facilitators=[self.address],
+                facilitators=[s.address for s in self.signers],  # any key of ours may settle (as the official)
             )
         else:
             result = verify_exact_evm(payload, requirements)
