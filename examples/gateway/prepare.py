@@ -74,14 +74,18 @@ class PrepareOnce:
         await self.app(scope, replay, send)
 
     async def _read(self, scope: Scope, receive: Receive) -> list[Message] | None:
-        try:
-            await asyncio.wait_for(self._reads.acquire(), READ_WAIT)
-        except TimeoutError:
-            raise Busy() from None
+        reads = self._reads
+        if reads.locked():  # only then can acquire() wait: wait_for (a Task per call on 3.11) bounds the wait
+            try:
+                await asyncio.wait_for(reads.acquire(), READ_WAIT)
+            except TimeoutError:
+                raise Busy() from None
+        else:
+            await reads.acquire()
         try:
             return await _read(scope, receive, self.limit)
         finally:
-            self._reads.release()
+            reads.release()
 
 
 class Busy(GatewayError):
