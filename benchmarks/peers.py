@@ -350,7 +350,9 @@ def check_route(name: str, url: str, headers: Mapping[str, str], body: Mapping[s
     except httpx.HTTPError as exc:
         raise PeerUnavailable(f"{name}: request failed: {exc!r}") from None
     if response.status_code != 200 or not through_emulator(response.text):
-        raise PeerUnavailable(f"{name}: not answered by the emulator: HTTP {response.status_code} {response.text[:300]}")
+        raise PeerUnavailable(
+            f"{name}: not answered by the emulator: HTTP {response.status_code} {response.text[:300]}"
+        )
 
 
 # -- output -----------------------------------------------------------------------------------------------------
@@ -358,7 +360,9 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
-def added_of(rows: Sequence[Mapping[str, Any]], scenario_name: str, concurrency: int, server: str, q: str) -> float | None:
+def added_of(
+    rows: Sequence[Mapping[str, Any]], scenario_name: str, concurrency: int, server: str, q: str
+) -> float | None:
     """The added ``q`` (p50/p95/p99) ms of one row, ``None`` when that server did not run."""
     for row in rows:
         if (row["scenario"], row["concurrency"], row["server"]) == (scenario_name, concurrency, server):
@@ -380,9 +384,7 @@ portkey 8.00 ms'
     for q in ("p50", "p99"):
         halves = []
         for c in (1, 16):
-            cells = ", ".join(
-                f"{s} {_fmt(added_of(rows, scenario_name, c, s, q))} ms" for s in ("ours", *PEERS)
-            )
+            cells = ", ".join(f"{s} {_fmt(added_of(rows, scenario_name, c, s, q))} ms" for s in ("ours", *PEERS))
             halves.append(f"C={c}: {cells}")
         parts.append(f"added {q} " + "; ".join(halves))
     return "SUMMARY " + "; ".join(parts)
@@ -399,7 +401,12 @@ def targets_report(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, bool]]:
     cpus = [r["cpu_ms_per_call"] for r in rows if r["server"] == "ours" and r["scenario"] == "chat" and "added_ms" in r]
     if cpus:
         worst = max(cpus)
-        out.append((f"gateway CPU per free call {worst:.3f} ms (worst of C=1, C=16) <= {TARGET_CPU_MS} ms", worst <= TARGET_CPU_MS))
+        out.append(
+            (
+                f"gateway CPU per free call {worst:.3f} ms (worst of C=1, C=16) <= {TARGET_CPU_MS} ms",
+                worst <= TARGET_CPU_MS,
+            )
+        )
     ours16 = added_of(rows, "chat", 16, "ours", "p99")
     for peer in PEERS:
         theirs = added_of(rows, "chat", 16, peer, "p99")
@@ -446,8 +453,15 @@ def report(rows: list[dict[str, Any]], skipped: Mapping[str, str], info: Mapping
     print()
     print(summary_line(rows))
     if as_json:
-        emit_json({"benchmark": "peers", "results": rows, "skipped": dict(skipped), "info": dict(info),
-                   "targets": [{"target": t, "ok": ok} for t, ok in checks]})
+        emit_json(
+            {
+                "benchmark": "peers",
+                "results": rows,
+                "skipped": dict(skipped),
+                "info": dict(info),
+                "targets": [{"target": t, "ok": ok} for t, ok in checks],
+            }
+        )
 
 
 # -- main -------------------------------------------------------------------------------------------------------
