@@ -74,7 +74,7 @@ def server() -> Iterator[str]:
 
 
 class _Provider:
-    signed = False  # no request signing (Bedrock's SigV4 is a signed provider)
+    signed = False  # not a SigV4 (Bedrock) provider: the URL is sent as given
 
     def headers(self, endpoint: object) -> dict[str, str]:
         return {"content-type": "application/json", "accept": "application/json", "x-provider": "test"}

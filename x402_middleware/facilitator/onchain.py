@@ -1,11 +1,12 @@
-"""A self-hosted facilitator that verifies and settles EIP-3009 payments on an EVM chain.
+"""A self-hosted facilitator that verifies and settles EIP-3009 and Permit2 payments on an EVM chain.
 
 No web3.py: batched JSON-RPC over the package's keep-alive HTTP client (:mod:`._rpc`), calldata with eth-abi,
 EIP-1559 transactions signed over coincurve (:mod:`x402_middleware.evm`). ``verify`` runs the local checks plus an ``eth_call`` simulation of
 ``transferWithAuthorization`` and, when that reverts, the official diagnostic
 ladder (``../shared/docs/x402-protocol.md`` §3.2). ``settle`` re-runs the local
 checks, sends the transfer from one of a pool of facilitator keys, waits for the
-receipt and checks the ``Transfer`` log.
+receipt and checks the ``Transfer`` log. Permit2 payments (``exact`` with ``assetTransferMethod: "permit2"``,
+and ``upto``, settled for the actual amount) go through the x402 Permit2 proxies (:mod:`._permit2`).
 
 It settles only the tokens it is configured for (``assets``, default: the network's USDC), so nobody
 can make it pay gas for a contract of their choosing, and it sends at most one transaction per payment
@@ -162,6 +163,13 @@ class OnChainFacilitator:
     Only payments in ``assets`` (token addresses; default: the network's default asset) are verified
     or settled, others are refused with ``asset_not_allowed`` before any RPC call; ``any_asset=True``
     accepts any EIP-3009 token (a public facilitator then pays gas for whatever contract a caller names).
+
+    Permit2 payments work for any ERC-20 in ``assets`` the payer approved Permit2 for (or with the
+    ``eip2612GasSponsoring`` extension). An ``upto`` payment names the key that may settle it: :attr:`address`
+    (what ``/supported`` lists as ``extra.facilitatorAddress``) or any other of these keys. Verifying one reads the
+    payer's allowance and balance, reused for ``fact_ttl`` seconds per payer (dropped when that payer settles)::
+
+        await facilitator.settle(payload, dataclasses.replace(requirements, amount=actual))  # upto: actual <= maximum
 
     Each payment it broadcast is remembered until its ``validBefore`` has passed (at most
     ``max_tracked_payments``, least recently used forgotten first), and no second transaction is ever
