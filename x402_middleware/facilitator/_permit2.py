@@ -35,6 +35,7 @@ from ..schemes.evm.permit2 import (
     Permit2Payload,
     permit2_payload,
 )
+from ._rpc import SIMULATION_BLOCK
 
 if TYPE_CHECKING:
     from .onchain import OnChainFacilitator
@@ -201,7 +202,7 @@ class Permit2Settler:
         sender = data.authorization.facilitator or self.facilitator.address
         try:
             await self.facilitator.rpc(
-                "eth_call", {"from": sender, "to": target, "data": "0x" + calldata.hex()}, "latest"
+                "eth_call", {"from": sender, "to": target, "data": "0x" + calldata.hex()}, SIMULATION_BLOCK
             )
         except RPCError as exc:
             reason = await self._diagnose(payment, requirements, requirements.amount, exc)

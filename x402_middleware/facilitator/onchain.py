@@ -41,7 +41,7 @@ from ..networks import Network, get_network, is_hex_address
 from ..schemes.evm.exact import evm_payload, verify_exact_evm
 from ..schemes.evm.permit2 import Permit2Payload, verify_permit2
 from . import _permit2
-from ._rpc import AsyncRPC
+from ._rpc import SIMULATION_BLOCK, AsyncRPC
 
 TWA_VRS = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
 TWA_BYTES = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"
@@ -245,7 +245,7 @@ class OnChainFacilitator:
             return await self.permit2.verify(payload, requirements)
         call = {"from": self.signers[0].address, "to": asset, "data": "0x" + transfer_calldata(payload).hex()}
         try:
-            await self.rpc("eth_call", call, "latest")
+            await self.rpc("eth_call", call, SIMULATION_BLOCK)
         except RPCError as exc:
             reason = await self._diagnose(payload, requirements, exc.revert_reason)
             return VerifyResult(False, reason, exc.revert_reason or exc.message, payload.payer)
@@ -470,7 +470,7 @@ class OnChainFacilitator:
         call = {"from": signer.address, "to": target, "data": "0x" + data.hex()}
         known = self.gas_limit or (self._gas.get(gas_key) if gas_key is not None else None)
         if known is not None:
-            await self.rpc("eth_call", call, "latest")
+            await self.rpc("eth_call", call, SIMULATION_BLOCK)
             return known
         # +20% and a fresh-slot SSTORE (20,000 instead of 2,900 gas; EIP-2200/2929) for a recipient or
         # payer whose balance is zero when the estimate is reused. Unused gas is not charged.
