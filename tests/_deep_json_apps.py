@@ -6,6 +6,7 @@ import os
 import sys
 from typing import Any
 
+import py_ecc  # noqa: F401 - raises the recursion limit to 100,000 (eth-account < 0.13.7 imported it): the defended case
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse

@@ -9,7 +9,7 @@ import threading
 import time
 from typing import Any
 
-import eth_account  # noqa: F401  (imports py_ecc, which raises the recursion limit: the condition being defended)
+import py_ecc  # noqa: F401  (raises the recursion limit to 100,000, as eth-account < 0.13.7 did on import)
 import pytest
 
 from x402_middleware._exceptions import JSONTooDeepError, MalformedPaymentError, UnpriceableRequestError
