@@ -260,7 +260,9 @@ def gateway_server(emulator: Server, payment: str = "none", log_file: str | None
     environ = {"GATEWAY_BENCH_UPSTREAM": emulator.url, "GATEWAY_BENCH_PAYMENT": payment, **env}
     if log_file is not None:
         environ["GATEWAY_BENCH_LOG"] = log_file
-    return Server(uvicorn_command("benchmarks._gateway_app:create", factory=True), cpu=GATEWAY_CPU, env=environ)
+    # served as the gateway's own commands serve it (serve.server_config): no uvicorn proxy-headers rewriting
+    command = uvicorn_command("benchmarks._gateway_app:create", factory=True, extra=["--no-proxy-headers"])
+    return Server(command, cpu=GATEWAY_CPU, env=environ)
 
 
 def main(argv: list[str] | None = None) -> int:

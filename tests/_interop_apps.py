@@ -158,10 +158,12 @@ UPTO_MAX = "$0.005"  # 5000 atomic units of the 6-decimal test USDC
 
 def official_upto_remote() -> Any:
     """The OFFICIAL x402 2.25.0 FastAPI middleware offering ``upto`` (at most ``UPTO_MAX``) for ``GET /tokens?used=N``,
-    settling N through OUR facilitator server (``X402_FACILITATOR_URL``) via the SDK's ``Settlement-Overrides``."""
+    settling N through OUR facilitator server (``X402_FACILITATOR_URL``) via the SDK's ``Settlement-Overrides``; it
+    declares the ``eip2612GasSponsoring`` extension."""
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse
     from x402 import x402ResourceServer
+    from x402.extensions.eip2612_gas_sponsoring import declare_eip2612_gas_sponsoring_extension
     from x402.http import FacilitatorConfig, HTTPFacilitatorClient
     from x402.http.middleware.fastapi import PaymentMiddlewareASGI, set_settlement_overrides
     from x402.http.types import PaymentOption, RouteConfig
@@ -170,7 +172,14 @@ def official_upto_remote() -> Any:
     server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=os.environ["X402_FACILITATOR_URL"])))
     server.register(NETWORK, UptoEvmServerScheme())  # type: ignore[no-untyped-call,arg-type]  # the SDK's own typing
     option = PaymentOption(scheme="upto", pay_to=os.environ["X402_PAY_TO"], price=UPTO_MAX, network=NETWORK)
-    routes = {"GET /tokens": RouteConfig(accepts=[option], description="Tokens", mime_type="application/json")}
+    routes = {
+        "GET /tokens": RouteConfig(
+            accepts=[option],
+            description="Tokens",
+            mime_type="application/json",
+            extensions=declare_eip2612_gas_sponsoring_extension(),  # payers without a Permit2 allowance may permit
+        )
+    }
     app = FastAPI()
 
     @app.get("/tokens")

@@ -1,7 +1,7 @@
 """Deeply nested JSON against real server processes: a 400 with a reason, never a dead process.
 
-Importing py_ecc (eth-account < 0.13.7 did on import) raises the recursion limit to 100,000, so the C JSON parser
-is no longer stopped by ``RecursionError``: before the depth check, ``[`` x 100,000 killed the process with SIGSEGV.
+Importing eth-account imports py_ecc, which raises the recursion limit to 100,000, so the C JSON parser is no
+longer stopped by ``RecursionError``: before the depth check, ``[`` x 100,000 killed the process with SIGSEGV.
 Each server runs in its own process, so a crash shows as the process gone.
 """
 

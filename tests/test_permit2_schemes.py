@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from x402.mechanisms.evm.constants import PERMIT2_WITNESS_TYPES, UPTO_PERMIT2_WITNESS_TYPES
 
+from tests._chain import permit2_typed_data, sign_typed
 from x402_middleware.models import PaymentPayload, PaymentRequirements, parse_payment_payload
 from x402_middleware.networks import Asset, Network
 from x402_middleware.schemes import find_scheme
@@ -56,25 +56,16 @@ def test_digest_is_generic_eip712_with_the_official_types(scheme: str) -> None:
     wire = signed["permit2Authorization"]
     auth = parse_permit2_payload(signed, upto=scheme == "upto").authorization
     witness = {k: (int(v) if k == "validAfter" else v) for k, v in wire["witness"].items()}
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            **(UPTO_PERMIT2_WITNESS_TYPES if scheme == "upto" else PERMIT2_WITNESS_TYPES),
-        },
-        "primaryType": "PermitWitnessTransferFrom",
-        "domain": {"name": "Permit2", "chainId": 8453, "verifyingContract": PERMIT2_ADDRESS},
-        "message": {
+    typed = permit2_typed_data(
+        8453,
+        {
             "permitted": {"token": TOKEN, "amount": 1000},
             "spender": UPTO_PERMIT2_PROXY if scheme == "upto" else EXACT_PERMIT2_PROXY,
             "nonce": int(wire["nonce"]),
             "deadline": NOW + 300,
             "witness": witness,
         },
-    }
+    )
     message = encode_typed_data(full_message=typed)
     from eth_utils.crypto import keccak
 
@@ -176,3 +167,27 @@ def test_remote_facilitator_sends_the_upto_settle_amount_as_given() -> None:
     assert body["paymentRequirements"]["amount"] == "1234"  # the actual charge; the payload keeps the maximum
     assert body["paymentPayload"]["payload"]["permit2Authorization"]["permitted"]["amount"] == "5000"
     assert body["paymentRequirements"]["extra"]["facilitatorAddress"] == FACILITATOR
+
+
+def test_eip2612_permit_digest_is_generic_eip712() -> None:
+    from x402_middleware.evm.eip2612 import permit_digest
+    from x402_middleware.evm.eip3009 import recover_signer
+
+    deadline = NOW + 600
+    domain = {"name": "Token", "version": "1", "chainId": 8453, "verifyingContract": TOKEN}
+    fields = [{"name": n, "type": t} for n, t in PERMIT_FIELDS]
+    message = {"owner": PAYER, "spender": PERMIT2_ADDRESS, "value": 1000, "nonce": 3, "deadline": deadline}
+    signed = sign_typed("0x" + KEY.hex(), domain, "Permit", fields, message)
+    digest = permit_digest(
+        PAYER, PERMIT2_ADDRESS, 1000, 3, deadline, name="Token", version="1", chain_id=8453, token=TOKEN
+    )
+    assert recover_signer(digest, signed.signature) == PAYER
+
+
+PERMIT_FIELDS = [
+    ("owner", "address"),
+    ("spender", "address"),
+    ("value", "uint256"),
+    ("nonce", "uint256"),
+    ("deadline", "uint256"),
+]

@@ -7,7 +7,6 @@ test reads the payer's and the recipient's token balances on chain: the payer lo
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests._chain import facilitator_process
 from tests._django import setup_django
 from tests._payments import decode, encode
-from tests._servers import process_with_url
 from x402_middleware import PaymentMiddleware, PaymentWSGIMiddleware, RouteConfig, SyncHTTPFacilitator, charge
 from x402_middleware.devchain import DevChain
 from x402_middleware.events import PaymentEvent
@@ -47,9 +46,7 @@ def chain() -> Iterator[DevChain]:
 @pytest.fixture(scope="module")
 def facilitator_url(chain: DevChain) -> Iterator[str]:
     """Our facilitator server (key 1) for the blocking shells."""
-    args = [sys.executable, "-m", "x402_middleware.facilitator", "--rpc-url", chain.rpc_url, "--port", "0"]
-    args += ["--network", chain.network, "--key", chain.facilitator_keys[1]]
-    with process_with_url(args) as url:
+    with facilitator_process(chain, chain.facilitator_keys[1]) as url:
         yield url
 
 

@@ -40,7 +40,7 @@ from .listing import models_body, pricing_body
 from .media.routes import MediaHandlers
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import GatewayMetrics
-from .prepare import PrepareOnce, prepared_of
+from .prepare import PrepareOnce, prepared_in
 from .probe import ThrottleProbe
 from .providers import Native
 from .providers.upstream import encode_json
@@ -63,8 +63,8 @@ def create_app(
     routes = []
     for prefix in ("/v1", "/api/v1"):
         routes += [
-            Route(f"{prefix}/chat/completions", h.chat, methods=["POST"]),
-            Route(f"{prefix}/messages", h.messages, methods=["POST"]),
+            Route(f"{prefix}/chat/completions", _Inference(h, CHAT), methods=["POST"]),
+            Route(f"{prefix}/messages", _Inference(h, MESSAGES), methods=["POST"]),
             Route(f"{prefix}/models", h.models, methods=["GET"]),
         ]
     routes += MediaHandlers(gateway, h.media_limited).routes()
@@ -119,6 +119,22 @@ class _Wrapped:
         await self.app(scope, receive, send)
 
 
+class _Inference:
+    """A raw ASGI endpoint for one inference API: no Starlette ``Request`` or per-route exception wrapper per call.
+
+    (Starlette runs an endpoint that is not a function as ASGI.) A ``GatewayError`` it raises still becomes the
+    gateway's JSON error: the app's exception handlers sit around the router.
+    """
+
+    def __init__(self, handlers: _Handlers, api: str) -> None:
+        self.handlers = handlers
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handlers.infer(scope, receive, self.api)
+        await response(scope, receive, send)
+
+
 class _Handlers:
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
@@ -133,15 +149,9 @@ class _Handlers:
         self._media_limit = SlidingWindow(config.catalog_rate_limit.limit, config.catalog_rate_limit.window)
         self._started = time.time()
 
-    async def chat(self, request: Request) -> Response:
-        return await self._infer(request, CHAT)
-
-    async def messages(self, request: Request) -> Response:
-        return await self._infer(request, MESSAGES)
-
-    async def _infer(self, request: Request, api: str) -> Response:
-        trace = request.scope.setdefault("gateway.trace", {})
-        prepared = await prepared_of(request)  # read, parsed and quoted once, by PrepareOnce
+    async def infer(self, scope: Scope, receive: Receive, api: str) -> Response:
+        trace = scope.setdefault("gateway.trace", {})
+        prepared = await prepared_in(scope, receive)  # read, parsed and quoted once, by PrepareOnce
         assert isinstance(prepared, Prepared)
         call, model = prepared.call, prepared.call.model
         trace.update(

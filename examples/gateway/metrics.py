@@ -88,7 +88,10 @@ class Counter(_Metric):
         """Add ``amount`` (>= 0) to the series of ``labels``: ``requests.inc(route="/v1/models", status=200)``."""
         if amount < 0 or (isinstance(amount, float) and math.isnan(amount)):
             raise ValueError(f"a counter only goes up; {self.name} got {amount!r}")
-        key = self._key(labels)
+        self.add(self._key(labels), amount)
+
+    def add(self, key: tuple[str, ...], amount: Number = 1) -> None:
+        """:meth:`inc` for label values already in ``labelnames`` order, as strings (the per-request path)."""
         with self._lock:
             self._values[key] = self._values.get(key, 0) + amount
 
@@ -122,9 +125,12 @@ class Histogram(_Metric):
 
     def observe(self, value: float, **labels: object) -> None:
         """Record one observation (seconds, for the gateway's latencies)."""
+        self.observe_key(self._key(labels), value)
+
+    def observe_key(self, key: tuple[str, ...], value: float) -> None:
+        """:meth:`observe` for label values already in ``labelnames`` order, as strings (the per-request path)."""
         if math.isnan(value):
             return  # NaN falls in no bucket and would poison the sum
-        key = self._key(labels)
         index = bisect_left(self.buckets, value)  # first bound >= value: buckets are "less than or equal"
         with self._lock:
             series = self._series.get(key)
@@ -278,22 +284,25 @@ class GatewayMetrics:
 
     def observe(self, line: Mapping[str, Any]) -> None:
         """Count one finished request from its log line."""
-        route = line.get("route") or "unmatched"
+        # Label tuples built here in labelnames order (Counter.add / Histogram.observe_key): no per-call validation.
+        route = str(line.get("route") or "unmatched")
         method = line.get("method", "")
-        self.requests.inc(route=route, method=method if method in _METHODS else "OTHER", status=line.get("status"))
-        if isinstance(line.get("ms"), (int, float)):
-            self.duration.observe(line["ms"] / 1000, route=route)
+        self.requests.add((route, method if method in _METHODS else "OTHER", str(line.get("status"))))
+        ms = line.get("ms")
+        if isinstance(ms, (int, float)):
+            self.duration.observe_key((route,), ms / 1000)
         upstream, upstream_ms = line.get("upstream"), line.get("upstream_ms")
         if upstream and isinstance(upstream_ms, (int, float)):
-            self.upstream_latency.observe(upstream_ms / 1000, upstream=upstream, api=line.get("api") or "unknown")
+            self.upstream_latency.observe_key((str(upstream), str(line.get("api") or "unknown")), upstream_ms / 1000)
         attempts = line.get("attempts") or ()
+        last = len(attempts) - 1
         for i, attempt in enumerate(attempts):
             endpoint, _, outcome = str(attempt).rpartition(":")
-            self.upstream_attempts.inc(upstream=endpoint, outcome=outcome)
+            self.upstream_attempts.add((endpoint, outcome))
             if outcome in _RATE_LIMITED_OUTCOMES:
-                self.upstream_rate_limited.inc(upstream=endpoint)
-            if outcome != "ok" and i < len(attempts) - 1:
-                self.upstream_failovers.inc(upstream=endpoint)
+                self.upstream_rate_limited.add((endpoint,))
+            if outcome != "ok" and i < last:
+                self.upstream_failovers.add((endpoint,))
         network = line.get("network") or "unknown"
         asset = line.get("asset") or "unknown"
         lost = line.get("lost")

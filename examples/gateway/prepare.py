@@ -74,14 +74,18 @@ class PrepareOnce:
         await self.app(scope, replay, send)
 
     async def _read(self, scope: Scope, receive: Receive) -> list[Message] | None:
-        try:
-            await asyncio.wait_for(self._reads.acquire(), READ_WAIT)
-        except TimeoutError:
-            raise Busy() from None
+        reads = self._reads
+        if reads.locked():  # only then can acquire() wait: wait_for (a Task per call on 3.11) bounds the wait
+            try:
+                await asyncio.wait_for(reads.acquire(), READ_WAIT)
+            except TimeoutError:
+                raise Busy() from None
+        else:
+            await reads.acquire()
         try:
             return await _read(scope, receive, self.limit)
         finally:
-            self._reads.release()
+            reads.release()
 
 
 class Busy(GatewayError):
@@ -97,18 +101,25 @@ class Busy(GatewayError):
         return {"Retry-After": "1"}
 
 
-async def prepared_of(request: Request) -> Prepared | MediaCall:
+async def prepared_in(scope: Scope, receive: Receive) -> Prepared | MediaCall:
     """The request's :class:`~.service.Prepared` or media call (the app is always built with :class:`PrepareOnce`).
 
     Drains the replayed body first (already in memory, not parsed again): the payment middleware starts
     watching for a client that disconnects once the app has read its body, so that it does not charge for
     an answer nobody receives (``x402_middleware._disconnect``).
     """
-    async for _ in request.stream():
-        pass
-    prepared = request.scope.get(PREPARED)
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+    prepared = scope.get(PREPARED)
     assert isinstance(prepared, (Prepared, MediaCall)), "inference and media routes run behind PrepareOnce"
     return prepared
+
+
+async def prepared_of(request: Request) -> Prepared | MediaCall:
+    """:func:`prepared_in` for a Starlette request handler."""
+    return await prepared_in(request.scope, request.receive)
 
 
 async def _read(scope: Scope, receive: Receive, limit: int) -> list[Message] | None:

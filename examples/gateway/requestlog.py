@@ -128,7 +128,12 @@ class RequestLog:
                 if self.metrics is not None:
                     self.metrics.observe(line)
                 if logging_on:
-                    self.log.log(level, "%s", _LINE_ENCODER.encode(line))
+                    # makeRecord + handle is what Logger.log does, less its stack walk for the caller (findCaller): the
+                    # record names this module and method (line 0). Handlers, filters and formatters all still apply.
+                    record = self.log.makeRecord(
+                        self.log.name, level, __file__, 0, _LINE_ENCODER.encode(line), (), None, "RequestLog.__call__"
+                    )
+                    self.log.handle(record)
 
     def _route(self, scope: Scope) -> str | None:
         path = scope["path"]

@@ -10,9 +10,8 @@ from typing import Any
 from eth_abi.abi import encode
 from eth_account import Account
 from eth_utils.crypto import keccak
-from x402.mechanisms.evm.constants import PERMIT2_WITNESS_TYPES, UPTO_PERMIT2_WITNESS_TYPES
 
-from tests._chain import sign_permit
+from tests._chain import permit2_typed_data, sign_permit
 from x402_middleware.devchain import DevChain, RPCError, encode_call
 from x402_middleware.devchain.chain import EXACT_PERMIT2_PROXY, PERMIT2_ADDRESS, UPTO_PERMIT2_PROXY
 from x402_middleware.evm.abi import decode_output, selector
@@ -63,7 +62,6 @@ MAX = 10_000
 
 def _sign(chain: DevChain, key: str, spender: str, witness: dict[str, Any], **fields: Any) -> dict[str, Any]:
     """A Permit2 witness transfer signed by ``key``: ``{permit, owner, witness, signature}`` as the proxies take them."""
-    upto = "facilitator" in witness
     message = {
         "permitted": {"token": chain.asset, "amount": fields.get("amount", MAX)},
         "spender": spender,
@@ -71,19 +69,7 @@ def _sign(chain: DevChain, key: str, spender: str, witness: dict[str, Any], **fi
         "deadline": fields.get("deadline", int(time.time()) + 600),
         "witness": witness,
     }
-    typed = {
-        "types": {
-            "EIP712Domain": [
-                {"name": "name", "type": "string"},
-                {"name": "chainId", "type": "uint256"},
-                {"name": "verifyingContract", "type": "address"},
-            ],
-            **(UPTO_PERMIT2_WITNESS_TYPES if upto else PERMIT2_WITNESS_TYPES),
-        },
-        "primaryType": "PermitWitnessTransferFrom",
-        "domain": {"name": "Permit2", "chainId": chain.chain_id, "verifyingContract": PERMIT2_ADDRESS},
-        "message": message,
-    }
+    typed = permit2_typed_data(chain.chain_id, message)
     signed = Account.sign_typed_data(key, full_message=typed)
     permit = ((chain.asset, message["permitted"]["amount"]), message["nonce"], message["deadline"])
     owner = Account.from_key(key).address

@@ -30,7 +30,7 @@ from x402.schemas import PaymentRequirements as OfficialRequirements
 from tests._chain import facilitator_process
 from tests._payments import decode
 from tests._servers import uvicorn_server
-from x402_middleware import X402Auth, settlement_of
+from x402_middleware import SpendLimitError, X402Auth, settlement_of
 from x402_middleware.devchain import DevChain
 from x402_middleware.devchain.chain import PERMIT2_ADDRESS
 from x402_middleware.evm.abi import selector
@@ -154,4 +154,23 @@ def test_our_client_pays_the_official_upto_server_through_our_facilitator(
             settlement = settlement_of(r)
             assert settlement is not None and settlement.success, settlement
             assert (chain.balance_of(payer), chain.balance_of(chain.pay_to)) == (before[0] - used, before[1] + used)
-    assert auth.spent == 2 * MAX  # the caps count what was signed: the maximum, twice
+            declared = challenge["extensions"]["eip2612GasSponsoring"]
+            assert "signature" not in declared["info"]  # the echo only: this client has no evm_rpc_url
+        assert auth.spent == 2 * MAX  # the caps count what was signed: the maximum, twice
+        with httpx.Client(auth=auth, base_url=url) as http, pytest.raises(SpendLimitError):
+            http.get("/tokens", params={"used": 1})  # a third maximum would pass max_total_spend="$0.01"
+        # Without a Permit2 allowance: refused, unless the client may read the chain and sign an EIP-2612 permit.
+        chain.approve_permit2(payer, 0)
+        with httpx.Client(auth=X402Auth(Account.from_key(key)), base_url=url) as http:
+            refused = http.get("/tokens", params={"used": 999})
+        assert refused.status_code == 402
+        assert decode(refused.headers["payment-required"])["error"] == "permit2_allowance_required"
+        before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
+        sponsored = X402Auth(Account.from_key(key), evm_rpc_url=chain.rpc_url, max_amount_per_payment="$0.005")
+        with httpx.Client(auth=sponsored, base_url=url) as http:
+            r = http.get("/tokens", params={"used": 999})
+        assert r.status_code == 200, decode(r.headers["payment-required"])["error"]
+        info = decode(r.request.headers["payment-signature"])["extensions"]["eip2612GasSponsoring"]["info"]
+        assert info["spender"] == PERMIT2_ADDRESS and info["amount"] == str(MAX) and info["from"] == payer
+        assert (chain.balance_of(payer), chain.balance_of(chain.pay_to)) == (before[0] - 999, before[1] + 999)
+        assert chain.allowance(payer) == MAX - 999  # the permit approved the maximum in the settling transaction

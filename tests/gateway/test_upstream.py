@@ -74,7 +74,7 @@ def server() -> Iterator[str]:
 
 
 class _Provider:
-    signed = False  # plain requests, as every provider but Bedrock sends (SigV4: tests/gateway/test_bedrock.py)
+    signed = False  # not a SigV4 (Bedrock) provider: the URL is sent as given
 
     def headers(self, endpoint: object) -> dict[str, str]:
         return {"content-type": "application/json", "accept": "application/json", "x-provider": "test"}

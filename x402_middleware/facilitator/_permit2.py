@@ -26,6 +26,7 @@ from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyRe
 from ..schemes.evm.permit2 import (
     ALLOWANCE_REQUIRED,
     DEADLINE_MARGIN,
+    EIP2612_GAS_SPONSORING,
     EXACT_PERMIT2_PROXY,
     INVALID_NONCE,
     PERMIT2_ADDRESS,
@@ -34,13 +35,12 @@ from ..schemes.evm.permit2 import (
     Permit2Payload,
     permit2_payload,
 )
+from ._rpc import SIMULATION_BLOCK
 
 if TYPE_CHECKING:
     from .onchain import OnChainFacilitator
 
 __all__ = ["EIP2612_GAS_SPONSORING", "Permit2Settler"]
-
-EIP2612_GAS_SPONSORING = "eip2612GasSponsoring"
 
 _PERMIT = "((address,uint256),uint256,uint256)"
 _EIP2612 = "(uint256,uint256,bytes32,bytes32,uint8)"
@@ -202,7 +202,7 @@ class Permit2Settler:
         sender = data.authorization.facilitator or self.facilitator.address
         try:
             await self.facilitator.rpc(
-                "eth_call", {"from": sender, "to": target, "data": "0x" + calldata.hex()}, "latest"
+                "eth_call", {"from": sender, "to": target, "data": "0x" + calldata.hex()}, SIMULATION_BLOCK
             )
         except RPCError as exc:
             reason = await self._diagnose(payment, requirements, requirements.amount, exc)

@@ -1,11 +1,12 @@
-"""A self-hosted facilitator that verifies and settles EIP-3009 payments on an EVM chain.
+"""A self-hosted facilitator that verifies and settles EIP-3009 and Permit2 payments on an EVM chain.
 
 No web3.py: batched JSON-RPC over the package's keep-alive HTTP client (:mod:`._rpc`), calldata with eth-abi,
 EIP-1559 transactions signed over coincurve (:mod:`x402_middleware.evm`). ``verify`` runs the local checks plus an ``eth_call`` simulation of
 ``transferWithAuthorization`` and, when that reverts, the official diagnostic
 ladder (``../shared/docs/x402-protocol.md`` §3.2). ``settle`` re-runs the local
 checks, sends the transfer from one of a pool of facilitator keys, waits for the
-receipt and checks the ``Transfer`` log.
+receipt and checks the ``Transfer`` log. Permit2 payments (``exact`` with ``assetTransferMethod: "permit2"``,
+and ``upto``, settled for the actual amount) go through the x402 Permit2 proxies (:mod:`._permit2`).
 
 It settles only the tokens it is configured for (``assets``, default: the network's USDC), so nobody
 can make it pay gas for a contract of their choosing, and it sends at most one transaction per payment
@@ -40,7 +41,7 @@ from ..networks import Network, get_network, is_hex_address
 from ..schemes.evm.exact import evm_payload, verify_exact_evm
 from ..schemes.evm.permit2 import Permit2Payload, verify_permit2
 from . import _permit2
-from ._rpc import AsyncRPC
+from ._rpc import SIMULATION_BLOCK, AsyncRPC
 
 TWA_VRS = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
 TWA_BYTES = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"
@@ -163,6 +164,13 @@ class OnChainFacilitator:
     or settled, others are refused with ``asset_not_allowed`` before any RPC call; ``any_asset=True``
     accepts any EIP-3009 token (a public facilitator then pays gas for whatever contract a caller names).
 
+    Permit2 payments work for any ERC-20 in ``assets`` the payer approved Permit2 for (or with the
+    ``eip2612GasSponsoring`` extension). An ``upto`` payment names the key that may settle it: :attr:`address`
+    (what ``/supported`` lists as ``extra.facilitatorAddress``) or any other of these keys. Verifying one reads the
+    payer's allowance and balance, reused for ``fact_ttl`` seconds per payer (dropped when that payer settles)::
+
+        await facilitator.settle(payload, dataclasses.replace(requirements, amount=actual))  # upto: actual <= maximum
+
     Each payment it broadcast is remembered until its ``validBefore`` has passed (at most
     ``max_tracked_payments``, least recently used forgotten first), and no second transaction is ever
     sent for it. Another ``settle`` of the same payment waits for that transaction (up to
@@ -237,7 +245,7 @@ class OnChainFacilitator:
             return await self.permit2.verify(payload, requirements)
         call = {"from": self.signers[0].address, "to": asset, "data": "0x" + transfer_calldata(payload).hex()}
         try:
-            await self.rpc("eth_call", call, "latest")
+            await self.rpc("eth_call", call, SIMULATION_BLOCK)
         except RPCError as exc:
             reason = await self._diagnose(payload, requirements, exc.revert_reason)
             return VerifyResult(False, reason, exc.revert_reason or exc.message, payload.payer)
@@ -462,7 +470,7 @@ class OnChainFacilitator:
         call = {"from": signer.address, "to": target, "data": "0x" + data.hex()}
         known = self.gas_limit or (self._gas.get(gas_key) if gas_key is not None else None)
         if known is not None:
-            await self.rpc("eth_call", call, "latest")
+            await self.rpc("eth_call", call, SIMULATION_BLOCK)
             return known
         # +20% and a fresh-slot SSTORE (20,000 instead of 2,900 gas; EIP-2200/2929) for a recipient or
         # payer whose balance is zero when the estimate is reused. Unused gas is not charged.

@@ -190,11 +190,8 @@ class Provider:
     async def complete(self, upstream: Upstream, endpoint: Endpoint, call: Call, timeouts: Timeouts) -> dict[str, Any]:
         """POST a non-streaming call; the canonical completion, or :class:`UpstreamFailure`."""
         url, payload = self.build(endpoint, call)
-        try:
-            async with asyncio.timeout(timeouts.total):
-                response = await upstream.post(
-                    self, endpoint, url, payload, timeouts.total, timeouts.connect, stream=False
-                )
+        try:  # the whole call within timeouts.total (the session's timer)
+            response = await upstream.post(self, endpoint, url, payload, timeouts.total, timeouts.connect, stream=False)
         except (TimeoutError, *STREAM_ERRORS) as exc:
             raise _transport_failure(exc, endpoint) from exc
         if response.status_code >= 300:

@@ -82,6 +82,9 @@ def session(ssl_context: ssl.SSLContext | bool | None = None, *, max_connections
         ),
         read_bufsize=_READ_BUFSIZE,
         timeout=aiohttp.ClientTimeout(total=None),
+        # One session serves every caller: an upstream's cookies must not carry from one caller's call to the next
+        # (and filtering and storing them was work on every request).
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
 
 
@@ -169,7 +172,7 @@ class Upstream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._max_connections = max_connections
         self._targets: dict[tuple[int, int, str], _Target] = {}
-        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
+        self._timeouts: dict[tuple[float, float, bool], aiohttp.ClientTimeout] = {}
 
     @property
     def client(self) -> aiohttp.ClientSession:
@@ -198,12 +201,17 @@ class Upstream:
             target = self._targets[key] = _Target(provider, endpoint, url)
         return target
 
-    def _timeout(self, seconds: float, connect: float) -> aiohttp.ClientTimeout:
-        """``connect`` for TCP + TLS, ``seconds`` for a free connection (and connecting) and for each read."""
-        timeout = self._timeouts.get((seconds, connect))
+    def _timeout(self, seconds: float, connect: float, stream: bool) -> aiohttp.ClientTimeout:
+        """``connect`` for TCP + TLS, ``seconds`` for a free connection (and connecting); then ``seconds`` for each
+        read of a stream, or for the whole call when the body is read here (one timer, not one reset per read)."""
+        key = (seconds, connect, stream)
+        timeout = self._timeouts.get(key)
         if timeout is None:
-            timeout = aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=connect, sock_read=seconds)
-            self._timeouts[(seconds, connect)] = timeout
+            if stream:
+                timeout = aiohttp.ClientTimeout(total=None, connect=seconds, sock_connect=connect, sock_read=seconds)
+            else:
+                timeout = aiohttp.ClientTimeout(total=seconds, connect=seconds, sock_connect=connect)
+            self._timeouts[key] = timeout
         return timeout
 
     async def post(
@@ -217,7 +225,8 @@ class Upstream:
         *,
         stream: bool,
     ) -> UpstreamResponse:
-        """``POST url`` with ``payload`` as JSON and the provider's headers; with ``stream=False`` the body is read.
+        """``POST url`` with ``payload`` as JSON and the provider's headers; with ``stream=False`` the body is read,
+        all within ``seconds``.
 
         A streamed response must be closed (:meth:`UpstreamResponse.aclose`). Never re-sent: a POST to an
         upstream that dropped a kept-alive connection fails, and the pool moves on to its next endpoint.
@@ -230,7 +239,7 @@ class Upstream:
             target.url,
             data=data,
             headers=headers,
-            timeout=self._timeout(seconds, connect),
+            timeout=self._timeout(seconds, connect, stream),
             proxy=target.proxy,
         )
         response = UpstreamResponse(raw, started)
@@ -250,7 +259,7 @@ class Upstream:
         started = time.perf_counter()
         headers = {k: v for k, v in target.headers.items() if k != "content-type"}
         raw = await self.client.get(
-            target.url, headers=headers, timeout=self._timeout(seconds, connect), proxy=target.proxy
+            target.url, headers=headers, timeout=self._timeout(seconds, connect, stream), proxy=target.proxy
         )
         response = UpstreamResponse(raw, started)
         if not stream:

@@ -194,6 +194,47 @@ def sign_permit2(
     return {"signature": "0x" + signature.hex(), "permit2Authorization": auth.to_wire()}
 
 
+#: The v2 extension by which a payer without a Permit2 allowance sends an EIP-2612 permit for Permit2.
+EIP2612_GAS_SPONSORING = "eip2612GasSponsoring"
+
+
+def eip2612_gas_sponsoring(requirement: PaymentRequirements, key: bytes, nonce: int, deadline: int) -> dict[str, Any]:
+    """The ``eip2612GasSponsoring`` extension entry: ``key`` permits Permit2 to spend ``requirement.amount``.
+
+    ``nonce`` is the payer's current ``nonces(owner)`` on the token; the facilitator submits the permit with the
+    payment (``settleWithPermit``). Needs the token's EIP-712 ``name``/``version`` (``extra``), as the official
+    clients do.
+    """
+    from ...evm.eip2612 import permit_digest
+
+    chain_id = requirement.network.chain_id
+    if chain_id is None or not requirement.asset.name:
+        raise MalformedPaymentError("an EIP-2612 permit needs an EVM chain id and the token's EIP-712 name/version")
+    owner, token = address_of(key), to_checksum_address(requirement.asset.address)
+    digest = permit_digest(
+        owner,
+        PERMIT2_ADDRESS,
+        requirement.amount,
+        nonce,
+        deadline,
+        name=requirement.asset.name,
+        version=requirement.asset.version,
+        chain_id=chain_id,
+        token=token,
+    )
+    info = {
+        "from": owner,
+        "asset": token,
+        "spender": PERMIT2_ADDRESS,
+        "amount": str(requirement.amount),
+        "nonce": str(nonce),
+        "deadline": str(deadline),
+        "signature": "0x" + sign_digest(key, digest).hex(),
+        "version": "1",
+    }
+    return {"info": info}
+
+
 def parse_permit2_payload(payload: Mapping[str, Any], *, upto: bool) -> Permit2Payload:
     """Shape-check a Permit2 wire payload; raises :class:`MalformedPaymentError` naming the bad field."""
     sig = payload.get("signature")
