@@ -20,7 +20,7 @@ needs the network (about two minutes); later runs are offline. A peer that fails
 and skipped. Pinned versions and configurations: :data:`LITELLM_VERSION`, :data:`PORTKEY_VERSION`,
 :func:`litellm_config`, :func:`portkey_headers` (``benchmarks/README.md``, "Gateway vs peers").
 
-Run (about three minutes on a quiet 2-core machine once the peers are installed)::
+Run (about four minutes on a 2-core machine once the peers are installed)::
 
     .venv/bin/python benchmarks/peers.py
     .venv/bin/python benchmarks/peers.py --peers litellm --no-stream --json
@@ -48,6 +48,7 @@ from _common import (
     PYTHON,
     Server,
     base_parser,
+    cpu_seconds,
     emit_json,
     load,
     log,
@@ -56,12 +57,24 @@ from _common import (
     summarize,
     verdict,
 )
-from gateway import EMULATOR_CPU, FREE_MODEL, GATEWAY_CPU, PROMPT, caller_body, gateway_request, gateway_server
+from gateway import (
+    EMULATOR_CPU,
+    FREE_MODEL,
+    GATEWAY_CPU,
+    PROMPT,
+    caller_body,
+    gateway_request,
+    gateway_server,
+    upstream_request,
+)
 
 from examples.gateway.catalog import load_catalog
 
 LITELLM_VERSION = "1.106.12"
 PORTKEY_VERSION = "1.15.2"
+#: Portkey's HTTP stack, which its package.json leaves as ranges: pinned to what a fresh install resolved on
+#: 2026-12-04, so every run races the same code.
+PORTKEY_OVERRIDES = {"hono": "4.13.23", "@hono/node-server": "1.19.19"}
 PEERS = ("litellm", "portkey")
 CACHE = Path(os.environ.get("X402_PEERS_CACHE", Path.home() / ".cache" / "x402_middleware" / "peers"))
 LAUNCHER = Path(__file__).resolve().parent / "_portkey_launch.mjs"
@@ -98,16 +111,17 @@ def install_litellm(cache: Path = CACHE) -> Path:
     """The ``litellm`` CLI of ``litellm[proxy]==LITELLM_VERSION`` in its own venv under ``cache`` (made on first use)."""
     home = cache / f"litellm-{LITELLM_VERSION}"
     binary = home / "bin" / "litellm"
-    if (home / ".installed").exists() and binary.exists():
+    requirement = f"litellm[proxy]=={LITELLM_VERSION}"
+    if _installed(home, requirement) and binary.exists():
         return binary
     log(f"installing LiteLLM proxy {LITELLM_VERSION} into {home} (first run only; needs PyPI, ~2 min)")
     shutil.rmtree(home, ignore_errors=True)
     _run([PYTHON, "-m", "venv", str(home)], "creating the LiteLLM venv")
     pip = [str(home / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    _run([*pip, f"litellm[proxy]=={LITELLM_VERSION}"], f"pip install litellm[proxy]=={LITELLM_VERSION}")
+    _run([*pip, requirement], f"pip install {requirement}")
     if not binary.exists():
         raise PeerUnavailable(f"pip installed litellm but {binary} is missing")
-    (home / ".installed").touch()
+    (home / ".installed").write_text(requirement)
     return binary
 
 
@@ -115,19 +129,33 @@ def install_portkey(cache: Path = CACHE) -> Path:
     """Portkey's ``start-server.js`` from ``@portkey-ai/gateway@PORTKEY_VERSION`` under an npm prefix in ``cache``."""
     home = cache / f"portkey-{PORTKEY_VERSION}"
     entry = home / "node_modules" / "@portkey-ai" / "gateway" / "build" / "start-server.js"
-    if (home / ".installed").exists() and entry.exists():
+    manifest = {
+        "private": True,
+        "dependencies": {"@portkey-ai/gateway": PORTKEY_VERSION},
+        "overrides": PORTKEY_OVERRIDES,
+    }
+    text = json.dumps(manifest, indent=2) + "\n"
+    if _installed(home, text) and entry.exists():
         return entry
     if shutil.which("node") is None or shutil.which("npm") is None:
         raise PeerUnavailable("node and npm are needed for the Portkey gateway (apt-get install nodejs npm)")
     log(f"installing @portkey-ai/gateway {PORTKEY_VERSION} into {home} (first run only; needs the npm registry)")
-    home.mkdir(parents=True, exist_ok=True)
-    manifest = {"private": True, "dependencies": {"@portkey-ai/gateway": PORTKEY_VERSION}}
-    (home / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    (home / "package.json").write_text(text)
     _run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], "npm install @portkey-ai/gateway", home)
     if not entry.exists():
         raise PeerUnavailable(f"npm installed @portkey-ai/gateway but {entry} is missing")
-    (home / ".installed").touch()
+    (home / ".installed").write_text(text)
     return entry
+
+
+def _installed(home: Path, what: str) -> bool:
+    """Whether ``home`` holds a finished install of exactly ``what`` (the marker is written last)."""
+    try:
+        return (home / ".installed").read_text() == what
+    except OSError:
+        return False
 
 
 def node_package_versions(entry: Path, names: Sequence[str] = ("hono", "@hono/node-server")) -> dict[str, str]:
@@ -222,8 +250,6 @@ def tree_pids(pid: int) -> list[int]:
 
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid`` and its descendants so far (threads included)."""
-    from _common import cpu_seconds
-
     total = 0.0
     for member in tree_pids(pid):
         try:
@@ -561,8 +587,6 @@ def _targets(
     skipped: dict[str, str],
 ) -> list[Target]:
     """The direct path and every started server, each with its request bytes, each checked once end to end."""
-    from gateway import upstream_request
-
     body = caller_body(FREE_MODEL, stream=stream)
     targets = [Target("direct", emulator, upstream_request(emulator.url, body, emulator.host_header))]
     for name, server in servers.items():
