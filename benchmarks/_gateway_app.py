@@ -7,7 +7,8 @@ Configured only by the environment, so the benchmark can serve it as its own pin
 * ``GATEWAY_BENCH_UPSTREAM`` (required): the emulator's URL; every catalog pool points at it (``emulator_pools``).
 * ``GATEWAY_BENCH_PAYMENT``: ``none`` (default: ``create_app``, no payment layer), ``instant`` (``create_paid_app``
   with the zero-latency in-process facilitator of ``_fixtures``, to isolate the gateway's own cost) or ``onchain``
-  (``create_paid_app`` with :class:`~x402_middleware.facilitator.OnChainFacilitator` settling on a dev chain).
+  (``create_paid_app`` with :class:`~x402_middleware.facilitator.OnChainFacilitator` settling on a dev chain), or
+  ``usage`` (the same in usage billing: the 402 also offers ``upto``, each call is charged its reported usage).
 * ``GATEWAY_BENCH_NETWORK``, ``GATEWAY_BENCH_PAY_TO``: the 402's network and recipient (paid modes).
 * ``GATEWAY_BENCH_RPC_URL``, ``GATEWAY_BENCH_SIGNERS``: the dev chain's RPC URL and how many of its derived
   facilitator keys pay gas (``onchain``; the keys are :func:`~x402_middleware.devchain.derived_key` test keys).
@@ -44,13 +45,17 @@ def create() -> Any:
     mode = os.environ.get("GATEWAY_BENCH_PAYMENT", "none")
     if mode == "none":
         return create_app(config)
+    from dataclasses import replace
+
     from examples.gateway.paid import create_paid_app
 
+    facilitator = _facilitator("onchain" if mode == "usage" else mode)
     return create_paid_app(
-        config,
+        replace(config, billing="usage") if mode == "usage" else config,
         pay_to=os.environ["GATEWAY_BENCH_PAY_TO"],
-        facilitator=_facilitator(mode),
+        facilitator=facilitator,
         network=os.environ["GATEWAY_BENCH_NETWORK"],
+        facilitator_address=getattr(facilitator, "address", None),
     )
 
 
@@ -69,4 +74,4 @@ def _facilitator(mode: str) -> Any:
         return OnChainFacilitator(
             os.environ["GATEWAY_BENCH_RPC_URL"], keys, network=os.environ["GATEWAY_BENCH_NETWORK"]
         )
-    raise SystemExit(f"GATEWAY_BENCH_PAYMENT must be none, instant or onchain, not {mode!r}")
+    raise SystemExit(f"GATEWAY_BENCH_PAYMENT must be none, instant, onchain or usage, not {mode!r}")

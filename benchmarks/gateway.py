@@ -16,7 +16,11 @@ Scenarios:
   facilitator: the gateway + payment middleware cost (quote from the body, local EIP-3009 verification,
   settlement call), each request carrying its own payment pre-signed for the 402 of that exact body;
 * ``paid on-chain``: the same, settled by ``OnChainFacilitator`` on anvil emulating Base (``DevChain("base")``),
-  the dev-mode stack; afterwards the payer's balance is checked to have dropped by exactly the settled amounts.
+  the dev-mode stack; afterwards the payer's balance is checked to have dropped by exactly the settled amounts;
+* ``paid usage``: the same stack in usage billing (``--billing usage``): each request pays with x402 ``upto``
+  (Permit2, the quote as maximum), the facilitator verifies it on chain before the upstream call (allowance,
+  balance, a simulation) and the gateway settles the reported usage; the payer's balance must drop by exactly
+  the usage cost of every call. ``--paid usage`` runs ``paid on-chain`` too, for the comparison.
 
 Memory: after the latency runs, the free gateway serves ``--memory-requests`` more requests in five segments;
 its RSS (``/proc``) is sampled after each; the figure is the growth per 1,000 requests from the first sample.
@@ -28,6 +32,7 @@ Run (about 60 s on a quiet 2-core machine; two minutes when other work shares it
     .venv/bin/python benchmarks/gateway.py
     .venv/bin/python benchmarks/gateway.py --long --json          # 200k requests for the memory check
     .venv/bin/python benchmarks/gateway.py --paid instant --no-stream
+    .venv/bin/python benchmarks/gateway.py --paid usage --no-stream --requests 200 --memory-requests 1000
 """
 
 from __future__ import annotations
@@ -109,9 +114,10 @@ def gateway_request(host: str, body: Mapping[str, Any]) -> bytes:
 
 
 def paid_requests(
-    gateway_url: str, host: str, body: Mapping[str, Any], count: int, key: str | None
+    gateway_url: str, host: str, body: Mapping[str, Any], count: int, key: str | None, *, upto: bool = False
 ) -> tuple[list[bytes], int]:
-    """``count`` requests each carrying its own payment, signed for the 402 of this exact body; and the price.
+    """``count`` requests each carrying its own payment, signed for the 402 of this exact body; and the price
+    (``upto``: the maximum each signs, for the 402's upto option).
 
     The quote is deterministic per body, so one challenge serves every payment; each payment has its own nonce
     because the middleware serves a payment at most once.
@@ -120,13 +126,43 @@ def paid_requests(
     challenge = httpx.post(gateway_url + CHAT_PATH, content=content, headers=JSON_HEADERS)
     if challenge.status_code != 402:
         raise RuntimeError(f"expected a 402 for a paid model, got {challenge.status_code}: {challenge.text[:300]}")
-    payer = Payer(key) if key else Payer()
     started = time.perf_counter()
+    if upto:
+        assert key is not None
+        name, values, maximum = sign_upto(challenge, key, count)
+        log(f"  signed {count} upto payments in {time.perf_counter() - started:.1f} s")
+        return [raw_request("POST", CHAT_PATH, host, {**JSON_HEADERS, name: v}, content) for v in values], maximum
+    payer = Payer(key) if key else Payer()
     name, values = payer.sign_many(challenge, count)
     log(f"  signed {count} payments in {time.perf_counter() - started:.1f} s")
     requirement = decode_header(challenge.headers[PAYMENT_REQUIRED], name=PAYMENT_REQUIRED)["accepts"][0]
     requests = [raw_request("POST", CHAT_PATH, host, {**JSON_HEADERS, name: v}, content) for v in values]
     return requests, int(requirement["amount"])
+
+
+def sign_upto(challenge: httpx.Response, key: str, count: int) -> tuple[str, list[str], int]:
+    """``count`` x402 ``upto`` payments (Permit2, each its own nonce) for the challenge's upto option."""
+    from x402_middleware.models import parse_requirements
+    from x402_middleware.schemes import find_scheme
+    from x402_middleware.wire import encode_header
+
+    required = decode_header(challenge.headers[PAYMENT_REQUIRED], name=PAYMENT_REQUIRED)
+    offer = next(a for a in required["accepts"] if a["scheme"] == "upto")
+    requirement, scheme = parse_requirements(offer, 2), find_scheme("upto", "eip155")
+    assert scheme is not None
+    secret = bytes.fromhex(key.removeprefix("0x"))
+    values = [
+        encode_header(
+            {
+                "x402Version": 2,
+                "resource": required["resource"],
+                "accepted": offer,
+                "payload": scheme.sign(requirement, secret, int(time.time())),
+            }
+        )
+        for _ in range(count)
+    ]
+    return "payment-signature", values, int(offer["amount"])
 
 
 # -- measuring ------------------------------------------------------------------------------------------------
@@ -234,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--requests", type=int, default=1000, help="requests per side per scenario (default 1000)")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved direct/gateway rounds (default 2)")
-    parser.add_argument("--paid", choices=("both", "instant", "onchain", "none"), default="both")
+    parser.add_argument("--paid", choices=("both", "instant", "onchain", "usage", "none"), default="both")
     parser.add_argument("--paid-requests", type=int, default=400, help="paid requests per side (default 400)")
     parser.add_argument("--no-stream", action="store_true", help="skip the streaming scenario")
     parser.add_argument(
@@ -328,8 +364,10 @@ def main(argv: list[str] | None = None) -> int:
                         warmup=PAID_WARMUP,
                     )
                 )
-        if args.paid in ("both", "onchain"):
+        if args.paid in ("both", "onchain", "usage"):  # usage: compared with exact on the same stack, same run
             results.append(onchain(emulator, direct_paid, paid, log_file, c, rounds, per_paid, paid_checks))
+        if args.paid == "usage":
+            results.append(onchain(emulator, direct_paid, paid, log_file, c, rounds, per_paid, paid_checks, usage=True))
 
     report(results, memory, paid_checks, args.json)
     return 0
@@ -344,16 +382,19 @@ def onchain(
     rounds: int,
     per_paid: int,
     checks: list[dict[str, Any]],
+    *,
+    usage: bool = False,
 ) -> dict[str, Any]:
     from x402_middleware.devchain import DevChain
 
     signers = 4
-    log("paid on-chain: starting anvil (DevChain('base'))")
+    name = "paid usage (upto)" if usage else "paid on-chain"
+    log(f"{name}: starting anvil (DevChain('base'))")
     with (
         DevChain("base", payers=1, facilitators=signers) as chain,
         gateway_server(
             emulator,
-            "onchain",
+            "usage" if usage else "onchain",
             log_file,
             GATEWAY_BENCH_NETWORK=chain.network,
             GATEWAY_BENCH_PAY_TO=chain.pay_to,
@@ -364,10 +405,14 @@ def onchain(
         payer = chain.payer_addresses[0]
         before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
         reqs, price = paid_requests(
-            gateway.url, gateway.host_header, paid, PAID_WARMUP + per_paid * rounds, chain.payer_keys[0]
+            gateway.url, gateway.host_header, paid, PAID_WARMUP + per_paid * rounds, chain.payer_keys[0], upto=usage
         )
+        maximum = price
+        if usage:  # every call of this body reports the same usage: its cost, from one probe outside the run
+            price = usage_cost(gateway.url, paid, chain.payer_keys[0])
+            before = chain.balance_of(payer), chain.balance_of(chain.pay_to)
         row = compare(
-            "paid on-chain",
+            name,
             emulator,
             gateway,
             direct_paid,
@@ -380,7 +425,9 @@ def onchain(
         after = chain.balance_of(payer), chain.balance_of(chain.pay_to)
         expected = price * len(reqs)
         check: dict[str, Any] = {
+            "scenario": name,
             "price_atomic": price,
+            "maximum_atomic": maximum,
             "settled": len(reqs),
             "payer_paid": before[0] - after[0],
             "pay_to_received": after[1] - before[1],
@@ -390,6 +437,23 @@ def onchain(
         checks.append(check)
         log(f"  on-chain check: payer paid {check['payer_paid']} atomic, expected {expected}: {verdict(check['ok'])}")
     return row
+
+
+def usage_cost(gateway_url: str, body: Mapping[str, Any], key: str) -> int:
+    """One upto-paid call of ``body``: the usage cost the gateway settled (checked against the formula)."""
+    from examples.gateway.catalog import load_catalog
+    from examples.gateway.quote import usage_price
+
+    content = json.dumps(body).encode()
+    challenge = httpx.post(gateway_url + CHAT_PATH, content=content, headers=JSON_HEADERS)
+    name, (value,), _ = sign_upto(challenge, key, 1)
+    r = httpx.post(gateway_url + CHAT_PATH, content=content, headers={**JSON_HEADERS, name: value}, timeout=30)
+    usage = r.json()["usage"]
+    cost = usage_price(load_catalog().models[body["model"]], usage["prompt_tokens"], usage["completion_tokens"])
+    settled = decode_header(r.headers["payment-response"], name="PAYMENT-RESPONSE")
+    if cost is None or int(settled["amount"]) != cost:
+        raise RuntimeError(f"usage probe: settled {settled.get('amount')}, the formula says {cost}")
+    return cost
 
 
 # -- output ---------------------------------------------------------------------------------------------------
@@ -451,8 +515,9 @@ def report(
         )
     for check in checks:
         print(
-            f"  on-chain settlement: {check['settled']} payments of {check['price_atomic']} atomic USDC, payer "
-            f"paid {check['payer_paid']}, pay_to received {check['pay_to_received']}: {verdict(check['ok'])}"
+            f"  {check['scenario']}: {check['settled']} payments of {check['price_atomic']} atomic USDC (signed "
+            f"{check['maximum_atomic']}), payer paid {check['payer_paid']}, pay_to received {check['pay_to_received']}: "
+            f"{verdict(check['ok'])}"
         )
     if as_json:
         emit_json(

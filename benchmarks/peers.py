@@ -98,7 +98,7 @@ def _run(cmd: Sequence[str], what: str, cwd: Path | None = None, timeout: float 
     started = time.perf_counter()
     log(f"  $ {' '.join(cmd)}")
     try:
-        proc = subprocess.run(cmd, check=False, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise PeerUnavailable(f"{what}: {exc}") from None
     if proc.returncode != 0:

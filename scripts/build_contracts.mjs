@@ -58,6 +58,7 @@ function main() {
   for (const path of Object.keys(output.contracts).sort()) {
     for (const name of Object.keys(output.contracts[path]).sort()) {
       const c = output.contracts[path][name];
+      if (!c.evm.bytecode.object) continue; // interfaces and abstract contracts: nothing to deploy
       contracts[name] = {
         source: path,
         abi: c.abi,

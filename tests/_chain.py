@@ -13,12 +13,17 @@ package's own hand-specialised digest code. Typical session fixture::
 from __future__ import annotations
 
 import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
 
+from tests._servers import process_with_url
 from x402_middleware.devchain import DevChain, RPCError, encode_call
+from x402_middleware.devchain.chain import PERMIT2_ADDRESS
 
 # secp256k1 group order: (r, n - s) with the other v is the malleable twin of (r, s).
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -177,3 +182,31 @@ def revert_reason(chain: DevChain, key: str, to: str, data: bytes) -> str:
             raise
         return exc.revert_reason
     raise AssertionError("transaction did not revert")
+
+
+def permit2_typed_data(chain_id: int, message: dict[str, Any]) -> dict[str, Any]:
+    """EIP-712 typed data of a Permit2 ``PermitWitnessTransferFrom`` with the official SDK's type tables (the
+    ``upto`` witness when ``message["witness"]`` names a facilitator), on Permit2's domain (no version)."""
+    from x402.mechanisms.evm.constants import PERMIT2_WITNESS_TYPES, UPTO_PERMIT2_WITNESS_TYPES
+
+    upto = "facilitator" in message["witness"]
+    return {
+        "types": {
+            "EIP712Domain": [f for f in _DOMAIN_FIELDS if f["name"] != "version"],
+            **(UPTO_PERMIT2_WITNESS_TYPES if upto else PERMIT2_WITNESS_TYPES),
+        },
+        "primaryType": "PermitWitnessTransferFrom",
+        "domain": {"name": "Permit2", "chainId": chain_id, "verifyingContract": PERMIT2_ADDRESS},
+        "message": message,
+    }
+
+
+@contextmanager
+def facilitator_process(chain: DevChain, *keys: str) -> Iterator[str]:
+    """Our ``x402-facilitator`` server as a real process on ``chain``, paying gas from ``keys``; yields its URL."""
+    args = [sys.executable, "-m", "x402_middleware.facilitator", "--rpc-url", chain.rpc_url, "--port", "0"]
+    args += ["--network", chain.network]
+    for key in keys:
+        args += ["--key", key]
+    with process_with_url(args) as url:
+        yield url

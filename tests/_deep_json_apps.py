@@ -34,6 +34,9 @@ def priced_body_app() -> PaymentMiddleware:
     ``NETWORK`` and ``PAY_TO``."""
     from x402_middleware.facilitator import OnChainFacilitator
 
+    # The condition being defended: a raised recursion limit (py_ecc < 8, imported by eth-account, raised it on import;
+    # any library may), under which the C JSON parser overflows the C stack on deep input.
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 100_000))
     app = Starlette(routes=[Route("/chat", _chat, methods=["POST"]), Route("/recursion-limit", _recursion_limit)])
     return PaymentMiddleware(
         app,

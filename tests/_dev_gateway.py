@@ -18,8 +18,9 @@ from tests._servers import ROOT
 from x402_middleware.devchain._rpc import SyncRPC
 from x402_middleware.evm.abi import decode_output, encode_call
 
-# Provider keys would switch the dev gateway to real upstreams; BLOCKRUN_API_KEY would switch BlockRun's SDKs to
-# their API-key rail. Tests never touch the internet, so they are removed from the child's environment.
+# Provider keys (and AWS credentials: Bedrock) would switch the dev gateway to real upstreams; BLOCKRUN_API_KEY would
+# switch BlockRun's SDKs to their API-key rail. Tests never touch the internet, so they are removed from the child's
+# environment.
 SCRUBBED = (
     "OPENAI_API_KEY",
     "ANTHROPIC_API_KEY",
@@ -30,6 +31,11 @@ SCRUBBED = (
     "AZURE_OPENAI_API_KEY",
     "AZURE_OPENAI_BASE_URL",
     "BLOCKRUN_API_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "BEDROCK_ENDPOINT_URL",
 )
 
 

@@ -112,3 +112,81 @@ def _official_app(facilitator_client: Any) -> Any:
 
     app.add_middleware(PaymentMiddlewareASGI, routes=routes, server=server)
     return app
+
+
+#: What ``ours_upto``'s routes charge of the signed maximum (``OURS_UPTO_MAX``): a whole response and a stream.
+OURS_UPTO_MAX, UPTO_CHARGE, UPTO_STREAM_CHARGE = "$0.01", 4321, 1234
+
+
+def ours_upto() -> Any:
+    """OUR PaymentMiddleware with ``upto`` routes (the app reports the charge), settling on the dev chain."""
+    from collections.abc import AsyncIterator
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    from x402_middleware import PaymentMiddleware, RouteConfig, charge
+    from x402_middleware.facilitator import OnChainFacilitator
+
+    async def usage(request: Request) -> Response:
+        charge(request, UPTO_CHARGE)
+        return JSONResponse({"paid_by": request.scope["x402.payment"].payer, "charged": UPTO_CHARGE})
+
+    async def stream(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"data: 1\n\n"
+            charge(request, UPTO_STREAM_CHARGE)
+            yield b"data: [DONE]\n\n"
+
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    facilitator = OnChainFacilitator(os.environ["X402_RPC_URL"], [os.environ["X402_FACILITATOR_KEY"]], network=NETWORK)
+    route = RouteConfig(price=OURS_UPTO_MAX, scheme="upto", extra={"facilitatorAddress": facilitator.address})
+    return PaymentMiddleware(
+        Starlette(routes=[Route("/usage", usage), Route("/stream", stream)]),
+        routes={"GET /usage": route, "GET /stream": route},
+        pay_to=os.environ["X402_PAY_TO"],
+        network=NETWORK,
+        facilitator=facilitator,
+    )
+
+
+UPTO_MAX = "$0.005"  # 5000 atomic units of the 6-decimal test USDC
+
+
+def official_upto_remote() -> Any:
+    """The OFFICIAL x402 2.25.0 FastAPI middleware offering ``upto`` (at most ``UPTO_MAX``) for ``GET /tokens?used=N``,
+    settling N through OUR facilitator server (``X402_FACILITATOR_URL``) via the SDK's ``Settlement-Overrides``; it
+    declares the ``eip2612GasSponsoring`` extension."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from x402 import x402ResourceServer
+    from x402.extensions.eip2612_gas_sponsoring import declare_eip2612_gas_sponsoring_extension
+    from x402.http import FacilitatorConfig, HTTPFacilitatorClient
+    from x402.http.middleware.fastapi import PaymentMiddlewareASGI, set_settlement_overrides
+    from x402.http.types import PaymentOption, RouteConfig
+    from x402.mechanisms.evm.upto import UptoEvmServerScheme
+
+    server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=os.environ["X402_FACILITATOR_URL"])))
+    server.register(NETWORK, UptoEvmServerScheme())  # type: ignore[no-untyped-call,arg-type]  # the SDK's own typing
+    option = PaymentOption(scheme="upto", pay_to=os.environ["X402_PAY_TO"], price=UPTO_MAX, network=NETWORK)
+    routes = {
+        "GET /tokens": RouteConfig(
+            accepts=[option],
+            description="Tokens",
+            mime_type="application/json",
+            extensions=declare_eip2612_gas_sponsoring_extension(),  # payers without a Permit2 allowance may permit
+        )
+    }
+    app = FastAPI()
+
+    @app.get("/tokens")
+    def tokens(used: int) -> Any:  # the actual charge comes from the query, as an app would compute it
+        response = JSONResponse({"used": used})
+        set_settlement_overrides(response, {"amount": str(used)})
+        return response
+
+    app.add_middleware(PaymentMiddlewareASGI, routes=routes, server=server)
+    return app

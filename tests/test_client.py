@@ -392,7 +392,7 @@ def test_picks_the_first_usable_option_and_explains_refusals() -> None:
         {**good, "scheme": "upto"},
         {**good, "network": "eip155:999999"},
         {**good, "asset": "0x" + "11" * 20},
-        {**good, "extra": {"name": "USDC", "version": "2", "assetTransferMethod": "permit2"}},
+        {**good, "extra": {"name": "USDC", "version": "2", "assetTransferMethod": "erc7710"}},
         {**good, "amount": "1e3"},
         {**good, "payTo": "nobody"},
         {**good, "maxTimeoutSeconds": 0},
@@ -410,10 +410,10 @@ def test_picks_the_first_usable_option_and_explains_refusals() -> None:
         c.get("http://t/x")
     message = str(info.value)
     for reason in (
-        "scheme 'upto'",
+        "extra.facilitatorAddress",  # an upto option names the facilitator that settles it
         "eip155:999999",
         "not the default token",
-        "permit2",
+        "erc7710",
         "'1e3'",
         "'nobody'",
         "maxTimeoutSeconds 0",

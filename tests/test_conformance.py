@@ -152,10 +152,11 @@ def test_facilitator_supported_passes_s0_to_s4(servers: dict[str, str]) -> None:
     checks = by_id(run)
     # x402conf reports S0 (GET /supported answers 200 with a JSON object) only when it fails; on success it goes on
     # to grade the body. So S0 passed iff the status was 200 and S1-S4 were graded.
-    assert (code, run["target"], run["http"], run["kinds_total"]) == (0, url, 200, 2)
+    # v2 exact and upto (Permit2, with extra.facilitatorAddress) and v1 exact
+    assert (code, run["target"], run["http"], run["kinds_total"]) == (0, url, 200, 3)
     assert {cid: c["pass"] for cid, c in checks.items()} == {"S1": True, "S2": True, "S3": True, "S4": True}
     assert checks["S1"]["detail"]["graded_as"] == "v2"
-    assert (checks["S2"]["detail"]["v2_kinds"], checks["S2"]["detail"]["v1_kinds"]) == (1, 1)
+    assert (checks["S2"]["detail"]["v2_kinds"], checks["S2"]["detail"]["v1_kinds"]) == (2, 1)
     # Our own cross-check: the facilitator advertises the (scheme, network) each resource server charges in.
     supported = httpx.get(f"{url}/supported").json()
     kinds = {(k["scheme"], k["network"]) for k in supported["kinds"] if k["x402Version"] == 2}

@@ -9,13 +9,17 @@ import threading
 import time
 from typing import Any
 
-import eth_account  # noqa: F401  (imports py_ecc, which raises the recursion limit: the condition being defended)
+import eth_account  # noqa: F401  (older py_ecc versions it imported raised the recursion limit to 100,000)
 import pytest
 
 from x402_middleware._exceptions import JSONTooDeepError, MalformedPaymentError, UnpriceableRequestError
 from x402_middleware._flow import parse_json_body
 from x402_middleware._headers import decode_header
 from x402_middleware._json import MAX_DEPTH, check_depth, loads
+
+# The condition being defended: a process whose recursion limit was raised (py_ecc < 8 did it on import; any library
+# may), where the C JSON parser would overflow the C stack before raising RecursionError.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 100_000))
 
 
 def arrays(depth: int) -> str:

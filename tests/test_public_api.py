@@ -150,3 +150,12 @@ def test_examples_use_only_public_names() -> None:
     files = sorted(EXAMPLES.rglob("*.py"))
     assert EXAMPLES / "gateway" / "app.py" in files
     assert not [hit for path in files for hit in _private_imports(path)]
+
+
+def test_the_charge_api_is_public() -> None:
+    # Pay for what you use (upto): the app reports the actual charge on its request.
+    from x402_middleware import usage
+
+    assert x402_middleware.charge is usage.charge
+    assert x402_middleware.Served is usage.Served
+    assert {"charge", "Served", "UPTO", "USAGE_KEY"} <= set(usage.__all__)

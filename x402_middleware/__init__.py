@@ -6,6 +6,9 @@ Quick start::
 
     app = PaymentMiddleware(app, routes={"GET /weather": "$0.001"}, pay_to="0xYourAddress",
                             network="eip155:84532", facilitator=HTTPFacilitator())
+
+Pay for what you use: ``RouteConfig(price="$0.10", scheme="upto")`` and ``charge(request, "$0.004")`` in the
+handler (:mod:`x402_middleware.usage`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
         TokenQuote,
     )
     from .stores import InMemoryStore, PaymentStore, SyncPaymentStore
+    from .usage import Served, charge
     from .wsgi import PaymentWSGIMiddleware
 
 # Every other public name is imported from its module on first use (PEP 562), so that
@@ -84,6 +88,8 @@ _LAZY = {
     "InMemoryStore": ".stores",
     "PaymentStore": ".stores",
     "SyncPaymentStore": ".stores",
+    "Served": ".usage",
+    "charge": ".usage",
     "PaymentWSGIMiddleware": ".wsgi",
 }
 
@@ -137,6 +143,7 @@ __all__ = [
     "ResourceInfo",
     "RouteConfig",
     "RouteTable",
+    "Served",
     "SettleResult",
     "SpendLimitError",
     "StoreUnavailableError",
@@ -150,6 +157,7 @@ __all__ = [
     "X402Auth",
     "X402Error",
     "__version__",
+    "charge",
     "get_network",
     "register_network",
     "settle_on_2xx",

@@ -52,6 +52,7 @@ from .stores import (
     PaymentStore,
     SyncPaymentStore,
 )
+from .usage import UPTO, ChargeFunction, Served, Usage, header_map
 
 if TYPE_CHECKING:
     from .journal import Journal, JournalEntry
@@ -162,12 +163,15 @@ class PaidFlow:
         "_admitted_at",
         "_claim",
         "_fingerprint",
+        "_headers",
         "_key",
         "_recovering",
         "_replay_reason",
         "_resumed",
+        "_status",
         "_transaction",
         "_ttl",
+        "charge",
         "emit",
         "fingerprint",
         "funds",
@@ -179,6 +183,7 @@ class PaidFlow:
         "requirements",
         "resource",
         "settle_when",
+        "usage",
     )
 
     def __init__(
@@ -193,8 +198,14 @@ class PaidFlow:
         request: Any = None,
         emit: bool = True,
         fingerprint: Callable[[PaymentPayload], str] | None = None,
+        charge: ChargeFunction | None = None,
     ) -> None:
         self.gate = gate
+        self.charge = charge  # an upto route's charge computed from the response (x402_middleware.usage)
+        #: the actual charge of an upto payment, reported by the app (``x402_middleware.charge``); None otherwise
+        self.usage: Usage | None = None
+        self._status = 0
+        self._headers: Iterable[tuple[Any, Any]] = ()
         # With a journal: the request's fingerprint once the app has read its body (x402_middleware._fingerprint),
         # recorded with the settlement so that a retry of the same request can be served without a new charge.
         self.fingerprint = fingerprint
@@ -304,7 +315,11 @@ class PaidFlow:
                 return self._challenge(
                     PAYMENT_IN_PROGRESS, "this payment is being used by another request; sign a new one or retry later"
                 )
-        elif self.funds is not None and not verified and not self.funds.covers(requirement, payer):
+        elif not verified and (
+            # upto content is served before its settlement: the facilitator checks balance, allowance and a
+            # simulation of the maximum's transfer first (x402-protocol.md §3.4), whatever was verified locally.
+            requirement.scheme == UPTO or (self.funds is not None and not self.funds.covers(requirement, payer))
+        ):
             try:
                 remote = yield Verify(payload, requirement)
             except FacilitatorError as exc:
@@ -316,22 +331,37 @@ class PaidFlow:
                 logger.info("x402: payment of %s refused before the app ran: %s", payer, reason)
                 yield Swap(key, CLAIMED, PaymentRecord(BURNED, reason), ttl)
                 return self._challenge(reason, remote.invalid_message or "the facilitator refused this payment")
-            self.funds.remember(requirement, payer)
+            if self.funds is not None:
+                self.funds.remember(requirement, payer)
         self._key, self._ttl, self._claim = key, ttl, claim
         self._admitted_at = time.time()  # a journal row created after this is this request's own
         self._resumed = record is not None and self._recovering is None
         self._replay_reason = scheme.replay_reason
         self.payment = Payment(payer, requirement.amount, requirement, payload)
+        if requirement.scheme == UPTO:
+            self.usage = Usage(self.payment)
         if self.emit:
             yield Emit(self._event(events.VERIFIED))
         return None
 
-    def start(self, status: int, *, client_gone: bool = False) -> Flow[Answer | Headers | None]:
+    def start(
+        self,
+        status: int,
+        *,
+        client_gone: bool = False,
+        complete: bool = True,
+        headers: Iterable[tuple[Any, Any]] = (),
+    ) -> Flow[Answer | Headers | None]:
         """The app starts its response with ``status``: settle if it is paid for.
 
         Returns ``None`` (send the app's response untouched), the headers to add to it (settled), or an
         :class:`Answer` to send instead (the app's body is dropped). ``client_gone``: the client disconnected
         before the response started, so nothing would be delivered and nothing is settled.
+
+        An ``upto`` payment is settled with the app's actual charge, so only once the whole response is known:
+        ``complete`` says the shell holds all of it (one body message, a Django response that does not
+        stream), and ``headers`` are the response's (for a route's ``charge=`` function). A response that is
+        not complete is started without settling (headers ``[]``): :meth:`finish` settles it.
         """
         assert self.payment is not None, "admit() must have returned None first"
         payment = self.payment
@@ -340,7 +370,7 @@ class PaidFlow:
             if self.emit:
                 yield Emit(self._event(events.NOT_SETTLED, reason="app_status", status=status))
             return None
-        payload, requirement = payment.payload, payment.requirements
+        payload = payment.payload
         if client_gone:
             self.outcome = "forwarded"
             logger.info("x402: the client of %s left before the response started: not settled", payload.payer)
@@ -351,15 +381,40 @@ class PaidFlow:
             self._fingerprint = self.fingerprint(payload)
         if self._recovering is not None:
             return (yield from self._recover(self._recovering))
-        self.outcome = "settling"
+        self._status, self._headers = status, headers
+        if self.usage is not None and not complete:
+            self.outcome = "metering"
+            return []
+        return (yield from self._settle())
+
+    def _settle(self, *, served: bool = False) -> Flow[Answer | Headers | None]:
+        assert self.payment is not None
+        payload, requirement = self.payment.payload, self.payment.requirements
         key, claim, ttl = self._key, self._claim, self._ttl
+        if self.usage is not None:  # upto: settle the actual charge (x402-protocol.md §3.4), at most the maximum
+            amount = self.usage.final(self._served_view, self.charge)
+            requirement = replace(requirement, amount=amount)
+            if amount == 0:  # nothing to pay: no transaction
+                self.outcome = "settled"
+                logger.info("x402: %s's upto payment was charged 0: nothing settled", payload.payer)
+                yield Swap(key, claim, PaymentRecord(SETTLED, ""), ttl)
+                if self.emit:
+                    yield Emit(self._event(events.SETTLED, "", 0))
+                result = SettleResult(True, requirement.network.caip2, "", payload.payer, amount=0)
+                return self.gate.settlement_headers(result, requirement, payload.x402_version)
+        self.outcome = "settling"
         if self.emit:
             yield Emit(self._event(events.SETTLING))
         try:
             result = yield Settle(payload, requirement)
         except FacilitatorError as exc:
             self.outcome = "replaced"
-            logger.error("x402: settlement of %s has an unknown outcome: %s", payload.payer, exc)
+            logger.error(
+                "x402: settlement of %s has an unknown outcome%s: %s",
+                payload.payer,
+                " after its content was served" if served else "",
+                exc,
+            )
             yield Swap(key, claim, PaymentRecord(SETTLING, claim.detail), ttl)
             if self.emit:
                 yield Emit(self._event(events.SETTLEMENT_UNKNOWN, claim.detail, reason=SETTLEMENT_UNKNOWN))
@@ -404,10 +459,21 @@ class PaidFlow:
         if not result.success:
             self.outcome = "replaced"
             reason = result.error_reason or "settlement_failed"
-            logger.info("x402: settlement refused for %s: %s", payload.payer, reason)
+            if served:
+                logger.error(
+                    "x402: LOST: the settlement of %s for %s of %s's upto payment was refused after the content "
+                    "was served (%s); the operator is not paid for it",
+                    requirement.amount,
+                    requirement.asset.address,
+                    payload.payer,
+                    reason,
+                )
+            else:
+                logger.info("x402: settlement refused for %s: %s", payload.payer, reason)
             yield Swap(key, claim, PaymentRecord(BURNED, reason), ttl)  # a refused signature is never run again
             if self.emit:
-                yield Emit(self._event(events.SETTLE_FAILED, result.transaction, reason=reason))
+                kind = events.LOST if served else events.SETTLE_FAILED
+                yield Emit(self._event(kind, result.transaction, requirement.amount if served else None, reason=reason))
             return self._challenge(
                 reason,
                 result.error_message or "the payment could not be settled",
@@ -415,6 +481,7 @@ class PaidFlow:
                 x402_version=payload.x402_version,
             )
         self.outcome = "settled"
+        self._headers = ()
         logger.info(
             "x402: settled %s of %s from %s on %s in %s",
             requirement.amount,
@@ -425,10 +492,16 @@ class PaidFlow:
         )
         yield Swap(key, claim, PaymentRecord(SETTLED, result.transaction), ttl)
         self._transaction = result.transaction
+        if result.amount is None and self.usage is not None:  # PAYMENT-RESPONSE.amount: what upto settled
+            result = replace(result, amount=requirement.amount)
         amount = result.amount if result.amount is not None else requirement.amount
         if self.emit:
             yield Emit(self._event(events.SETTLED, result.transaction, amount))
         return self.gate.settlement_headers(result, requirement, payload.x402_version)
+
+    def _served_view(self) -> Served:
+        assert self.payment is not None
+        return Served(self.request, self._status, header_map(self._headers), self.payment)
 
     def _mismatch(self) -> Answer:
         return self._challenge(
@@ -460,10 +533,28 @@ class PaidFlow:
 
         A follow-up that did not settle, or a settlement interrupted midway, leaves the payment ``settling``
         for the next request to follow up: its money may have moved. ``delivered``: the whole response was
-        handed to the server (a settled one is then recorded ``served``, and never served again).
+        handed to the server (a settled one is then recorded ``served``, and never served again). An ``upto``
+        response that :meth:`start` began without settling is settled here, after the app returned.
         """
         if not self._key:
             return
+        if self.outcome == "metering":
+            # An upto response started without settling: its content is out, so settle its actual charge now (a
+            # refusal is the operator's loss: a lost event). One cut short settles what the app charged so far.
+            assert self.usage is not None
+            if delivered or self.usage.charged is not None:
+                yield from self._settle(served=True)
+            else:
+                self.outcome = "forwarded"
+                logger.warning(
+                    "x402: %s's upto stream ended early with no charge reported: nothing settled",
+                    self.usage.payment.payer,
+                )
+                # its content was (partly) served: the signature is never accepted again
+                yield Swap(self._key, self._claim, PaymentRecord(BURNED, "interrupted"), self._ttl)
+                if self.emit:
+                    yield Emit(self._event(events.NOT_SETTLED, reason="interrupted", status=self._status))
+                return
         if self.outcome == "settled":
             if delivered and self.emit:
                 yield Emit(self._event(events.SERVED, self._transaction))

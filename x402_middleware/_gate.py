@@ -39,6 +39,7 @@ from .networks import Asset, Network, check_address, find_network, get_network, 
 from .pricing import FixedPrice, PaymentOption, PaymentRequest, Priced, PricingPolicy, TokenAmount
 from .routes import RoutePattern
 from .schemes import PaymentScheme, find_scheme, missing_extra, schemes
+from .usage import ChargeFunction
 from .verify import NO_MATCHING_REQUIREMENTS, match_requirements, verify_locally
 
 logger = logging.getLogger("x402_middleware")
@@ -77,7 +78,13 @@ class RouteConfig:
 
     ``check_funds`` asks the facilitator whether the payer can pay before the app runs (see
     :class:`~x402_middleware._flow.FundsCheck`); ``None`` takes the middleware's ``check_funds``.
-    ``scheme`` is the x402 scheme offered (``exact``; any registered in :mod:`x402_middleware.schemes`).
+    ``scheme`` is the x402 scheme offered (``exact``; any registered in :mod:`x402_middleware.schemes`), or
+    several offered in one 402 in that order (``("exact", "upto")``: clients choose). With ``upto`` the price is
+    the **maximum** and the app reports the actual charge with :func:`x402_middleware.charge`, or ``charge``
+    computes it from the response (see :mod:`x402_middleware.usage`); ``extra`` goes into every requirement,
+    for ``upto`` the facilitator's address (its ``/supported`` lists it)::
+
+        RouteConfig(price="$0.10", scheme="upto", extra={"facilitatorAddress": facilitator_address})
     """
 
     price: Any = None
@@ -88,7 +95,11 @@ class RouteConfig:
     max_timeout_seconds: int | None = None
     price_body: bool = False
     check_funds: bool | None = None
-    scheme: str = "exact"
+    scheme: str | Sequence[str] = "exact"
+    charge: ChargeFunction | None = None
+    #: merged into the ``extra`` of every requirement built from a plain price (``upto``: the facilitator's
+    #: ``{"facilitatorAddress": ...}`` from its ``/supported``)
+    extra: Mapping[str, Any] | None = None
 
 
 class Quoted(NamedTuple):
@@ -108,7 +119,9 @@ class PaidRoute:
     mime_type: str
     price_body: bool
     check_funds: bool
-    scheme: str
+    schemes: tuple[str, ...]
+    charge: ChargeFunction | None = None
+    extra: Mapping[str, Any] | None = None
 
 
 class Gate:
@@ -157,6 +170,7 @@ class Gate:
         table = _pay_to_table(cfg.pay_to, "pay_to") if cfg.pay_to else self.pay_to
         nets = tuple(get_network(n) for n in cfg.networks) if cfg.networks else self.default_networks
         timeout = cfg.max_timeout_seconds or self.max_timeout_seconds
+        offered = _schemes_of(pattern, cfg)
         options = []
         for net in nets:
             if net.asset is None:
@@ -165,7 +179,8 @@ class Gate:
                 )
             pay_to = _pay_to_of(table, net)
             try:
-                _scheme_for(cfg.scheme, net, pay_to)
+                for name in offered:
+                    _scheme_for(name, net, pay_to)
             except PricingError as exc:
                 raise ConfigurationError(f"route {pattern!r}: {exc}") from None
             options.append((net, net.asset, pay_to or "", timeout))
@@ -178,7 +193,9 @@ class Gate:
             cfg.mime_type,
             cfg.price_body,
             self.check_funds if cfg.check_funds is None else cfg.check_funds,
-            cfg.scheme,
+            offered,
+            cfg.charge,
+            dict(cfg.extra) if cfg.extra else None,
         )
         price = cfg.price.price if isinstance(cfg.price, FixedPrice) else cfg.price  # static: priced once, here
         if callable(price):
@@ -263,7 +280,8 @@ class Gate:
             return tuple(
                 r
                 for r in (
-                    self._one(route.scheme, net, asset, pay_to, timeout, price, {})
+                    self._one(scheme, net, asset, pay_to, timeout, price, route.extra or {})
+                    for scheme in route.schemes
                     for net, asset, pay_to, timeout in route.options
                 )
                 if r is not None
@@ -443,6 +461,22 @@ def _scheme_for(name: str, net: Network, pay_to: str | None) -> PaymentScheme:
     if pay_to is not None and not scheme.valid_address(pay_to):
         raise PricingError(f"pay_to {pay_to!r} is not {scheme.address_format} (needed on {net.caip2})")
     return scheme
+
+
+def _schemes_of(pattern: str, cfg: RouteConfig) -> tuple[str, ...]:
+    """A route's offered schemes, in order: one name or several (``("exact", "upto")``), no repeats."""
+    names = (cfg.scheme,) if isinstance(cfg.scheme, str) else tuple(cfg.scheme)
+    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        raise ConfigurationError(
+            f"route {pattern!r}: scheme must be a name such as 'exact' or distinct names such as ('exact', 'upto'), "
+            f"got {cfg.scheme!r}"
+        )
+    if cfg.charge is not None and not callable(cfg.charge):
+        raise ConfigurationError(
+            f"route {pattern!r}: charge= is a function of the response (a Served) returning the actual charge of "
+            f"an 'upto' payment, got {cfg.charge!r}"
+        )
+    return names
 
 
 def _pay_to_table(value: PayTo | None, what: str) -> str | dict[str, str] | None:

@@ -11,6 +11,11 @@ Flow of a paid route (``../shared/docs/x402-protocol.md`` §2, §6.3-6.4):
    start message is forwarded; the body then streams untouched (SSE stays SSE).
    Any other status, an exception, or a HEAD request is never settled. A failed
    settlement replaces the response with a 402 and drops the app's body.
+
+An ``upto`` payment (the app reports the actual charge with :func:`x402_middleware.charge`; see
+:mod:`x402_middleware.usage`) is verified by the facilitator before the app runs. Its start message is held until
+the first body message: a whole response (one body message) is settled then, as above; a stream is forwarded
+at once and settled after the app returned, once its last byte went out.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from .events import Listener
 from .facilitator import Facilitator
 from .models import PaymentPayload, PaymentRequirements, ResourceInfo
 from .stores import PaymentStore
+from .usage import USAGE_KEY
 
 if TYPE_CHECKING:
     from .journal import Journal
@@ -190,6 +196,7 @@ class PaymentMiddleware:
             request=scope,
             emit=bool(self.listeners),
             fingerprint=fingerprint,
+            charge=route.charge,
         )
         journal = self.journal
         answer = await run_async(flow.admit(scope["headers"]), self.facilitator, self.store, self.listeners, journal)
@@ -197,20 +204,17 @@ class PaymentMiddleware:
             await respond(send, answer)
             return
         scope["x402.payment"] = flow.payment
+        if flow.usage is not None:
+            scope[USAGE_KEY] = flow.usage  # x402_middleware.charge(scope, amount) reports the actual charge
         watch = ClientWatch(receive)
         delivered = False
+        held: Message | None = None  # upto: the start, until the first body message says whether it is whole
 
-        async def send_with_settlement(message: Message) -> None:
-            nonlocal delivered
-            if flow.outcome == "replaced":
-                return  # the app's output after we answered 402/502/503 in its place is dropped
-            if flow.outcome != "unsent" or message["type"] != "http.response.start":
-                await send(message)
-                if message["type"] == "http.response.body" and not message.get("more_body", False):
-                    delivered = True
-                return
+        async def begin(message: Message, complete: bool) -> bool:
             decision = await run_async(
-                flow.start(message["status"], client_gone=watch.gone),
+                flow.start(
+                    message["status"], client_gone=watch.gone, complete=complete, headers=message.get("headers", ())
+                ),
                 self.facilitator,
                 self.store,
                 self.listeners,
@@ -218,7 +222,7 @@ class PaymentMiddleware:
             )
             if isinstance(decision, Answer):
                 await respond(send, decision)
-                return
+                return False
             if decision is not None:
                 headers = message.setdefault("headers", [])
                 if not isinstance(headers, list):
@@ -226,10 +230,34 @@ class PaymentMiddleware:
                 add_private(headers)
                 headers.extend(decision)
             await send(message)
+            return True
+
+        async def send_with_settlement(message: Message) -> None:
+            nonlocal delivered, held
+            if flow.outcome == "replaced":
+                return  # the app's output after we answered 402/502/503 in its place is dropped
+            if flow.outcome == "unsent" and (held is not None or message["type"] == "http.response.start"):
+                if held is None and flow.usage is not None:
+                    held = message  # an upto charge is final once the body is: one body message settles first
+                    return
+                start, held = held or message, None
+                if not await begin(start, complete=start is not message and _final(message)) or start is message:
+                    return
+            await send(message)
+            if _final(message):
+                delivered = True
 
         try:
             await watch.start(has_body(scope))
             await self.app(scope, watch.receive, send_with_settlement)
         finally:
             watch.close()
+            # A streamed upto response is settled here, once the app returned: Starlette cancels a streaming
+            # response's task as soon as the server reports the finished response's client gone.
             await run_async(flow.finish(delivered=delivered), self.facilitator, self.store, self.listeners, journal)
+
+
+def _final(message: Message) -> bool:
+    """The last message of a response (its body's end, or a whole file by ``pathsend``)."""
+    kind = message["type"]
+    return (kind == "http.response.body" and not message.get("more_body", False)) or kind == "http.response.pathsend"

@@ -3,7 +3,8 @@
 An :class:`httpx.Auth` in the DigestAuth mould (style R18): send the request; on
 a 402 read the requirements (v2 ``PAYMENT-REQUIRED`` header, else a v1 JSON
 body), pick the first one this client may pay, sign it with its scheme
-(:mod:`x402_middleware.schemes`; EVM ``exact`` today) and resend the request **once** with
+(:mod:`x402_middleware.schemes`: EVM ``exact`` with EIP-3009 or Permit2, EVM ``upto``, Solana ``exact``) and
+resend the request **once** with
 ``PAYMENT-SIGNATURE`` (v2) or ``X-PAYMENT`` (v1). Signing does no I/O, so one
 auth flow serves ``httpx.Client`` and ``httpx.AsyncClient``; all per-request
 state lives in the flow (x402 #398: a shared retry flag let 1 of N concurrent
@@ -29,10 +30,12 @@ from . import _json
 from ._exceptions import ConfigurationError, MalformedPaymentError, PaymentClientError, SpendLimitError
 from ._fingerprint import PAYMENT_IDENTIFIER
 from .evm import address_of
+from .evm.abi import encode_call
 from .models import PaymentRequirements, SettleResult
 from .money import format_usd, parse_usd, to_atomic
 from .networks import Asset, check_address, find_network, get_network
 from .schemes import PaymentScheme, find_scheme
+from .schemes.evm.permit2 import EIP2612_GAS_SPONSORING, PERMIT2_ADDRESS, eip2612_gas_sponsoring
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
@@ -76,7 +79,14 @@ class X402Auth(httpx.Auth):
     request. Caps take atomic units of a 6-decimal dollar token or strings such
     as ``"$0.05"``; ``None`` lifts a cap. Every *signed* payment counts toward
     ``max_total_spend``, settled or not: the server holds a valid authorization
-    until it expires.
+    until it expires. An ``upto`` requirement (Permit2: the server settles the actual amount later) is signed
+    for its ``amount``, the maximum, and that maximum is what the caps count; ``exact`` with
+    ``extra.assetTransferMethod: "permit2"`` is signed with Permit2 too (the wallet must have approved Permit2
+    for the token once, or give ``evm_rpc_url``: then, when the server declares the ``eip2612GasSponsoring``
+    extension and the wallet's Permit2 allowance is short, the client also signs an EIP-2612 permit for Permit2
+    that the facilitator submits with the payment, so no ETH is ever needed). When a 402 offers several options this client may pay (say ``exact`` over EIP-3009
+    and ``upto``), it takes the first in the server's order among the most preferred network
+    (``prefer_networks``) within ``max_amount_per_payment``: the server lists its preference first.
 
     Example::
 
@@ -100,6 +110,7 @@ class X402Auth(httpx.Auth):
         *,
         solana_key: str | bytes | None = None,
         solana_rpc_url: str | None = None,
+        evm_rpc_url: str | None = None,
         networks: Iterable[str] | None = None,
         prefer_networks: Iterable[str] = (),
         assets: Iterable[Asset | str] | None = None,
@@ -132,6 +143,7 @@ class X402Auth(httpx.Auth):
             self._keys["solana"] = bytes(keypair)
             self.solana_address = str(keypair.pubkey())
         self.solana_rpc_url = solana_rpc_url
+        self.evm_rpc_url = evm_rpc_url
         self._token_programs: dict[str, str] = {}  # mint -> its token program (a mint never changes program)
         self._networks = None if networks is None else frozenset(get_network(n).caip2 for n in networks)
         self._prefer = tuple(get_network(n).caip2 for n in prefer_networks)
@@ -166,11 +178,14 @@ class X402Auth(httpx.Auth):
         if challenge is None:
             return  # a 402 that is not an x402 challenge
         choice = self._choose(challenge["x402Version"], challenge["accepts"], url)
+        added: dict[str, Any] = {}
         if choice.requirement.network.namespace == "solana":
             exchange = self._solana_lookups(choice.requirement)
             if exchange is not None:
                 choice = self._with_chain_facts(choice, (yield exchange))
-        header = self._sign(challenge, choice, url)
+        elif self._sponsorable(challenge, choice.requirement):
+            added = self._gas_sponsoring(choice.requirement, (yield self._permit2_lookups(choice.requirement)))
+        header = self._sign(challenge, choice, url, added)
         request.headers[header[0]] = header[1]
         response = yield request
         for _ in range(self.settlement_retries):
@@ -244,6 +259,49 @@ class X402Auth(httpx.Auth):
             )
         return _RPC(self.solana_rpc_url, calls)
 
+    def _sponsorable(self, challenge: dict[str, Any], requirement: PaymentRequirements) -> bool:
+        """Whether this Permit2 payment may carry an EIP-2612 permit (the server declares the extension)."""
+        extensions = challenge.get("extensions")
+        permit2 = requirement.scheme == "upto" or requirement.extra.get("assetTransferMethod") == "permit2"
+        return (
+            permit2
+            and self.evm_rpc_url is not None
+            and isinstance(extensions, dict)
+            and EIP2612_GAS_SPONSORING in extensions
+            and bool(requirement.asset.name)
+        )
+
+    def _permit2_lookups(self, requirement: PaymentRequirements) -> _RPC:
+        """The wallet's Permit2 allowance and EIP-2612 nonce on the token (two ``eth_call`` s)."""
+        assert self.evm_rpc_url is not None and self.address is not None
+        token = requirement.asset.address
+        calls = [
+            encode_call("allowance(address,address)", self.address, PERMIT2_ADDRESS),
+            encode_call("nonces(address)", self.address),
+        ]
+        body = [
+            {
+                "jsonrpc": "2.0",
+                "id": i,
+                "method": "eth_call",
+                "params": [{"to": token, "data": "0x" + d.hex()}, "latest"],
+            }
+            for i, d in enumerate(calls, 1)
+        ]
+        return _RPC(self.evm_rpc_url, body)
+
+    def _gas_sponsoring(self, requirement: PaymentRequirements, answers: dict[int, Any]) -> dict[str, Any]:
+        """``{"eip2612GasSponsoring": ...}`` when the allowance is short of the amount, else nothing to add."""
+        try:
+            allowance, nonce = int(answers[1], 16), int(answers[2], 16)
+        except (KeyError, TypeError, ValueError):
+            raise PaymentClientError(f"the EVM RPC's allowance/nonces answers are unusable: {answers!r}") from None
+        if allowance >= requirement.amount:
+            return {}
+        deadline = int(time.time()) + requirement.max_timeout_seconds
+        key = self._keys["eip155"]
+        return {EIP2612_GAS_SPONSORING: eip2612_gas_sponsoring(requirement, key, nonce, deadline)}
+
     def _with_chain_facts(self, choice: _Choice, answers: dict[int, Any]) -> _Choice:
         """``choice`` with the blockhash and the mint's token program from the RPC ``answers`` (by request id)."""
         requirement = choice.requirement
@@ -278,7 +336,9 @@ class X402Auth(httpx.Auth):
             raise PaymentClientError("this Solana payment needs the RPC lookups of the auth flow; send the request")
         return self._sign(challenge, choice, url)
 
-    def _sign(self, challenge: dict[str, Any], choice: _Choice, url: str) -> tuple[str, str]:
+    def _sign(
+        self, challenge: dict[str, Any], choice: _Choice, url: str, added: Mapping[str, Any] | None = None
+    ) -> tuple[str, str]:
         version = challenge["x402Version"]
         try:
             inner = choice.scheme.sign(choice.requirement, self._keys[choice.scheme.namespace], int(time.time()))
@@ -291,7 +351,7 @@ class X402Auth(httpx.Auth):
                 resource = {"url": url, "description": "", "mimeType": ""}
             payload = {"x402Version": 2, "resource": resource, "accepted": choice.wire, "payload": inner}
             if isinstance(challenge.get("extensions"), dict):
-                payload["extensions"] = _with_payment_identifier(challenge["extensions"])
+                payload["extensions"] = _with_answers(_with_payment_identifier(challenge["extensions"]), added or {})
         else:
             payload = {
                 "x402Version": 1,
@@ -404,11 +464,11 @@ def _rpc_answer(call: _RPC, response: httpx.Response) -> dict[int, Any]:
     except ValueError:
         answers = None
     if response.status_code != 200 or not isinstance(answers, list):
-        raise PaymentClientError(f"the Solana RPC {call.url} answered {response.status_code}: {response.text[:200]}")
+        raise PaymentClientError(f"the RPC {call.url} answered {response.status_code}: {response.text[:200]}")
     out: dict[int, Any] = {}
     for answer in answers:
         if not isinstance(answer, dict) or "error" in answer:
-            raise PaymentClientError(f"the Solana RPC {call.url} refused a call: {answer!r}")
+            raise PaymentClientError(f"the RPC {call.url} refused a call: {answer!r}")
         if isinstance(answer.get("id"), int):
             out[answer["id"]] = answer.get("result")
     return out
@@ -458,6 +518,19 @@ def _with_payment_identifier(extensions: dict[str, Any]) -> dict[str, Any]:
         return extensions
     info = {**declared["info"], "id": "pay_" + secrets.token_hex(16)}
     return {**extensions, PAYMENT_IDENTIFIER: {**declared, "info": info}}
+
+
+def _with_answers(echo: dict[str, Any], answers: Mapping[str, Any]) -> dict[str, Any]:
+    """The echoed extensions with each answered one's ``info`` overlaid by the client's fields (a deep merge:
+    servers refuse an echo that drops or changes what they declared, e.g. ``schema``)."""
+    out = dict(echo)
+    for key, answer in answers.items():
+        declared = echo.get(key)
+        if isinstance(declared, dict) and isinstance(declared.get("info"), dict):
+            out[key] = {**declared, **answer, "info": {**declared["info"], **answer["info"]}}
+        else:
+            out[key] = answer
+    return out
 
 
 def _read_challenge(response: httpx.Response, url: str) -> dict[str, Any] | None:

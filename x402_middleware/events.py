@@ -5,11 +5,14 @@ middleware (``listeners=[...]``), in order, from the request that made the step:
 
     verified            the payment was matched, verified and reserved; the app runs next
     settling            the app answered a paid-for status: settlement starts
-    settled             settled: ``transaction`` and ``amount`` are set
+    settled             settled: ``transaction`` and ``amount`` are set (``upto``: the actual charge; 0 with
+                        no transaction when the app charged nothing)
     settle_failed       the facilitator refused the settlement (``reason``); the payment is burned
     settlement_unknown  sent but not confirmed, or the facilitator's answer was lost (``reason``,
                         ``transaction`` when known); the next request with the payment follows it up
     not_settled         the app failed (``status``), the client left, or nothing was attempted
+    lost                an ``upto`` settlement made after its content was served was refused (``reason``,
+                        ``amount``: the charge): the operator served the request and is not paid for it
     recovered           a retry of a settled payment whose response was never delivered, with the same
                         request (``fingerprint``): served again without a second charge (``transaction``)
     served              the paid (or recovered) response was handed to the server in full
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
     from .models import Payment
 
 __all__ = [
+    "LOST",
     "NOT_SETTLED",
     "RECOVERED",
     "SERVED",
@@ -56,6 +60,7 @@ SETTLED = "settled"
 SETTLE_FAILED = "settle_failed"
 SETTLEMENT_UNKNOWN = "settlement_unknown"
 NOT_SETTLED = "not_settled"
+LOST = "lost"
 RECOVERED = "recovered"
 SERVED = "served"
 

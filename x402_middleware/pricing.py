@@ -347,18 +347,32 @@ class TokenQuote:
 
     def usd(self, input_tokens: int, max_tokens: int) -> Decimal:
         """The exact quote in USD, before rounding to atomic units."""
-        c = _EXACT
-        output_tokens = c.multiply(self.output_share, Decimal(max_tokens)).to_integral_value(ROUND_CEILING)
-        tokens = c.add(
-            c.multiply(Decimal(input_tokens), self.input_per_million),
-            c.multiply(output_tokens, self.output_per_million),
-        )
-        cost = c.multiply(c.divide(tokens, Decimal(1_000_000)), c.add(1, c.divide(self.markup_percent, Decimal(100))))
-        return c.add(max(cost, self.floor), self.flat_fee)
+        output_tokens = _EXACT.multiply(self.output_share, Decimal(max_tokens)).to_integral_value(ROUND_CEILING)
+        return self.usage_usd(input_tokens, output_tokens)
 
     def atomic(self, input_tokens: int, max_tokens: int) -> int:
         """The quote in atomic units, rounded up (a partial unit is charged as a whole one)."""
         return int(self.usd(input_tokens, max_tokens).scaleb(self.decimals, _EXACT).to_integral_value(ROUND_CEILING))
+
+    def usage_usd(self, input_tokens: int, output_tokens: int | Decimal) -> Decimal:
+        """What a call that *used* these tokens costs, in USD: the same formula with the actual output tokens
+        instead of a share of ``max_tokens`` (for ``upto``: :func:`x402_middleware.charge` it)."""
+        c = _EXACT
+        tokens = c.add(
+            c.multiply(Decimal(input_tokens), self.input_per_million),
+            c.multiply(Decimal(output_tokens), self.output_per_million),
+        )
+        cost = c.multiply(c.divide(tokens, Decimal(1_000_000)), c.add(1, c.divide(self.markup_percent, Decimal(100))))
+        return c.add(max(cost, self.floor), self.flat_fee)
+
+    def usage_atomic(self, input_tokens: int, output_tokens: int) -> int:
+        """:meth:`usage_usd` in atomic units, rounded up.
+
+        >>> TokenQuote("3.00", "15.00").usage_atomic(input_tokens=1000, output_tokens=10)   # $0.00315 + $0.001 fee
+        4150
+        """
+        usd = self.usage_usd(input_tokens, output_tokens)
+        return int(usd.scaleb(self.decimals, _EXACT).to_integral_value(ROUND_CEILING))
 
     def __call__(self, request: PaymentRequest) -> TokenAmount:
         body = _json_object(request)

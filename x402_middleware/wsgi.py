@@ -13,6 +13,10 @@ with blocking calls to a :class:`~x402_middleware.SyncFacilitator` and a
    requests and exceptions are never settled; a failed settlement replaces the
    response with a 402/502 and the app's body is dropped. ``close()`` is always
    passed on.
+
+An ``upto`` payment (``x402_middleware.charge(environ, amount)``) is settled at the first chunk when that chunk is
+the whole body (its ``Content-Length``, or a one-item list), else when the server calls ``close()`` after the
+last chunk.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from .events import Listener
 from .facilitator import SyncFacilitator
 from .models import PaymentPayload, PaymentRequirements, ResourceInfo
 from .stores import SyncPaymentStore
+from .usage import USAGE_KEY
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -164,6 +169,7 @@ class PaymentWSGIMiddleware:
             request=environ,
             emit=bool(self.listeners),
             fingerprint=fingerprint,
+            charge=route.charge,
         )
         answer = run_sync(
             flow.admit(payment_headers_from_environ(environ)),
@@ -175,6 +181,8 @@ class PaymentWSGIMiddleware:
         if answer is not None:
             return _respond(start_response, answer)
         environ["x402.payment"] = flow.payment
+        if flow.usage is not None:
+            environ[USAGE_KEY] = flow.usage  # x402_middleware.charge(environ, amount) reports the actual charge
         return _PaidResponse(self, flow, environ, start_response)
 
 
@@ -222,13 +230,13 @@ class _PaidResponse:
             except StopIteration:
                 self._done = self._delivered = True
                 if self._server_write is None and self._flow.outcome != "replaced":
-                    self._begin()  # an empty body: decide now
+                    self._begin(complete=True)  # an empty body: decide now
                     continue
                 raise
             if self._server_write is not None:
                 return chunk
             if chunk:
-                self._begin()
+                self._begin(complete=self._whole(chunk))
                 if self._replacement is None:
                     return chunk
 
@@ -251,17 +259,31 @@ class _PaidResponse:
         if self._server_write is None:
             if self._flow.outcome == "replaced" or not data:
                 return
-            self._begin()
+            self._begin(complete=False)
             if self._flow.outcome == "replaced":
                 return
         self._server_write(data)
 
-    def _begin(self) -> None:
+    def _whole(self, chunk: bytes) -> bool:
+        """Whether the first chunk is the whole body (an upto charge is then final before anything is sent)."""
+        if isinstance(self._result, (list, tuple)) and len(self._result) == 1:
+            return True
+        assert self._held is not None
+        length = next((v for k, v in self._held[1] if k.lower() == "content-length"), None)
+        return length is not None and length.strip() == str(len(chunk))
+
+    def _begin(self, *, complete: bool) -> None:
         if self._held is None:
             raise RuntimeError("the WSGI app produced a body before calling start_response()")
         status, headers = self._held
         mw = self._mw
-        decision = run_sync(self._flow.start(_status_code(status)), mw.facilitator, mw.store, mw.listeners, mw.journal)
+        decision = run_sync(
+            self._flow.start(_status_code(status), complete=complete, headers=headers),
+            mw.facilitator,
+            mw.store,
+            mw.listeners,
+            mw.journal,
+        )
         if isinstance(decision, Answer):
             self._replacement = decision.body
             _start(self._start_response, decision)
@@ -280,7 +302,7 @@ class _PaidResponse:
             if close is not None:
                 close()
         finally:
-            mw = self._mw
+            mw = self._mw  # a streamed upto response is settled here (after its last byte), by finish()
             run_sync(self._flow.finish(delivered=self._delivered), mw.facilitator, mw.store, mw.listeners, mw.journal)
 
 

@@ -25,7 +25,10 @@ from .media.catalog import MediaCatalogError, MediaModel, Voice, parse_media, pa
 
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.json")
 BILLING_MODES = ("free", "flat", "paid")
-ENDPOINT_KINDS = ("openai", "anthropic", "gemini")
+#: How a paid call is settled (``settle`` in a model's entry; the deployment's ``billing`` when absent): ``exact``
+#: charges the quote; ``usage`` offers x402 ``upto`` with the quote as maximum and settles the actual usage.
+SETTLEMENTS = ("exact", "usage")
+ENDPOINT_KINDS = ("openai", "anthropic", "bedrock", "gemini")
 AUTH_STYLES = ("bearer", "api-key", "x-api-key", "x-goog-api-key", "none")
 # "provider/model", inside BlockRun's catalog validator's ^[a-zA-Z0-9][a-zA-Z0-9._+/-]*$ (blockrun-clients.md):
 # its SDKs drop the whole model list when one id fails it.
@@ -75,6 +78,8 @@ class ModelInfo:
     long_context: LongContext | None = None
     description: str = ""
     fees: Fees = field(default_factory=Fees, repr=False, compare=False)
+    #: ``exact`` or ``usage`` for this model; ``None``: the deployment's billing (``GatewayConfig.billing``)
+    settle: str | None = None
 
     @property
     def is_free(self) -> bool:
@@ -83,7 +88,12 @@ class ModelInfo:
 
 @dataclass(frozen=True, slots=True)
 class EndpointSpec:
-    """One upstream endpoint of a pool, as written in catalog.json (secrets are env var *names*)."""
+    """One upstream endpoint of a pool, as written in catalog.json (secrets are env var *names*).
+
+    A ``bedrock`` endpoint signs with the AWS credentials of the environment or the settings (``AWS_*``, see
+    ``providers/bedrock.py``) and needs no ``base_url``; its ``models`` map catalog model ids to Bedrock model
+    or inference profile ids, and it serves only those models.
+    """
 
     name: str
     kind: str
@@ -96,6 +106,7 @@ class EndpointSpec:
     api_key: str | None = field(
         default=None, repr=False
     )  # in-code pools only (tests, the emulator); files use api_key_env
+    models: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +161,14 @@ def parse_catalog(data: Any, *, source: str = "catalog") -> Catalog:
         if model.pool not in pools:
             raise CatalogError(f"{where}: pool {model.pool!r} is not defined under 'pools' (known: {', '.join(pools)})")
         models[model.id] = model
+    for family, specs in pools.items():
+        for spec in specs:
+            unknown = sorted(m for m in spec.models if m not in models or models[m].pool != family)
+            if unknown:
+                raise CatalogError(
+                    f"{source}: pools.{family} endpoint {spec.name!r}: models {', '.join(unknown)} are not models of "
+                    f"the {family!r} pool; map this pool's catalog model ids only"
+                )
     try:
         media = parse_media(data.get("media"), pools, fees.gateway_fee_usd, "media")
         voices = parse_voices(data.get("voices"), "voices")
@@ -176,6 +195,7 @@ def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
             "upstream_model",
             "long_context",
             "description",
+            "settle",
         },
         where,
     )
@@ -209,6 +229,9 @@ def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
     max_output = _int(raw, "max_output", where)
     if max_output > context_window:
         raise CatalogError(f"{where}: max_output ({max_output}) exceeds context_window ({context_window})")
+    settle = raw.get("settle")
+    if settle is not None and settle not in SETTLEMENTS:
+        raise CatalogError(f"{where}: settle must be one of {', '.join(SETTLEMENTS)}, got {settle!r}")
     name = raw.get("name", model_id)
     if not isinstance(name, str) or not name.isascii():
         raise CatalogError(f"{where}: name must be an ASCII string (it goes into x402 descriptions)")
@@ -225,6 +248,7 @@ def _model(raw: Any, fees: Fees, where: str) -> ModelInfo:
         long_context=_long_context(raw.get("long_context"), f"{where}: long_context"),
         description=str(raw.get("description", "")),
         fees=fees,
+        settle=settle,
         **rates,
     )
 
@@ -283,13 +307,29 @@ def endpoint_spec(raw: Any, where: str = "endpoint") -> EndpointSpec:
             f"{where}: do not put API keys in the catalog; name an environment variable in 'api_key_env'"
         )
     _no_unknown(
-        raw, {"name", "kind", "base_url", "base_url_env", "api_key_env", "auth", "headers", "max_tokens_field"}, where
+        raw,
+        {"name", "kind", "base_url", "base_url_env", "api_key_env", "auth", "headers", "max_tokens_field", "models"},
+        where,
     )
     kind = _str(raw, "kind", where)
     if kind not in ENDPOINT_KINDS:
         raise CatalogError(f"{where}: kind must be one of {', '.join(ENDPOINT_KINDS)}, got {kind!r}")
-    if not raw.get("base_url") and not raw.get("base_url_env"):
-        raise CatalogError(f"{where}: needs 'base_url' or 'base_url_env'")
+    models = raw.get("models", {})
+    if kind == "bedrock":
+        if raw.get("api_key_env") or raw.get("auth"):
+            raise CatalogError(f"{where}: a bedrock endpoint signs with AWS credentials (AWS_*), not an API key")
+        if not isinstance(models, Mapping) or not models:
+            raise CatalogError(
+                f'{where}: a bedrock endpoint needs "models": {{"<catalog id>": "<Bedrock model or inference '
+                f'profile id>", ...}}'
+            )
+        if not all(isinstance(k, str) and isinstance(v, str) and k and v for k, v in models.items()):
+            raise CatalogError(f"{where}: models must map catalog model ids to Bedrock model id strings")
+    else:
+        if models:
+            raise CatalogError(f"{where}: 'models' is for bedrock endpoints only")
+        if not raw.get("base_url") and not raw.get("base_url_env"):
+            raise CatalogError(f"{where}: needs 'base_url' or 'base_url_env'")
     auth = raw.get("auth", "")
     if auth and auth not in AUTH_STYLES:
         raise CatalogError(f"{where}: auth must be one of {', '.join(AUTH_STYLES)}, got {auth!r}")
@@ -310,6 +350,7 @@ def endpoint_spec(raw: Any, where: str = "endpoint") -> EndpointSpec:
         auth=auth,
         headers=MappingProxyType(dict(headers)),
         max_tokens_field=field_name,
+        models=MappingProxyType(dict(models)),
     )
 
 

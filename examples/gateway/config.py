@@ -16,8 +16,9 @@ from typing import Any
 
 import aiohttp
 
-from .catalog import DEFAULT_CATALOG, Catalog, EndpointSpec, load_catalog
+from .catalog import DEFAULT_CATALOG, SETTLEMENTS, Catalog, EndpointSpec, load_catalog
 from .providers.base import Timeouts
+from .providers.bedrock import BedrockConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class GatewayConfig:
     catalog: Catalog | str | Path = DEFAULT_CATALOG
     pools: Mapping[str, Sequence[EndpointSpec]] | None = None
     env: Mapping[str, str] | None = None  # where API keys are read; os.environ when None
+    # AWS credentials and region for the pools' bedrock endpoints; None: from env (AWS_ACCESS_KEY_ID, ...)
+    bedrock: BedrockConfig | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     default_retry_after: int = 60  # Retry-After of a pool-exhaustion 429 when no upstream gave one
     endpoint_cooldown: float = 5.0  # seconds an endpoint rests after a 429 without Retry-After
@@ -48,6 +51,9 @@ class GatewayConfig:
     # Largest request body, also the paid gateway's pricing cap (see README "Request size"): 2 MiB holds a long
     # conversation plus three or four images in base64 at the resolution the vision models actually use.
     max_body_bytes: int = 2 * 1024 * 1024
+    #: How paid chat calls are settled unless a model's catalog entry says (``settle``): ``exact`` (the quote) or
+    #: ``usage`` (x402 ``upto``: the quote is the maximum, the upstream's reported usage is charged).
+    billing: str = "exact"
     http_client: aiohttp.ClientSession | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +62,8 @@ class GatewayConfig:
         except ValueError as exc:
             raise ValueError(f"trusted_proxies: {exc} (give IPs or CIDRs such as 10.0.0.0/8)") from None
         object.__setattr__(self, "_proxies", networks)
+        if self.billing not in SETTLEMENTS:
+            raise ValueError(f"billing must be one of {', '.join(SETTLEMENTS)}, got {self.billing!r}")
         if self.default_retry_after < 1:
             raise ValueError("default_retry_after must be at least 1 second")
         for name in ("catalog_rate_limit", "health_rate_limit"):
@@ -102,17 +110,21 @@ def emulator_pools(
     *,
     endpoints: Sequence[str] = ("default",),
     api_key: str = "emulator",
+    bedrock: bool = False,
     **extra: Any,
 ) -> dict[str, tuple[EndpointSpec, ...]]:
     """Point every pool of ``catalog`` at the emulator at ``url``, keeping each family's wire format.
 
     With ``endpoints=("a", "b")`` each family gets two endpoints (``/_ep/a``, ``/_ep/b``) so failover can
-    be exercised against one emulator; ``"default"`` means the emulator's root.
+    be exercised against one emulator; ``"default"`` means the emulator's root. With ``bedrock=True`` a pool
+    whose catalog entry has a Bedrock endpoint gets one first, at ``/_ep/bedrock`` with the catalog's model
+    map; give the gateway the emulator's test keys (``emulator/_bedrock.py``) as ``GatewayConfig(bedrock=...)``.
     """
     catalog = catalog if catalog is not None else load_catalog()
     pools: dict[str, tuple[EndpointSpec, ...]] = {}
     for family, specs in catalog.pools.items():
-        kind = specs[0].kind
+        # the emulator's Bedrock signs with its own credentials: only with bedrock=True, below
+        kind = next((spec.kind for spec in specs if spec.kind != "bedrock"), "anthropic")
         pools[family] = tuple(
             EndpointSpec(
                 name=name if name != "default" else f"emulator-{family}",
@@ -123,4 +135,9 @@ def emulator_pools(
             )
             for name in endpoints
         )
+        on_bedrock = [spec for spec in specs if spec.kind == "bedrock"]
+        if bedrock and on_bedrock:
+            spec = on_bedrock[0]
+            first = EndpointSpec("bedrock", "bedrock", base_url=url.rstrip("/") + "/_ep/bedrock", models=spec.models)
+            pools[family] = (first, *pools[family])
     return pools

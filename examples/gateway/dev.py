@@ -9,8 +9,11 @@ Starts, in order, and stops in reverse on Ctrl+C / SIGTERM:
 2. the self-hosted facilitators (:class:`~x402_middleware.facilitator.OnChainFacilitator` and
    :class:`~x402_middleware.facilitator.SolanaFacilitator`, in-process), which settle every payment on its chain;
 3. the upstream emulator (OpenAI, Anthropic and Gemini wire formats) -- unless provider API keys are set in
-   the environment (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ...), then the real providers are used;
-4. the gateway with x402 payment on ``http://127.0.0.1:8402`` (or a free port if 8402 is taken).
+   the environment (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, AWS credentials for Bedrock, ...), then the real
+   providers are used;
+4. the gateway with x402 payment on ``http://127.0.0.1:8402`` (or a free port if 8402 is taken); with
+   ``--billing usage`` its chat calls also offer x402 ``upto`` (the quote as maximum) and a caller paying that way
+   is charged the tokens the upstream reports (``"billing"`` in the JSON line says which mode).
 
 Progress goes to stderr; once ready it prints one JSON line to stdout::
 
@@ -180,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             f"anvil pid {chain.pid} on {chain.rpc_url}; test USDC at {chain.asset}; "
             f"{len(chain.payer_keys)} payer(s) funded with {chain.payer_balance // 10**6} USDC each"
         )
-        facilitator: Facilitator = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys, network=chain.network)
+        chain_facilitator = OnChainFacilitator(chain.rpc_url, chain.facilitator_keys, network=chain.network)
+        facilitator: Facilitator = chain_facilitator
         networks, pay_to = [chain.network], {"eip155": settings.pay_to or chain.pay_to}
         solana = None if args.no_solana else start_solana(args.payers)
         if solana is not None:
@@ -196,7 +200,13 @@ def main(argv: list[str] | None = None) -> int:
             reconciler = Reconciler(journal, chain.rpc_url, interval=60.0).start()
             _log(f"settlement journal: {args.journal} (reconciled on the dev chain every 60 s)")
         app = create_paid_app(
-            config, pay_to=pay_to, network=networks, facilitator=facilitator, store=store, journal=journal
+            config,
+            pay_to=pay_to,
+            network=networks,
+            facilitator=facilitator,
+            store=store,
+            journal=journal,
+            facilitator_address=chain_facilitator.address,  # named by upto requirements: the one that settles them
         )
         url = f"http://{settings.host}:{sock.getsockname()[1]}"
         info: dict[str, Any] = {
@@ -214,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             "emulator_url": emulator.url if emulator else None,
             "models": len(app.state.gateway.available_models()) + len(app.state.gateway.available_media()),
             "journal": args.journal,
+            "billing": config.billing,  # exact: the quote; usage: upto, the tokens used (a model's "settle" wins)
         }
         if solana is not None:
             info.update(solana[0].info())

@@ -250,6 +250,32 @@ class GatewayMetrics:
             "needs a settlement journal).",
             ("network",),
         )
+        self.usage_settlements = r.counter(
+            "gateway_usage_settlements_total",
+            "Usage-billed calls (x402 upto) settled at their actual cost (a charge of 0 included: no transaction).",
+            ("network",),
+        )
+        self.usage_charged_atomic = r.counter(
+            "gateway_usage_charged_atomic_total",
+            "Sum of the actual charges of usage-billed calls, in atomic units (part of the revenue).",
+            ("network", "asset"),
+        )
+        self.usage_maximum_atomic = r.counter(
+            "gateway_usage_maximum_atomic_total",
+            "Sum of the maxima (the quotes) the callers of usage-billed calls signed, in atomic units.",
+            ("network", "asset"),
+        )
+        self.payments_lost = r.counter(
+            "gateway_payments_lost_total",
+            "Usage-billed calls served and then not paid: the settlement after the response was refused (e.g. the "
+            "payer revoked its Permit2 allowance). The operator's loss; never retried.",
+            ("network", "reason"),
+        )
+        self.lost_atomic = r.counter(
+            "gateway_lost_atomic_total",
+            "Sum of the charges of lost usage-billed calls, in atomic units.",
+            ("network", "asset"),
+        )
         self.revenue_atomic = r.counter(
             "gateway_revenue_atomic_total",
             "Sum of settled amounts in the asset's atomic units (USDC: 10^-6 dollars).",
@@ -278,13 +304,24 @@ class GatewayMetrics:
             if outcome != "ok" and i < last:
                 self.upstream_failovers.add((endpoint,))
         network = line.get("network") or "unknown"
-        if line.get("recovered") is True:
+        asset = line.get("asset") or "unknown"
+        lost = line.get("lost")
+        if isinstance(lost, int):
+            self.payments_lost.inc(network=network, reason=line.get("payment_error") or "settlement_failed")
+            self.lost_atomic.inc(lost, network=network, asset=asset)
+        elif line.get("recovered") is True:
             self.payments_recovered.inc(network=network)
         elif line.get("settled") is True:
             self.payments_settled.inc(network=network)
             paid = line.get("paid")
             if isinstance(paid, int) and paid > 0:
-                self.revenue_atomic.inc(paid, network=network, asset=line.get("asset") or "unknown")
+                self.revenue_atomic.inc(paid, network=network, asset=asset)
+            if line.get("scheme") == "upto":
+                self.usage_settlements.inc(network=network)
+                if isinstance(paid, int):
+                    self.usage_charged_atomic.inc(paid, network=network, asset=asset)
+                if isinstance(line.get("max"), int):
+                    self.usage_maximum_atomic.inc(line["max"], network=network, asset=asset)
         elif line.get("payment_error"):
             self.payments_failed.inc(network=network, reason=line["payment_error"])
 

@@ -4,7 +4,9 @@ Every inference route (``/v1/chat/completions``, ``/v1/messages`` and their ``/a
 call by :func:`~.pricing.x402_price_policy` from the JSON body (``price_body=True``: the middleware peeks at
 the body for the quote and replays it to the app untouched). Free models never see a 402. The middleware
 settles when the handler starts a 2xx response, which it only does once the upstream accepted the call
-(for streams: before the first SSE byte), so callers pay only for successful calls::
+(for streams: before the first SSE byte), so callers pay only for successful calls. In usage billing
+(:mod:`.billing`) a caller paying with ``upto`` is charged the usage the upstream reported, when the response is
+complete::
 
     from x402_middleware import HTTPFacilitator
     app = create_paid_app(GatewayConfig(), pay_to="0xYourAddress", network="eip155:8453",
@@ -24,6 +26,7 @@ from x402_middleware.journal import Journal
 from x402_middleware.stores import PaymentStore
 
 from .app import Wrap, create_app
+from .billing import USAGE, UsageBilling, usage_charge
 from .config import GatewayConfig
 from .pricing import x402_price_policy
 from .rejections import BlockRunRejectionCodes
@@ -47,18 +50,30 @@ def payment_layer(
     max_timeout_seconds: int = 300,
     check_funds: bool = True,
     journal: Journal | None = None,
+    facilitator_address: str | None = None,
 ) -> Wrap:
     """A ``wrap`` for :func:`~.app.create_app` that puts :class:`PaymentMiddleware` around the inference routes.
 
     ``check_funds`` (on by default: an upstream call costs the operator money) asks the facilitator whether the
     payer can pay before the upstream is called, so a well-signed payment from an empty wallet never reaches it.
+    Usage billing (the gateway's ``billing``, a model's catalog ``settle``, see :mod:`.billing`) offers ``upto``
+    too, naming ``facilitator_address`` (the facilitator's settling address, as its ``/supported`` lists it), and
+    settles each such call from the upstream's reported usage once its response is complete.
     The middleware's lifecycle events go to :func:`~.requestlog.record_payment`: the request log line and the
     payment metrics are built from them. ``journal`` records every payment durably and serves a settled call whose
     response was lost again, for the same request, without a second charge.
     """
 
     def wrap(app: ASGIApp, gateway: Gateway) -> ASGIApp:
-        policy = x402_price_policy(gateway)
+        networks = (network,) if isinstance(network, str) else tuple(network)
+        billing = UsageBilling(gateway.config.billing, networks, facilitator_address)
+        usage = any(billing.mode(m) == USAGE for m in gateway.catalog)
+        if usage and facilitator_address is None:
+            raise ValueError(
+                "usage billing offers x402 upto, which names the facilitator that settles it: give "
+                "facilitator_address= (the address its /supported lists for upto)"
+            )
+        policy = x402_price_policy(gateway, billing if usage else None)
         routes = {
             f"POST {path}": RouteConfig(
                 price=policy,
@@ -66,6 +81,7 @@ def payment_layer(
                 description=DESCRIPTION,
                 # BlockRun's VideoClient signs for at least 600 s (its polls replay the signature), so offer that.
                 max_timeout_seconds=max(max_timeout_seconds, ASYNC_JOB_TIMEOUT) if kind == "video" else None,
+                charge=usage_charge if usage and kind == "chat" else None,
             )
             for path, kind in (*((p, "chat") for p in INFERENCE_PATHS), *MEDIA_PATHS.items())
         }
@@ -98,10 +114,18 @@ def create_paid_app(
     store: PaymentStore | None = None,
     gateway: Gateway | None = None,
     journal: Journal | None = None,
+    facilitator_address: str | None = None,
 ) -> Starlette:
-    """The gateway app with x402 payment on every paid model's inference calls."""
+    """The gateway app with x402 payment on every paid model's inference calls (see :func:`payment_layer`)."""
     return create_app(
         config,
         gateway=gateway,
-        wrap=payment_layer(pay_to=pay_to, facilitator=facilitator, network=network, store=store, journal=journal),
+        wrap=payment_layer(
+            pay_to=pay_to,
+            facilitator=facilitator,
+            network=network,
+            store=store,
+            journal=journal,
+            facilitator_address=facilitator_address,
+        ),
     )

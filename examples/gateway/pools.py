@@ -22,7 +22,8 @@ import aiohttp
 
 from .catalog import Catalog, EndpointSpec
 from .errors import InvalidRequest, RateLimited, UpstreamError
-from .providers import PROVIDERS, Call, Endpoint, Provider, Timeouts, UpstreamFailure, UpstreamStream
+from .providers import PROVIDERS, BedrockConfig, Call, Endpoint, Provider, Timeouts, UpstreamFailure, UpstreamStream
+from .providers.bedrock import ACCESS_KEY_ENV, REGION_ENV, SECRET_KEY_ENV, preload
 from .providers.failure import AUTH, CLIENT, CONNECT, RATE_LIMITED, TIMEOUT
 from .providers.upstream import Upstream
 
@@ -73,10 +74,26 @@ class Throttle:
         return RateLimited(math.ceil(left), entry[1])
 
 
-def resolve_endpoints(family: str, specs: tuple[EndpointSpec, ...], env: Mapping[str, str]) -> tuple[Endpoint, ...]:
-    """The usable endpoints of a pool: those whose base URL and API key are set (in the spec or ``env``)."""
+def resolve_endpoints(
+    family: str, specs: tuple[EndpointSpec, ...], env: Mapping[str, str], bedrock: BedrockConfig | None = None
+) -> tuple[Endpoint, ...]:
+    """The usable endpoints of a pool: those whose base URL and API key are set (in the spec or ``env``).
+
+    A ``bedrock`` endpoint is usable when AWS credentials and a region are: ``bedrock``, else from ``env``
+    (:meth:`BedrockConfig.from_env`); its URL is the spec's, else the configured endpoint URL, else the region's.
+    """
     out = []
     for spec in specs:
+        if spec.kind == "bedrock":
+            aws = bedrock if bedrock is not None else BedrockConfig.from_env(env)
+            if aws is None:
+                continue
+            preload(aws)
+            base_url = spec.base_url or env.get(spec.base_url_env or "", "") or aws.base_url
+            out.append(
+                Endpoint(family, spec.name, spec.kind, base_url, None, "", spec.headers, models=spec.models, aws=aws)
+            )
+            continue
         base_url = spec.base_url or env.get(spec.base_url_env or "", "")
         api_key = spec.api_key or (env.get(spec.api_key_env) if spec.api_key_env else None)
         if not base_url or (spec.api_key_env and not api_key):
@@ -85,6 +102,12 @@ def resolve_endpoints(family: str, specs: tuple[EndpointSpec, ...], env: Mapping
             Endpoint(family, spec.name, spec.kind, base_url, api_key, spec.auth, spec.headers, spec.max_tokens_field)
         )
     return tuple(out)
+
+
+def _required_env(spec: EndpointSpec) -> set[str]:
+    if spec.kind == "bedrock":
+        return {f"{ACCESS_KEY_ENV} + {SECRET_KEY_ENV} + {REGION_ENV}"}
+    return {e for e in (spec.api_key_env, spec.base_url_env) if e}
 
 
 class Pools:
@@ -102,14 +125,12 @@ class Pools:
         endpoint_cooldown: float = 5.0,
         throttle: Throttle | None = None,
         providers: Mapping[str, Provider] = PROVIDERS,
+        bedrock: BedrockConfig | None = None,
     ) -> None:
         env = os.environ if env is None else env
         specs = {**catalog.pools, **{k: tuple(v) for k, v in (overrides or {}).items()}}
-        self.endpoints = {family: resolve_endpoints(family, s, env) for family, s in specs.items()}
-        self.required_env = {
-            family: sorted({e for spec in s for e in (spec.api_key_env, spec.base_url_env) if e})
-            for family, s in specs.items()
-        }
+        self.endpoints = {family: resolve_endpoints(family, s, env, bedrock) for family, s in specs.items()}
+        self.required_env = {family: sorted(set().union(*map(_required_env, s))) for family, s in specs.items()}
         self.upstream = Upstream(client)
         self.timeouts = timeouts if timeouts is not None else Timeouts()
         self.default_retry_after = default_retry_after

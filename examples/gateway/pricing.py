@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .billing import UsageBilling
 from .errors import GatewayError
 from .media.requests import MediaCall, MediaQuote
 from .quote import Quote
@@ -33,9 +34,10 @@ def price_of(gateway: Gateway, path: str, body: Any) -> Quote | None:
         return None
 
 
-def x402_price_policy(gateway: Gateway) -> Callable[[Any], Any]:
+def x402_price_policy(gateway: Gateway, billing: UsageBilling | None = None) -> Callable[[Any], Any]:
     """A pricing policy for ``x402_middleware.PaymentMiddleware``: ``Priced(TokenAmount(atomic), description)``,
-    or ``None`` (free).
+    or ``None`` (free). With ``billing``, a chat call of a usage-billed model offers ``exact`` and ``upto`` (the
+    quote as maximum; :mod:`.billing`).
 
     Inside :func:`~.app.create_app` the policy gets the request's :class:`~.service.Prepared` (made once by
     :class:`~.prepare.PrepareOnce`, shared with the handler); on its own, the middleware's parsed JSON body.
@@ -58,6 +60,8 @@ def x402_price_policy(gateway: Gateway) -> Callable[[Any], Any]:
             return None
         # The 402 says what is bought, e.g. "GPT-5.5 API call (~17 input, 8192 max output tokens)"; the Python
         # SDK warns when that max is below the max_tokens it asked for (blockrun-clients.md §2.3).
+        if billing is not None and isinstance(body, Prepared):
+            return Priced(billing.price(body.call.model, quote.amount), quote.description)
         return Priced(TokenAmount(quote.amount), quote.description)
 
     return policy

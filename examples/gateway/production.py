@@ -34,6 +34,8 @@ def gateway_config(settings: Settings, *, pools: Mapping[str, tuple[EndpointSpec
         catalog_rate_limit=settings.catalog_rate_limit,
         health_rate_limit=settings.health_rate_limit,
         trusted_proxies=settings.trusted_proxies,
+        bedrock=settings.bedrock,  # from the file or the environment; None when no AWS key is set in either
+        billing=settings.billing,
     )
 
 
@@ -49,6 +51,14 @@ def facilitator_of(settings: Settings) -> Facilitator:
     assert settings.facilitator_url is not None
     headers = {"Authorization": f"Bearer {settings.facilitator_token}"} if settings.facilitator_token else None
     return HTTPFacilitator(settings.facilitator_url, headers=headers)
+
+
+def facilitator_address(settings: Settings, facilitator: Facilitator) -> str | None:
+    """The facilitator's ``upto`` settling address: the setting, else the self-hosted facilitator's own."""
+    if settings.facilitator_address is not None:
+        return settings.facilitator_address
+    address = getattr(facilitator, "address", None)  # OnChainFacilitator
+    return address if isinstance(address, str) else None
 
 
 def payment_store(redis_url: str | None) -> PaymentStore | None:
@@ -73,12 +83,14 @@ def build_app(settings: Settings, config: GatewayConfig | None = None) -> Starle
             logger.warning("[gateway] pay_to is set but no facilitator: serving WITHOUT payment")
         return create_app(config)
     assert settings.pay_to is not None
+    facilitator = facilitator_of(settings)
     return create_paid_app(
         config,
         pay_to=settings.pay_to,
         network=settings.networks,
-        facilitator=facilitator_of(settings),
+        facilitator=facilitator,
         store=payment_store(settings.redis_url),
+        facilitator_address=facilitator_address(settings, facilitator),
     )
 
 

@@ -130,6 +130,24 @@ def _formula(input_per_m: Decimal, output_per_m: Decimal, fees: Fees) -> TokenQu
     )
 
 
+def usage_price(model: ModelInfo, input_tokens: int, output_tokens: int) -> int | None:
+    """What a call that used these tokens costs (usage billing): the quote's formula with the actual output.
+
+    ``ceil((input_tokens x in_rate + output_tokens x out_rate) / 1M, floor $0.001) + fee`` in atomic USDC, the
+    long-context rates above the model's threshold; a flat model costs its flat price, a free one ``None``.
+
+    >>> usage_price(catalog.get("openai/gpt-5.5"), 17, 40)   # 17 x $5 + 40 x $30 per 1M: $0.001285 + $0.001 fee
+    2285
+    """
+    if model.billing_mode != "paid":
+        return atomic_price(model, input_tokens, 1)
+    in_rate, out_rate = model.input_per_m, model.output_per_m
+    lc = model.long_context
+    if lc is not None and input_tokens > lc.threshold:
+        in_rate, out_rate = in_rate * lc.input_multiplier, out_rate * lc.output_multiplier
+    return _formula(in_rate, out_rate, model.fees).usage_atomic(input_tokens, output_tokens)
+
+
 def effective_max_tokens(model: ModelInfo, value: Any, *, required: bool = False) -> int:
     """Validate a requested ``max_tokens`` and clamp it to the model's ``max_output`` (default when absent)."""
     return _max_tokens(model, value, required=required)

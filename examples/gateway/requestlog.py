@@ -12,7 +12,9 @@ Payment fields come from the payment layer's lifecycle events (:mod:`x402_middle
 amount) from ``settled``; ``settled: false``, ``tx`` and ``payment_error`` (the facilitator's reason) from
 ``settle_failed``; ``tx`` when known and ``payment_error: settlement_unconfirmed`` from
 ``settlement_unknown`` (pending, or its outcome unknown: the client resends the same payment, charged at most
-once). ``not_settled`` (the app failed or answered a status that is not paid for, or the client left) is no
+once); ``scheme``, and for ``upto`` (usage billing) ``max`` (the maximum signed; ``paid`` is the actual charge),
+``billing``, ``usage_charge`` and ``usage_capped`` (:mod:`.billing`); ``lost`` (the charge), ``settled: false``
+and ``payment_error`` from ``lost`` (an ``upto`` settlement refused after the response was served). ``not_settled`` (the app failed or answered a status that is not paid for, or the client left) is no
 payment error: such calls are never settled by design. A payment refused before it was verified has no
 event; its ``payment_error`` is the ``error`` of the payment layer's 402/400 challenge (``PAYMENT-REQUIRED``),
 or ``facilitator_error`` for its 502 (the facilitator's ``verify`` failed). The 503 a payment gets while
@@ -32,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from x402_middleware import MalformedPaymentError
 from x402_middleware.events import (
+    LOST,
     RECOVERED,
     SERVED,
     SETTLE_FAILED,
@@ -190,6 +193,9 @@ def _payment_fields(line: dict[str, Any], events: list[PaymentEvent]) -> None:
     line["payer"] = payment.payer
     line["network"] = requirements.network.caip2
     line["asset"] = requirements.asset.address
+    line["scheme"] = requirements.scheme
+    if requirements.scheme == "upto":
+        line["max"] = payment.amount  # the maximum signed; ``paid`` is the actual charge
     # verified, settling, then at most one of the others (and served once the response went out in full)
     outcome = events[-2] if events[-1].kind == SERVED and len(events) > 1 else events[-1]
     if outcome.kind == SETTLED:
@@ -200,6 +206,11 @@ def _payment_fields(line: dict[str, Any], events: list[PaymentEvent]) -> None:
         line["tx"] = outcome.transaction or None
         line["settled"] = True
         line["recovered"] = True
+    elif outcome.kind == LOST:  # upto: served, then the settlement was refused: the operator's loss
+        line["tx"] = outcome.transaction or None
+        line["settled"] = False
+        line["lost"] = outcome.amount
+        line["payment_error"] = _reason(outcome.reason, "settlement_failed")
     elif outcome.kind == SETTLE_FAILED:
         line["tx"] = outcome.transaction or None
         line["settled"] = False

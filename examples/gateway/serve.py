@@ -62,6 +62,13 @@ def add_settings_arguments(parser: argparse.ArgumentParser, *, payment: bool) ->
     parser.add_argument(
         "--redis-url", default=None, help="share payments between replicas in this Redis (redis://host:6379/0)"
     )
+    parser.add_argument(
+        "--billing",
+        choices=("exact", "usage"),
+        default=None,
+        help="exact: a paid call pays its quote (default); usage: the 402 also offers x402 upto with the quote as "
+        "maximum and the call pays the tokens the upstream reports (a model's catalog 'settle' overrides it)",
+    )
     if payment:
         parser.add_argument("--network", action="append", default=[], help="an accepted network (repeatable)")
         parser.add_argument("--facilitator-url", default=None, help="a remote x402 facilitator")
@@ -78,6 +85,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "log_format": args.log_format,
         "pay_to": args.pay_to,
         "redis_url": args.redis_url,
+        "billing": args.billing,
         "networks": getattr(args, "network", None),
         "facilitator_url": getattr(args, "facilitator_url", None),
     }

@@ -74,6 +74,7 @@ class Gateway:
             default_retry_after=config.default_retry_after,
             endpoint_cooldown=config.endpoint_cooldown,
             throttle=self.throttle,
+            bedrock=config.bedrock,
         )
         self.known_ids = [m.id for m in self.catalog if self.pools.available(m)] or list(self.catalog.models)
 

@@ -12,10 +12,13 @@ environment variable, overridden by a command-line flag. ``--print-config`` prin
     host = "127.0.0.1"                              # GATEWAY_HOST
     port = 8402                                     # GATEWAY_PORT
     redis_url = "redis://10.0.0.7:6379/0"           # GATEWAY_REDIS_URL (its password is a secret)
+    billing = "exact"                               # GATEWAY_BILLING: exact (the quote) | usage (x402 upto)
 
     [facilitator]                                   # a remote facilitator ...
     url = "https://x402.org/facilitator"            # GATEWAY_FACILITATOR_URL
     token = "..."                                   # GATEWAY_FACILITATOR_TOKEN (sent as a Bearer token; secret)
+    address = "0x..."                               # GATEWAY_FACILITATOR_ADDRESS: its upto settling address
+                                                    # (its /supported lists it; needed for billing = "usage")
     # ... or settle on chain yourself (one network):
     # rpc_url = "https://mainnet.base.org"          # GATEWAY_FACILITATOR_RPC_URL
     # private_keys = ["0x..."]                      # GATEWAY_FACILITATOR_KEYS (comma-separated; secret)
@@ -23,6 +26,13 @@ environment variable, overridden by a command-line flag. ``--print-config`` prin
     [rate_limits]                                   # per client IP
     catalog = {limit = 100, window = 3600}          # GATEWAY_CATALOG_RATE_LIMIT="100/3600"
     health = {limit = 60, window = 60}              # GATEWAY_HEALTH_RATE_LIMIT="60/60"
+
+    [bedrock]                                       # Claude on Amazon Bedrock, first in the anthropic pool
+    region = "us-east-1"                            # AWS_REGION
+    access_key_id = "AKIA..."                       # AWS_ACCESS_KEY_ID
+    secret_access_key = "..."                       # AWS_SECRET_ACCESS_KEY (secret)
+    session_token = "..."                           # AWS_SESSION_TOKEN (temporary credentials; secret)
+    endpoint_url = "https://bedrock-runtime..."     # BEDROCK_ENDPOINT_URL (default: the region's endpoint)
 """
 
 from __future__ import annotations
@@ -42,7 +52,16 @@ from urllib.parse import urlsplit, urlunsplit
 from x402_middleware import ConfigurationError
 from x402_middleware.networks import check_address, get_network
 
+from .catalog import SETTLEMENTS
 from .config import GatewayConfig, RateLimit
+from .providers.bedrock import (
+    ACCESS_KEY_ENV,
+    ENDPOINT_ENV,
+    REGION_ENV,
+    SECRET_KEY_ENV,
+    SESSION_TOKEN_ENV,
+    BedrockConfig,
+)
 
 _DEFAULTS = GatewayConfig  # the gateway's own defaults for the options both share (class attributes)
 
@@ -75,12 +94,31 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 0
     redis_url: str | None = field(default=None, repr=False)
+    bedrock_region: str | None = None
+    bedrock_endpoint_url: str | None = None
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+    aws_session_token: str | None = field(default=None, repr=False)
+    billing: str = _DEFAULTS.billing
+    facilitator_address: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def paid(self) -> bool:
         """Whether payment is configured (``pay_to`` and a facilitator)."""
         return self.pay_to is not None and (self.facilitator_url is not None or bool(self.facilitator_keys))
+
+    @property
+    def bedrock(self) -> BedrockConfig | None:
+        """Bedrock's AWS credentials and region, when an access key is set (raises ``ConfigurationError`` if half)."""
+        values = {
+            ACCESS_KEY_ENV: self.aws_access_key_id,
+            SECRET_KEY_ENV: self.aws_secret_access_key,
+            SESSION_TOKEN_ENV: self.aws_session_token,
+            REGION_ENV: self.bedrock_region,
+            ENDPOINT_ENV: self.bedrock_endpoint_url,
+        }
+        return BedrockConfig.from_env({k: v for k, v in values.items() if v})
 
     def masked(self) -> dict[str, Any]:
         """The settings as ``--print-config`` shows them: secrets masked, with their sources."""
@@ -93,8 +131,10 @@ class Settings:
                 value = {"limit": value.limit, "window": value.window}
             elif isinstance(value, tuple):
                 value = list(value)
-            if f.name == "facilitator_token" and value:
+            if f.name in ("facilitator_token", "aws_secret_access_key", "aws_session_token") and value:
                 value = _MASK
+            elif f.name == "aws_access_key_id" and value:
+                value = _MASK + value[-4:]  # the key id names the key; its last characters tell which one
             elif f.name == "facilitator_keys":
                 value = [_MASK for _ in value]
             elif f.name == "redis_url" and value:
@@ -122,7 +162,33 @@ _ENV = {
     "host": "GATEWAY_HOST",
     "port": "GATEWAY_PORT",
     "redis_url": "GATEWAY_REDIS_URL",
+    "bedrock_region": REGION_ENV,
+    "bedrock_endpoint_url": ENDPOINT_ENV,
+    "aws_access_key_id": ACCESS_KEY_ENV,
+    "aws_secret_access_key": SECRET_KEY_ENV,
+    "aws_session_token": SESSION_TOKEN_ENV,
+    "billing": "GATEWAY_BILLING",
+    "facilitator_address": "GATEWAY_FACILITATOR_ADDRESS",
 }
+#: [section] of the config file -> its keys -> the option each sets
+_SECTIONS = {
+    "facilitator": {
+        "url": "facilitator_url",
+        "token": "facilitator_token",
+        "rpc_url": "facilitator_rpc_url",
+        "private_keys": "facilitator_keys",
+        "address": "facilitator_address",
+    },
+    "rate_limits": {"catalog": "catalog_rate_limit", "health": "health_rate_limit"},
+    "bedrock": {
+        "region": "bedrock_region",
+        "endpoint_url": "bedrock_endpoint_url",
+        "access_key_id": "aws_access_key_id",
+        "secret_access_key": "aws_secret_access_key",
+        "session_token": "aws_session_token",
+    },
+}
+_IN_SECTIONS = {option for keys in _SECTIONS.values() for option in keys.values()}
 _LISTS = {"networks", "facilitator_keys", "trusted_proxies"}
 
 
@@ -157,6 +223,11 @@ def load_settings(
         raise SettingsError("facilitator.private_keys need facilitator.rpc_url (the node that settles on chain)")
     if settings.facilitator_keys and len(settings.networks) != 1:
         raise SettingsError("an on-chain facilitator settles on one network; set networks to exactly one")
+    try:
+        settings.bedrock  # noqa: B018 - checked now: half a Bedrock configuration is an error at start-up
+    except ConfigurationError as exc:
+        where = ", ".join(f"{k} from {settings.sources[k]}" for k in _SECTIONS["bedrock"].values() if k in raw)
+        raise SettingsError(f"{exc} ({where})") from None
     return settings
 
 
@@ -194,37 +265,21 @@ def _read_file(path: Path) -> dict[str, Any]:
         raise SettingsError(f"config file {path}: not valid TOML: {exc}") from None
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if key == "facilitator" and isinstance(value, dict):
+        if key in _SECTIONS and isinstance(value, dict):
             for sub, v in value.items():
-                name = {
-                    "url": "facilitator_url",
-                    "token": "facilitator_token",
-                    "rpc_url": "facilitator_rpc_url",
-                    "private_keys": "facilitator_keys",
-                }.get(sub)
+                name = _SECTIONS[key].get(sub)
                 if name is None:
                     raise SettingsError(
-                        f"config file {path}: unknown [facilitator] key {sub!r} (url, token, rpc_url, private_keys)"
+                        f"config file {path}: unknown [{key}] key {sub!r} ({', '.join(_SECTIONS[key])})"
                     )
                 flat[name] = v
-        elif key == "rate_limits" and isinstance(value, dict):
-            for sub, v in value.items():
-                if sub not in ("catalog", "health"):
-                    raise SettingsError(f"config file {path}: unknown [rate_limits] key {sub!r} (catalog, health)")
-                flat[f"{sub}_rate_limit"] = v
-        elif key in _ENV and key not in (
-            "facilitator_url",
-            "facilitator_token",
-            "facilitator_rpc_url",
-            "facilitator_keys",
-            "catalog_rate_limit",
-            "health_rate_limit",
-        ):
+        elif key in _ENV and key not in _IN_SECTIONS:
             flat[key] = value
         else:
-            known = sorted({*_ENV} - {k for k in _ENV if k.startswith("facilitator_") or k.endswith("_rate_limit")})
+            known = sorted(k for k in _ENV if k not in _IN_SECTIONS)
             raise SettingsError(
-                f"config file {path}: unknown key {key!r}; known: {', '.join(known)}, [facilitator], [rate_limits]"
+                f"config file {path}: unknown key {key!r}; known: {', '.join(known)}, "
+                + ", ".join(f"[{section}]" for section in _SECTIONS)
             )
     return flat
 
@@ -281,16 +336,20 @@ def _check(key: str, value: Any, source: str) -> Any:
     if not isinstance(value, str) or not value.strip():
         raise SettingsError(f"{where}: must be a non-empty string")
     value = value.strip()
-    if key == "pay_to":
+    if key == "billing" and value not in SETTLEMENTS:
+        raise SettingsError(f"{where}: must be one of {', '.join(SETTLEMENTS)}")
+    if key in ("pay_to", "facilitator_address"):
         try:
-            return check_address(value, "pay_to")
+            return check_address(value, key)
         except ConfigurationError as exc:
             raise SettingsError(f"{where}: {exc}") from None
     if key == "log_format" and value not in LOG_FORMATS:
         raise SettingsError(f"{where}: must be one of {', '.join(LOG_FORMATS)}")
     if key == "log_level" and value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise SettingsError(f"{where}: must be debug, info, warning or error")
-    if key in ("facilitator_url", "facilitator_rpc_url") and not value.startswith(("http://", "https://")):
+    if key in ("facilitator_url", "facilitator_rpc_url", "bedrock_endpoint_url") and not value.startswith(
+        ("http://", "https://")
+    ):
         raise SettingsError(f"{where}: must be an http:// or https:// URL")
     if key == "catalog" and not Path(value).is_file():
         raise SettingsError(f"{where}: {value} is not a file")

@@ -41,7 +41,17 @@ def _compile() -> dict[str, Any]:
 def test_committed_artifact_matches_sources() -> None:
     fresh, committed = _compile(), load_artifact()
     assert fresh["compiler"] == committed["compiler"]
-    assert sorted(fresh["contracts"]) == sorted(committed["contracts"]) == ["Multicall3Lite", "TestUSDC"]
+    assert (
+        sorted(fresh["contracts"])
+        == sorted(committed["contracts"])
+        == [
+            "Multicall3Lite",
+            "Permit2",
+            "TestUSDC",
+            "x402ExactPermit2Proxy",
+            "x402UptoPermit2Proxy",
+        ]
+    )
     for name, new in fresh["contracts"].items():
         old = committed["contracts"][name]
         assert new["abi"] == old["abi"], f"{name}: ABI changed; run `node scripts/build_contracts.mjs`"

@@ -96,7 +96,12 @@ def test_wallets_are_funded(any_chain: DevChain) -> None:
         "payer_addresses",
         "facilitator_private_keys",
         "pay_to",
+        "permit2",
+        "exact_permit2_proxy",
+        "upto_permit2_proxy",
     }
+    for address in chain.payer_addresses:  # dev mode: every payer has approved Permit2 for the maximum
+        assert chain.allowance(address) == 2**256 - 1
     assert info["rpc_url"].startswith("http://127.0.0.1:")
 
 

@@ -8,8 +8,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path
+
+from x402_middleware import charge
 
 #: What the views saw, for assertions (one process).
 SEEN: list[Any] = []
@@ -65,6 +68,26 @@ async def astream(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(events(), content_type="text/event-stream")
 
 
+def upto(request: HttpRequest) -> HttpResponse:
+    charge(request, 11)  # pay for what you use: the actual charge of the upto payment
+    return JsonResponse({"ok": True})
+
+
+def upto_stream(request: HttpRequest) -> StreamingHttpResponse:
+    async def events() -> AsyncIterator[bytes]:
+        yield b"data: 1\n\n"
+        charge(request, 13)  # known at the end of the stream
+        yield b"data: [DONE]"
+
+    def sync_events() -> Iterator[bytes]:
+        yield b"data: 1\n\n"
+        charge(request, 13)
+        yield b"data: [DONE]"
+
+    asynchronous = isinstance(request, ASGIRequest)
+    return StreamingHttpResponse(events() if asynchronous else sync_events(), content_type="text/event-stream")
+
+
 def llm(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"got": request.body.decode(), "paid": getattr(request, "x402_payment", None) is not None})
 
@@ -77,4 +100,6 @@ urlpatterns = [
     path("stream", stream),
     path("astream", astream),
     path("llm", llm),
+    path("upto", upto),
+    path("upto-stream", upto_stream),
 ]

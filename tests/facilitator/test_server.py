@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,9 +14,10 @@ from x402.http.clients.httpx import x402AsyncTransport
 from x402.mechanisms.evm import EthAccountSigner
 from x402.mechanisms.evm.exact import register_exact_evm_client
 
+from tests._chain import facilitator_process
 from tests._facilitator_double import FakeFacilitator
 from tests._payments import decode, pay_v1, pay_v2
-from tests._servers import process_with_url, uvicorn_server
+from tests._servers import uvicorn_server
 from x402_middleware import HTTPFacilitator, PaymentMiddleware
 from x402_middleware.devchain import DevChain
 from x402_middleware.facilitator import facilitator_app
@@ -27,22 +27,7 @@ PRICE = 1000  # "$0.001" in tests._interop_apps
 
 @pytest.fixture(scope="module")
 def server(sepolia: DevChain) -> Iterator[str]:
-    args = [
-        sys.executable,
-        "-m",
-        "x402_middleware.facilitator",
-        "--rpc-url",
-        sepolia.rpc_url,
-        "--port",
-        "0",
-        "--network",
-        "eip155:84532",
-        "--key",
-        sepolia.facilitator_keys[0],
-        "--key",
-        sepolia.facilitator_keys[1],
-    ]
-    with process_with_url(args) as url:
+    with facilitator_process(sepolia, *sepolia.facilitator_keys[:2]) as url:
         yield url
 
 

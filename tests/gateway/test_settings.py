@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from examples.gateway import RateLimit
+from examples.gateway.providers import BedrockConfig
 from examples.gateway.settings import Settings, SettingsError, _JSONFormatter, load_settings
 from tests._dev_gateway import clean_env
 from tests._servers import ROOT
@@ -39,6 +40,11 @@ token = "sekret-token-123"
 
 [rate_limits]
 catalog = {{limit = 2, window = 3600}}
+
+[bedrock]
+region = "eu-west-1"
+access_key_id = "AKIAIOSFODNN7EXAMPLE"
+secret_access_key = "aws-secret-in-the-file"
 """
 
 
@@ -50,7 +56,12 @@ def _file(tmp_path: Path, text: str = FILE) -> Path:
 
 def test_file_then_env_then_flags(tmp_path: Path) -> None:
     path = _file(tmp_path)
-    env = {"GATEWAY_LOG_FORMAT": "json", "GATEWAY_HEALTH_RATE_LIMIT": "5/10", "GATEWAY_NETWORKS": "eip155:8453"}
+    env = {
+        "GATEWAY_LOG_FORMAT": "json",
+        "GATEWAY_HEALTH_RATE_LIMIT": "5/10",
+        "GATEWAY_NETWORKS": "eip155:8453",
+        "AWS_REGION": "us-east-2",
+    }
     s = load_settings(path, env=env, flags={"networks": ["eip155:84532", "eip155:8453"], "port": None})
     assert s.pay_to == PAY_TO and s.facilitator_url == "https://facilitator.example/x402" and s.paid
     assert s.trusted_proxies == ("127.0.0.1", "10.0.0.0/8")
@@ -58,6 +69,10 @@ def test_file_then_env_then_flags(tmp_path: Path) -> None:
     assert s.log_format == "json" and s.networks == ("eip155:84532", "eip155:8453")
     assert s.sources["pay_to"] == f"file {path}" and s.sources["log_format"] == "env GATEWAY_LOG_FORMAT"
     assert s.sources["networks"] == "flag" and s.sources["port"] == "default"
+    # [bedrock] in the file, its region overridden by AWS_REGION: the Bedrock endpoint of us-east-2
+    assert s.bedrock == BedrockConfig("us-east-2", "AKIAIOSFODNN7EXAMPLE", "aws-secret-in-the-file")
+    assert s.bedrock.base_url == "https://bedrock-runtime.us-east-2.amazonaws.com"
+    assert s.sources["bedrock_region"] == "env AWS_REGION" and s.sources["aws_access_key_id"] == f"file {path}"
     # GATEWAY_CONFIG names the file when no path is given; without either, the defaults.
     assert load_settings(env={"GATEWAY_CONFIG": str(path)}).pay_to == PAY_TO
     assert load_settings(env={}) == Settings()
@@ -78,13 +93,25 @@ def test_every_option_has_an_environment_variable() -> None:
         "GATEWAY_HOST": "0.0.0.0",
         "GATEWAY_PORT": "9000",
         "GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/1",
+        "AWS_REGION": "us-west-2",
+        "AWS_ACCESS_KEY_ID": "ASIAIOSFODNN7EXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret-from-env",
+        "AWS_SESSION_TOKEN": "aws-session-token-from-env",
+        "BEDROCK_ENDPOINT_URL": "https://vpce-1.bedrock-runtime.us-west-2.vpce.amazonaws.com",
+        "GATEWAY_BILLING": "usage",
+        "GATEWAY_FACILITATOR_ADDRESS": PAY_TO,
     }
     s = load_settings(env=env)
+    assert s.billing == "usage" and s.facilitator_address == PAY_TO
     remote_only = ("facilitator_url", "facilitator_token")  # the other kind of facilitator, set by the test above
     assert all(source.startswith("env ") for key, source in s.sources.items() if key not in remote_only)
     assert s.facilitator_keys == (KEY, KEY) and s.paid and s.port == 9000 and s.trusted_proxies[1] == "10.0.0.2"
     masked = s.masked()
     assert masked["facilitator_keys"] == ["********", "********"] and KEY not in json.dumps(masked)
+    assert s.bedrock is not None and s.bedrock.session_token == "aws-session-token-from-env"
+    assert s.bedrock.base_url == "https://vpce-1.bedrock-runtime.us-west-2.vpce.amazonaws.com"
+    assert masked["aws_secret_access_key"] == masked["aws_session_token"] == "********"
+    assert masked["aws_access_key_id"] == "********MPLE" and "from-env" not in json.dumps(masked)
 
 
 @pytest.mark.parametrize(
@@ -97,9 +124,16 @@ def test_every_option_has_an_environment_variable() -> None:
         (f"[facilitator]\nurl = 'https://f'\nrpc_url = 'https://r'\nprivate_keys = ['{KEY}']", {}, "not both"),
         (f"[facilitator]\nprivate_keys = ['{KEY}']", {}, "rpc_url"),
         ('pay_to = "0x123"', {}, "20-byte"),
+        ('billing = "later"', {}, "exact, usage"),
+        ("[facilitator]\naddress = '0x12'", {}, "20-byte"),
         ("", {"GATEWAY_CATALOG_RATE_LIMIT": "lots"}, "LIMIT/WINDOW_SECONDS"),
         ("port = 70000", {}, "port"),
         ("pay_to = [", {}, "not valid TOML"),
+        ("[bedrock]\nregion = 'us-east-1'\naccess_key_id = 'AKIA1'", {}, "set both AWS_ACCESS_KEY_ID and AWS_SECRET"),
+        ("", {"AWS_ACCESS_KEY_ID": "AKIA1", "AWS_SECRET_ACCESS_KEY": "s"}, "AWS_REGION is not"),
+        ("[bedrock]\nregion = 'mars-1'\naccess_key_id = 'AKIA1'\nsecret_access_key = 's'", {}, "not an AWS region"),
+        ("[bedrock]\nendpoint_url = 'bedrock.local'", {}, "http:// or https://"),
+        ("[bedrock]\nkey = 'x'", {}, r"unknown \[bedrock\] key 'key'"),
     ],
 )
 def test_errors_name_the_option_and_its_source(tmp_path: Path, text: str, env: dict[str, str], message: str) -> None:
@@ -130,7 +164,8 @@ def test_print_config_masks_secrets(tmp_path: Path) -> None:
         check=True,
     ).stdout
     shown = json.loads(out)
-    assert "sekret-token-123" not in out and "hunter2" not in out
+    assert "sekret-token-123" not in out and "hunter2" not in out and "aws-secret-in-the-file" not in out
+    assert shown["aws_secret_access_key"] == "********" and shown["bedrock_region"] == "eu-west-1"
     assert shown["facilitator_token"] == "********" and shown["redis_url"] == "redis://user:********@10.0.0.7:6379/0"
     assert shown["port"] == 9 and shown["sources"]["port"] == "flag" and shown["paid"] is True
 

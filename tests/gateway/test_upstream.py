@@ -74,6 +74,8 @@ def server() -> Iterator[str]:
 
 
 class _Provider:
+    signed = False  # not a SigV4 (Bedrock) provider: the URL is sent as given
+
     def headers(self, endpoint: object) -> dict[str, str]:
         return {"content-type": "application/json", "accept": "application/json", "x-provider": "test"}
 

@@ -20,6 +20,11 @@ from ._rpc import SyncRPC
 BASE_USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 BASE_SEPOLIA_USDC = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
 MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11"
+# Uniswap's Permit2 and the x402 Foundation's Permit2 proxies: the same address on every chain (CREATE2).
+PERMIT2_ADDRESS = "0x000000000022D473030F116dDEE9F6B43aC78BA3"
+EXACT_PERMIT2_PROXY = "0x402085c248EeA27D92E8b30b2C58ed07f9E20001"
+UPTO_PERMIT2_PROXY = "0x4020A4f3b7b90ccA423B9fabCc0CE57C6C240002"
+MAX_UINT256 = 2**256 - 1
 # anvil's dev account #0 (mnemonic "test test ... junk"), 10,000 ETH at genesis. Public; dev chains only.
 ANVIL_DEPLOYER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 TOKEN_VERSION = "2"
@@ -60,11 +65,14 @@ def _address(private_key: str) -> str:
 
 
 class DevChain:
-    """A started anvil with a test USDC, Multicall3Lite, USDC-funded payers and ETH-funded facilitators.
+    """A started anvil with a test USDC, Multicall3Lite, Permit2 and the x402 Permit2 proxies (at their
+    canonical addresses), USDC-funded payers and ETH-funded facilitators.
 
     ``network`` is ``"local"`` (chain 31337, token at its deployed address, name "USD Coin"),
     ``"base"`` (8453, token at Base's USDC address, "USD Coin") or ``"base-sepolia"`` (84532, token at
-    Base Sepolia's USDC address, "USDC"). Payers hold USDC and no ETH; facilitator keys hold ETH.
+    Base Sepolia's USDC address, "USDC"). Payers hold USDC and no ETH; facilitator keys hold ETH. With
+    ``permit2_allowance`` (the default) every payer has approved Permit2 for the maximum, so Permit2 payments
+    (``exact`` with ``assetTransferMethod: "permit2"``, ``upto``) work at once; :meth:`approve_permit2` changes it.
 
     Example::
 
@@ -85,6 +93,7 @@ class DevChain:
         payer_balance: int = 1_000 * 10**6,
         facilitator_eth: int = 10_000 * 10**18,
         anvil: str | None = None,
+        permit2_allowance: bool = True,
     ) -> None:
         if network not in TARGETS:
             raise ValueError(f"unknown dev-chain network {network!r}; choose one of {', '.join(TARGETS)}")
@@ -105,6 +114,7 @@ class DevChain:
         self.pay_to = _address(self.pay_to_key)
         self.payer_balance = payer_balance
         self.facilitator_eth = facilitator_eth
+        self.permit2_allowance = permit2_allowance
         self.asset = ""  # known once started
         self.timings: dict[str, float] = {}
         self._anvil_path = anvil
@@ -145,11 +155,26 @@ class DevChain:
             self.asset = self.target.canonical_asset
             self.rpc("anvil_setCode", self.asset, self.rpc("eth_getCode", deployed, "latest"))
         self.rpc("anvil_setCode", MULTICALL3_ADDRESS, _abi.contract("Multicall3Lite")["deployedBytecode"])
+        self._place("Permit2", PERMIT2_ADDRESS, b"")
+        for name, address in (
+            ("x402ExactPermit2Proxy", EXACT_PERMIT2_PROXY),
+            ("x402UptoPermit2Proxy", UPTO_PERMIT2_PROXY),
+        ):
+            self._place(name, address, abi_encode(["address"], [PERMIT2_ADDRESS]))
         for address in self.facilitator_addresses:
             self.rpc("anvil_setBalance", address, hex(self.facilitator_eth))
         if self.payer_balance:
             for address in self.payer_addresses:
                 self.mint(address, self.payer_balance)
+        if self.permit2_allowance:
+            for address in self.payer_addresses:
+                self.approve_permit2(address, MAX_UINT256)
+
+    def _place(self, name: str, address: str, constructor_args: bytes) -> None:
+        """Deploy ``name`` and copy its runtime code (immutables included) to ``address``."""
+        initcode = bytes.fromhex(_abi.contract(name)["bytecode"][2:]) + constructor_args
+        deployed = self.send(self.deployer_key, None, initcode)["contractAddress"]
+        self.rpc("anvil_setCode", address, self.rpc("eth_getCode", deployed, "latest"))
 
     def stop(self) -> None:
         """Stop anvil (SIGTERM by PID, then wait). Safe to call twice."""
@@ -209,6 +234,9 @@ class DevChain:
             "payer_addresses": list(self.payer_addresses),
             "facilitator_private_keys": list(self.facilitator_keys),
             "pay_to": self.pay_to,
+            "permit2": PERMIT2_ADDRESS,
+            "exact_permit2_proxy": EXACT_PERMIT2_PROXY,
+            "upto_permit2_proxy": UPTO_PERMIT2_PROXY,
         }
 
     # ---- helpers ----
@@ -258,6 +286,35 @@ class DevChain:
         receipt = self.send(self.deployer_key, self.asset, encode_call("mint(address,uint256)", address, amount))
         return str(receipt["transactionHash"])
 
+    def allowance(self, owner: str, spender: str = PERMIT2_ADDRESS) -> int:
+        """The token allowance ``owner`` gave ``spender`` (default: Permit2)."""
+        data = encode_call("allowance(address,address)", owner, spender)
+        (allowance,) = decode_output("(uint256)", self.call(self.asset, data))
+        return int(allowance)
+
+    def approve_permit2(self, owner: str, amount: int = MAX_UINT256) -> str:
+        """``owner`` approves Permit2 for ``amount`` of the token (0 revokes); returns the tx hash.
+
+        Payers hold no ETH: the chain lends ``owner`` gas for one impersonated ``approve`` and takes the
+        rest back, so the payer's ETH balance stays zero and its EIP-2612 nonce is untouched.
+        """
+        self.rpc("anvil_setBalance", owner, hex(10**18))
+        self.rpc("anvil_impersonateAccount", owner)
+        try:
+            tx = {
+                "from": owner,
+                "to": self.asset,
+                "data": "0x" + encode_call("approve(address,uint256)", PERMIT2_ADDRESS, amount).hex(),
+            }
+            tx_hash = str(self.rpc("eth_sendTransaction", tx))
+            receipt = self._rpc_client().wait_for_receipt(tx_hash, 10.0)
+            if int(receipt["status"], 16) != 1:
+                raise RuntimeError(f"approve of Permit2 by {owner} failed: {receipt}")
+        finally:
+            self.rpc("anvil_stopImpersonatingAccount", owner)
+            self.rpc("anvil_setBalance", owner, "0x0")
+        return tx_hash
+
     def authorization_state(self, authorizer: str, nonce: bytes | str) -> bool:
         """Whether an EIP-3009 ``nonce`` (32 bytes or 0x-hex) of ``authorizer`` is used or canceled."""
         raw = bytes.fromhex(nonce.removeprefix("0x")) if isinstance(nonce, str) else nonce
@@ -273,6 +330,11 @@ class DevChain:
         """Return to a snapshot. anvil drops the snapshot on revert: take a new one to revert again."""
         if not self.rpc("evm_revert", snapshot_id):
             raise RuntimeError(f"evm_revert({snapshot_id!r}) failed: unknown or already used snapshot")
+
+    def _rpc_client(self) -> SyncRPC:
+        if self._rpc is None:
+            raise RuntimeError("DevChain is not started")
+        return self._rpc
 
     def _process(self) -> AnvilProcess:
         if self._anvil is None:

@@ -11,6 +11,9 @@ the payment is settled *before* the response is returned, so a
 request or a failed view is never settled. A failed settlement replaces the
 response with a 402 (or 503 while its outcome is unknown) and closes the view's response unread.
 
+An ``upto`` payment (``x402_middleware.charge(request, amount)`` in the view) is settled with the view's charge when
+it returns a response that does not stream; a ``StreamingHttpResponse`` is settled after its last chunk.
+
 Under ASGI, Django 5+ cancels a view whose client disconnected, so nothing is settled for it; under
 WSGI the server does not say, and a finished view is settled (see the README's "Disconnects").
 """
@@ -18,7 +21,7 @@ WSGI the server does not say, and a finished view is settled (see the README's "
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -30,6 +33,7 @@ from .._exceptions import PricingBodyTooLargeError
 from .._fingerprint import request_fingerprint
 from .._flow import (
     Decision,
+    Flow,
     PaidFlow,
     decide,
     decide_async,
@@ -43,6 +47,7 @@ from .._flow import (
 )
 from .._gate import Answer, PaidRoute
 from ..models import PaymentPayload, PaymentRequirements, ResourceInfo
+from ..usage import USAGE_KEY
 from . import conf
 
 __all__ = ["PaymentMiddleware"]
@@ -89,14 +94,20 @@ class PaymentMiddleware:
         answer = run_sync(flow.admit(payment_headers_from_environ(request.META)), fac, store, listeners, journal)
         if answer is not None:
             return _response(answer)
-        request.x402_payment = flow.payment  # type: ignore[attr-defined]
+        _expose(request, flow)
         decision = None
         try:
             response = self.get_response(request)
-            decision = run_sync(flow.start(response.status_code), fac, store, listeners, journal)
+            decision = run_sync(_start(flow, response), fac, store, listeners, journal)
         finally:
             # Django hands the response to the server after this returns: a settled one counts as delivered.
-            run_sync(flow.finish(delivered=decision is not None), fac, store, listeners, journal)
+            if flow.outcome != "metering":
+                run_sync(flow.finish(delivered=decision is not None), fac, store, listeners, journal)
+        if flow.outcome == "metering":  # a streamed upto response: settled once its last chunk went out
+            response.streaming_content = _metered(
+                response.streaming_content,
+                lambda delivered: run_sync(flow.finish(delivered=delivered), fac, store, listeners, journal),
+            )
         return _apply(response, decision)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -119,13 +130,21 @@ class PaymentMiddleware:
         answer = await run_async(flow.admit(payment_headers_from_environ(request.META)), fac, store, listeners, journal)
         if answer is not None:
             return _response(answer)
-        request.x402_payment = flow.payment  # type: ignore[attr-defined]
+        _expose(request, flow)
         decision = None
         try:
             response = await get_response(request)
-            decision = await run_async(flow.start(response.status_code), fac, store, listeners, journal)
+            decision = await run_async(_start(flow, response), fac, store, listeners, journal)
         finally:
-            await run_async(flow.finish(delivered=decision is not None), fac, store, listeners, journal)
+            if flow.outcome != "metering":
+                await run_async(flow.finish(delivered=decision is not None), fac, store, listeners, journal)
+        if flow.outcome == "metering":
+
+            async def finish(delivered: bool) -> None:
+                await run_async(flow.finish(delivered=delivered), fac, store, listeners, journal)
+
+            streaming: Any = response
+            streaming.streaming_content = _ametered(streaming.streaming_content, streaming.is_async, finish)
         return _apply(response, decision)
 
     def _decide(self, request: HttpRequest, *, allow_async: bool) -> Decision | None:
@@ -156,7 +175,43 @@ class PaymentMiddleware:
             request=request,
             emit=bool(self.config.listeners),
             fingerprint=None if self.journal is None else _fingerprint(request),
+            charge=route.charge,
         )
+
+
+def _expose(request: HttpRequest, flow: PaidFlow) -> None:
+    request.x402_payment = flow.payment  # type: ignore[attr-defined]
+    if flow.usage is not None:  # x402_middleware.charge(request, amount) reports the actual charge
+        request.META[USAGE_KEY] = flow.usage
+
+
+def _start(flow: PaidFlow, response: HttpResponseBase) -> Flow[Answer | list[tuple[bytes, bytes]] | None]:
+    # A response that does not stream is whole: an upto charge is final before it is returned.
+    return flow.start(response.status_code, complete=not response.streaming, headers=response.items())
+
+
+def _metered(content: Iterable[bytes], finish: Callable[[bool], None]) -> Iterator[bytes]:
+    """A streamed upto response's content, settled (by ``finish``) once its last chunk was handed on."""
+    delivered = False
+    try:
+        yield from content
+        delivered = True
+    finally:
+        finish(delivered)
+
+
+async def _ametered(content: Any, is_async: bool, finish: Callable[[bool], Awaitable[None]]) -> AsyncIterator[bytes]:
+    delivered = False
+    try:
+        if is_async:
+            async for chunk in content:
+                yield chunk
+        else:  # Django consumes a sync iterator under ASGI whole anyway (it warns)
+            for chunk in content:
+                yield chunk
+        delivered = True
+    finally:
+        await finish(delivered)
 
 
 def _fingerprint(request: HttpRequest) -> Callable[[PaymentPayload], str]:

@@ -27,7 +27,13 @@ from .._exceptions import FacilitatorError
 from ..evm.jsonrpc import RPCError, build_request, parse_response
 from ._http import TRANSPORT_ERRORS, JSONClient, json_client, send_json
 
-__all__ = ["AsyncRPC", "RPCError"]
+__all__ = ["SIMULATION_BLOCK", "AsyncRPC", "RPCError"]
+
+# Simulations run against the block the transaction would be mined in: its timestamp is what validAfter and
+# the deadlines are checked against on chain. "latest" carries the last block's timestamp, which trails the wall
+# clock by the block interval, and on an idle chain (a dev node mining on demand) by minutes, failing a payment
+# valid for a minute (x402 1.0 signs validAfter = now - 60) with "authorization is not yet valid".
+SIMULATION_BLOCK = "pending"
 
 _Call = tuple[str, tuple[Any, ...], "asyncio.Future[Any]"]
 

@@ -1,11 +1,12 @@
-"""A self-hosted facilitator that verifies and settles EIP-3009 payments on an EVM chain.
+"""A self-hosted facilitator that verifies and settles EIP-3009 and Permit2 payments on an EVM chain.
 
 No web3.py: batched JSON-RPC over the package's keep-alive HTTP client (:mod:`._rpc`), calldata with eth-abi,
 EIP-1559 transactions signed over coincurve (:mod:`x402_middleware.evm`). ``verify`` runs the local checks plus an ``eth_call`` simulation of
 ``transferWithAuthorization`` and, when that reverts, the official diagnostic
 ladder (``../shared/docs/x402-protocol.md`` §3.2). ``settle`` re-runs the local
 checks, sends the transfer from one of a pool of facilitator keys, waits for the
-receipt and checks the ``Transfer`` log.
+receipt and checks the ``Transfer`` log. Permit2 payments (``exact`` with ``assetTransferMethod: "permit2"``,
+and ``upto``, settled for the actual amount) go through the x402 Permit2 proxies (:mod:`._permit2`).
 
 It settles only the tokens it is configured for (``assets``, default: the network's USDC), so nobody
 can make it pay gas for a contract of their choosing, and it sends at most one transaction per payment
@@ -21,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -37,7 +39,9 @@ from ..evm.transactions import build_transaction, sign_transaction
 from ..models import PaymentPayload, PaymentRequirements, SettleResult, VerifyResult
 from ..networks import Network, get_network, is_hex_address
 from ..schemes.evm.exact import evm_payload, verify_exact_evm
-from ._rpc import AsyncRPC
+from ..schemes.evm.permit2 import Permit2Payload, verify_permit2
+from . import _permit2
+from ._rpc import SIMULATION_BLOCK, AsyncRPC
 
 TWA_VRS = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
 TWA_BYTES = "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,bytes)"
@@ -113,6 +117,28 @@ def _payment_expiry(_key: object, payment: _Payment, _now: float) -> float:
     return payment.expires
 
 
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """One transaction that settles a payment, as the scheme's settle path plans it.
+
+    ``key`` identifies the payment (at most one transaction per key, remembered until ``valid_until``);
+    ``target``/``data`` is the call; ``gas_key`` names a reusable gas limit (``None``: estimate every time);
+    ``signer`` is the address that must send it (``None``: any key); ``transfer`` is the ERC-20 ``Transfer``
+    (token, from, to, amount) the receipt must show; ``replay_reason`` what a second settle of a settled
+    payment gets; ``diagnose`` maps a failed preflight to a reason.
+    """
+
+    key: tuple[Any, ...]
+    valid_until: int
+    target: str
+    data: bytes
+    gas_key: str | None
+    signer: str | None
+    transfer: tuple[str, str, str, int]
+    replay_reason: str
+    diagnose: Callable[[RPCError], Awaitable[str]]
+
+
 class _Signer:
     """One gas-paying key with its own transaction-nonce counter (sends are serialised per key)."""
 
@@ -137,6 +163,13 @@ class OnChainFacilitator:
     Only payments in ``assets`` (token addresses; default: the network's default asset) are verified
     or settled, others are refused with ``asset_not_allowed`` before any RPC call; ``any_asset=True``
     accepts any EIP-3009 token (a public facilitator then pays gas for whatever contract a caller names).
+
+    Permit2 payments work for any ERC-20 in ``assets`` the payer approved Permit2 for (or with the
+    ``eip2612GasSponsoring`` extension). An ``upto`` payment names the key that may settle it: :attr:`address`
+    (what ``/supported`` lists as ``extra.facilitatorAddress``) or any other of these keys. Verifying one reads the
+    payer's allowance and balance, reused for ``fact_ttl`` seconds per payer (dropped when that payer settles)::
+
+        await facilitator.settle(payload, dataclasses.replace(requirements, amount=actual))  # upto: actual <= maximum
 
     Each payment it broadcast is remembered until its ``validBefore`` has passed (at most
     ``max_tracked_payments``, least recently used forgotten first), and no second transaction is ever
@@ -164,6 +197,7 @@ class OnChainFacilitator:
         assets: Iterable[str] | None = None,
         any_asset: bool = False,
         max_tracked_payments: int = 100_000,
+        fact_ttl: float = 1.0,
     ) -> None:
         if not signer_keys:
             raise ConfigurationError("OnChainFacilitator needs at least one signer key to pay gas with")
@@ -183,7 +217,7 @@ class OnChainFacilitator:
                 f"{self.network.caip2} has no default asset: pass OnChainFacilitator(assets=['0x<token>']) "
                 "with the tokens it may settle, or any_asset=True"
             )
-        self._payments: TLRUCache[tuple[int, str, str, bytes], _Payment] = TLRUCache(
+        self._payments: TLRUCache[tuple[Any, ...], _Payment] = TLRUCache(
             maxsize=max_tracked_payments, ttu=_payment_expiry, timer=time.time
         )
         self.rpc = AsyncRPC(rpc_url, client=client)
@@ -194,57 +228,86 @@ class OnChainFacilitator:
         self._checked_chain = False
         self._fees: tuple[float, int, int] | None = None
         self._deployed: set[str] = set()
-        self._gas: dict[str, int] = {}  # asset -> gas limit for an EOA-signed transferWithAuthorization
+        self._gas: dict[str, int] = {}  # gas_key (asset, or proxy + selector) -> reusable gas limit
+        self.permit2 = _permit2.Permit2Settler(self, fact_ttl=fact_ttl)
 
     # -- Facilitator protocol ------------------------------------------------------------------
     async def verify(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResult:
         """Local checks, then an ``eth_call`` simulation of the transfer with the diagnostic ladder."""
-        refusal = self._local(payload, requirements)
+        refusal = self.local(payload, requirements)
         if refusal is not None:
             return refusal
         await self._check_chain()
         asset = requirements.asset.address
-        if asset.lower() not in self._deployed:
-            if await self.rpc("eth_getCode", asset, "latest") in ("0x", "0x0", None):
-                return VerifyResult(False, "asset_not_deployed_contract", f"no contract at {asset}", payload.payer)
-            self._deployed.add(asset.lower())
+        if not await self.is_contract(asset):
+            return VerifyResult(False, "asset_not_deployed_contract", f"no contract at {asset}", payload.payer)
+        if isinstance(payload.data, Permit2Payload):
+            return await self.permit2.verify(payload, requirements)
         call = {"from": self.signers[0].address, "to": asset, "data": "0x" + transfer_calldata(payload).hex()}
         try:
-            await self.rpc("eth_call", call, "latest")
+            await self.rpc("eth_call", call, SIMULATION_BLOCK)
         except RPCError as exc:
             reason = await self._diagnose(payload, requirements, exc.revert_reason)
             return VerifyResult(False, reason, exc.revert_reason or exc.message, payload.payer)
         return VerifyResult(True, payer=payload.payer)
 
     async def settle(self, payload: PaymentPayload, requirements: PaymentRequirements) -> SettleResult:
-        """Send ``transferWithAuthorization`` (once per payment), wait for the receipt, check the ``Transfer`` log."""
+        """Send the settlement (once per payment), wait for the receipt, check the ``Transfer`` log.
+
+        EIP-3009: ``transferWithAuthorization``. Permit2 (``exact`` and ``upto``): the proxy's ``settle`` (or
+        ``settleWithPermit`` with the EIP-2612 gas-sponsoring extension); ``upto`` settles
+        ``requirements.amount``, at most the signed maximum, and 0 succeeds without a transaction.
+        """
+        if isinstance(payload.data, Permit2Payload):
+            return await self.permit2.settle(payload, requirements)
         caip2 = requirements.network.caip2
-        refusal = self._local(payload, requirements)
+        refusal = self.local(payload, requirements)
         if refusal is not None:
             return SettleResult(False, caip2, "", payload.payer, refusal.invalid_reason, refusal.invalid_message)
         auth = evm_payload(payload).authorization
         asset = requirements.asset.address
-        key = (self.chain_id, asset.lower(), auth.from_address.lower(), auth.nonce)
-        payment = self._payments.get(key)
+
+        async def diagnose(exc: RPCError) -> str:
+            return _reason_of(exc.revert_reason, TRANSACTION_FAILED)
+
+        plan = Settlement(
+            key=(self.chain_id, asset.lower(), auth.from_address.lower(), auth.nonce),
+            valid_until=auth.valid_before,
+            target=asset,
+            data=transfer_calldata(payload),
+            gas_key=asset.lower() if len(evm_payload(payload).signature) == 65 else None,
+            signer=None,
+            transfer=(asset, auth.from_address, auth.to, auth.value),
+            replay_reason=NONCE_ALREADY_USED,
+            diagnose=diagnose,
+        )
+        return await self.settle_once(plan, payload, requirements)
+
+    async def settle_once(
+        self, plan: Settlement, payload: PaymentPayload, requirements: PaymentRequirements
+    ) -> SettleResult:
+        """Send ``plan``'s transaction unless one was sent for its payment already, and report the outcome."""
+        caip2 = requirements.network.caip2
+        payment = self._payments.get(plan.key)
         if payment is None:
-            payment = self._payments[key] = _Payment(auth.valid_before)
+            payment = self._payments[plan.key] = _Payment(plan.valid_until)
         deadline = time.monotonic() + self.receipt_timeout
         async with payment.lock:  # concurrent duplicates wait here until the first has sent (or refused)
             if payment.outcome is None and payment.tx_hash is None:
                 try:
-                    sent = await self._broadcast(payload, requirements)
+                    sent = await self._broadcast(plan, payload, requirements)
                 except _MaybeSent as exc:
                     sent = (exc.tx_hash, exc.raw)
                 if isinstance(sent, SettleResult):  # refused before sending: nothing to remember
                     return sent
                 payment.tx_hash, payment.raw = sent
         if payment.outcome is not None:
-            return self._again(payment.outcome, caip2, payload)
+            return self._again(payment.outcome, caip2, payload, plan.replay_reason)
         tx_hash = payment.tx_hash
         assert tx_hash is not None
         receipt = await self._receipt(tx_hash, deadline, payment.raw)
         if payment.outcome is not None:  # a duplicate saw the receipt first and reported it
-            return self._again(payment.outcome, caip2, payload)
+            return self._again(payment.outcome, caip2, payload, plan.replay_reason)
         if receipt is None:
             return SettleResult(
                 False,
@@ -256,11 +319,12 @@ class OnChainFacilitator:
                 "settle the same payment again to follow it (no second transaction is sent)",
             )
         if int(receipt["status"], 16) != 1:
-            self._gas.pop(asset.lower(), None)  # in case the cached limit ran out of gas: estimate afresh
+            if plan.gas_key is not None:  # in case the cached limit ran out of gas: estimate afresh
+                self._gas.pop(plan.gas_key, None)
             payment.outcome = SettleResult(
                 False, caip2, tx_hash, payload.payer, TRANSACTION_FAILED, f"the transfer {tx_hash} reverted"
             )
-        elif not _has_transfer(receipt, asset, payload):
+        elif not _has_transfer(receipt, *plan.transfer):
             payment.outcome = SettleResult(
                 False,
                 caip2,
@@ -270,11 +334,11 @@ class OnChainFacilitator:
                 "the transaction did not emit the expected Transfer event",
             )
         else:
-            payment.outcome = SettleResult(True, caip2, tx_hash, payload.payer, amount=auth.value)
+            payment.outcome = SettleResult(True, caip2, tx_hash, payload.payer, amount=plan.transfer[3])
         return payment.outcome
 
     @staticmethod
-    def _again(outcome: SettleResult, caip2: str, payload: PaymentPayload) -> SettleResult:
+    def _again(outcome: SettleResult, caip2: str, payload: PaymentPayload, replay_reason: str) -> SettleResult:
         """The answer to a settle of a payment whose transaction's outcome was already reported."""
         if not outcome.success:
             return outcome  # a mined failure stays one; no second transaction is sent
@@ -284,47 +348,68 @@ class OnChainFacilitator:
             caip2,
             outcome.transaction,  # which transaction used it, for a resource server following up its own
             payload.payer,
-            NONCE_ALREADY_USED,
+            replay_reason,
             f"this authorization was already settled in transaction {outcome.transaction}",
         )
 
     async def _broadcast(
-        self, payload: PaymentPayload, requirements: PaymentRequirements
+        self, plan: Settlement, payload: PaymentPayload, requirements: PaymentRequirements
     ) -> tuple[str, bytes] | SettleResult:
-        """Simulate and send the transfer: its transaction hash and bytes, or the refusal when it would revert."""
+        """Simulate and send the transaction: its hash and bytes, or the refusal when it would revert."""
         caip2 = requirements.network.caip2
         await self._check_chain()
-        data = transfer_calldata(payload)
-        asset = requirements.asset.address
-        signer = min(self.signers, key=lambda s: s.in_flight)
+        signers = [s for s in self.signers if plan.signer is None or s.address.lower() == plan.signer.lower()]
+        if not signers:
+            return SettleResult(
+                False, caip2, "", payload.payer, "upto_unauthorized_facilitator", f"no signer key for {plan.signer}"
+            )
+        signer = min(signers, key=lambda s: s.in_flight)
         signer.in_flight += 1
         try:
             try:
-                gas = await self._preflight(signer, asset, data, cacheable=len(evm_payload(payload).signature) == 65)
-            except RPCError as exc:  # the transfer would revert: nothing is sent
-                return SettleResult(
-                    False,
-                    caip2,
-                    "",
-                    payload.payer,
-                    _reason_of(exc.revert_reason, TRANSACTION_FAILED),
-                    exc.revert_reason or exc.message,
-                )
-            return await self._send(signer, asset, data, gas)
+                gas = await self._preflight(signer, plan.target, plan.data, plan.gas_key)
+            except RPCError as exc:  # the transaction would revert: nothing is sent
+                reason = await plan.diagnose(exc)
+                return SettleResult(False, caip2, "", payload.payer, reason, exc.revert_reason or exc.message)
+            return await self._send(signer, plan.target, plan.data, gas)
         finally:
             signer.in_flight -= 1
 
+    async def is_contract(self, address: str) -> bool:
+        """Whether ``address`` has code (remembered once it has: code does not go away in practice)."""
+        if address.lower() in self._deployed:
+            return True
+        if await self.rpc("eth_getCode", address, "latest") in ("0x", "0x0", None):
+            return False
+        self._deployed.add(address.lower())
+        return True
+
     async def supported(self) -> dict[str, Any]:
-        kinds: list[dict[str, Any]] = [{"x402Version": 2, "scheme": "exact", "network": self.network.caip2}]
+        """``exact`` (EIP-3009 and Permit2) and ``upto``, whose ``extra.facilitatorAddress`` is the key that settles
+        it (an ``upto`` payer names it in the signed witness, and only that key may submit the transfer)."""
+        caip2 = self.network.caip2
+        kinds: list[dict[str, Any]] = [
+            {"x402Version": 2, "scheme": "exact", "network": caip2},
+            {"x402Version": 2, "scheme": "upto", "network": caip2, "extra": {"facilitatorAddress": self.address}},
+        ]
         if self.network.v1_name:
             kinds.append({"x402Version": 1, "scheme": "exact", "network": self.network.v1_name})
-        return {"kinds": kinds, "extensions": [], "signers": {"eip155:*": [s.address for s in self.signers]}}
+        return {
+            "kinds": kinds,
+            "extensions": [_permit2.EIP2612_GAS_SPONSORING],
+            "signers": {"eip155:*": [s.address for s in self.signers]},
+        }
+
+    @property
+    def address(self) -> str:
+        """The address ``upto`` payments name as their facilitator (the first signer key's)."""
+        return self.signers[0].address
 
     async def aclose(self) -> None:
         await self.rpc.aclose()
 
     # -- internals -------------------------------------------------------------------------------
-    def _local(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResult | None:
+    def local(self, payload: PaymentPayload, requirements: PaymentRequirements) -> VerifyResult | None:
         if requirements.network.chain_id != self.chain_id:
             return VerifyResult(
                 False,
@@ -341,10 +426,19 @@ class OnChainFacilitator:
                 f"{asset}; add it with OnChainFacilitator(assets=[...]) (server: --allow-asset {asset})",
                 payload.payer,
             )
-        result = verify_exact_evm(payload, requirements)
+        if isinstance(payload.data, Permit2Payload):
+            result = verify_permit2(
+                payload,
+                requirements,
+                int(time.time()),
+                upto=payload.scheme == "upto",
+                facilitators=[s.address for s in self.signers],  # any key of ours may settle (as the official)
+            )
+        else:
+            result = verify_exact_evm(payload, requirements)
         if result is not None and not result.is_valid:
             return result
-        return None  # valid, or a contract-wallet signature left to the token's EIP-1271 check
+        return None  # valid, or a contract-wallet signature left to the chain (EIP-1271)
 
     async def _check_chain(self) -> None:
         if self._checked_chain:
@@ -365,7 +459,7 @@ class OnChainFacilitator:
             self._fees = (now, 2 * gas_price + priority, priority)
         return self._fees[1], self._fees[2]
 
-    async def _preflight(self, signer: _Signer, asset: str, data: bytes, *, cacheable: bool) -> int:
+    async def _preflight(self, signer: _Signer, target: str, data: bytes, gas_key: str | None) -> int:
         """Simulate the transfer (raises :class:`RPCError` if it would revert) and return its gas limit.
 
         ``eth_estimateGas`` runs the EVM several times (a binary search), ``eth_call`` once: the gas of an
@@ -373,16 +467,16 @@ class OnChainFacilitator:
         first estimate per token plus headroom serves every later one, which then needs only ``eth_call``.
         Contract-wallet signatures (EIP-1271) run arbitrary code and are always estimated.
         """
-        call = {"from": signer.address, "to": asset, "data": "0x" + data.hex()}
-        known = self.gas_limit or (self._gas.get(asset.lower()) if cacheable else None)
+        call = {"from": signer.address, "to": target, "data": "0x" + data.hex()}
+        known = self.gas_limit or (self._gas.get(gas_key) if gas_key is not None else None)
         if known is not None:
-            await self.rpc("eth_call", call, "latest")
+            await self.rpc("eth_call", call, SIMULATION_BLOCK)
             return known
         # +20% and a fresh-slot SSTORE (20,000 instead of 2,900 gas; EIP-2200/2929) for a recipient or
         # payer whose balance is zero when the estimate is reused. Unused gas is not charged.
         gas = int(await self.rpc("eth_estimateGas", call), 16) * 6 // 5 + _GAS_HEADROOM
-        if cacheable:
-            self._gas[asset.lower()] = gas
+        if gas_key is not None:
+            self._gas[gas_key] = gas
         return gas
 
     async def _send(self, signer: _Signer, to: str, data: bytes, gas: int) -> tuple[str, bytes]:
@@ -484,19 +578,18 @@ class OnChainFacilitator:
         return _reason_of(revert, SIMULATION_FAILED)
 
 
-def _has_transfer(receipt: dict[str, Any], asset: str, payload: PaymentPayload) -> bool:
-    auth = evm_payload(payload).authorization
+def _has_transfer(receipt: dict[str, Any], asset: str, sender: str, recipient: str, amount: int) -> bool:
     want = (
         _TRANSFER_TOPIC,
-        "0x" + auth.from_address[2:].lower().rjust(64, "0"),
-        "0x" + auth.to[2:].lower().rjust(64, "0"),
+        "0x" + sender[2:].lower().rjust(64, "0"),
+        "0x" + recipient[2:].lower().rjust(64, "0"),
     )
     for log in receipt.get("logs", []):
         topics = [t.lower() for t in log.get("topics", [])]
         if (
             log.get("address", "").lower() == asset.lower()
             and tuple(topics[:3]) == want
-            and int(log.get("data", "0x0"), 16) == auth.value
+            and int(log.get("data", "0x0"), 16) == amount
         ):
             return True
     return False

@@ -8,7 +8,8 @@
 
 States: ``claimed`` (verified, the app runs) → ``settling`` (the settle call starts) → ``settled``
 (transaction, amount) | ``failed`` (reason) | ``unknown`` (transaction when known) | ``not_settled``
-(the app failed, the client left). A ``settled`` row is never downgraded. The operator view is
+(the app failed, the client left) | ``lost`` (an ``upto`` settlement refused after its content was served:
+the operator's loss, ``amount`` the charge). A ``settled`` row is never downgraded. The operator view is
 ``python -m x402_middleware.journal --db PATH``.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 from ._entry import (
     CLAIMED,
     FAILED,
+    LOST,
     NOT_SETTLED,
     PENDING,
     SERVED,
@@ -52,6 +54,7 @@ __all__ = [
     "CLAIMED",
     "EXPIRED_UNSETTLED",
     "FAILED",
+    "LOST",
     "NOT_SETTLED",
     "PENDING",
     "SERVED",

@@ -1,4 +1,4 @@
-"""Operator view of a settlement journal: rows per state, pending and settled-but-unserved payments, settled totals.
+"""Operator view of a settlement journal: rows per state, pending, settled-but-unserved and lost payments, settled totals.
 
 python -m x402_middleware.journal --db x402-journal.db [--rpc-url URL --reconcile] [--json]
 python -m x402_middleware.journal --db postgresql://x402@db.internal/payments
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import open_journal
-from ._entry import PENDING, SETTLED, Journal
+from ._entry import LOST, PENDING, SETTLED, Journal
 from .reconcile import reconcile
 
 
@@ -59,6 +59,8 @@ def report(journal: Journal) -> dict[str, Any]:
         "states": states,
         "pending": [asdict(e) | {"amount": str(e.amount)} for e in rows if e.state in PENDING],
         "unserved": [asdict(e) | {"amount": str(e.amount)} for e in rows if e.state == SETTLED and e.unserved],
+        # upto settlements refused after the content was served: served, never paid
+        "lost": [asdict(e) | {"amount": str(e.amount)} for e in rows if e.state == LOST],
         "settled_by_day": [
             {"day": d, "network": n, "asset": a, "count": c, "amount": str(s)} for d, n, a, c, s in by_day
         ],
@@ -111,6 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "settled, response not delivered (a retry of the same request is served without a new charge)",
             ("settled (UTC)", "network", "payer", "amount", "transaction", "key"),
             unserved,
+        )
+    )
+    lost = [
+        (_time(p["updated_at"]), p["network"], p["payer"], p["amount"], p["reason"], p["key"]) for p in view["lost"]
+    ]
+    parts.append(
+        _table(
+            "lost (upto: served, then the settlement was refused; the operator was not paid)",
+            ("updated (UTC)", "network", "payer", "amount", "reason", "key"),
+            lost,
         )
     )
     days = [(t["day"], t["network"], t["asset"], t["count"], t["amount"]) for t in view["settled_by_day"]]

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..events import LOST as LOST_EVENT
 from ..events import (
     NOT_SETTLED,
     SERVED,
@@ -24,6 +25,7 @@ from ..schemes.evm.exact import ExactEvmPayload
 __all__ = [
     "CLAIMED",
     "FAILED",
+    "LOST",
     "NOT_SETTLED",
     "PENDING",
     "SERVED",
@@ -47,7 +49,9 @@ CLAIMED = "claimed"  # verified and reserved; the app runs
 FAILED = "failed"  # the facilitator refused (reason), or reconciliation found it expired unsettled
 UNKNOWN = "unknown"  # sent but not confirmed, or the answer was lost (transaction when known)
 # NOT_SETTLED = "not_settled"  the app failed, the client left, or nothing was attempted
-STATES = (CLAIMED, SETTLING, SETTLED, FAILED, UNKNOWN, NOT_SETTLED)
+#: an upto settlement refused after its content was served: the operator's loss (amount: the charge, reason)
+LOST = "lost"
+STATES = (CLAIMED, SETTLING, SETTLED, FAILED, UNKNOWN, NOT_SETTLED, LOST)
 #: States a crash or a lost answer can leave behind: what reconciliation looks at.
 PENDING = (CLAIMED, SETTLING, UNKNOWN)
 
@@ -58,6 +62,7 @@ _STATE_OF = {
     SETTLE_FAILED: FAILED,
     SETTLEMENT_UNKNOWN: UNKNOWN,
     NOT_SETTLED: NOT_SETTLED,
+    LOST_EVENT: LOST,
     SERVED: SERVED,  # not a state: sets ``served_at`` of a settled row
 }
 
@@ -139,7 +144,8 @@ def recorded(event: PaymentEvent) -> Recorded | None:
     pid = scheme.payment_id(payment.payload, req)
     data = payment.payload.data
     nonce = "0x" + data.authorization.nonce.hex() if isinstance(data, ExactEvmPayload) else ""
-    amount = event.amount if state == SETTLED and event.amount is not None else payment.amount
+    # settled: what moved (upto: the actual charge); lost: the charge that was not paid; else the amount signed
+    amount = event.amount if state in (SETTLED, LOST) and event.amount is not None else payment.amount
     reason = event.reason
     if state == NOT_SETTLED and not reason and event.status is not None:
         reason = f"the app answered {event.status}"

@@ -4,8 +4,8 @@ The core (routes, prices, the paid-request flow, stores, the client) knows a pay
 :class:`PaymentScheme` found by its wire name and its network's CAIP-2 namespace. Each scheme lives in
 its own module under a folder per chain family and registers itself::
 
-    schemes/evm/exact.py     ("exact", "eip155")   EIP-3009 transferWithAuthorization
-    schemes/evm/upto.py      ("upto", "eip155")    later: Permit2, settle the actual amount
+    schemes/evm/exact.py     ("exact", "eip155")   EIP-3009 transferWithAuthorization, or Permit2
+    schemes/evm/upto.py      ("upto", "eip155")    Permit2 for a maximum, settle the actual amount
     schemes/svm/exact.py     ("exact", "solana")   a partially signed Solana transaction (needs the svm extra)
 
 A new scheme is a module with a class implementing :class:`PaymentScheme` and one line::
@@ -108,7 +108,7 @@ class PaymentScheme(Protocol):
         ...
 
 
-_BUILTIN = ("x402_middleware.schemes.evm.exact",)
+_BUILTIN = ("x402_middleware.schemes.evm.exact", "x402_middleware.schemes.evm.upto")
 # Built-in schemes of a chain family whose library is an optional extra: imported the first time a scheme of
 # that namespace is looked up, so an EVM-only app never loads (or needs) solders.
 _BY_NAMESPACE = {"solana": ("x402_middleware.schemes.svm.exact",)}

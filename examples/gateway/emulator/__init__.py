@@ -1,8 +1,8 @@
-"""A local upstream emulator speaking the real OpenAI, Anthropic and Gemini wire formats.
+"""A local upstream emulator speaking the real OpenAI, Anthropic, Amazon Bedrock and Gemini wire formats.
 
 Deterministic echo replies, usage computed from the inputs, streaming in each
-provider's own SSE shape, and fault injection (HTTP errors in each provider's
-envelope, 429 with ``Retry-After``, timeouts, slow first byte, mid-stream
+provider's own shape (SSE; Bedrock's SigV4-checked event stream), and fault injection
+(HTTP errors in each provider's envelope, 429 with ``Retry-After``, timeouts, slow first byte, mid-stream
 errors and drops) by request header ``x-emulator-fault`` or ``POST /_control``.
 Routes are also served under ``/_ep/{name}/...`` so one server can stand in for
 several endpoints of a pool (faults can target one ``endpoint``).

@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
                 "url": url,
                 "openai_base_url": url + "/v1",
                 "anthropic_base_url": url,
+                "bedrock_base_url": url,  # SigV4 with the test keys of emulator/_bedrock.py
                 "gemini_base_url": url,
                 "control": url + "/_control",
             }

@@ -58,98 +58,89 @@ async def messages(request: Request) -> Response:
     if not request.headers.get("anthropic-version"):
         return error(400, message="anthropic-version: header is required")
     body = await read_json(request)
-    problem = _validate(body)
+    problem = validate(body)
     if problem:
         return error(400, message=problem)
-    model = body["model"]
-    ctx = await context(request, "anthropic", model)
+    ctx = await context(request, "anthropic", body["model"])
     if (failed := status_fault(ctx.fault, error)) is not None:
         return failed
-    reply = _reply(body)
-    thinking = _thinking(body, reply)
-    usage = _usage(body, reply)
     mid = "msg_" + uuid.uuid4().hex[:24]
+    if not body.get("stream"):
+        return send_json_slowly(message(body, mid), ctx.fault)
+    return send_events([_event(name, data) for name, data in stream_events(body, mid)], ctx.fault, _event(*OVERLOADED))
+
+
+#: The error event an overloaded Anthropic stream ends with (the ``error-mid-stream`` fault).
+OVERLOADED = ("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+
+
+def _answer(body: Mapping[str, Any]) -> tuple[Reply, tuple[str, str] | None, dict[str, Any], str]:
+    reply = _reply(body)
     stop_reason = {"tool": "tool_use", "length": "max_tokens"}.get(
         reply.reason, reply.reason if reply.reason == "stop_sequence" else "end_turn"
     )
-    tool_id = "toolu_" + mid[-20:]
-    if not body.get("stream"):
-        content: list[dict[str, Any]] = (
-            [{"type": "tool_use", "id": tool_id, "name": reply.tool, "input": json.loads(reply.tool_args)}]
-            if reply.tool
-            else [{"type": "text", "text": reply.text}]
-        )
-        if thinking is not None:
-            content.insert(0, {"type": "thinking", "thinking": thinking[0], "signature": thinking[1]})
-        return send_json_slowly(
-            {
-                "id": mid,
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": content,
-                "stop_reason": stop_reason,
-                "stop_sequence": reply.stop_sequence,
-                "usage": {**usage, "output_tokens": reply.output_tokens},
-            },
-            ctx.fault,
-        )
+    return reply, _thinking(body, reply), _usage(body, reply), stop_reason
+
+
+def message(body: Mapping[str, Any], mid: str) -> dict[str, Any]:
+    """The ``message`` object answering a validated Messages ``body`` (its ``model`` names the model)."""
+    reply, thinking, usage, stop_reason = _answer(body)
+    content: list[dict[str, Any]] = (
+        [{"type": "tool_use", "id": "toolu_" + mid[-20:], "name": reply.tool, "input": json.loads(reply.tool_args)}]
+        if reply.tool
+        else [{"type": "text", "text": reply.text}]
+    )
+    if thinking is not None:
+        content.insert(0, {"type": "thinking", "thinking": thinking[0], "signature": thinking[1]})
+    return {
+        "id": mid,
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": reply.stop_sequence,
+        "usage": {**usage, "output_tokens": reply.output_tokens},
+    }
+
+
+def stream_events(body: Mapping[str, Any], mid: str) -> list[tuple[str, dict[str, Any]]]:
+    """The SSE events (name, data) streaming the answer to a validated Messages ``body``."""
+    reply, thinking, usage, stop_reason = _answer(body)
     start = {
         "id": mid,
         "type": "message",
         "role": "assistant",
-        "model": model,
+        "model": body["model"],
         "content": [],
         "stop_reason": None,
         "stop_sequence": None,
         "usage": {**usage, "output_tokens": 1},
     }
-    events = [_event("message_start", {"type": "message_start", "message": start})]
+    events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": start})]
     index = 0
     if thinking is not None:
         events += _thinking_events(*thinking)
         index = 1
     if reply.tool:
-        events.append(
-            _event(
-                "content_block_start",
-                {
-                    "type": "content_block_start",
-                    "index": index,
-                    "content_block": {"type": "tool_use", "id": tool_id, "name": reply.tool, "input": {}},
-                },
-            )
-        )
+        block = {"type": "tool_use", "id": "toolu_" + mid[-20:], "name": reply.tool, "input": {}}
+        events.append(("content_block_start", {"type": "content_block_start", "index": index, "content_block": block}))
         half = len(reply.tool_args) // 2
         for piece in (reply.tool_args[:half], reply.tool_args[half:]):
-            events.append(
-                _event(
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": index,
-                        "delta": {"type": "input_json_delta", "partial_json": piece},
-                    },
-                )
-            )
+            delta = {"type": "input_json_delta", "partial_json": piece}
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
     else:
+        text_block = {"type": "text", "text": ""}
         events.append(
-            _event(
-                "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}},
-            )
+            ("content_block_start", {"type": "content_block_start", "index": index, "content_block": text_block})
         )
-        events.append(_event("ping", {"type": "ping"}))
+        events.append(("ping", {"type": "ping"}))
         for piece in reply.pieces:
-            events.append(
-                _event(
-                    "content_block_delta",
-                    {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": piece}},
-                )
-            )
-    events.append(_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+            delta = {"type": "text_delta", "text": piece}
+            events.append(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}))
+    events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
     events.append(
-        _event(
+        (
             "message_delta",
             {
                 "type": "message_delta",
@@ -158,9 +149,8 @@ async def messages(request: Request) -> Response:
             },
         )
     )
-    events.append(_event("message_stop", {"type": "message_stop"}))
-    overloaded = _event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
-    return send_events(events, ctx.fault, overloaded)
+    events.append(("message_stop", {"type": "message_stop"}))
+    return events
 
 
 def _thinking(body: Mapping[str, Any], reply: Reply) -> tuple[str, str] | None:
@@ -177,16 +167,18 @@ def _thinking(body: Mapping[str, Any], reply: Reply) -> tuple[str, str] | None:
     return text, base64.b64encode(b"\x12\x08emulator" + digest).decode()
 
 
-def _thinking_events(text: str, signature: str) -> list[bytes]:
+def _thinking_events(text: str, signature: str) -> list[tuple[str, dict[str, Any]]]:
     half = len(text) // 2
     block = {"type": "thinking", "thinking": "", "signature": ""}
-    events = [_event("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})]
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
+    ]
     for piece in (text[:half], text[half:]):
         delta = {"type": "thinking_delta", "thinking": piece}
-        events.append(_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
+        events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
     delta = {"type": "signature_delta", "signature": signature}
-    events.append(_event("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
-    events.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}))
+    events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
     return events
 
 
@@ -203,7 +195,8 @@ def _usage(body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
     }
 
 
-def _validate(body: Any) -> str | None:
+def validate(body: Any) -> str | None:
+    """What the real API answers 400 for in this Messages body (``None``: valid)."""
     if not isinstance(body, Mapping):
         return "The request body is not valid JSON."
     if not isinstance(body.get("model"), str) or not body["model"]:

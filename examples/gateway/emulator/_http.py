@@ -73,16 +73,16 @@ def send_events(
     return StreamingResponse(body(), media_type=media_type, headers=headers)
 
 
-def send_json_slowly(data: Any, fault: Fault | None) -> Response:
+def send_json_slowly(data: Any, fault: Fault | None, headers: dict[str, str] | None = None) -> Response:
     """A 200 JSON body, delayed after the headers when the fault is ``slow-first-byte``."""
     if fault is None or fault.kind != "slow-first-byte":
-        return json_response(data)
+        return json_response(data, headers=headers)
 
     async def body() -> AsyncIterator[bytes]:
         await asyncio.sleep(fault.delay)
         yield json.dumps(data, separators=(",", ":")).encode()
 
-    return StreamingResponse(body(), media_type="application/json")
+    return StreamingResponse(body(), media_type="application/json", headers=headers)
 
 
 def status_fault(fault: Fault | None, render: Callable[[int, int | None], Response]) -> Response | None:

@@ -1,4 +1,4 @@
-"""The emulator ASGI app: the three chat APIs and OpenAI-style media (images, audio, video jobs), optionally under ``/_ep/{name}`` so one server can
+"""The emulator ASGI app: the chat APIs (OpenAI, Anthropic, Bedrock, Gemini) and OpenAI-style media (images, audio, video jobs), optionally under ``/_ep/{name}`` so one server can
 play several pool endpoints, plus ``/_control`` to set standing faults and read request counts."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from . import _anthropic, _gemini, _media, _openai
+from . import _anthropic, _bedrock, _gemini, _media, _openai
 from ._faults import EmulatorState
 from ._http import json_response, read_json
 
@@ -45,6 +45,7 @@ def _api_routes() -> list[BaseRoute]:
     return [
         Route("/v1/chat/completions", _openai.chat_completions, methods=["POST"]),
         Route("/v1/messages", _anthropic.messages, methods=["POST"]),
+        Route("/model/{rest:path}", _bedrock.dispatch, methods=["POST"]),
         Route("/v1beta/models/{rest:path}", _gemini.dispatch, methods=["POST"]),
         Route("/v1/images/generations", _media.images, methods=["POST"]),
         Route("/v1/audio/generations", _media.audio, methods=["POST"]),

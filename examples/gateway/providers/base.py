@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from x402_middleware.wire import loads_untrusted
 
@@ -24,13 +24,20 @@ from .errors import failure_from_response
 from .failure import CONNECT, PROTOCOL, TIMEOUT, UpstreamFailure
 from .upstream import STREAM_ERRORS, Upstream, UpstreamResponse, is_connect_timeout
 
+if TYPE_CHECKING:
+    from .bedrock import BedrockConfig
+
 MAX_ERROR_BODY = 64 * 1024
 logger = logging.getLogger("examples.gateway.upstream")
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """An upstream endpoint with its secrets resolved from the environment."""
+    """An upstream endpoint with its secrets resolved from the environment.
+
+    ``models`` maps catalog model ids to the ids this endpoint knows them by (Bedrock's model and inference
+    profile ids); ``aws`` holds the credentials and region a Bedrock endpoint signs its requests with.
+    """
 
     family: str
     name: str
@@ -40,6 +47,8 @@ class Endpoint:
     auth: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     max_tokens_field: str = "max_tokens"
+    models: Mapping[str, str] = field(default_factory=dict)
+    aws: BedrockConfig | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +146,12 @@ class UpstreamStream:
 
 
 class Provider:
-    """Base of the three wire formats: subclasses build the request and parse bodies; I/O lives here."""
+    """Base of the wire formats: subclasses build the request and parse bodies; I/O lives here."""
 
     default_auth = "bearer"
+    #: Whether each request carries a signature over its URL and body (Bedrock's SigV4): then :meth:`sign` makes
+    #: its headers per request and the URL is sent exactly as built (not re-quoted), as the signature covers it.
+    signed = False
 
     def build(self, endpoint: Endpoint, call: Call) -> tuple[str, dict[str, Any]]:
         """``(url, json_body)`` of the upstream request."""
@@ -167,6 +179,14 @@ class Provider:
         headers.update(endpoint.headers)
         return headers
 
+    def sign(self, endpoint: Endpoint, url: str, headers: Mapping[str, str], body: bytes) -> Mapping[str, str]:
+        """The headers of one request to ``url`` with ``body`` (only called when :attr:`signed`)."""
+        return headers
+
+    def failure(self, status: int, headers: Mapping[str, str], content: bytes, endpoint: str) -> UpstreamFailure:
+        """Classify an error response (kind, message, retry delay); providers with their own envelope override it."""
+        return failure_from_response(status, headers, content, endpoint)
+
     async def complete(self, upstream: Upstream, endpoint: Endpoint, call: Call, timeouts: Timeouts) -> dict[str, Any]:
         """POST a non-streaming call; the canonical completion, or :class:`UpstreamFailure`."""
         url, payload = self.build(endpoint, call)
@@ -175,7 +195,7 @@ class Provider:
         except (TimeoutError, *STREAM_ERRORS) as exc:
             raise _transport_failure(exc, endpoint) from exc
         if response.status_code >= 300:
-            raise failure_from_response(response.status_code, response.headers, response.content, endpoint.name)
+            raise self.failure(response.status_code, response.headers, response.content, endpoint.name)
         try:
             return self.parse(loads_untrusted(response.content), call)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -198,8 +218,8 @@ class Provider:
                 )
                 if response.status_code >= 300:
                     content = await _read_capped(response)
-                    raise failure_from_response(response.status_code, response.headers, content, endpoint.name)
-                chunks = self._chunks(response, self.decoder(call))
+                    raise self.failure(response.status_code, response.headers, content, endpoint.name)
+                chunks = self.chunks(response, self.decoder(call))
                 first = await chunks.__anext__()
             return UpstreamStream(response, chunks, first, endpoint.name, native=self.passes_through(call))
         except BaseException as exc:
@@ -217,7 +237,8 @@ class Provider:
                 raise _transport_failure(exc, endpoint) from exc
             raise
 
-    async def _chunks(self, response: UpstreamResponse, decoder: Decoder) -> AsyncIterator[dict[str, Any]]:
+    async def chunks(self, response: UpstreamResponse, decoder: Decoder) -> AsyncIterator[dict[str, Any]]:
+        """The decoded items of a streamed body: SSE ``data`` objects fed to ``decoder`` (Bedrock reads frames)."""
         async for event in aiter_events(response.aiter_lines()):
             if event.data.strip() == "[DONE]":
                 break

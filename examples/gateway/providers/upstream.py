@@ -34,6 +34,7 @@ import aiohttp
 import httpx
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDictProxy
+from yarl import URL
 
 if TYPE_CHECKING:
     from .base import Endpoint, Provider
@@ -142,14 +143,18 @@ def env_proxy(url: str) -> str | None:
 
 
 class _Target:
-    """One (provider, endpoint, URL): the URL, its proxy and the provider's headers, built once."""
+    """One (provider, endpoint, URL): the URL, its proxy and the provider's headers, built once.
+
+    A signed provider's URL is sent exactly as built (``encoded=True``): yarl would otherwise unquote ``%3A`` in
+    a Bedrock model id such as ``anthropic.claude-...-v1:0``, and the signature covers the path as sent.
+    """
 
     __slots__ = ("endpoint", "headers", "provider", "proxy", "url")
 
     def __init__(self, provider: Provider, endpoint: Endpoint, url: str) -> None:
         self.provider = provider  # kept so the ids in the cache key cannot be reused while the entry exists
         self.endpoint = endpoint
-        self.url = url
+        self.url: str | URL = URL(url, encoded=True) if provider.signed else url
         self.proxy = env_proxy(url)
         self.headers: Mapping[str, str] = dict(provider.headers(endpoint))
 
@@ -227,11 +232,13 @@ class Upstream:
         upstream that dropped a kept-alive connection fails, and the pool moves on to its next endpoint.
         """
         target = self._target(provider, endpoint, url)
+        data = encode_json(payload)
+        headers = provider.sign(endpoint, url, target.headers, data) if provider.signed else target.headers
         started = time.perf_counter()
         raw = await self.client.post(
             target.url,
-            data=encode_json(payload),
-            headers=target.headers,
+            data=data,
+            headers=headers,
             timeout=self._timeout(seconds, connect, stream),
             proxy=target.proxy,
         )

@@ -1,11 +1,14 @@
-"""The EVM ``exact`` scheme with EIP-3009 ``transferWithAuthorization`` (``../shared/docs/x402-protocol.md`` §3.1-3.2).
+"""The EVM ``exact`` scheme: EIP-3009 ``transferWithAuthorization`` (``../shared/docs/x402-protocol.md`` §3.1-3.2),
+or Permit2 when the requirement's ``extra.assetTransferMethod`` is ``"permit2"`` (§3.3, :mod:`.permit2`).
 
 The payload is ``{"signature": "0x…", "authorization": {from, to, value, validAfter, validBefore, nonce}}``,
 signed over the token's EIP-712 domain (``extra.name``/``extra.version``). Local verification runs the
 official facilitator's checks in its order with its reason strings (x402 2.25.0
 ``mechanisms/evm/exact/facilitator.py``): scheme, network, EIP-712 domain, recipient, value,
 ``validBefore``, ``validAfter``, signature. Balance and nonce state are on-chain facts checked by the
-facilitator. A payment is identified by ``(chain id, token, payer, nonce)``.
+facilitator. A payment is identified by ``(chain id, token, payer, nonce)``. A Permit2 payload
+(``permit2Authorization``, any ERC-20) is checked by :func:`.permit2.verify_permit2` and identified by
+``(chain id, payer, Permit2 nonce)``.
 
     scheme = find_scheme("exact", "eip155")
     result = scheme.verify(payment, requirement, now=int(time.time()))  # None: a contract-wallet signature
@@ -32,6 +35,14 @@ from ...models import PaymentPayload, PaymentRequirements, VerifyResult
 from ...networks import Asset, Network
 from ...verify import UNSUPPORTED_SCHEME
 from .. import PaymentId, register_scheme
+from .permit2 import (
+    EXACT_PERMIT2_PROXY,
+    Permit2Payload,
+    parse_permit2_payload,
+    permit2_payment_id,
+    sign_permit2,
+    verify_permit2,
+)
 
 __all__ = [
     "INVALID_SIGNATURE",
@@ -105,29 +116,23 @@ class ExactEvmScheme:
         return isinstance(value, str) and _ADDRESS.match(value) is not None
 
     def requirement_extra(self, requirement: PaymentRequirements) -> dict[str, Any]:
-        # The token's EIP-712 domain: signatures only verify against the token's own name()/version().
+        # The token's EIP-712 domain: signatures only verify against the token's own name()/version(). A
+        # Permit2 requirement for a token without a known domain has none (Permit2 signs its own domain).
+        if not requirement.asset.name:
+            return {}
         return {"name": requirement.asset.name, "version": requirement.asset.version}
 
     def parse_requirement(
         self, network: Network, asset: str, pay_to: str, extra: Mapping[str, Any]
     ) -> tuple[Asset, str, dict[str, Any]]:
-        if not _ADDRESS.match(asset) or not _ADDRESS.match(pay_to):
-            raise MalformedPaymentError("paymentRequirements asset and payTo must be 0x-prefixed 20-byte addresses")
         method = extra.get("assetTransferMethod", "eip3009")
-        if method != "eip3009":
-            raise MalformedPaymentError(f"transfer method {method!r} is not supported (only EIP-3009)")
-        known = network.asset
-        same = known is not None and known.address.lower() == asset.lower()
-        decimals = known.decimals if known is not None and same else 6
-        name, version = extra.get("name"), extra.get("version")
-        if not isinstance(name, str) or not isinstance(version, str):
-            if known is None or not same:
-                raise MalformedPaymentError("paymentRequirements extra must carry the token's EIP-712 name and version")
-            name, version = known.name, known.version
-        rest = {k: v for k, v in extra.items() if k not in ("name", "version")}
-        return Asset(asset, name, version, decimals), pay_to, rest
+        if method not in ("eip3009", "permit2"):
+            raise MalformedPaymentError(f"transfer method {method!r} is not supported (EIP-3009 or Permit2)")
+        return parse_evm_requirement(network, asset, pay_to, extra, domain_required=method == "eip3009")
 
-    def parse_payload(self, payload: Mapping[str, Any]) -> ExactEvmPayload:
+    def parse_payload(self, payload: Mapping[str, Any]) -> ExactEvmPayload | Permit2Payload:
+        if "permit2Authorization" in payload:
+            return parse_permit2_payload(payload, upto=False)
         sig = payload.get("signature")
         if not isinstance(sig, str) or not _HEX.match(sig) or len(sig) > 2 + 2 * MAX_SIGNATURE_BYTES:
             raise MalformedPaymentError("payload.signature must be 0x-prefixed hex of at most 4096 bytes")
@@ -139,9 +144,13 @@ class ExactEvmScheme:
         return ExactEvmPayload(bytes.fromhex(sig[2:]), _parse_authorization(auth))
 
     def verify(self, payment: PaymentPayload, requirement: PaymentRequirements, now: int) -> VerifyResult | None:
+        if isinstance(payment.data, Permit2Payload):
+            return verify_permit2(payment, requirement, now, upto=False)
         return verify_exact_evm(payment, requirement, now=now)
 
     def payment_id(self, payment: PaymentPayload, requirement: PaymentRequirements) -> PaymentId:
+        if isinstance(payment.data, Permit2Payload):
+            return permit2_payment_id(payment, requirement.network)
         auth = evm_payload(payment).authorization
         key = f"x402:{requirement.network.chain_id}:{requirement.asset.address.lower()}:"
         return PaymentId(key + f"{auth.from_address.lower()}:{auth.nonce.hex()}", float(auth.valid_before))
@@ -149,6 +158,8 @@ class ExactEvmScheme:
     def sign(self, requirement: PaymentRequirements, key: bytes, now: int) -> dict[str, Any]:
         from ...evm.eip3009 import address_of
 
+        if requirement.extra.get("assetTransferMethod") == "permit2":
+            return sign_permit2(requirement, key, now, spender=EXACT_PERMIT2_PROXY)
         auth = Authorization(
             address_of(key),
             requirement.pay_to,
@@ -165,6 +176,29 @@ class ExactEvmScheme:
             verifying_contract=requirement.asset.address,
         )
         return {"signature": "0x" + sign_digest(key, digest).hex(), "authorization": auth.to_wire()}
+
+
+def parse_evm_requirement(
+    network: Network, asset: str, pay_to: str, extra: Mapping[str, Any], *, domain_required: bool
+) -> tuple[Asset, str, dict[str, Any]]:
+    """A wire EVM requirement's token (with its EIP-712 domain from ``extra`` or the network's default asset),
+    recipient and remaining ``extra``. Permit2 payments sign Permit2's domain, so for them (``domain_required``
+    false) a token of unknown domain is taken with an empty name and version."""
+    if not _ADDRESS.match(asset) or not _ADDRESS.match(pay_to):
+        raise MalformedPaymentError("paymentRequirements asset and payTo must be 0x-prefixed 20-byte addresses")
+    known = network.asset
+    same = known is not None and known.address.lower() == asset.lower()
+    decimals = known.decimals if known is not None and same else 6
+    name, version = extra.get("name"), extra.get("version")
+    if not isinstance(name, str) or not isinstance(version, str):
+        if known is not None and same:
+            name, version = known.name, known.version
+        elif domain_required:
+            raise MalformedPaymentError("paymentRequirements extra must carry the token's EIP-712 name and version")
+        else:
+            name, version = "", ""
+    rest = {k: v for k, v in extra.items() if k not in ("name", "version")}
+    return Asset(asset, name, version, decimals), pay_to, rest
 
 
 def _chain_id(network: Network) -> int:
