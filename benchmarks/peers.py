@@ -541,8 +541,8 @@ def main(argv: list[str] | None = None) -> int:
     rounds = max(1, args.rounds)
     per16 = max(1, args.requests // rounds)
     per1 = max(1, per16 // 2)
-    upstream_model = load_catalog().get(FREE_MODEL)
-    assert upstream_model is not None
+    model = load_catalog().get(FREE_MODEL)
+    assert model is not None
     rows: list[dict[str, Any]] = []
     log(f"emulator on CPU {EMULATOR_CPU}; ours and the peers on CPU {GATEWAY_CPU}; load generator unpinned")
     with Server([PYTHON, "-m", "examples.gateway.emulator", "--port", "0"], cpu=EMULATOR_CPU) as emulator:
@@ -552,13 +552,13 @@ def main(argv: list[str] | None = None) -> int:
             servers["ours"] = gateway_server(emulator).start()
             for peer, path in installed.items():
                 try:
-                    servers[peer] = _start_peer(peer, path, api_base, upstream_model.upstream_model)
+                    servers[peer] = _start_peer(peer, path, api_base, model.upstream_model)
                 except (RuntimeError, PeerUnavailable) as exc:
                     skipped[peer] = f"did not start: {str(exc)[-1500:]}"
                     log(f"{peer}: {skipped[peer]}")
             scenarios = [("chat", False)] + ([] if args.no_stream else [("stream", True)])
             for name, stream in scenarios:
-                targets = _targets(emulator, servers, api_base, upstream_model.upstream_model, stream, skipped)
+                targets = _targets(emulator, servers, api_base, model.upstream_model, stream, skipped)
                 for c, per, warm in ((1, per1, 100), (16, per16, 300)):
                     rows += scenario(name, targets, concurrency=c, rounds=rounds, per_round=per, warmup=warm)
         finally:
