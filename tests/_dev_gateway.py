@@ -63,16 +63,6 @@ class DevGateway:
             rpc.close()
         return int(decode_output("(uint256)", bytes.fromhex(data[2:]))[0])
 
-    def mine(self) -> None:
-        """Mine an empty block, as a real chain does every few seconds. anvil mines only on a transaction, so after
-        an idle minute its latest block is a minute old, and a facilitator's ``eth_call`` at ``latest`` judges a
-        payment valid from "now - 60 s" (legacy clients' ``validAfter``) as not valid yet."""
-        rpc = SyncRPC(self.info["rpc_url"])
-        try:
-            rpc("evm_mine")
-        finally:
-            rpc.close()
-
     def receipt_status(self, tx_hash: str) -> int:
         rpc = SyncRPC(self.info["rpc_url"])
         try:

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from x402_middleware.devchain import DevChain
+from x402_middleware.devchain.chain import DEV_BLOCK_TIME
 from x402_middleware.facilitator import Facilitator, MultiFacilitator, OnChainFacilitator
 from x402_middleware.journal import Reconciler, open_journal
 
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     sock = _bind(settings.host, DEFAULT_PORT if port is None else port, strict=port is not None)
     started = time.perf_counter()
-    chain = DevChain(args.chain, payers=args.payers, facilitators=args.signers)
+    chain = DevChain(args.chain, payers=args.payers, facilitators=args.signers, block_time=DEV_BLOCK_TIME)
     emulator: EmulatorServer | None = None
     reconciler: Reconciler | None = None
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,16 @@ def test_anvil_that_exits_early_is_reported(tmp_path: Path) -> None:
     fake.chmod(0o755)
     with pytest.raises(AnvilStartError, match="(?s)exited with code 3.*unexpected argument"):
         DevChain("local", anvil=str(fake)).start()
+
+
+def test_block_time_keeps_the_head_fresh_and_transactions_instant() -> None:
+    """The dev tools' chains (``block_time``) mine while idle, so ``eth_call`` at ``latest`` sees a recent
+    ``block.timestamp``; a transaction is still mined at once (automine beside interval mining)."""
+    with DevChain("local", payers=1, facilitators=1, block_time=1) as chain:
+        first = int(chain.rpc("eth_blockNumber"), 16)
+        time.sleep(2.5)
+        head = chain.rpc("eth_getBlockByNumber", "latest", False)
+        assert int(head["number"], 16) >= first + 2 and int(head["timestamp"], 16) >= time.time() - 2
+        started = time.monotonic()
+        receipt = chain.send(chain.facilitator_keys[0], chain.pay_to, b"", value=1)
+        assert int(receipt["status"], 16) == 1 and time.monotonic() - started < 0.9

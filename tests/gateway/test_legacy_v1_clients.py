@@ -171,7 +171,6 @@ def test_legacy_python_x402_pays_from_the_v1_body(dev: DevGateway, legacy_python
     prices = {name: _quote(dev, body) for name, body in PY_CALLS.items()}
     assert len(set(prices.values())) == len(prices)
     (tmp_path / "pay.py").write_text(LEGACY_PY_SCRIPT)
-    dev.mine()  # the chain idled while legacy_python was installed
     out = _run(dev, 1, [str(legacy_python), str(tmp_path / "pay.py")], PY_CALLS, tmp_path)
     assert out["version"] == "1.0.0"
     txs = set()

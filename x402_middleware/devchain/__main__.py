@@ -24,7 +24,7 @@ import threading
 from types import FrameType
 
 from ._anvil import AnvilNotFoundError, AnvilStartError
-from .chain import TARGETS, DevChain
+from .chain import DEV_BLOCK_TIME, TARGETS, DevChain
 
 
 def _log(message: str) -> None:
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             facilitators=args.facilitators,
             payer_balance=args.payer_balance,
             anvil=args.anvil,
+            block_time=DEV_BLOCK_TIME,
         )
     except ValueError as exc:
         _log(str(exc))

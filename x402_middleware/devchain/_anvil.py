@@ -90,9 +90,20 @@ def _die_with_parent() -> Callable[[], None] | None:
 class AnvilProcess:
     """One running anvil bound to 127.0.0.1 on a kernel-chosen port."""
 
-    def __init__(self, chain_id: int, *, executable: str | None = None, startup_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        chain_id: int,
+        *,
+        executable: str | None = None,
+        startup_timeout: float = 15.0,
+        block_time: int | None = None,
+    ) -> None:
         self.executable = executable or find_anvil()
         args = [self.executable, "--host", "127.0.0.1", "--port", "0", "--chain-id", str(chain_id)]
+        if block_time is not None:
+            # A block every block_time seconds besides one per transaction (automine stays on): the head stays
+            # fresh, as on a real chain, for eth_call simulations at "latest" (block.timestamp) after idling.
+            args += ["--block-time", str(block_time), "--mixed-mining"]
         # anvil logs every request to stdout. One reader thread finds the "Listening on" line, then keeps
         # the pipe drained (a full pipe would block anvil) and the last lines for error messages.
         # (--silent would also hide the port.)

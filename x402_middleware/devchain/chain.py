@@ -28,6 +28,8 @@ MAX_UINT256 = 2**256 - 1
 # anvil's dev account #0 (mnemonic "test test ... junk"), 10,000 ETH at genesis. Public; dev chains only.
 ANVIL_DEPLOYER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 TOKEN_VERSION = "2"
+#: The block time of the long-running dev tools' chains (seconds; Base's): see DevChain's ``block_time``.
+DEV_BLOCK_TIME = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ class DevChain:
         facilitator_eth: int = 10_000 * 10**18,
         anvil: str | None = None,
         permit2_allowance: bool = True,
+        block_time: int | None = None,
     ) -> None:
         if network not in TARGETS:
             raise ValueError(f"unknown dev-chain network {network!r}; choose one of {', '.join(TARGETS)}")
@@ -115,6 +118,7 @@ class DevChain:
         self.payer_balance = payer_balance
         self.facilitator_eth = facilitator_eth
         self.permit2_allowance = permit2_allowance
+        self.block_time = block_time
         self.asset = ""  # known once started
         self.timings: dict[str, float] = {}
         self._anvil_path = anvil
@@ -128,7 +132,7 @@ class DevChain:
         if self._anvil is not None:
             raise RuntimeError("DevChain already started")
         t0 = time.perf_counter()
-        self._anvil = AnvilProcess(self.chain_id, executable=self._anvil_path)
+        self._anvil = AnvilProcess(self.chain_id, executable=self._anvil_path, block_time=self.block_time)
         try:
             self._rpc = SyncRPC(self._anvil.url)
             self._rpc("eth_chainId")

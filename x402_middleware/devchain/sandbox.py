@@ -27,7 +27,7 @@ from types import FrameType
 from ..facilitator.onchain import OnChainFacilitator
 from ..facilitator.server import facilitator_app
 from ._anvil import AnvilNotFoundError, AnvilStartError
-from .chain import DevChain
+from .chain import DEV_BLOCK_TIME, DevChain
 
 #: The chains the sandbox can emulate: networks whose built-in USDC the dev chain's token stands in for, so that
 #: an app and a client in other processes need nothing but the network name.
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         _log(f"cannot listen on {args.host}:{args.port}: {exc} (choose another --port, or 0 for any free one)")
         return 2
-    chain = DevChain(args.network, payers=1, facilitators=1)
+    chain = DevChain(args.network, payers=1, facilitators=1, block_time=DEV_BLOCK_TIME)
     _log(f"starting anvil for {chain.network} ({args.network})")
     try:
         chain.start()  # from the main thread: anvil gets SIGTERM if this process dies
