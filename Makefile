@@ -34,9 +34,12 @@ test: install services
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -p no:cacheprovider
 
+# peers.py installs the LiteLLM proxy and the Portkey gateway into ~/.cache/x402_middleware/peers on its first run
+# (that run needs PyPI and the npm registry); later runs are offline.
 bench: install
 	$(PY) benchmarks/verify.py
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/http_compare.py
 	$(PY) benchmarks/http_clients.py
 	$(PY) benchmarks/gateway.py
+	$(PY) benchmarks/peers.py
