@@ -60,11 +60,24 @@ class _Write:
         self.update, self.done, self.loop, self.future = update, done, loop, future
         self.error: Exception | None = None
 
-    def finish(self) -> None:
-        if self.done is not None:
-            self.done.set()
-        elif self.loop is not None and self.future is not None:
-            self.loop.call_soon_threadsafe(_resolve, self.future, self.error)
+
+def _finish(batch: list[_Write]) -> None:
+    """Wake every caller of a committed batch: threads one by one, each event loop once for all its writes (one
+    ``call_soon_threadsafe``, i.e. one wake-up of the loop, instead of one per write)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Write]] = {}
+    for write in batch:
+        if write.done is not None:
+            write.done.set()
+        elif write.loop is not None:
+            by_loop.setdefault(write.loop, []).append(write)
+    for loop, writes in by_loop.items():
+        loop.call_soon_threadsafe(_resolve_all, writes)
+
+
+def _resolve_all(writes: list[_Write]) -> None:
+    for write in writes:
+        if write.future is not None:
+            _resolve(write.future, write.error)
 
 
 def _resolve(future: asyncio.Future[None], error: Exception | None) -> None:
@@ -202,8 +215,7 @@ class SQLiteJournal:
                             self._apply(db, write.update, time.time())
                     except Exception as exc:  # noqa: BLE001 - handed to the waiting caller
                         write.error = exc
-            for write in batch:
-                write.finish()
+            _finish(batch)
 
     def _apply(self, db: sqlite3.Connection, update: Recorded, now: float) -> None:
         row = db.execute("SELECT state FROM payments WHERE key = ?", (update.key,)).fetchone()
