@@ -3,16 +3,17 @@
 Never ``float``. Price strings such as ``"$0.001"`` are parsed once, when the
 app is configured. Conversion to atomic units truncates toward zero, like the
 official SDK (``$0.001`` at 6 decimals is ``1000``), but refuses a price that
-would truncate to a different value so a misconfigured price is caught early.
+would truncate to a different value so a misconfigured price is caught early. Computed amounts (a per-token
+quote, an ``upto`` usage charge) are rounded up instead (:func:`to_atomic_ceil`).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["format_usd", "from_atomic", "parse_usd", "to_atomic"]
+__all__ = ["format_usd", "from_atomic", "parse_usd", "to_atomic", "to_atomic_ceil"]
 
 
 def parse_usd(value: str | Decimal | int) -> Decimal:
@@ -63,6 +64,18 @@ def to_atomic(amount: Decimal, decimals: int, *, exact: bool = True) -> int:
     if exact and scaled != atomic:
         raise ConfigurationError(f"amount {amount} has more than {decimals} decimal places for this token")
     return atomic
+
+
+def to_atomic_ceil(amount: Decimal, decimals: int) -> int:
+    """A computed amount (a quote, a usage charge) in atomic units, rounded **up**: a partial unit is charged as
+    a whole one.
+
+    >>> to_atomic_ceil(Decimal("0.0000001"), 6)
+    1
+    """
+    if not amount.is_finite():
+        raise ConfigurationError(f"amount {amount} is not a finite number")
+    return int(_shift(amount, decimals).to_integral_value(ROUND_CEILING))
 
 
 def from_atomic(atomic: int, decimals: int) -> Decimal:

@@ -35,7 +35,7 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from ._exceptions import ConfigurationError, UnpriceableRequestError
-from .money import parse_usd
+from .money import parse_usd, to_atomic_ceil
 from .networks import Asset
 from .routes import RoutePattern
 
@@ -352,7 +352,7 @@ class TokenQuote:
 
     def atomic(self, input_tokens: int, max_tokens: int) -> int:
         """The quote in atomic units, rounded up (a partial unit is charged as a whole one)."""
-        return int(self.usd(input_tokens, max_tokens).scaleb(self.decimals, _EXACT).to_integral_value(ROUND_CEILING))
+        return to_atomic_ceil(self.usd(input_tokens, max_tokens), self.decimals)
 
     def usage_usd(self, input_tokens: int, output_tokens: int | Decimal) -> Decimal:
         """What a call that *used* these tokens costs, in USD: the same formula with the actual output tokens
@@ -371,8 +371,7 @@ class TokenQuote:
         >>> TokenQuote("3.00", "15.00").usage_atomic(input_tokens=1000, output_tokens=10)   # $0.00315 + $0.001 fee
         4150
         """
-        usd = self.usage_usd(input_tokens, output_tokens)
-        return int(usd.scaleb(self.decimals, _EXACT).to_integral_value(ROUND_CEILING))
+        return to_atomic_ceil(self.usage_usd(input_tokens, output_tokens), self.decimals)
 
     def __call__(self, request: PaymentRequest) -> TokenAmount:
         body = _json_object(request)

@@ -42,11 +42,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ConfigurationError
-from .money import parse_usd
+from .money import parse_usd, to_atomic_ceil
 
 if TYPE_CHECKING:
     from .models import Payment
@@ -152,8 +152,7 @@ def atomic_charge(amount: Any, decimals: int) -> int:
             raise ConfigurationError(f"charge {amount!r} is negative; give 0 or more atomic units")
         return amount
     if isinstance(amount, (str, Decimal)):
-        usd = parse_usd(amount)
-        return int(usd.scaleb(decimals).to_integral_value(ROUND_CEILING))
+        return to_atomic_ceil(parse_usd(amount), decimals)
     raise ConfigurationError(
         f"charge {amount!r}: give an int of atomic units, '$0.0042', a Decimal of USD or a TokenAmount"
     )
