@@ -108,11 +108,16 @@ def atomic_price(model: ModelInfo, input_tokens: int, max_tokens: int) -> int | 
     if model.billing_mode == "flat":
         assert model.flat_usd is not None  # guaranteed by the catalog loader
         return to_atomic(model.flat_usd, USDC_DECIMALS)  # the loader refuses sub-micro flat prices
+    return _model_formula(model, input_tokens).atomic(input_tokens, max_tokens)
+
+
+def _model_formula(model: ModelInfo, input_tokens: int) -> TokenQuote:
+    """A per-token model's formula for a call of ``input_tokens``: the long-context rates above its threshold."""
     in_rate, out_rate = model.input_per_m, model.output_per_m
     lc = model.long_context
     if lc is not None and input_tokens > lc.threshold:
         in_rate, out_rate = in_rate * lc.input_multiplier, out_rate * lc.output_multiplier
-    return _formula(in_rate, out_rate, model.fees).atomic(input_tokens, max_tokens)
+    return _formula(in_rate, out_rate, model.fees)
 
 
 @lru_cache(maxsize=1024)
@@ -141,11 +146,7 @@ def usage_price(model: ModelInfo, input_tokens: int, output_tokens: int) -> int 
     """
     if model.billing_mode != "paid":
         return atomic_price(model, input_tokens, 1)
-    in_rate, out_rate = model.input_per_m, model.output_per_m
-    lc = model.long_context
-    if lc is not None and input_tokens > lc.threshold:
-        in_rate, out_rate = in_rate * lc.input_multiplier, out_rate * lc.output_multiplier
-    return _formula(in_rate, out_rate, model.fees).usage_atomic(input_tokens, output_tokens)
+    return _model_formula(model, input_tokens).usage_atomic(input_tokens, output_tokens)
 
 
 def effective_max_tokens(model: ModelInfo, value: Any, *, required: bool = False) -> int:
