@@ -31,6 +31,7 @@ from ._exceptions import ConfigurationError, MalformedPaymentError, PaymentClien
 from ._fingerprint import PAYMENT_IDENTIFIER
 from .evm import address_of
 from .evm.abi import encode_call
+from .evm.jsonrpc import build_request
 from .models import PaymentRequirements, SettleResult
 from .money import format_usd, parse_usd, to_atomic
 from .networks import Asset, check_address, find_network, get_network
@@ -244,13 +245,9 @@ class X402Auth(httpx.Auth):
         mint = requirement.asset.address
         calls = []
         if not isinstance(extra.get("recentBlockhash"), str):
-            calls.append(
-                {"jsonrpc": "2.0", "id": 1, "method": "getLatestBlockhash", "params": [{"commitment": "confirmed"}]}
-            )
+            calls.append(build_request("getLatestBlockhash", [{"commitment": "confirmed"}], 1))
         if mint not in self._token_programs and "tokenProgram" not in extra:
-            calls.append(
-                {"jsonrpc": "2.0", "id": 2, "method": "getAccountInfo", "params": [mint, {"encoding": "base64"}]}
-            )
+            calls.append(build_request("getAccountInfo", [mint, {"encoding": "base64"}], 2))
         if not calls:
             return None
         if self.solana_rpc_url is None:
@@ -280,12 +277,7 @@ class X402Auth(httpx.Auth):
             encode_call("nonces(address)", self.address),
         ]
         body = [
-            {
-                "jsonrpc": "2.0",
-                "id": i,
-                "method": "eth_call",
-                "params": [{"to": token, "data": "0x" + d.hex()}, "latest"],
-            }
+            build_request("eth_call", [{"to": token, "data": "0x" + d.hex()}, "latest"], i)
             for i, d in enumerate(calls, 1)
         ]
         return _RPC(self.evm_rpc_url, body)
