@@ -9,7 +9,6 @@ import threading
 import time
 from typing import Any
 
-import eth_account  # noqa: F401  (older py_ecc versions it imported raised the recursion limit to 100,000)
 import pytest
 
 from x402_middleware._exceptions import JSONTooDeepError, MalformedPaymentError, UnpriceableRequestError
